@@ -1,0 +1,38 @@
+//! `ecr_prune`: stub, to be implemented (see SPEC.md).
+
+use crate::app::Globals;
+use crate::cli::EcrPruneArgs;
+use crate::config::RawEcr;
+use crate::error::Status;
+
+/// Errors of this command area.
+#[derive(Debug, thiserror::Error)]
+pub enum EcrError {
+    #[error("invalid {key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("not implemented yet")]
+    NotImplemented,
+}
+
+impl EcrError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Invalid { .. } => crate::error::EXIT_USAGE,
+            Self::NotImplemented => crate::error::EXIT_RUNTIME,
+        }
+    }
+}
+
+/// The effective settings of this section as JSON (secrets redacted), for `check`.
+pub fn effective(_raw: &RawEcr) -> Result<serde_json::Value, EcrError> {
+    Ok(serde_json::Value::Null)
+}
+
+/// Run the command.
+pub async fn run(
+    _globals: &Globals,
+    _raw: &RawEcr,
+    _args: &EcrPruneArgs,
+) -> Result<Status, EcrError> {
+    Err(EcrError::NotImplemented)
+}

@@ -1,0 +1,28 @@
+//! shipshape keeps ECS container instances and CI hosts in good order.
+//!
+//! Every job is snapshot → plan → execute:
+//! - `adapters` read the world (Docker Engine API, AWS) into a snapshot of this
+//!   crate's own types, behind the traits in `ports`;
+//! - a pure planner (`plan(&Snapshot, &Policy, now) -> Plan`) decides, giving every
+//!   entry its reason — no I/O, no clock, no SDK types;
+//! - an executor carries the plan out through the ports and reports each item.
+//!
+//! `bootstrap` writes ecs.config; `image_gc` cleans the host's Docker; `ecr_prune`
+//! prunes ECR; `daemon` schedules them all under systemd. `main.rs` only wires.
+
+pub mod adapters;
+pub mod app;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod ecr_prune;
+pub mod error;
+pub mod image_gc;
+pub mod ports;
+pub mod shutdown;
+pub mod telemetry;
+pub mod units;
+
+#[cfg(test)]
+pub mod testing;

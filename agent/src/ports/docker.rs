@@ -1,0 +1,1 @@
+//! Port traits for docker; see the area module for how they are used.

@@ -1,0 +1,1 @@
+//! Port traits for secrets; see the area module for how they are used.

@@ -1,0 +1,2 @@
+//! Fakes for the ports, for planner and executor edge cases the real thing cannot
+//! produce. One file per area.
