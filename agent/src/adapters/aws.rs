@@ -12,3 +12,39 @@ pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
     }
     loader.load().await
 }
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Logs every HTTP attempt of every AWS call at debug level, target
+/// `shipshape::aws_call`, with fields `service` and `operation` (never the payload).
+/// The API-economy benchmarks and tests count these lines; retries count too.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallLogger;
+
+impl Intercept for CallLogger {
+    fn name(&self) -> &'static str {
+        "shipshape::CallLogger"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            tracing::debug!(
+                target: "shipshape::aws_call",
+                service = meta.service(),
+                operation = meta.name(),
+                "aws call"
+            );
+        }
+        Ok(())
+    }
+}

@@ -36,3 +36,9 @@ pub async fn run(
 ) -> Result<Status, BootstrapError> {
     Err(BootstrapError::NotImplemented)
 }
+
+/// Daemon entry (`refresh_auth` job): run bootstrap with the config's `[bootstrap]`
+/// section and no flags; `Ok(true)` when ecs.config (or config.json) changed on disk.
+pub async fn refresh(_globals: &Globals, _raw: &RawBootstrap) -> Result<bool, BootstrapError> {
+    Err(BootstrapError::NotImplemented)
+}

@@ -36,3 +36,23 @@ pub async fn run(
 ) -> Result<Status, EcrError> {
     Err(EcrError::NotImplemented)
 }
+
+/// What one prune pass did, for the daemon's metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EcrSummary {
+    /// Repository → images deleted in it.
+    pub deleted_per_repository: Vec<(String, u64)>,
+    /// Some repository failed or was refused (the CLI would exit 1).
+    pub partial_failure: bool,
+}
+
+/// Daemon entry: one prune pass with `[ecr]` settings and `args` overrides
+/// (`apply` from the job), stopping between batches when `cancel` fires. Prints nothing.
+pub async fn run_pass(
+    _globals: &Globals,
+    _raw: &RawEcr,
+    _args: &EcrPruneArgs,
+    _cancel: tokio_util::sync::CancellationToken,
+) -> Result<EcrSummary, EcrError> {
+    Err(EcrError::NotImplemented)
+}
