@@ -393,3 +393,74 @@ fn bad_exclude_pattern_or_size_is_exit_2_naming_it_and_changes_nothing() {
     assert_eq!(image_ids(&d), before);
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
+    let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
+    let specs: Vec<ImageSpec> = (0..16)
+        .map(|n| ImageSpec::new(&format!("big/{n}:1"), OLD + n * 100).payload(8 << 20))
+        .collect();
+    // In batches: `docker load` stages the archive on the same small filesystem.
+    let ids: Vec<String> = specs.chunks(4).flat_map(|c| images::load(&d, c)).collect();
+    let used_pct = || {
+        let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
+        let total = st.blocks() as f64;
+        100.0 * (total - st.blocks_free() as f64) / total
+    };
+    let before = used_pct();
+    assert!(before > 45.0, "test set-up: only {before:.1}% used");
+    let low = before - 20.0;
+    let (high_arg, low_arg) = (format!("{:.0}%", before - 5.0), format!("{low:.0}%"));
+    let base = [
+        "--min-age",
+        "0s",
+        "--high-water",
+        &high_arg,
+        "--low-water",
+        &low_arg,
+    ];
+
+    // Below high water: nothing happens.
+    let calm = json(&gc(
+        &d,
+        &[
+            "--output",
+            "json",
+            "--min-age",
+            "0s",
+            "--high-water",
+            "99%",
+            "--low-water",
+            "90%",
+        ],
+    ));
+    assert!(decisions(&calm)
+        .values()
+        .all(|(a, r)| a == "kept" && r.contains("high water")));
+    assert_eq!(image_ids(&d).len(), 16);
+
+    let mut args = base.to_vec();
+    args.extend(["--output", "json"]);
+    let real = json(&gc(&d, &args));
+    let after = used_pct();
+    assert!(
+        after <= low + 0.5,
+        "stopped at {after:.1}%, low water {low:.1}%"
+    );
+    let left = image_ids(&d);
+    assert!(!left.is_empty() && left.len() < 16, "{} left", left.len());
+    // Oldest first: the survivors are exactly the newest ones.
+    let deleted = 16 - left.len();
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(left.contains(id), n >= deleted, "image {n} (oldest first)");
+    }
+    let low_water_kept = decisions(&real)
+        .values()
+        .filter(|(a, r)| a == "kept" && r.contains("low water"))
+        .count();
+    assert_eq!(low_water_kept, left.len());
+    assert!(
+        real["disk"]["after"]["used_bytes"].as_u64()
+            < real["disk"]["before"]["used_bytes"].as_u64()
+    );
+}
