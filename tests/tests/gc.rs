@@ -464,3 +464,40 @@ fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
             < real["disk"]["before"]["used_bytes"].as_u64()
     );
 }
+
+#[test]
+fn last_use_from_the_daemon_state_file_keeps_an_old_image_young() {
+    use shipshape::last_use::LastUseState;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::new("used/a:1", OLD),
+            ImageSpec::new("unused/b:1", OLD),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_path = dir.path().join("state.json");
+    let now = chrono::Utc::now();
+    let mut state = LastUseState::empty(now);
+    state.touch(&ids[0], now - chrono::Duration::minutes(5));
+    state.save(&state_path).expect("save state");
+    let state_arg = state_path.display().to_string();
+    let out = run_shipshape(
+        [
+            "--docker-host",
+            &d.host(),
+            "gc",
+            "--dry-run",
+            "--output",
+            "json",
+            "--state",
+            &state_arg,
+        ],
+        &[],
+    );
+    let doc = json(&out);
+    let planned = decisions(&doc);
+    assert_eq!(planned[&ids[0]], ("kept".into(), "younger than 1h".into()));
+    assert_eq!(planned[&ids[1]].0, "would delete");
+}
