@@ -37,7 +37,11 @@ fn moto_env_points_at_the_endpoint() {
 #[test]
 fn moto_accepts_manual_ecs_transitions() {
     let moto = Moto::start();
+    let before = moto.get_transition("ecs::task");
     moto.set_ecs_manual_transitions();
+    let after = moto.get_transition("ecs::task");
+    assert_ne!(before, after);
+    assert_eq!(after["progression"], "manual", "transition now: {after}");
 }
 
 #[test]
@@ -59,6 +63,7 @@ mod dockerd {
     #[test]
     fn private_dockerd_loads_images_with_requested_created_times() {
         let d = Dockerd::start();
+        eprintln!("storage driver: {}", d.driver());
         let specs = [
             ImageSpec::new("harness/a:1", 1_600_000_000),
             ImageSpec::new("harness/b:2", 1_700_000_000).payload(4096),
