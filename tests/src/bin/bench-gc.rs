@@ -189,6 +189,20 @@ fn main() {
             ms(load)
         );
 
+        // Reference: the engine's own listing cost, as the docker CLI sees it.
+        let mut lists: Vec<Duration> = (0..PLAN_RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                d.docker_ok(["image", "ls", "-q", "--no-trunc"]);
+                start.elapsed()
+            })
+            .collect();
+        lists.sort();
+        println!(
+            "  reference: `docker image ls -q` (one /images/json) median of {PLAN_RUNS}: {}",
+            ms(lists[PLAN_RUNS / 2])
+        );
+
         let mut plans: Vec<Measured> = (0..PLAN_RUNS)
             .map(|_| {
                 shipshape(
