@@ -1,0 +1,616 @@
+//! Planner unit tests: one named case per protection rule, per ordering rule and
+//! per interaction between rules, on snapshots built by hand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::*;
+use crate::image_gc::policy::{DiskWatermarks, ExcludeSet, Policy};
+use crate::ports::docker::{ContainerState, FsUsage, VolumeInfo};
+use crate::testing::docker::{container, full_id, hours_ago, image, now};
+use crate::units::Watermark;
+
+const GIB: u64 = 1 << 30;
+
+fn snap(images: Vec<ImageInfo>, containers: Vec<ContainerInfo>) -> Snapshot {
+    Snapshot {
+        images,
+        containers,
+        ..Default::default()
+    }
+}
+
+fn policy() -> Policy {
+    Policy::defaults()
+}
+
+fn excluding(patterns: &[&str]) -> Policy {
+    let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+    Policy {
+        excludes: ExcludeSet::new(&patterns).unwrap(),
+        ..policy()
+    }
+}
+
+fn entry<'a>(plan: &'a Plan, id: &str) -> &'a ImageEntry {
+    let id = full_id(id);
+    plan.images
+        .iter()
+        .find(|e| e.id == id)
+        .unwrap_or_else(|| panic!("{id} not in plan"))
+}
+
+fn decision(plan: &Plan, id: &str) -> (Action, String) {
+    let e = entry(plan, id);
+    (e.action, e.reason.to_string())
+}
+
+fn deleted_order(plan: &Plan) -> Vec<String> {
+    plan.deletions()
+        .map(|e| {
+            e.id.trim_start_matches("sha256:")
+                .trim_end_matches('0')
+                .to_owned()
+        })
+        .collect()
+}
+
+fn kept(reason: &str) -> (Action, String) {
+    (Action::Keep, reason.to_owned())
+}
+
+fn deleted(reason: &str) -> (Action, String) {
+    (Action::Delete, reason.to_owned())
+}
+
+#[test]
+fn old_unused_image_is_deleted_as_least_recently_used() {
+    let p = plan(
+        &snap(vec![image("a1", &["app:1"], 48, 10)], vec![]),
+        &policy(),
+        now(),
+    );
+    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+}
+
+#[test]
+fn image_of_running_container_is_kept() {
+    let s = snap(
+        vec![image("a1", &["app:1"], 48, 10)],
+        vec![container("c0ffee", "app:1", "a1", ContainerState::Running)],
+    );
+    assert_eq!(
+        decision(&plan(&s, &policy(), now()), "a1"),
+        kept("in use by container c0ffee000000")
+    );
+}
+
+#[test]
+fn image_of_container_in_any_state_is_kept() {
+    for state in [
+        ContainerState::Created,
+        ContainerState::Exited,
+        ContainerState::Dead,
+        ContainerState::Paused,
+        ContainerState::Restarting,
+    ] {
+        let s = snap(
+            vec![image("a1", &["app:1"], 48, 10)],
+            vec![container("c1", "app:1", "a1", state)],
+        );
+        assert_eq!(
+            plan(&s, &policy(), now()).images[0].action,
+            Action::Keep,
+            "{state:?}"
+        );
+    }
+}
+
+#[test]
+fn tag_moved_to_new_image_while_container_runs_old_id() {
+    // app:1 was re-pulled: the running container still holds the old, now dangling, ID.
+    let s = snap(
+        vec![image("01d", &[], 72, 10), image("0e1", &["app:1"], 48, 10)],
+        vec![container("c1", "app:1", "01d", ContainerState::Running)],
+    );
+    let p = plan(&s, &policy(), now());
+    assert_eq!(
+        decision(&p, "01d"),
+        kept("in use by container c10000000000")
+    );
+    assert_eq!(decision(&p, "0e1"), deleted("least recently used"));
+}
+
+#[test]
+fn excluded_by_glob_is_kept() {
+    let s = snap(vec![image("a1", &["redis:7"], 48, 10)], vec![]);
+    assert_eq!(
+        decision(&plan(&s, &excluding(&["redis:*"]), now()), "a1"),
+        kept("excluded by redis:*")
+    );
+}
+
+#[test]
+fn excluded_and_old_is_kept_as_excluded() {
+    let s = snap(
+        vec![image("a1", &["ci/base:2020"], 24 * 365 * 3, 10)],
+        vec![],
+    );
+    let p = plan(
+        &s,
+        &Policy {
+            keep_per_repo: 0,
+            ..excluding(&["*/base:*"])
+        },
+        now(),
+    );
+    assert_eq!(decision(&p, "a1"), kept("excluded by */base:*"));
+}
+
+#[test]
+fn excluded_by_image_id_prefix() {
+    let s = snap(
+        vec![image("abcdef", &[], 48, 10), image("bbb", &[], 48, 10)],
+        vec![],
+    );
+    let p = plan(&s, &excluding(&["sha256:abcd"]), now());
+    assert_eq!(decision(&p, "abcdef"), kept("excluded by sha256:abcd"));
+    assert_eq!(decision(&p, "bbb"), deleted("dangling"));
+}
+
+#[test]
+fn ecs_agent_images_are_kept() {
+    let s = snap(
+        vec![
+            image("a1", &["amazon/amazon-ecs-agent:latest"], 900, 10),
+            image("a2", &["amazon/amazon-ecs-pause:0.1.0"], 900, 10),
+            image(
+                "a3",
+                &["public.ecr.aws/x/ecs-service-connect-agent:v1"],
+                900,
+                10,
+            ),
+        ],
+        vec![],
+    );
+    let p = plan(&s, &policy(), now());
+    for id in ["a1", "a2", "a3"] {
+        assert_eq!(decision(&p, id), kept("ECS agent image"));
+    }
+}
+
+#[test]
+fn ecs_agent_images_can_be_unprotected() {
+    let s = snap(
+        vec![image("a1", &["amazon/amazon-ecs-agent:latest"], 900, 10)],
+        vec![],
+    );
+    let p = plan(
+        &s,
+        &Policy {
+            protect_ecs_agent: false,
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(p.images[0].action, Action::Delete);
+}
+
+#[test]
+fn young_image_is_kept() {
+    let s = snap(vec![image("a1", &["app:1"], 0, 10)], vec![]);
+    assert_eq!(
+        decision(&plan(&s, &policy(), now()), "a1"),
+        kept("younger than 1h")
+    );
+}
+
+#[test]
+fn age_counts_from_last_use_when_later_than_creation() {
+    let mut s = snap(vec![image("a1", &["app:1"], 500, 10)], vec![]);
+    s.last_use = HashMap::from([(full_id("a1"), now() - chrono::Duration::minutes(10))]);
+    assert_eq!(
+        decision(&plan(&s, &policy(), now()), "a1"),
+        kept("younger than 1h")
+    );
+}
+
+#[test]
+fn last_use_before_creation_is_ignored() {
+    let mut s = snap(vec![image("a1", &["app:1"], 0, 10)], vec![]);
+    s.last_use = HashMap::from([(full_id("a1"), hours_ago(100))]);
+    assert_eq!(
+        decision(&plan(&s, &policy(), now()), "a1"),
+        kept("younger than 1h")
+    );
+}
+
+#[test]
+fn min_age_zero_makes_everything_old_enough() {
+    let s = snap(vec![image("a1", &["app:1"], 0, 10)], vec![]);
+    let p = plan(
+        &s,
+        &Policy {
+            min_age: Duration::ZERO,
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(p.images[0].action, Action::Delete);
+}
+
+#[test]
+fn keeps_newest_n_per_repo_by_creation() {
+    let s = snap(
+        vec![
+            image("a1", &["app:1"], 30, 10),
+            image("a2", &["app:2"], 20, 10),
+            image("a3", &["app:3"], 10, 10),
+            image("b1", &["web:1"], 40, 10),
+        ],
+        vec![],
+    );
+    let p = plan(
+        &s,
+        &Policy {
+            keep_per_repo: 2,
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(decision(&p, "a3"), kept("newest 2 of repo app"));
+    assert_eq!(decision(&p, "a2"), kept("newest 2 of repo app"));
+    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+    assert_eq!(decision(&p, "b1"), kept("newest 2 of repo web"));
+}
+
+#[test]
+fn keep_per_repo_ignores_dangling_images() {
+    // Dangling images belong to no repository: never kept by the rule, never
+    // taking a slot from a tagged image.
+    let s = snap(
+        vec![
+            image("d1", &[], 1, 10),
+            image("d2", &[], 2, 10),
+            image("a1", &["app:1"], 30, 10),
+            image("a2", &["app:2"], 20, 10),
+        ],
+        vec![],
+    );
+    let p = plan(
+        &s,
+        &Policy {
+            keep_per_repo: 1,
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(decision(&p, "d1"), deleted("dangling"));
+    assert_eq!(decision(&p, "d2"), deleted("dangling"));
+    assert_eq!(decision(&p, "a2"), kept("newest 1 of repo app"));
+    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+}
+
+#[test]
+fn image_tagged_in_two_repos_counts_in_both() {
+    let s = snap(
+        vec![
+            image("a1", &["app:1", "mirror/app:1"], 30, 10),
+            image("a2", &["app:2"], 10, 10),
+        ],
+        vec![],
+    );
+    let p = plan(
+        &s,
+        &Policy {
+            keep_per_repo: 1,
+            ..policy()
+        },
+        now(),
+    );
+    // Not the newest of app, but the newest of mirror/app.
+    assert_eq!(decision(&p, "a1"), kept("newest 1 of repo mirror/app"));
+    assert_eq!(decision(&p, "a2"), kept("newest 1 of repo app"));
+}
+
+#[test]
+fn parent_of_protected_image_is_kept() {
+    let mut child = image("c1", &["app:2"], 48, 10);
+    child.parent_id = Some(full_id("b0"));
+    let mut mid = image("b0", &[], 72, 10);
+    mid.parent_id = Some(full_id("a0"));
+    let s = snap(
+        vec![image("a0", &["base:1"], 96, 10), mid, child],
+        vec![container("k1", "app:2", "c1", ContainerState::Running)],
+    );
+    let p = plan(&s, &policy(), now());
+    assert_eq!(
+        decision(&p, "b0"),
+        kept("parent of kept image c10000000000")
+    );
+    assert_eq!(
+        decision(&p, "a0"),
+        kept("parent of kept image b00000000000")
+    );
+}
+
+#[test]
+fn children_are_deleted_before_parents() {
+    // The parent is dangling (ordered first) but must wait for its child.
+    let mut child = image("c1", &["app:2"], 48, 10);
+    child.parent_id = Some(full_id("b0"));
+    let s = snap(
+        vec![image("b0", &[], 72, 10), child, image("d9", &[], 50, 10)],
+        vec![],
+    );
+    let p = plan(&s, &policy(), now());
+    assert_eq!(deleted_order(&p), vec!["c1", "b", "d9"]);
+}
+
+#[test]
+fn candidates_ordered_dangling_then_lru_then_size() {
+    let s = snap(
+        vec![
+            image("a1", &["app:1"], 10, 100),
+            image("a2", &["app:2"], 50, 100),
+            image("a3", &["app:3"], 50, 900),
+            image("d1", &[], 5, 1),
+        ],
+        vec![],
+    );
+    let p = plan(&s, &policy(), now());
+    assert_eq!(deleted_order(&p), vec!["d1", "a3", "a2", "a1"]);
+}
+
+#[test]
+fn every_image_appears_exactly_once() {
+    let s = snap(
+        vec![
+            image("a1", &["app:1"], 10, 100),
+            image("a2", &["redis:1"], 50, 100),
+            image("a3", &["app:3"], 0, 900),
+        ],
+        vec![container("c1", "app:1", "a1", ContainerState::Exited)],
+    );
+    let p = plan(&s, &excluding(&["redis:*"]), now());
+    let mut ids: Vec<_> = p.images.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(p.images.len(), 3);
+}
+
+#[test]
+fn max_deletions_caps_the_run_in_order() {
+    let s = snap(
+        vec![
+            image("a1", &["app:1"], 10, 1),
+            image("a2", &["app:2"], 50, 1),
+            image("a3", &["app:3"], 30, 1),
+        ],
+        vec![],
+    );
+    let p = plan(
+        &s,
+        &Policy {
+            max_deletions: Some(2),
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(deleted_order(&p), vec!["a2", "a3"]);
+    assert_eq!(decision(&p, "a1"), kept("max deletions (2) reached"));
+}
+
+fn disk_policy(high: f64, low: f64) -> Policy {
+    Policy {
+        disk: Some(DiskWatermarks {
+            high: Watermark::Percent(high),
+            low: Watermark::Percent(low),
+        }),
+        ..policy()
+    }
+}
+
+fn usage(used: u64, total: u64) -> Option<FsUsage> {
+    Some(FsUsage {
+        total_bytes: total,
+        used_bytes: used,
+        total_inodes: 1000,
+        used_inodes: 10,
+    })
+}
+
+#[test]
+fn disk_mode_below_high_water_deletes_nothing() {
+    let mut s = snap(vec![image("a1", &["app:1"], 50, GIB)], vec![]);
+    s.disk = usage(70 * GIB, 100 * GIB);
+    let p = plan(&s, &disk_policy(85.0, 75.0), now());
+    assert_eq!(
+        decision(&p, "a1"),
+        kept("disk usage not above high water 85%")
+    );
+    assert_eq!(p.disk, DiskPlan::Off);
+}
+
+#[test]
+fn disk_mode_stops_at_low_water() {
+    // 90 GiB of 100 used, low water 75%: the three oldest 5 GiB images suffice.
+    let mut s = snap(
+        (1..=6)
+            .map(|n| image(&format!("a{n}"), &[&format!("app:{n}")], 100 - n, 5 * GIB))
+            .collect(),
+        vec![],
+    );
+    s.disk = usage(90 * GIB, 100 * GIB);
+    let mut p = plan(&s, &disk_policy(85.0, 75.0), now());
+    match p.disk {
+        DiskPlan::Pressure { estimated, .. } => assert_eq!(estimated, 3),
+        other => panic!("{other:?}"),
+    }
+    // The executor re-measures; a dry run shows the estimate.
+    assert_eq!(p.deletions().count(), 6);
+    apply_estimate(&mut p);
+    assert_eq!(deleted_order(&p), vec!["a1", "a2", "a3"]);
+    assert_eq!(
+        decision(&p, "a4"),
+        kept("disk usage at or below low water 75%")
+    );
+}
+
+#[test]
+fn disk_mode_acts_on_inode_pressure() {
+    let mut s = snap(vec![image("a1", &["app:1"], 50, 1)], vec![]);
+    s.disk = Some(FsUsage {
+        total_bytes: 100 * GIB,
+        used_bytes: GIB,
+        total_inodes: 1000,
+        used_inodes: 950,
+    });
+    let p = plan(&s, &disk_policy(85.0, 75.0), now());
+    assert!(matches!(p.disk, DiskPlan::Pressure { estimated: 1, .. }));
+    assert_eq!(p.deletions().count(), 1);
+}
+
+#[test]
+fn disk_mode_with_absolute_sizes() {
+    let mut s = snap(vec![image("a1", &["app:1"], 50, 10 * GIB)], vec![]);
+    s.disk = usage(45 * GIB, 100 * GIB);
+    let p = plan(
+        &s,
+        &Policy {
+            disk: Some(DiskWatermarks {
+                high: Watermark::Bytes(40 * GIB),
+                low: Watermark::Bytes(30 * GIB),
+            }),
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(p.deletions().count(), 1);
+}
+
+fn with_containers() -> Policy {
+    Policy {
+        containers: true,
+        ..policy()
+    }
+}
+
+fn finished(mut c: ContainerInfo, hours: i64) -> ContainerInfo {
+    c.finished_at = Some(hours_ago(hours));
+    c
+}
+
+#[test]
+fn containers_exited_past_grace_are_removed_and_free_their_image() {
+    let s = snap(
+        vec![image("a1", &["app:1"], 48, 10)],
+        vec![finished(
+            container("c1", "app:1", "a1", ContainerState::Exited),
+            3,
+        )],
+    );
+    let p = plan(&s, &with_containers(), now());
+    assert_eq!(p.containers[0].action, Action::Delete);
+    assert_eq!(p.containers[0].reason.to_string(), "finished over 1h ago");
+    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+}
+
+#[test]
+fn containers_within_grace_or_active_are_kept() {
+    let s = snap(
+        vec![image("a1", &["app:1"], 48, 10)],
+        vec![
+            finished(container("c1", "app:1", "a1", ContainerState::Exited), 0),
+            container("c2", "app:1", "a1", ContainerState::Running),
+            finished(container("c3", "app:1", "a1", ContainerState::Dead), 5),
+        ],
+    );
+    let p = plan(&s, &with_containers(), now());
+    let reasons: Vec<_> = p
+        .containers
+        .iter()
+        .map(|c| (c.action, c.reason.to_string()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            kept("finished less than 1h ago"),
+            kept("running"),
+            deleted("finished over 1h ago"),
+        ]
+    );
+    assert_eq!(decision(&p, "a1"), kept("in use by container c10000000000"));
+}
+
+#[test]
+fn created_containers_only_after_24h() {
+    let mut young = container("c1", "app:1", "a1", ContainerState::Created);
+    young.created = hours_ago(2);
+    let old = container("c2", "app:1", "a1", ContainerState::Created);
+    let p = plan(&snap(vec![], vec![young, old]), &with_containers(), now());
+    assert_eq!(p.containers[0].action, Action::Keep);
+    assert_eq!(p.containers[1].action, Action::Delete);
+}
+
+#[test]
+fn ecs_managed_containers_are_left_to_the_agent() {
+    let mut c = finished(container("c1", "app:1", "a1", ContainerState::Exited), 10);
+    c.labels = BTreeMap::from([(
+        "com.amazonaws.ecs.task-arn".to_owned(),
+        "arn:aws:ecs:x".to_owned(),
+    )]);
+    let p = plan(&snap(vec![], vec![c.clone()]), &with_containers(), now());
+    assert_eq!(
+        p.containers[0].reason.to_string(),
+        "managed by the ECS agent"
+    );
+    let p = plan(
+        &snap(vec![], vec![c]),
+        &Policy {
+            remove_ecs_containers: true,
+            ..with_containers()
+        },
+        now(),
+    );
+    assert_eq!(p.containers[0].action, Action::Delete);
+}
+
+#[test]
+fn containers_not_planned_without_the_flag() {
+    let s = snap(
+        vec![],
+        vec![finished(
+            container("c1", "app:1", "a1", ContainerState::Exited),
+            10,
+        )],
+    );
+    assert!(plan(&s, &policy(), now()).containers.is_empty());
+}
+
+#[test]
+fn dangling_volumes_are_removed_when_asked() {
+    let mut s = snap(vec![], vec![]);
+    s.volumes = vec![
+        VolumeInfo {
+            name: "v1".into(),
+            labels: BTreeMap::new(),
+        },
+        VolumeInfo {
+            name: "ecs".into(),
+            labels: BTreeMap::from([("com.amazonaws.ecs.task-arn".into(), "x".into())]),
+        },
+    ];
+    let p = plan(
+        &s,
+        &Policy {
+            volumes: true,
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(p.volumes[0].action, Action::Delete);
+    assert_eq!(p.volumes[1].action, Action::Keep);
+    assert!(plan(&s, &policy(), now()).volumes.is_empty());
+}

@@ -1,0 +1,178 @@
+//! The snapshot: everything the planner needs, read once through the Docker port —
+//! one listing each of images and containers, `/info` for Docker's root directory,
+//! statvfs of it, and image last-use from the daemon's state file. The image plan
+//! costs a constant number of Engine API calls whatever the number of images.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::last_use::LastUseState;
+use crate::ports::docker::{
+    ContainerInfo, ContainerState, DockerApi, DockerError, FsUsage, ImageInfo, VolumeInfo,
+};
+
+/// The engine's state at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub images: Vec<ImageInfo>,
+    pub containers: Vec<ContainerInfo>,
+    /// Image ID → last use, from the state file (absent: creation time counts).
+    pub last_use: HashMap<String, DateTime<Utc>>,
+    pub volumes: Vec<VolumeInfo>,
+    pub root_dir: Option<PathBuf>,
+    pub disk: Option<FsUsage>,
+}
+
+/// What to read besides images and containers.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Disk usage is required (disk-pressure mode); else measured if possible.
+    pub require_disk: bool,
+    /// Fetch `FinishedAt` of stopped containers older than this (`--containers`).
+    pub container_grace: Option<Duration>,
+    pub volumes: bool,
+    pub state_path: Option<PathBuf>,
+}
+
+/// Which step of the snapshot failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {step}: {source}")]
+pub struct SnapshotError {
+    pub step: &'static str,
+    #[source]
+    pub source: DockerError,
+}
+
+fn step(step: &'static str) -> impl FnOnce(DockerError) -> SnapshotError {
+    move |source| SnapshotError { step, source }
+}
+
+/// Read the engine's state.
+pub async fn take(
+    api: &dyn DockerApi,
+    options: &SnapshotOptions,
+    now: DateTime<Utc>,
+) -> Result<Snapshot, SnapshotError> {
+    let (images, containers, root_dir) = tokio::try_join!(
+        async { api.list_images().await.map_err(step("list images")) },
+        async { api.list_containers().await.map_err(step("list containers")) },
+        async {
+            api.docker_root_dir()
+                .await
+                .map_err(step("read engine info"))
+        },
+    )?;
+    let mut containers = containers;
+    if let Some(grace) = options.container_grace {
+        fill_finished_at(api, &mut containers, grace, now).await?;
+    }
+    let disk = match api.fs_usage(&root_dir) {
+        Ok(usage) => Some(usage),
+        Err(e) if options.require_disk => {
+            return Err(SnapshotError {
+                step: "measure disk usage",
+                source: e,
+            })
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "disk usage not measured");
+            None
+        }
+    };
+    let volumes = if options.volumes {
+        api.list_dangling_volumes()
+            .await
+            .map_err(step("list volumes"))?
+    } else {
+        Vec::new()
+    };
+    let last_use = options
+        .state_path
+        .as_deref()
+        .map(load_last_use)
+        .unwrap_or_default();
+    Ok(Snapshot {
+        images,
+        containers,
+        last_use,
+        volumes,
+        root_dir: Some(root_dir),
+        disk,
+    })
+}
+
+/// `FinishedAt` is not in the listing: inspect only stopped containers that could
+/// be past the grace (created before `now - grace`); the others are kept anyway.
+async fn fill_finished_at(
+    api: &dyn DockerApi,
+    containers: &mut [ContainerInfo],
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), SnapshotError> {
+    let cutoff = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    for c in containers.iter_mut() {
+        let stopped = matches!(c.state, ContainerState::Exited | ContainerState::Dead);
+        if stopped && c.created <= cutoff {
+            match api.container_finished_at(&c.id).await {
+                Ok(finished) => c.finished_at = finished,
+                // Removed meanwhile: nothing to plan for it.
+                Err(DockerError::NotFound(_)) => {}
+                Err(e) => return Err(step("inspect container")(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Last use per image from the daemon's state file. A missing, unreadable or
+/// foreign-version file means "no last-use data" (creation time counts), with a
+/// warning for the latter two; it never fails the run.
+pub fn load_last_use(path: &Path) -> HashMap<String, DateTime<Utc>> {
+    match LastUseState::load(path) {
+        Ok(Some(state)) => state
+            .images
+            .into_iter()
+            .map(|(id, u)| (id, u.last_used))
+            .collect(),
+        Ok(None) => {
+            tracing::debug!(path = %path.display(), "no last-use state file; creation time counts");
+            HashMap::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring last-use state; creation time counts");
+            HashMap::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_use_from_state_file_v1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"updated_at":"2026-01-01T00:00:00Z","images":{"sha256:aa":{"last_used":"2026-01-02T00:00:00Z"}}}"#,
+        )
+        .unwrap();
+        let m = load_last_use(&path);
+        assert_eq!(m["sha256:aa"].to_rfc3339(), "2026-01-02T00:00:00+00:00");
+    }
+
+    #[test]
+    fn foreign_or_broken_state_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, r#"{"version":9,"images":{}}"#).unwrap();
+        assert!(load_last_use(&path).is_empty());
+        std::fs::write(&path, "not json").unwrap();
+        assert!(load_last_use(&path).is_empty());
+        assert!(load_last_use(&dir.path().join("missing.json")).is_empty());
+    }
+}

@@ -1,0 +1,503 @@
+//! `shipshape gc` against a private dockerd with real images and containers: the
+//! protection rules end to end, `--dry-run` against the real run, a container
+//! created between plan and delete (the engine's own 409), an unreachable engine,
+//! and usage errors that leave the engine untouched.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use shipshape_tests::bin::{run_shipshape, Output};
+use shipshape_tests::dockerd::Dockerd;
+use shipshape_tests::images::{self, ImageSpec};
+
+const OLD: i64 = 1_600_000_000; // 2020-09-13
+
+fn gc(d: &Dockerd, args: &[&str]) -> Output {
+    let mut argv = vec!["--docker-host".to_owned(), d.host(), "gc".to_owned()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    // A state path that does not exist: creation time counts.
+    argv.extend(["--state".to_owned(), "/nonexistent/state.json".to_owned()]);
+    run_shipshape(argv, &[])
+}
+
+fn json(out: &Output) -> Value {
+    assert_eq!(
+        out.code, 0,
+        "stderr: {}\nstdout: {}",
+        out.stderr, out.stdout
+    );
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.stdout))
+}
+
+/// Image ID → (action, reason) from the JSON report.
+fn decisions(doc: &Value) -> std::collections::BTreeMap<String, (String, String)> {
+    doc["images"]
+        .as_array()
+        .expect("images array")
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap_or_default().to_owned(),
+                (
+                    i["action"].as_str().unwrap_or_default().to_owned(),
+                    i["reason"].as_str().unwrap_or_default().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn image_ids(d: &Dockerd) -> BTreeSet<String> {
+    d.docker_ok(["images", "-q", "--no-trunc"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
+    let d = Dockerd::start();
+    let now = chrono::Utc::now().timestamp();
+    let specs = vec![
+        ImageSpec::new("keep/stopped:1", OLD),    // 0 stopped container
+        ImageSpec::new("redis:7", OLD),           // 1 excluded
+        ImageSpec::new("young/app:1", now - 600), // 2 younger than 2h
+        ImageSpec::new("app:1", OLD),             // 3 old, not newest
+        ImageSpec::new("app:2", OLD + 1000),      // 4 newest of app
+        ImageSpec::dangling(OLD),                 // 5 dangling
+        ImageSpec::new("amazon/amazon-ecs-agent:latest", OLD), // 6 ECS agent
+        ImageSpec::new("m1/x:old", OLD),          // 7 tags in two repos
+        ImageSpec::new("m1/x:new", OLD + 5000),   // 8 newest of m1/x
+        ImageSpec::new("m2/x:new", OLD + 5000),   // 9 newest of m2/x
+        ImageSpec::new("lonely:1", OLD),          // 10 newest of its repo
+    ];
+    let mut specs = specs;
+    specs[7].repo_tags.push("m2/x:old".to_owned());
+    let ids = images::load(&d, &specs);
+    let running = images::busybox_image(&d, "keep/running:1");
+    images::run_container(&d, "keep/running:1", "runner", &["sleep", "1000"]);
+    images::create_container(&d, "keep/stopped:1", "stopped", &[]);
+
+    let before = image_ids(&d);
+    let args = [
+        "--output",
+        "json",
+        "--min-age",
+        "2h",
+        "--keep-per-repo",
+        "1",
+        "--exclude",
+        "redis:*",
+    ];
+    let mut dry_args = args.to_vec();
+    dry_args.push("--dry-run");
+    let dry = json(&gc(&d, &dry_args));
+    assert_eq!(image_ids(&d), before, "--dry-run changed the engine");
+    assert_eq!(dry["dry_run"], Value::Bool(true));
+    let planned = decisions(&dry);
+    assert_eq!(planned.len(), before.len(), "every image appears once");
+
+    let reason = |id: &str| planned[id].1.clone();
+    assert!(
+        reason(&running).starts_with("in use by container "),
+        "{}",
+        reason(&running)
+    );
+    assert!(
+        reason(&ids[0]).starts_with("in use by container "),
+        "{}",
+        reason(&ids[0])
+    );
+    assert_eq!(reason(&ids[1]), "excluded by redis:*");
+    assert_eq!(reason(&ids[2]), "younger than 2h");
+    assert_eq!(
+        planned[&ids[3]],
+        ("would delete".into(), "least recently used".into())
+    );
+    assert_eq!(reason(&ids[4]), "newest 1 of repo app");
+    assert_eq!(planned[&ids[5]], ("would delete".into(), "dangling".into()));
+    assert_eq!(reason(&ids[6]), "ECS agent image");
+    assert_eq!(planned[&ids[7]].0, "would delete");
+    assert_eq!(reason(&ids[10]), "newest 1 of repo lonely");
+
+    let would: BTreeSet<String> = planned
+        .iter()
+        .filter(|(_, (a, _))| a == "would delete")
+        .map(|(id, _)| id.clone())
+        .collect();
+    let expected: BTreeSet<String> = [&ids[3], &ids[5], &ids[7]].into_iter().cloned().collect();
+    assert_eq!(would, expected);
+
+    let real = json(&gc(&d, &args));
+    assert_eq!(real["dry_run"], Value::Bool(false));
+    let done: BTreeSet<String> = decisions(&real)
+        .into_iter()
+        .filter(|(_, (a, _))| a == "deleted")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        done, would,
+        "the real run deleted other images than the dry run reported"
+    );
+    let after = image_ids(&d);
+    let survivors: BTreeSet<String> = before.difference(&would).cloned().collect();
+    assert_eq!(after, survivors);
+    assert!(real["reclaimed_bytes"].as_u64().unwrap_or(0) > 0);
+    // Both containers are still there.
+    let names = d.docker_ok(["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(
+        names.contains("runner") && names.contains("stopped"),
+        "{names}"
+    );
+}
+
+#[test]
+fn text_output_is_a_table_with_a_total() {
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[ImageSpec::new("app:1", OLD), ImageSpec::new("redis:7", OLD)],
+    );
+    let out = gc(&d, &["--dry-run", "--exclude", "redis:*"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE") && lines[0].contains("REASON"),
+        "{}",
+        out.stdout
+    );
+    let row = |id: &str| {
+        let short = &id["sha256:".len().."sha256:".len() + 12];
+        lines
+            .iter()
+            .find(|l| l.starts_with(short))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert!(row(&ids[0]).contains("would delete"), "{}", out.stdout);
+    assert!(row(&ids[1]).contains("kept") && row(&ids[1]).contains("excluded by redis:*"));
+    assert!(
+        out.stdout.contains("Total: 1 images to delete, 1 kept"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_plan_makes_a_constant_number_of_engine_api_calls() {
+    let d = Dockerd::start();
+    let count = |d: &Dockerd| {
+        let out = run_shipshape(
+            [
+                "--docker-host",
+                &d.host(),
+                "--log-level",
+                "debug",
+                "--log-format",
+                "json",
+                "gc",
+                "--dry-run",
+                "--min-age",
+                "0s",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("\"docker call\""))
+            .count()
+    };
+    images::load(
+        &d,
+        &(0..5)
+            .map(|n| ImageSpec::new(&format!("a/{n}:1"), OLD))
+            .collect::<Vec<_>>(),
+    );
+    let small = count(&d);
+    images::load(
+        &d,
+        &(0..200)
+            .map(|n| ImageSpec::new(&format!("b/{n}:1"), OLD))
+            .collect::<Vec<_>>(),
+    );
+    let large = count(&d);
+    assert_eq!(small, large, "API calls grew with the number of images");
+    assert_eq!(large, 4, "version + images + containers + info");
+}
+
+#[tokio::test]
+async fn container_created_between_plan_and_delete_keeps_the_image_with_a_conflict() {
+    use shipshape::adapters::docker::DockerClient;
+    use shipshape::image_gc::planner::{plan, Action};
+    use shipshape::image_gc::{executor, snapshot, GcSettings};
+    use tokio_util::sync::CancellationToken;
+
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::new("race/a:1", OLD),
+            ImageSpec::new("race/b:1", OLD),
+        ],
+    );
+    let client = DockerClient::connect(Some(&d.host()))
+        .await
+        .expect("connect");
+    let settings = GcSettings::resolve(
+        &Default::default(),
+        &shipshape::cli::GcArgs {
+            min_age: Some("0s".into()),
+            state: Some("/nonexistent/state.json".into()),
+            ..Default::default()
+        },
+    )
+    .expect("settings");
+    let options = snapshot::SnapshotOptions {
+        require_disk: false,
+        container_grace: None,
+        volumes: false,
+        state_path: None,
+    };
+    let now = chrono::Utc::now();
+    let snap = snapshot::take(&client, &options, now)
+        .await
+        .expect("snapshot");
+    let mut the_plan = plan(&snap, &settings.policy(), now);
+    assert_eq!(the_plan.deletions().count(), 2);
+
+    // Meanwhile someone creates a container from the first candidate.
+    images::create_container(&d, "race/a:1", "late", &[]);
+
+    let exec = executor::ExecOptions {
+        concurrency: 2,
+        root_dir: snap.root_dir.clone(),
+        build_cache: None,
+    };
+    let stats = executor::execute(&client, &mut the_plan, &exec, &CancellationToken::new()).await;
+    let entry = |id: &str| {
+        the_plan
+            .images
+            .iter()
+            .find(|e| e.id == id)
+            .expect("in plan")
+    };
+    assert_eq!(entry(&ids[0]).action, Action::Keep);
+    assert_eq!(entry(&ids[0]).reason.to_string(), "conflict: in use");
+    assert_eq!(entry(&ids[1]).action, Action::Delete);
+    assert_eq!(
+        (stats.conflicts, stats.failures, stats.images_deleted),
+        (1, 0, 1)
+    );
+    let left = image_ids(&d);
+    assert!(
+        left.contains(&ids[0]) && !left.contains(&ids[1]),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn containers_volumes_and_build_cache_when_asked() {
+    let d = Dockerd::start();
+    images::busybox_image(&d, "bb:1");
+    let exited = images::run_container(&d, "bb:1", "done", &["true"]);
+    d.docker_ok(["wait", &exited]);
+    let running = images::run_container(&d, "bb:1", "busy", &["sleep", "1000"]);
+    d.docker_ok(["volume", "create", "orphan"]);
+    let out = json(&gc(
+        &d,
+        &[
+            "--output",
+            "json",
+            "--containers",
+            "--container-grace",
+            "0s",
+            "--volumes",
+            "--build-cache",
+        ],
+    ));
+    let containers = out["containers"].as_array().expect("containers");
+    let action = |id: &str| {
+        containers
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["action"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(action(&exited), "deleted", "{out}");
+    assert_eq!(action(&running), "kept");
+    assert_eq!(out["volumes"][0]["action"], "deleted", "{out}");
+    let ps = d.docker_ok(["ps", "-a", "-q", "--no-trunc"]);
+    assert!(!ps.contains(&exited) && ps.contains(&running), "{ps}");
+    assert!(d.docker_ok(["volume", "ls", "-q"]).trim().is_empty());
+}
+
+#[test]
+fn unreachable_docker_is_exit_1_with_a_clear_message() {
+    let out = run_shipshape(
+        [
+            "--docker-host",
+            "unix:///tmp/shipshape-no-such.sock",
+            "gc",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot reach the Docker engine at unix:///tmp/shipshape-no-such.sock")
+            && out.stderr.contains("DOCKER_HOST"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_exclude_pattern_or_size_is_exit_2_naming_it_and_changes_nothing() {
+    let d = Dockerd::start();
+    images::load(&d, &[ImageSpec::new("app:1", OLD)]);
+    let before = image_ids(&d);
+    let out = gc(&d, &["--min-age", "0s", "--exclude", "app:[1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--exclude") && out.stderr.contains("app:[1"),
+        "{}",
+        out.stderr
+    );
+    let out = gc(
+        &d,
+        &[
+            "--min-age",
+            "0s",
+            "--high-water",
+            "lots",
+            "--low-water",
+            "10%",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--high-water") && out.stderr.contains("lots"),
+        "{}",
+        out.stderr
+    );
+    let out = gc(&d, &["--min-age", "soon"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--min-age"), "{}", out.stderr);
+    assert_eq!(image_ids(&d), before);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
+    let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
+    let specs: Vec<ImageSpec> = (0..16)
+        .map(|n| ImageSpec::new(&format!("big/{n}:1"), OLD + n * 100).payload(8 << 20))
+        .collect();
+    // In batches: `docker load` stages the archive on the same small filesystem.
+    let ids: Vec<String> = specs.chunks(4).flat_map(|c| images::load(&d, c)).collect();
+    let used_pct = || {
+        let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
+        let total = st.blocks() as f64;
+        100.0 * (total - st.blocks_free() as f64) / total
+    };
+    let before = used_pct();
+    assert!(before > 45.0, "test set-up: only {before:.1}% used");
+    let low = before - 20.0;
+    let (high_arg, low_arg) = (format!("{:.0}%", before - 5.0), format!("{low:.0}%"));
+    let base = [
+        "--min-age",
+        "0s",
+        "--high-water",
+        &high_arg,
+        "--low-water",
+        &low_arg,
+    ];
+
+    // Below high water: nothing happens.
+    let calm = json(&gc(
+        &d,
+        &[
+            "--output",
+            "json",
+            "--min-age",
+            "0s",
+            "--high-water",
+            "99%",
+            "--low-water",
+            "90%",
+        ],
+    ));
+    assert!(decisions(&calm)
+        .values()
+        .all(|(a, r)| a == "kept" && r.contains("high water")));
+    assert_eq!(image_ids(&d).len(), 16);
+
+    let mut args = base.to_vec();
+    args.extend(["--output", "json"]);
+    let real = json(&gc(&d, &args));
+    let after = used_pct();
+    assert!(
+        after <= low + 0.5,
+        "stopped at {after:.1}%, low water {low:.1}%"
+    );
+    let left = image_ids(&d);
+    assert!(!left.is_empty() && left.len() < 16, "{} left", left.len());
+    // Oldest first: the survivors are exactly the newest ones.
+    let deleted = 16 - left.len();
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(left.contains(id), n >= deleted, "image {n} (oldest first)");
+    }
+    let low_water_kept = decisions(&real)
+        .values()
+        .filter(|(a, r)| a == "kept" && r.contains("low water"))
+        .count();
+    assert_eq!(low_water_kept, left.len());
+    assert!(
+        real["disk"]["after"]["used_bytes"].as_u64()
+            < real["disk"]["before"]["used_bytes"].as_u64()
+    );
+}
+
+#[test]
+fn last_use_from_the_daemon_state_file_keeps_an_old_image_young() {
+    use shipshape::last_use::LastUseState;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::new("used/a:1", OLD),
+            ImageSpec::new("unused/b:1", OLD),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_path = dir.path().join("state.json");
+    let now = chrono::Utc::now();
+    let mut state = LastUseState::empty(now);
+    state.touch(&ids[0], now - chrono::Duration::minutes(5));
+    state.save(&state_path).expect("save state");
+    let state_arg = state_path.display().to_string();
+    let out = run_shipshape(
+        [
+            "--docker-host",
+            &d.host(),
+            "gc",
+            "--dry-run",
+            "--output",
+            "json",
+            "--state",
+            &state_arg,
+        ],
+        &[],
+    );
+    let doc = json(&out);
+    let planned = decisions(&doc);
+    assert_eq!(planned[&ids[0]], ("kept".into(), "younger than 1h".into()));
+    assert_eq!(planned[&ids[1]].0, "would delete");
+}
