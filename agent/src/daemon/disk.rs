@@ -2,7 +2,8 @@
 //! Docker's root dir (statvfs) and, above `[gc] high_water` in bytes or inodes, start
 //! a GC pass in disk mode at once — unless a gc run is already going.
 //!
-//! The measurement is `df`'s: used / (used + available to unprivileged users).
+//! The measurement is the one `gc` acts on (used = total - free, over total), so the
+//! daemon never starts a disk-mode pass that gc would find unnecessary.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,15 +47,14 @@ impl DiskUsage {
 pub fn measure(path: &Path) -> std::io::Result<DiskUsage> {
     let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
     let frsize = s.fragment_size() as u64;
-    let used_blocks = (s.blocks() as u64).saturating_sub(s.blocks_free() as u64);
-    let used_bytes = used_blocks.saturating_mul(frsize);
-    let avail_bytes = (s.blocks_available() as u64).saturating_mul(frsize);
-    let used_inodes = (s.files() as u64).saturating_sub(s.files_free() as u64);
+    let capacity_bytes = (s.blocks() as u64).saturating_mul(frsize);
+    let free_bytes = (s.blocks_free() as u64).saturating_mul(frsize);
+    let capacity_inodes = s.files() as u64;
     Ok(DiskUsage {
-        used_bytes,
-        capacity_bytes: used_bytes.saturating_add(avail_bytes),
-        used_inodes,
-        capacity_inodes: used_inodes.saturating_add(s.files_available() as u64),
+        used_bytes: capacity_bytes.saturating_sub(free_bytes),
+        capacity_bytes,
+        used_inodes: capacity_inodes.saturating_sub(s.files_free() as u64),
+        capacity_inodes,
     })
 }
 
