@@ -173,6 +173,13 @@ impl Metrics {
         }
     }
 
+    /// Create a job's series at zero, so "no failures yet" is a 0, not a gap.
+    pub fn register_job(&self, kind: JobKind) {
+        let label = Self::job(kind);
+        let _ = self.job_runs.get_or_create(&label);
+        let _ = self.job_failures.get_or_create(&label);
+    }
+
     pub fn job_started(&self, kind: JobKind) {
         self.job_runs.get_or_create(&Self::job(kind)).inc();
     }

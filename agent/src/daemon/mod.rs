@@ -143,7 +143,10 @@ impl Core {
                 Box::pin(run_job(Arc::clone(&ctx), kind, Trigger::Schedule, guard))
             })
         };
+        // gc can also start from disk pressure, so its series always exist.
+        self.metrics.register_job(JobKind::Gc);
         for job in &ctx.settings.jobs {
+            self.metrics.register_job(job.kind);
             tracing::info!(job = %job.kind, schedule = %job.expression, jitter = %crate::units::format_duration(job.jitter), "job scheduled");
             let lp = JobLoop {
                 job: job.clone(),
