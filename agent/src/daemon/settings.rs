@@ -278,8 +278,18 @@ pub fn parse_schedule(expression: &str) -> Result<cron::Schedule, String> {
             ))
         }
     };
-    cron::Schedule::from_str(&normalized)
-        .map_err(|e| format!("{expression:?} is not a valid cron expression ({e})"))
+    cron::Schedule::from_str(&normalized).map_err(|e| {
+        // The crate's message draws a caret under the expression over several lines;
+        // keep its last line, the reason, so the error stays one line.
+        let text = e.to_string();
+        let reason = text
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
+            .unwrap_or("unparsable")
+            .to_owned();
+        format!("{expression:?} is not a valid cron expression: {reason}")
+    })
 }
 
 /// Convert a 5-field crontab expression to the `cron` crate's 6-field form: prepend a
@@ -437,6 +447,8 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(msg.contains("daemon.jobs.ecr_prune.schedule"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        assert!(msg.contains("Minutes"), "{msg}");
         let msg = DaemonSettings::from_raw(&raw("[daemon.jobs.gc]\nschedule = \"* * *\"\n"))
             .unwrap_err()
             .to_string();
