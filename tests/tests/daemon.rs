@@ -556,3 +556,29 @@ schedule = "* * * * * *"
         );
     }
 }
+
+#[test]
+fn docker_down_at_start_is_reported_and_tracking_begins_when_it_comes_up() {
+    let mut d = Dockerd::start();
+    let late = images::load(&d, &[ImageSpec::new("late/app:1", OLD)]).remove(0);
+    d.stop();
+    let mut daemon = Daemon::start(&d, QUIET, &[]);
+    assert!(
+        daemon
+            .last_status()
+            .starts_with("STATUS=Docker unavailable"),
+        "{}",
+        daemon.last_status()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.alive(), "{}", daemon.log());
+    d.restart();
+    daemon.wait_for("connection", Duration::from_secs(60), || {
+        daemon.last_status().starts_with("STATUS=Docker: connected")
+    });
+    daemon.wait_for("image tracked", Duration::from_secs(15), || {
+        daemon.last_used(&late).is_some()
+    });
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", daemon.log());
+}
