@@ -1,0 +1,162 @@
+//! Disk pressure: every `disk_check_interval`, measure the filesystem holding
+//! Docker's root dir (statvfs) and, above `[gc] high_water` in bytes or inodes, start
+//! a GC pass in disk mode at once — unless a gc run is already going.
+//!
+//! The measurement is the one `gc` acts on (used = total - free, over total), so the
+//! daemon never starts a disk-mode pass that gc would find unnecessary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::jobs::{run_job, JobContext, Trigger};
+use super::scheduler::JobGuards;
+use super::settings::JobKind;
+use crate::units::Watermark;
+
+/// Usage of one filesystem.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskUsage {
+    pub used_bytes: u64,
+    pub capacity_bytes: u64,
+    pub used_inodes: u64,
+    pub capacity_inodes: u64,
+}
+
+impl DiskUsage {
+    pub fn ratio(&self) -> f64 {
+        if self.capacity_bytes == 0 {
+            0.0
+        } else {
+            self.used_bytes as f64 / self.capacity_bytes as f64
+        }
+    }
+
+    /// Above `mark`: bytes for any mark, inodes too for a percentage.
+    pub fn above(&self, mark: Watermark) -> bool {
+        mark.exceeded_by(self.used_bytes, self.capacity_bytes)
+            || matches!(mark, Watermark::Percent(_))
+                && mark.exceeded_by(self.used_inodes, self.capacity_inodes)
+    }
+}
+
+/// statvfs of `path`.
+pub fn measure(path: &Path) -> std::io::Result<DiskUsage> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let frsize = s.fragment_size() as u64;
+    let capacity_bytes = (s.blocks() as u64).saturating_mul(frsize);
+    let free_bytes = (s.blocks_free() as u64).saturating_mul(frsize);
+    let capacity_inodes = s.files() as u64;
+    Ok(DiskUsage {
+        used_bytes: capacity_bytes.saturating_sub(free_bytes),
+        capacity_bytes,
+        used_inodes: capacity_inodes.saturating_sub(s.files_free() as u64),
+        capacity_inodes,
+    })
+}
+
+/// Check every `interval` until `stop`; start disk-mode GC above `high_water`.
+pub async fn pressure_loop(
+    ctx: Arc<JobContext>,
+    root_dir: watch::Receiver<Option<PathBuf>>,
+    guards: JobGuards,
+    jobs: TaskTracker,
+    stop: CancellationToken,
+) {
+    let interval = ctx.settings.disk_check_interval;
+    let high = ctx.settings.high_water;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(dir) = root_dir.borrow().clone() else {
+            continue; // not connected to Docker yet
+        };
+        let measured = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || measure(&dir)).await
+        };
+        let usage = match measured {
+            Ok(Ok(u)) => {
+                warned = false;
+                u
+            }
+            Ok(Err(e)) => {
+                if !warned {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot measure Docker's filesystem");
+                    warned = true;
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        ctx.metrics.disk_usage_ratio.set(usage.ratio());
+        let Some(high) = high else { continue };
+        if !usage.above(high) {
+            continue;
+        }
+        match guards.try_start(JobKind::Gc) {
+            Some(guard) => {
+                tracing::warn!(
+                    job = "gc",
+                    path = %dir.display(),
+                    usage_ratio = usage.ratio(),
+                    high_water = %high,
+                    "disk above high water; starting GC"
+                );
+                jobs.spawn(run_job(
+                    Arc::clone(&ctx),
+                    JobKind::Gc,
+                    Trigger::DiskPressure,
+                    guard,
+                ));
+            }
+            None => {
+                tracing::debug!(job = "gc", "disk above high water; gc already running");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> DiskUsage {
+        DiskUsage {
+            used_bytes: used,
+            capacity_bytes: cap,
+            used_inodes: iu,
+            capacity_inodes: ic,
+        }
+    }
+
+    #[test]
+    fn above_counts_bytes_and_inodes_for_percentages() {
+        let high = Watermark::Percent(85.0);
+        assert!(!usage(80, 100, 10, 100).above(high));
+        assert!(usage(86, 100, 10, 100).above(high));
+        assert!(usage(10, 100, 90, 100).above(high), "inodes exhausted");
+        let bytes = Watermark::Bytes(50);
+        assert!(usage(51, 100, 0, 0).above(bytes));
+        assert!(
+            !usage(50, 100, 99, 100).above(bytes),
+            "a size mark is about bytes"
+        );
+    }
+
+    #[test]
+    fn measure_reads_a_real_filesystem() {
+        let u = measure(Path::new("/")).unwrap();
+        assert!(u.capacity_bytes > 0);
+        assert!(u.used_bytes <= u.capacity_bytes);
+        assert!((0.0..=1.0).contains(&u.ratio()));
+    }
+}

@@ -1,0 +1,655 @@
+//! Last-use tracking from Docker events, built to survive a silent or broken stream.
+//!
+//! Container create/start/die/destroy and image pull/tag/load move an image's last
+//! use; untag refreshes its tags; delete forgets it. Event streams can stop without
+//! an error (bollard#113), so the tracker does not trust one: every
+//! `reconcile_interval` it reconciles against a full listing and reopens the stream
+//! with `since` = the last event seen (the engine replays what a dead stream missed);
+//! a ping every `LIVENESS_INTERVAL` notices a dead engine; any failure reconnects with
+//! capped exponential backoff, reconciling again after every reconnect.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::docker_events::{DockerConnector, DockerEvent, DockerWatch, EventScope, WatchError};
+use super::metrics::Metrics;
+use super::notify::{DockerState, StatusBoard};
+use super::state::{ListedImage, StateStore};
+use crate::ports::Clock;
+
+/// Event actions subscribed to (container and image ones share the filter).
+pub const TRACKED_ACTIONS: &[&str] = &[
+    "create", "start", "die", "destroy", "pull", "tag", "untag", "delete", "load",
+];
+/// How often the engine is pinged while the stream is quiet.
+pub const LIVENESS_INTERVAL: Duration = Duration::from_secs(15);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Delay before reconnect attempt `attempt` (1-based): 1s, 2s, 4s … capped at 30s,
+/// plus up to 20% random so a fleet does not reconnect in lockstep.
+pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_MAX);
+    let spread = u64::try_from(base.as_millis() / 5).unwrap_or(0);
+    base + Duration::from_millis(rng.random_range(0..=spread))
+}
+
+/// The tracker's wiring.
+pub struct Tracker {
+    pub connector: Arc<dyn DockerConnector>,
+    pub store: StateStore,
+    pub clock: Arc<dyn Clock>,
+    pub board: StatusBoard,
+    pub metrics: Arc<Metrics>,
+    pub reconcile_interval: Duration,
+    /// Docker's root dir as last reported (for the disk-pressure check).
+    pub root_dir: watch::Sender<Option<PathBuf>>,
+    /// Set once the first connection attempt has concluded (READY waits for it).
+    pub first_attempt: watch::Sender<bool>,
+}
+
+enum Lost {
+    Stopped,
+    Error(String),
+}
+
+impl Tracker {
+    /// Track until `stop`. Never returns early because Docker is unavailable.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut attempt: u32 = 0;
+        let mut ever_connected = false;
+        let mut last_event: Option<DateTime<Utc>> = None;
+        let mut containers: HashMap<String, String> = HashMap::new();
+        loop {
+            let connected = tokio::select! {
+                () = stop.cancelled() => return,
+                c = self.connector.connect() => c,
+            };
+            let lost = match connected {
+                Ok(conn) => {
+                    if ever_connected {
+                        self.metrics.docker_reconnects.inc();
+                    }
+                    tracing::info!(host = self.connector.host(), "connected to Docker");
+                    ever_connected = true;
+                    attempt = 0;
+                    self.board.docker(DockerState::Connected);
+                    self.metrics.docker_up.set(1);
+                    self.session(&*conn, &stop, &mut last_event, &mut containers)
+                        .await
+                }
+                Err(e) => Lost::Error(e.to_string()),
+            };
+            self.first_attempt.send_replace(true);
+            let Lost::Error(reason) = lost else { return };
+            attempt = attempt.saturating_add(1);
+            let delay = backoff(attempt, &mut rand::rng());
+            self.metrics.docker_up.set(0);
+            self.metrics.last_error.set(unix_seconds(self.clock.now()));
+            self.board.docker(DockerState::Unavailable {
+                error: reason.clone(),
+                retry_in: delay,
+            });
+            tracing::warn!(
+                error = %reason,
+                attempt,
+                retry_in = %crate::units::format_duration(Duration::from_secs(delay.as_secs())),
+                "Docker unavailable; reconnecting"
+            );
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One connection's life: subscribe, reconcile, then follow events.
+    async fn session(
+        &self,
+        conn: &dyn DockerWatch,
+        stop: &CancellationToken,
+        last_event: &mut Option<DateTime<Utc>>,
+        containers: &mut HashMap<String, String>,
+    ) -> Lost {
+        match conn.root_dir().await {
+            Ok(dir) => {
+                self.root_dir.send_replace(Some(dir));
+            }
+            Err(e) => return Lost::Error(e.to_string()),
+        }
+        // Subscribe before listing, so nothing between the two is lost.
+        let mut opened_at = self.clock.now();
+        let mut stream = conn.events(*last_event);
+        if let Err(e) = self.reconcile(conn, containers).await {
+            return Lost::Error(e.to_string());
+        }
+        self.first_attempt.send_replace(true);
+        let start = tokio::time::Instant::now();
+        let mut reconcile_tick =
+            tokio::time::interval_at(start + self.reconcile_interval, self.reconcile_interval);
+        let mut live_tick = tokio::time::interval_at(start + LIVENESS_INTERVAL, LIVENESS_INTERVAL);
+        reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Lost::Stopped,
+                item = stream.next() => match item {
+                    Some(Ok(event)) => {
+                        *last_event = Some(last_event.map_or(event.time, |t| t.max(event.time)));
+                        self.handle(conn, &event, containers).await;
+                    }
+                    Some(Err(e)) => return Lost::Error(e.to_string()),
+                    None => return Lost::Error("event stream ended".to_owned()),
+                },
+                _ = reconcile_tick.tick() => {
+                    // Replace the stream even when it looks healthy: a silently stalled
+                    // one is indistinguishable from a quiet engine.
+                    let since = Some(last_event.map_or(opened_at, |t| t.max(opened_at)));
+                    opened_at = self.clock.now();
+                    stream = conn.events(since);
+                    if let Err(e) = self.reconcile(conn, containers).await {
+                        return Lost::Error(e.to_string());
+                    }
+                }
+                _ = live_tick.tick() => {
+                    if let Err(e) = conn.ping().await {
+                        return Lost::Error(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Full listing → state; images of running containers count as used now.
+    async fn reconcile(
+        &self,
+        conn: &dyn DockerWatch,
+        containers: &mut HashMap<String, String>,
+    ) -> Result<(), WatchError> {
+        let images = conn.images().await?;
+        let listed = conn.containers().await?;
+        let now = self.clock.now();
+        let listing: Vec<ListedImage> = images
+            .into_iter()
+            .map(|i| ListedImage {
+                id: i.id,
+                tags: i.tags,
+            })
+            .collect();
+        let outcome = self.store.reconcile(&listing, now);
+        containers.clear();
+        for c in &listed {
+            containers.insert(c.id.clone(), c.image_id.clone());
+            if c.running {
+                self.store.touch(&c.image_id, None, now);
+            }
+        }
+        self.metrics.tracked_images.set(gauge(self.store.len()));
+        tracing::debug!(
+            images = listing.len(),
+            containers = listed.len(),
+            added = outcome.added,
+            removed = outcome.removed,
+            "reconciled last-use state with Docker"
+        );
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        conn: &dyn DockerWatch,
+        event: &DockerEvent,
+        containers: &mut HashMap<String, String>,
+    ) {
+        self.metrics.docker_events.inc();
+        if let Err(e) = self.apply(conn, event, containers).await {
+            // The next reconciliation repairs whatever this event would have done.
+            tracing::debug!(action = %event.action, actor = %event.actor_id, error = %e, "event not applied");
+        }
+        self.metrics.tracked_images.set(gauge(self.store.len()));
+    }
+
+    async fn apply(
+        &self,
+        conn: &dyn DockerWatch,
+        event: &DockerEvent,
+        containers: &mut HashMap<String, String>,
+    ) -> Result<(), WatchError> {
+        let at = event.time;
+        match (event.scope, event.action.as_str()) {
+            (EventScope::Container, "create" | "start" | "die" | "destroy") => {
+                let known = if event.action == "destroy" {
+                    containers.remove(&event.actor_id)
+                } else {
+                    containers.get(&event.actor_id).cloned()
+                };
+                let image_id = match known {
+                    Some(id) => Some(id),
+                    None => match conn.container_image(&event.actor_id).await? {
+                        Some(id) => Some(id),
+                        // Gone already: fall back to the image it was created from.
+                        None => match &event.image {
+                            Some(reference) => conn.image(reference).await?.map(|i| i.id),
+                            None => None,
+                        },
+                    },
+                };
+                if let Some(image_id) = image_id {
+                    if event.action != "destroy" {
+                        containers.insert(event.actor_id.clone(), image_id.clone());
+                    }
+                    tracing::debug!(action = %event.action, container = %short(&event.actor_id), image_id = %image_id, "image used");
+                    self.store.touch(&image_id, None, at);
+                }
+            }
+            (EventScope::Image, "pull" | "tag" | "load") => {
+                if let Some(image) = conn.image(&event.actor_id).await? {
+                    tracing::debug!(action = %event.action, image_id = %image.id, "image used");
+                    self.store.touch(&image.id, Some(image.tags), at);
+                }
+            }
+            (EventScope::Image, "untag") => {
+                // Not a use: an untagged image should age, not look fresh.
+                if let Some(image) = conn.image(&event.actor_id).await? {
+                    self.store.set_tags(&image.id, image.tags);
+                }
+            }
+            (EventScope::Image, "delete") => {
+                tracing::debug!(image_id = %event.actor_id, "image deleted");
+                self.store.remove(&event.actor_id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub fn unix_seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::docker_events::{ContainerRecord, ImageRecord};
+    use crate::daemon::scheduler::tests::TokioClock;
+    use async_trait::async_trait;
+    use chrono::TimeZone;
+    use futures_util::stream::BoxStream;
+    use std::sync::Mutex;
+    use tokio::sync::mpsc;
+
+    /// A scriptable engine: listings, an event feed per stream, up/down.
+    #[derive(Default)]
+    struct Engine {
+        up: bool,
+        images: Vec<ImageRecord>,
+        containers: Vec<ContainerRecord>,
+        /// Each opened stream's sender; a stream with no sender left ends.
+        feeds: Vec<mpsc::UnboundedSender<Result<DockerEvent, WatchError>>>,
+        /// `since` of each opened stream.
+        opened: Vec<Option<DateTime<Utc>>>,
+        connects: usize,
+        /// Streams opened while true never yield anything (bollard#113).
+        stall: bool,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Engine>>);
+
+    impl Fake {
+        fn with(&self, f: impl FnOnce(&mut Engine)) {
+            f(&mut self.0.lock().unwrap());
+        }
+        fn emit(&self, e: DockerEvent) {
+            let engine = self.0.lock().unwrap();
+            if let Some(tx) = engine.feeds.last() {
+                let _ = tx.send(Ok(e));
+            }
+        }
+    }
+
+    #[async_trait]
+    impl DockerConnector for Fake {
+        fn host(&self) -> &str {
+            "fake"
+        }
+        async fn connect(&self) -> Result<Arc<dyn DockerWatch>, WatchError> {
+            let mut e = self.0.lock().unwrap();
+            e.connects += 1;
+            if e.up {
+                Ok(Arc::new(self.clone()))
+            } else {
+                Err(WatchError::Connect {
+                    host: "fake".into(),
+                    message: "connection refused".into(),
+                })
+            }
+        }
+    }
+
+    fn down() -> WatchError {
+        WatchError::Request {
+            what: "ping",
+            message: "connection refused".into(),
+        }
+    }
+
+    #[async_trait]
+    impl DockerWatch for Fake {
+        async fn ping(&self) -> Result<(), WatchError> {
+            if self.0.lock().unwrap().up {
+                Ok(())
+            } else {
+                Err(down())
+            }
+        }
+        async fn root_dir(&self) -> Result<PathBuf, WatchError> {
+            Ok(PathBuf::from("/var/lib/docker"))
+        }
+        async fn images(&self) -> Result<Vec<ImageRecord>, WatchError> {
+            let e = self.0.lock().unwrap();
+            if e.up {
+                Ok(e.images.clone())
+            } else {
+                Err(down())
+            }
+        }
+        async fn containers(&self) -> Result<Vec<ContainerRecord>, WatchError> {
+            let e = self.0.lock().unwrap();
+            if e.up {
+                Ok(e.containers.clone())
+            } else {
+                Err(down())
+            }
+        }
+        async fn container_image(&self, id: &str) -> Result<Option<String>, WatchError> {
+            let e = self.0.lock().unwrap();
+            Ok(e.containers
+                .iter()
+                .find(|c| c.id == id)
+                .map(|c| c.image_id.clone()))
+        }
+        async fn image(&self, reference: &str) -> Result<Option<ImageRecord>, WatchError> {
+            let e = self.0.lock().unwrap();
+            Ok(e.images
+                .iter()
+                .find(|i| i.id == reference || i.tags.iter().any(|t| t == reference))
+                .cloned())
+        }
+        fn events(
+            &self,
+            since: Option<DateTime<Utc>>,
+        ) -> BoxStream<'static, Result<DockerEvent, WatchError>> {
+            let mut e = self.0.lock().unwrap();
+            e.opened.push(since);
+            let (tx, rx) = mpsc::unbounded_channel();
+            if e.stall {
+                // Keep the sender out of reach: the stream stays open and silent.
+                std::mem::forget(tx);
+            } else {
+                e.feeds.push(tx);
+            }
+            tokio_stream_from(rx)
+        }
+    }
+
+    fn tokio_stream_from(
+        mut rx: mpsc::UnboundedReceiver<Result<DockerEvent, WatchError>>,
+    ) -> BoxStream<'static, Result<DockerEvent, WatchError>> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+
+    fn base() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    fn img(id: &str, tag: &str) -> ImageRecord {
+        ImageRecord {
+            id: id.into(),
+            tags: vec![tag.into()],
+        }
+    }
+
+    struct Running {
+        fake: Fake,
+        store: StateStore,
+        board: StatusBoard,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(fake: Fake) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("s.json"), base()).unwrap();
+        let board = StatusBoard::new();
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let tracker = Tracker {
+            connector: Arc::new(fake.clone()),
+            store: store.clone(),
+            clock: TokioClock::new(base()),
+            board: board.clone(),
+            metrics: Arc::clone(&metrics),
+            reconcile_interval: Duration::from_secs(600),
+            root_dir: watch::channel(None).0,
+            first_attempt: watch::channel(false).0,
+        };
+        let task = tokio::spawn(tracker.run(stop.clone()));
+        Running {
+            fake,
+            store,
+            board,
+            metrics,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn ev(
+        scope: EventScope,
+        action: &str,
+        actor: &str,
+        image: Option<&str>,
+        secs: i64,
+    ) -> DockerEvent {
+        DockerEvent {
+            scope,
+            action: action.into(),
+            actor_id: actor.into(),
+            image: image.map(str::to_owned),
+            time: base() + chrono::Duration::seconds(secs),
+        }
+    }
+
+    fn up_engine(images: Vec<ImageRecord>) -> Fake {
+        let fake = Fake::default();
+        fake.with(|e| {
+            e.up = true;
+            e.images = images;
+        });
+        fake
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_move_last_use_and_delete_forgets() {
+        let r = start(up_engine(vec![
+            img("sha256:a", "app:1"),
+            img("sha256:b", "web:1"),
+        ]));
+        settle().await;
+        assert_eq!(
+            r.store.last_used("sha256:a"),
+            Some(base()),
+            "first seen at reconcile"
+        );
+        r.fake
+            .emit(ev(EventScope::Image, "pull", "app:1", None, 50));
+        settle().await;
+        assert_eq!(
+            r.store.last_used("sha256:a"),
+            Some(base() + chrono::Duration::seconds(50))
+        );
+        // A container created and destroyed: destroy resolves via the remembered map.
+        r.fake.with(|e| {
+            e.containers.push(ContainerRecord {
+                id: "c1".into(),
+                image_id: "sha256:b".into(),
+                running: false,
+            })
+        });
+        r.fake
+            .emit(ev(EventScope::Container, "create", "c1", Some("web:1"), 60));
+        settle().await;
+        r.fake.with(|e| e.containers.clear());
+        r.fake.emit(ev(
+            EventScope::Container,
+            "destroy",
+            "c1",
+            Some("sha256:b"),
+            70,
+        ));
+        settle().await;
+        assert_eq!(
+            r.store.last_used("sha256:b"),
+            Some(base() + chrono::Duration::seconds(70))
+        );
+        r.fake
+            .emit(ev(EventScope::Image, "delete", "sha256:a", None, 80));
+        settle().await;
+        assert_eq!(r.store.last_used("sha256:a"), None);
+        assert_eq!(r.metrics.docker_events.get(), 4);
+        r.stop.cancel();
+        r.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silently_stalled_stream_is_replaced_and_reconciled() {
+        let fake = up_engine(vec![img("sha256:a", "app:1")]);
+        fake.with(|e| e.stall = true);
+        let r = start(fake);
+        settle().await;
+        // The engine gets a new image; the stalled stream never says so.
+        r.fake.with(|e| {
+            e.images.push(img("sha256:n", "new:1"));
+            e.stall = false;
+        });
+        tokio::time::sleep(Duration::from_secs(599)).await;
+        assert_eq!(r.store.last_used("sha256:n"), None);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert!(
+            r.store.last_used("sha256:n").is_some(),
+            "reconciliation found it"
+        );
+        // The replacement stream works, and was opened with `since` for replay.
+        let opened = r.fake.0.lock().unwrap().opened.clone();
+        assert_eq!(opened.len(), 2);
+        assert_eq!(opened[1], Some(base()));
+        r.fake
+            .emit(ev(EventScope::Container, "start", "c9", Some("new:1"), 700));
+        settle().await;
+        assert_eq!(
+            r.store.last_used("sha256:n"),
+            Some(base() + chrono::Duration::seconds(700))
+        );
+        r.stop.cancel();
+        r.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn docker_down_at_start_then_up_then_restarting() {
+        let fake = Fake::default();
+        let r = start(fake);
+        settle().await;
+        assert!(
+            r.board.text().starts_with(
+                "Docker unavailable (cannot reach Docker at fake: connection refused)"
+            ),
+            "{}",
+            r.board.text()
+        );
+        assert_eq!(r.metrics.docker_up.get(), 0);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let tries = r.fake.0.lock().unwrap().connects;
+        assert!((3..=6).contains(&tries), "{tries} connects in 20s: backoff");
+        r.fake.with(|e| {
+            e.up = true;
+            e.images = vec![img("sha256:a", "app:1")];
+        });
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        settle().await;
+        assert_eq!(r.board.text(), "Docker: connected; idle");
+        assert!(r.store.last_used("sha256:a").is_some());
+        // The engine restarts: the stream ends, the tracker reconnects and resumes.
+        r.fake.with(|e| {
+            e.up = false;
+            e.feeds.clear();
+        });
+        settle().await;
+        assert!(
+            r.board.text().starts_with("Docker unavailable"),
+            "{}",
+            r.board.text()
+        );
+        r.fake.with(|e| {
+            e.up = true;
+            e.images.push(img("sha256:b", "web:1"));
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        settle().await;
+        assert_eq!(r.board.text(), "Docker: connected; idle");
+        assert!(
+            r.store.last_used("sha256:b").is_some(),
+            "reconciled after reconnect"
+        );
+        assert_eq!(r.metrics.docker_reconnects.get(), 1);
+        r.fake
+            .emit(ev(EventScope::Image, "tag", "sha256:b", None, 900));
+        settle().await;
+        assert_eq!(
+            r.store.last_used("sha256:b"),
+            Some(base() + chrono::Duration::seconds(900))
+        );
+        r.stop.cancel();
+        r.task.await.unwrap();
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut rng = rand::rng();
+        let b1 = backoff(1, &mut rng);
+        assert!(b1 >= Duration::from_secs(1) && b1 <= Duration::from_millis(1200));
+        let b3 = backoff(3, &mut rng);
+        assert!(b3 >= Duration::from_secs(4) && b3 <= Duration::from_millis(4800));
+        let b50 = backoff(50, &mut rng);
+        assert!(b50 >= BACKOFF_MAX && b50 <= Duration::from_secs(36));
+    }
+}

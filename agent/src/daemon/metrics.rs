@@ -1,0 +1,463 @@
+//! Prometheus metrics (prometheus-client registry) and a tiny HTTP/1.1 server that
+//! answers `GET /metrics` on `[metrics] listen` with the OpenMetrics text format.
+//!
+//! The server is deliberately minimal (one request per connection, GET only, bounded
+//! request size and read time): it serves one page to a scraper on loopback.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::settings::JobKind;
+use crate::ecr_prune::EcrSummary;
+use crate::image_gc::GcSummary;
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const MAX_REQUEST: usize = 8 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepositoryLabel {
+    pub repository: String,
+}
+
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// Buckets from 0.5s to about 2.3h: job runs take seconds to hours.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.5, 3.3, 9))
+}
+
+/// Every series the daemon exports (SPEC.md, `daemon`: Metrics).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub job_runs: Family<JobLabel, Counter>,
+    pub job_failures: Family<JobLabel, Counter>,
+    pub job_last_success: Family<JobLabel, F64Gauge>,
+    pub job_duration: Family<JobLabel, Histogram, fn() -> Histogram>,
+    pub images_deleted: Counter,
+    pub containers_deleted: Counter,
+    pub volumes_deleted: Counter,
+    pub bytes_reclaimed: Counter,
+    pub disk_usage_ratio: F64Gauge,
+    pub ecr_images_deleted: Family<RepositoryLabel, Counter>,
+    pub last_error: F64Gauge,
+    pub docker_up: Gauge,
+    pub docker_events: Counter,
+    pub docker_reconnects: Counter,
+    pub tracked_images: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("shipshape");
+        let mut m = Self {
+            job_runs: Family::default(),
+            job_failures: Family::default(),
+            job_last_success: Family::default(),
+            job_duration: Family::new_with_constructor(duration_histogram),
+            images_deleted: Counter::default(),
+            containers_deleted: Counter::default(),
+            volumes_deleted: Counter::default(),
+            bytes_reclaimed: Counter::default(),
+            disk_usage_ratio: F64Gauge::default(),
+            ecr_images_deleted: Family::default(),
+            last_error: F64Gauge::default(),
+            docker_up: Gauge::default(),
+            docker_events: Counter::default(),
+            docker_reconnects: Counter::default(),
+            tracked_images: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("job_runs", "Job runs started", m.job_runs.clone());
+        registry.register(
+            "job_failures",
+            "Job runs that failed",
+            m.job_failures.clone(),
+        );
+        registry.register(
+            "job_last_success_timestamp_seconds",
+            "Unix time of the job's last successful run",
+            m.job_last_success.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Duration of job runs",
+            m.job_duration.clone(),
+        );
+        registry.register(
+            "gc_images_deleted",
+            "Docker images deleted by GC",
+            m.images_deleted.clone(),
+        );
+        registry.register(
+            "gc_containers_deleted",
+            "Docker containers deleted by GC",
+            m.containers_deleted.clone(),
+        );
+        registry.register(
+            "gc_volumes_deleted",
+            "Docker volumes deleted by GC",
+            m.volumes_deleted.clone(),
+        );
+        registry.register(
+            "gc_reclaimed_bytes",
+            "Bytes reclaimed by GC",
+            m.bytes_reclaimed.clone(),
+        );
+        registry.register(
+            "docker_fs_usage_ratio",
+            "Used share (0..1) of the filesystem holding Docker's root dir",
+            m.disk_usage_ratio.clone(),
+        );
+        registry.register(
+            "ecr_images_deleted",
+            "ECR images deleted, per repository",
+            m.ecr_images_deleted.clone(),
+        );
+        registry.register(
+            "last_error_timestamp_seconds",
+            "Unix time of the last job failure or Docker connection error",
+            m.last_error.clone(),
+        );
+        registry.register(
+            "docker_up",
+            "1 when the Docker engine answers, else 0",
+            m.docker_up.clone(),
+        );
+        registry.register(
+            "docker_events",
+            "Docker events handled",
+            m.docker_events.clone(),
+        );
+        registry.register(
+            "docker_reconnects",
+            "Reconnections to the Docker engine",
+            m.docker_reconnects.clone(),
+        );
+        registry.register(
+            "tracked_images",
+            "Images in the last-use state",
+            m.tracked_images.clone(),
+        );
+        m.registry = registry;
+        m
+    }
+
+    fn job(kind: JobKind) -> JobLabel {
+        JobLabel {
+            job: kind.name().to_owned(),
+        }
+    }
+
+    /// Create a job's series at zero, so "no failures yet" is a 0, not a gap.
+    pub fn register_job(&self, kind: JobKind) {
+        let label = Self::job(kind);
+        let _ = self.job_runs.get_or_create(&label);
+        let _ = self.job_failures.get_or_create(&label);
+    }
+
+    pub fn job_started(&self, kind: JobKind) {
+        self.job_runs.get_or_create(&Self::job(kind)).inc();
+    }
+
+    /// Record the end of a run; `now` is Unix seconds.
+    pub fn job_finished(&self, kind: JobKind, ok: bool, took: Duration, now: f64) {
+        let label = Self::job(kind);
+        self.job_duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        if ok {
+            self.job_last_success.get_or_create(&label).set(now);
+        } else {
+            self.job_failures.get_or_create(&label).inc();
+            self.last_error.set(now);
+        }
+    }
+
+    pub fn record_gc(&self, s: &GcSummary) {
+        self.images_deleted.inc_by(s.images_deleted);
+        self.containers_deleted.inc_by(s.containers_deleted);
+        self.volumes_deleted.inc_by(s.volumes_deleted);
+        self.bytes_reclaimed.inc_by(s.bytes_reclaimed);
+        if let Some(r) = s.disk_usage_ratio {
+            self.disk_usage_ratio.set(r);
+        }
+    }
+
+    pub fn record_ecr(&self, s: &EcrSummary) {
+        for (repo, n) in &s.deleted_per_repository {
+            self.ecr_images_deleted
+                .get_or_create(&RepositoryLabel {
+                    repository: repo.clone(),
+                })
+                .inc_by(*n);
+        }
+    }
+
+    /// The registry in OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Bind `addr` (before READY, so a taken port is a start-up error).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serve `/metrics` until `stop`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let metrics = Arc::clone(&metrics);
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, &metrics).await {
+                        tracing::debug!(error = %e, "metrics request failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Ok(());
+    }
+    let request_line = buf
+        .split(|b| *b == b'\n')
+        .next()
+        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
+        .unwrap_or_default();
+    let (status, content_type, body) = respond(&request_line, metrics);
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    if !request_line.starts_with("HEAD ") {
+        stream.write_all(body.as_bytes()).await?;
+    }
+    stream.shutdown().await
+}
+
+fn respond(request_line: &str, metrics: &Metrics) -> (&'static str, &'static str, String) {
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default();
+    match (method, path) {
+        ("GET" | "HEAD", "/metrics") => ("200 OK", CONTENT_TYPE, metrics.render()),
+        ("GET" | "HEAD", "/") => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            "shipshape daemon: see /metrics\n".to_owned(),
+        ),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET\n".to_owned(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> prometheus_parse::Scrape {
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    }
+
+    fn value(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rendering_parses_and_counts() {
+        let m = Metrics::new();
+        m.job_started(JobKind::Gc);
+        m.job_finished(JobKind::Gc, true, Duration::from_secs(3), 1_700_000_000.0);
+        m.job_started(JobKind::RefreshAuth);
+        m.job_finished(
+            JobKind::RefreshAuth,
+            false,
+            Duration::from_secs(1),
+            1_700_000_100.0,
+        );
+        m.record_gc(&GcSummary {
+            images_deleted: 7,
+            containers_deleted: 2,
+            volumes_deleted: 1,
+            bytes_reclaimed: 4096,
+            disk_usage_ratio: Some(0.42),
+        });
+        m.record_ecr(&EcrSummary {
+            deleted_per_repository: vec![("app".into(), 3), ("web".into(), 1)],
+            partial_failure: false,
+        });
+        m.docker_up.set(1);
+        let text = m.render();
+        let scrape = parse(&text);
+        assert_eq!(
+            value(&scrape, "shipshape_job_runs_total", Some(("job", "gc"))),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "shipshape_job_failures_total",
+                Some(("job", "refresh_auth"))
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "shipshape_job_last_success_timestamp_seconds",
+                Some(("job", "gc"))
+            ),
+            1_700_000_000.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_gc_images_deleted_total", None),
+            7.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_gc_containers_deleted_total", None),
+            2.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_gc_volumes_deleted_total", None),
+            1.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_gc_reclaimed_bytes_total", None),
+            4096.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_docker_fs_usage_ratio", None),
+            0.42
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "shipshape_ecr_images_deleted_total",
+                Some(("repository", "app"))
+            ),
+            3.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_last_error_timestamp_seconds", None),
+            1_700_000_100.0
+        );
+        assert!(
+            text.contains("shipshape_job_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn only_get_metrics_is_served() {
+        let m = Metrics::new();
+        assert_eq!(respond("GET /metrics HTTP/1.1", &m).0, "200 OK");
+        assert_eq!(respond("GET /metrics?x=1 HTTP/1.1", &m).0, "200 OK");
+        assert_eq!(respond("GET /other HTTP/1.1", &m).0, "404 Not Found");
+        assert_eq!(
+            respond("POST /metrics HTTP/1.1", &m).0,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(respond("", &m).0, "405 Method Not Allowed");
+    }
+
+    #[tokio::test]
+    async fn http_endpoint_answers() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let m = Arc::new(Metrics::new());
+        m.images_deleted.inc_by(5);
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, Arc::clone(&m), stop.clone()));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(head.contains("application/openmetrics-text"), "{head}");
+        assert_eq!(
+            value(&parse(body), "shipshape_gc_images_deleted_total", None),
+            5.0
+        );
+        stop.cancel();
+        server.await.unwrap();
+    }
+}

@@ -1,0 +1,240 @@
+//! Idle cost of `shipshape daemon` beside docuum: a private dockerd holding 1,000
+//! images; each daemon is started, left to settle, then its process tree's resident
+//! memory and CPU time are read from /proc over one minute. Prints both and the ratio.
+//!
+//! `SHIPSHAPE_BIN` / `DOCUUM_BIN` pick the binaries (default: the built shipshape next
+//! to this bench, `docuum` on PATH); `BENCH_SECONDS` shortens the window.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shipshape_tests::dockerd::Dockerd;
+use shipshape_tests::images::{self, ImageSpec};
+
+const IMAGES: usize = 1000;
+
+/// utime+stime (ticks) and VmRSS (KiB) of one process.
+fn proc_stat(pid: u32) -> Option<(u64, u64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ppid: u32 = f.get(1)?.parse().ok()?;
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()?
+        + f.get(12)?.parse::<u64>().ok()?
+        + f.get(13)?.parse::<u64>().ok()?
+        + f.get(14)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some((ticks, rss, ppid))
+}
+
+/// CPU ticks (children reaped included) and RSS (KiB) of `root` and its descendants.
+fn tree(root: u32) -> (u64, u64, usize) {
+    let mut all: Vec<(u32, u64, u64, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            if let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() {
+                if let Some((t, r, pp)) = proc_stat(pid) {
+                    all.push((pid, t, r, pp));
+                }
+            }
+        }
+    }
+    let mut members = vec![root];
+    let mut i = 0;
+    while i < members.len() {
+        let parent = members[i];
+        members.extend(all.iter().filter(|p| p.3 == parent).map(|p| p.0));
+        i += 1;
+    }
+    let (mut ticks, mut rss) = (0, 0);
+    for p in all.iter().filter(|p| members.contains(&p.0)) {
+        ticks += p.1;
+        rss += p.2;
+    }
+    (ticks, rss, members.len())
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Wait until the tree uses < 2% CPU for 3 consecutive seconds (max 180 s).
+fn settle(pid: u32, tck: f64) -> Duration {
+    let t0 = Instant::now();
+    let mut quiet = 0;
+    let mut last = tree(pid).0;
+    while quiet < 3 && t0.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = tree(pid).0;
+        quiet = if ((now - last) as f64 / tck) < 0.02 {
+            quiet + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+    t0.elapsed()
+}
+
+struct Figures {
+    rss_kib: u64,
+    max_rss_kib: u64,
+    cpu_seconds: f64,
+    processes: usize,
+}
+
+fn measure(child: &mut Child, window: Duration, tck: f64) -> Figures {
+    let pid = child.id();
+    let (t0, _, _) = tree(pid);
+    let start = Instant::now();
+    let mut max_rss = 0;
+    while start.elapsed() < window {
+        std::thread::sleep(Duration::from_secs(1));
+        max_rss = max_rss.max(tree(pid).1);
+        assert!(child.try_wait().expect("wait").is_none(), "process exited");
+    }
+    let (t1, rss, n) = tree(pid);
+    Figures {
+        rss_kib: rss,
+        max_rss_kib: max_rss.max(rss),
+        cpu_seconds: (t1 - t0) as f64 / tck,
+        processes: n,
+    }
+}
+
+fn stop(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    let window = Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let shipshape = std::env::var_os("SHIPSHAPE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(shipshape_tests::bin::shipshape_path);
+    let docuum = std::env::var_os("DOCUUM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("docuum"));
+    let tck = clk_tck();
+    let d = Dockerd::start();
+    let t = Instant::now();
+    let specs: Vec<ImageSpec> = (0..IMAGES)
+        .map(|n| ImageSpec::light(&format!("bench/img{n}:1"), 1_600_000_000 + n as i64))
+        .collect();
+    for chunk in specs.chunks(250) {
+        images::load(&d, chunk);
+    }
+    println!(
+        "loaded {IMAGES} images in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+
+    // shipshape: gc job off, so only tracking, reconciliation and pings remain.
+    let cfg = work.path().join("shipshape.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\nstate = \"{}\"\n[daemon.jobs.gc]\nenabled = false\n",
+            work.path().join("state.json").display()
+        ),
+    )
+    .expect("config");
+    let ours = Command::new(&shipshape)
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["--docker-host", &d.host(), "--log-level", "warn", "daemon"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", shipshape.display()));
+    let mut ours = ours;
+    let settled = settle(ours.id(), tck);
+    let state_images = shipshape::last_use::LastUseState::load(&work.path().join("state.json"))
+        .ok()
+        .flatten()
+        .map_or(0, |s| s.images.len());
+    println!(
+        "shipshape settled after {:.1}s, tracking {state_images} images",
+        settled.as_secs_f64()
+    );
+    let a = measure(&mut ours, window, tck);
+    stop(ours);
+
+    // docuum: threshold far above usage so it only watches; own HOME for its state.
+    let home = work.path().join("docuum-home");
+    std::fs::create_dir_all(&home).expect("home");
+    let mut theirs = Command::new(&docuum)
+        .args(["--threshold", "1 TB"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", work.path().join("docker-cfg"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(work.path().join("docuum.log")).expect("log"),
+        ))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", docuum.display()));
+    let settled = settle(theirs.id(), tck);
+    println!("docuum settled after {:.1}s", settled.as_secs_f64());
+    let b = measure(&mut theirs, window, tck);
+    stop(theirs);
+    let log = std::fs::read_to_string(work.path().join("docuum.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+    println!("docuum log tail: {tail:?}");
+
+    let secs = window.as_secs_f64();
+    for (name, f) in [("shipshape daemon", &a), ("docuum", &b)] {
+        println!(
+            "{name:17} RSS {:>7} KiB (max {:>7}) over {} process(es); CPU {:.3}s in {:.0}s = {:.3}%",
+            f.rss_kib,
+            f.max_rss_kib,
+            f.processes,
+            f.cpu_seconds,
+            secs,
+            100.0 * f.cpu_seconds / secs
+        );
+    }
+    println!(
+        "ratio shipshape/docuum: RSS {:.2}, CPU {}",
+        a.rss_kib as f64 / b.rss_kib.max(1) as f64,
+        if b.cpu_seconds > 0.0 {
+            format!("{:.2}", a.cpu_seconds / b.cpu_seconds)
+        } else {
+            "n/a (docuum used no measurable CPU)".to_owned()
+        }
+    );
+}

@@ -1,0 +1,584 @@
+//! `shipshape daemon` as systemd runs it, against a private dockerd: the notify socket
+//! (READY, watchdog rate, STOPPING), last use tracked from real Docker events and
+//! surviving a dockerd restart, SIGHUP with a broken config, disk-pressure GC on a
+//! small tmpfs data root, SIGTERM during GC, and `/metrics` read with a real parser.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use shipshape::last_use::LastUseState;
+use shipshape_tests::dockerd::Dockerd;
+use shipshape_tests::images::{self, ImageSpec};
+
+const OLD: i64 = 1_600_000_000; // 2020-09-13
+
+/// Messages received on the notify socket, with their arrival time.
+type Received = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// A running `shipshape daemon` with its own notify socket, config and log.
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    notes: Received,
+    listening: Arc<AtomicBool>,
+}
+
+impl Daemon {
+    fn start(d: &Dockerd, config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config.replace(
+            "@STATE@",
+            &dir.path().join("state.json").display().to_string(),
+        );
+        std::fs::write(dir.path().join("shipshape.toml"), config).expect("write config");
+        let sock_path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let notes: Received = Arc::default();
+        let listening = Arc::new(AtomicBool::new(true));
+        {
+            let notes = Arc::clone(&notes);
+            let listening = Arc::clone(&listening);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while listening.load(Ordering::Relaxed) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        for line in text.lines() {
+                            notes
+                                .lock()
+                                .expect("lock")
+                                .push((Instant::now(), line.to_owned()));
+                        }
+                    }
+                }
+            });
+        }
+        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
+        let mut cmd = shipshape_tests::bin::shipshape();
+        cmd.arg("--config")
+            .arg(dir.path().join("shipshape.toml"))
+            .args(["--docker-host", &d.host(), "--log-level", "debug", "daemon"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn shipshape daemon");
+        let daemon = Daemon {
+            child,
+            dir,
+            notes,
+            listening,
+        };
+        daemon.wait_for("READY=1", Duration::from_secs(30), || {
+            daemon.noted("READY=1")
+        });
+        daemon
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+
+    fn noted(&self, line: &str) -> bool {
+        self.notes
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(_, l)| l == line)
+    }
+
+    fn notes_matching(&self, prefix: &str) -> Vec<(Instant, String)> {
+        self.notes
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, l)| l.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    fn last_status(&self) -> String {
+        self.notes_matching("STATUS=")
+            .last()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn state(&self) -> Option<LastUseState> {
+        LastUseState::load(&self.path("state.json")).expect("state file readable")
+    }
+
+    fn last_used(&self, id: &str) -> Option<DateTime<Utc>> {
+        self.state().and_then(|s| s.last_used(id))
+    }
+
+    /// Poll `cond` until true; panic naming `what` with the daemon log.
+    fn wait_for(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, sig).expect("signal daemon");
+    }
+
+    /// SIGTERM and wait (bounded); returns the exit code and how long it took.
+    fn terminate(&mut self, limit: Duration) -> (i32, Duration) {
+        let t0 = Instant::now();
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status.code().unwrap_or(-1), t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("daemon did not exit within {limit:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.listening.store(false, Ordering::Relaxed);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
+    match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn image_count(d: &Dockerd) -> usize {
+    d.docker_ok(["images", "-q", "--no-trunc"]).lines().count()
+}
+
+const QUIET: &str = r#"
+[daemon]
+state = "@STATE@"
+[daemon.jobs.gc]
+enabled = false
+"#;
+
+#[test]
+fn notify_socket_gets_ready_watchdog_pings_at_half_the_interval_and_stopping() {
+    let d = Dockerd::start();
+    // WATCHDOG_USEC = 1s: pings expected every 500 ms.
+    let mut daemon = Daemon::start(&d, QUIET, &[("WATCHDOG_USEC", "1000000")]);
+    assert!(
+        daemon.last_status().starts_with("STATUS=Docker: connected"),
+        "{}",
+        daemon.last_status()
+    );
+    std::thread::sleep(Duration::from_millis(3200));
+    let pings = daemon.notes_matching("WATCHDOG=1");
+    assert!(
+        (5..=8).contains(&pings.len()),
+        "{} pings in 3.2s",
+        pings.len()
+    );
+    for w in pings.windows(2) {
+        let gap = w[1].0 - w[0].0;
+        assert!(
+            gap >= Duration::from_millis(300) && gap <= Duration::from_millis(900),
+            "watchdog gap {gap:?}"
+        );
+    }
+    let (code, took) = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", daemon.log());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(daemon.noted("STOPPING=1"));
+    // READY came before the first STOPPING, and nothing after STOPPING but status.
+    let notes = daemon.notes.lock().expect("lock").clone();
+    let ready = notes
+        .iter()
+        .position(|(_, l)| l == "READY=1")
+        .expect("ready");
+    let stopping = notes
+        .iter()
+        .position(|(_, l)| l == "STOPPING=1")
+        .expect("stopping");
+    assert!(ready < stopping);
+}
+
+#[test]
+fn docker_events_move_last_use_and_tracking_survives_a_dockerd_restart() {
+    let mut d = Dockerd::start();
+    let busybox = images::busybox_image(&d, "busybox:test");
+    let other = images::load(&d, &[ImageSpec::new("other/app:1", OLD)]).remove(0);
+    let doomed = images::load(&d, &[ImageSpec::new("doomed/app:1", OLD)]).remove(0);
+    let mut daemon = Daemon::start(&d, QUIET, &[]);
+    daemon.wait_for("first state save", Duration::from_secs(10), || {
+        daemon.last_used(&busybox).is_some()
+    });
+    let first_seen = daemon.last_used(&busybox).expect("busybox tracked");
+
+    // run → create/start/die: busybox's last use moves forward.
+    std::thread::sleep(Duration::from_millis(1100));
+    images::run_container(&d, "busybox:test", "c1", &["true"]);
+    daemon.wait_for("busybox last use to move", Duration::from_secs(15), || {
+        daemon.last_used(&busybox).is_some_and(|t| t > first_seen)
+    });
+    // rmi → untag/delete: the image is forgotten.
+    d.docker_ok(["rmi", "doomed/app:1"]);
+    daemon.wait_for(
+        "deleted image to leave the state",
+        Duration::from_secs(15),
+        || {
+            daemon
+                .state()
+                .is_some_and(|s| !s.images.contains_key(&doomed))
+        },
+    );
+    // load → a new image tracked from the event (reconciliation is 10 minutes away).
+    let loaded_at = Utc::now();
+    let fresh = images::load(&d, &[ImageSpec::new("fresh/app:1", OLD)]).remove(0);
+    daemon.wait_for("loaded image tracked", Duration::from_secs(15), || {
+        daemon
+            .last_used(&fresh)
+            .is_some_and(|t| t >= loaded_at - chrono::Duration::seconds(1))
+    });
+
+    // dockerd goes away under the daemon: it stays up and says so.
+    d.stop();
+    daemon.wait_for(
+        "STATUS to report Docker unavailable",
+        Duration::from_secs(30),
+        || {
+            daemon
+                .last_status()
+                .starts_with("STATUS=Docker unavailable")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        daemon.alive(),
+        "daemon died with dockerd:\n{}",
+        daemon.log()
+    );
+    d.restart();
+    daemon.wait_for("reconnection", Duration::from_secs(60), || {
+        daemon.last_status().starts_with("STATUS=Docker: connected")
+    });
+    // Tracking resumed: a new container's image gets a fresh last use.
+    let before = daemon.last_used(&other).expect("other tracked");
+    let restarted_at = Utc::now();
+    images::create_container(&d, "other/app:1", "c2", &["true"]);
+    daemon.wait_for("last use after restart", Duration::from_secs(15), || {
+        daemon
+            .last_used(&other)
+            .is_some_and(|t| t > before && t >= restarted_at - chrono::Duration::seconds(1))
+    });
+    assert!(daemon.log().contains("Docker unavailable; reconnecting"));
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", daemon.log());
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_schedule_and_says_why() {
+    let d = Dockerd::start();
+    let every_second = r#"
+[gc]
+min_age = "1000d"
+[daemon]
+state = "@STATE@"
+[daemon.jobs.gc]
+schedule = "* * * * * *"
+"#;
+    let mut daemon = Daemon::start(&d, every_second, &[]);
+    let gc_runs = |daemon: &Daemon| daemon.log().matches("job started").count();
+    daemon.wait_for("gc to run twice", Duration::from_secs(15), || {
+        gc_runs(&daemon) >= 2
+    });
+
+    std::fs::write(
+        daemon.path("shipshape.toml"),
+        "[daemon.jobs.gc]\nschedule = \"every tuesday\"\n",
+    )
+    .expect("write");
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for("reload refusal", Duration::from_secs(10), || {
+        daemon.log().contains("keeping the previous one")
+    });
+    let log = daemon.log();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("keeping the previous one"))
+        .expect("line");
+    assert!(refusal.contains("daemon.jobs.gc.schedule"), "{refusal}");
+    let after_refusal = gc_runs(&daemon);
+    daemon.wait_for(
+        "old schedule to keep firing",
+        Duration::from_secs(10),
+        || gc_runs(&daemon) >= after_refusal + 2,
+    );
+    assert!(daemon.alive());
+
+    // A valid config that disables gc takes effect.
+    std::fs::write(
+        daemon.path("shipshape.toml"),
+        QUIET.replace("@STATE@", &daemon.path("state.json").display().to_string()),
+    )
+    .expect("write");
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for("reload", Duration::from_secs(10), || {
+        daemon.log().contains("configuration reloaded")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let settled = gc_runs(&daemon);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(gc_runs(&daemon), settled, "gc still scheduled after reload");
+    assert!(daemon.noted("RELOADING=1"));
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_the_gc_deletions() {
+    let d = Dockerd::start();
+    let specs: Vec<ImageSpec> = (0..6)
+        .map(|n| ImageSpec::light(&format!("stale/{n}:1"), OLD + n))
+        .collect();
+    images::load(&d, &specs);
+    assert_eq!(image_count(&d), 6);
+    let port = free_port();
+    let config = format!(
+        r#"
+[gc]
+min_age = "0s"
+[daemon]
+state = "@STATE@"
+[daemon.jobs.gc]
+schedule = "*/2 * * * * *"
+[metrics]
+listen = "127.0.0.1:{port}"
+"#
+    );
+    let mut daemon = Daemon::start(&d, &config, &[]);
+    daemon.wait_for("gc to delete the images", Duration::from_secs(30), || {
+        image_count(&d) == 0
+    });
+    daemon.wait_for("gc run recorded", Duration::from_secs(10), || {
+        sample(&scrape(port), "shipshape_gc_images_deleted_total", None) >= 6.0
+    });
+    let m = scrape(port);
+    assert_eq!(sample(&m, "shipshape_gc_images_deleted_total", None), 6.0);
+    assert!(sample(&m, "shipshape_job_runs_total", Some(("job", "gc"))) >= 1.0);
+    assert_eq!(
+        sample(&m, "shipshape_job_failures_total", Some(("job", "gc"))),
+        0.0
+    );
+    assert!(
+        sample(
+            &m,
+            "shipshape_job_last_success_timestamp_seconds",
+            Some(("job", "gc"))
+        ) > 1.7e9
+    );
+    assert!(sample(&m, "shipshape_gc_reclaimed_bytes_total", None) >= 0.0);
+    assert_eq!(sample(&m, "shipshape_docker_up", None), 1.0);
+    assert!(
+        sample(&m, "shipshape_docker_events_total", None) >= 6.0,
+        "delete events seen"
+    );
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+fn used_pct(path: &Path) -> f64 {
+    let st = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    let total = st.blocks() as f64;
+    100.0 * (total - st.blocks_free() as f64) / total
+}
+
+#[test]
+fn disk_above_high_water_triggers_gc_down_to_low_water() {
+    let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
+    let specs: Vec<ImageSpec> = (0..12)
+        .map(|n| ImageSpec::new(&format!("big/{n}:1"), OLD + n * 100).payload(8 << 20))
+        .collect();
+    for chunk in specs.chunks(4) {
+        images::load(&d, chunk);
+    }
+    let before = used_pct(&d.data_root());
+    assert!(before > 35.0, "test set-up: only {before:.1}% used");
+    let high = before + 3.0;
+    let low = before - 15.0;
+    let config = format!(
+        r#"
+[gc]
+min_age = "0s"
+high_water = "{high:.0}%"
+low_water = "{low:.0}%"
+[daemon]
+state = "@STATE@"
+disk_check_interval = "1s"
+[daemon.jobs.gc]
+enabled = false
+"#
+    );
+    let daemon = Daemon::start(&d, &config, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(image_count(&d), 12, "GC ran below high water");
+    // Cross high water with a plain file on Docker's filesystem (GC cannot remove it).
+    std::fs::write(d.data_root().join("filler"), vec![7u8; 16 << 20]).expect("filler");
+    let crossed = Instant::now();
+    let now_pct = used_pct(&d.data_root());
+    assert!(
+        now_pct > high,
+        "test set-up: {now_pct:.1}% is not above {high:.1}%"
+    );
+    let deadline = crossed + Duration::from_secs(10);
+    let reaction = loop {
+        if daemon.log().contains("disk above high water; starting GC") {
+            break crossed.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no disk-pressure GC:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    daemon.wait_for("usage under low water", Duration::from_secs(60), || {
+        used_pct(&d.data_root()) <= low + 0.5
+    });
+    eprintln!(
+        "disk-pressure reaction: {} ms from crossing high water to GC start (check interval 1s); {:.1}% -> {:.1}%",
+        reaction.as_millis(),
+        now_pct,
+        used_pct(&d.data_root())
+    );
+    assert!(reaction < Duration::from_secs(3), "{reaction:?}");
+    let left = image_count(&d);
+    assert!(left < 12 && left > 0, "{left} images left");
+}
+
+#[test]
+fn sigterm_during_gc_exits_zero_within_the_bound_with_state_saved() {
+    let d = Dockerd::start();
+    let specs: Vec<ImageSpec> = (0..400)
+        .map(|n| ImageSpec::light(&format!("many/{n}:1"), OLD + n))
+        .collect();
+    images::load(&d, &specs);
+    let config = r#"
+[gc]
+min_age = "0s"
+concurrency = 1
+[daemon]
+state = "@STATE@"
+shutdown_timeout = "15s"
+[daemon.jobs.gc]
+schedule = "* * * * * *"
+"#;
+    let mut daemon = Daemon::start(&d, config, &[]);
+    daemon.wait_for("gc to start", Duration::from_secs(15), || {
+        daemon.log().contains("job started")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let running = !daemon.log().contains("job finished");
+    let (code, took) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", daemon.log());
+    assert!(took < Duration::from_secs(16), "{took:?}");
+    let state = daemon.state().expect("state saved");
+    assert_eq!(state.version, 1);
+    let log = daemon.log();
+    assert!(log.contains("state saved; daemon stopped"), "{log}");
+    let left = image_count(&d);
+    eprintln!("SIGTERM with gc in flight={running}: exited in {took:?}, {left} of 400 images left");
+    assert!(
+        running,
+        "gc had already finished: the test did not interrupt it"
+    );
+    assert!(left > 0, "the pass was not interrupted");
+    // The saved state covers every image still there (deleted ones may linger: gc ignores them).
+    for id in d.docker_ok(["images", "-q", "--no-trunc"]).lines() {
+        assert!(
+            state.images.contains_key(id),
+            "{id} missing from the saved state"
+        );
+    }
+}
+
+#[test]
+fn docker_down_at_start_is_reported_and_tracking_begins_when_it_comes_up() {
+    let mut d = Dockerd::start();
+    let late = images::load(&d, &[ImageSpec::new("late/app:1", OLD)]).remove(0);
+    d.stop();
+    let mut daemon = Daemon::start(&d, QUIET, &[]);
+    assert!(
+        daemon
+            .last_status()
+            .starts_with("STATUS=Docker unavailable"),
+        "{}",
+        daemon.last_status()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.alive(), "{}", daemon.log());
+    d.restart();
+    daemon.wait_for("connection", Duration::from_secs(60), || {
+        daemon.last_status().starts_with("STATUS=Docker: connected")
+    });
+    daemon.wait_for("image tracked", Duration::from_secs(15), || {
+        daemon.last_used(&late).is_some()
+    });
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", daemon.log());
+}
