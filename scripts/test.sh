@@ -44,19 +44,20 @@ echo "busybox: /bin/busybox"
 
 # ---- packaging prerequisites (tests/tests/packaging.rs) ------------------------------
 # Debian packages: systemd-analyze (verify/security of the units), shellcheck and
-# cloud-init (user data), rpm (rpm -qpl), packer (template validation), dpkg-deb.
+# cloud-init (user data), rpm (rpm -qpl), packer (template validation), dpkg-deb,
+# objdump (glibc symbol versions of the binary).
 # PyPI: cfn-lint in the venv. crates.io: cargo-deb and cargo-generate-rpm, only if missing.
 section "packaging tools"
 pkg_missing=()
 for pair in systemd-analyze:systemd shellcheck:shellcheck cloud-init:cloud-init rpm:rpm \
-    packer:packer dpkg-deb:dpkg; do
+    packer:packer dpkg-deb:dpkg objdump:binutils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || pkg_missing+=("${pair#*:}")
 done
 if [[ ${#pkg_missing[@]} -gt 0 ]]; then
     echo "installing ${pkg_missing[*]}"
     apt_install "${pkg_missing[@]}"
 fi
-for tool in systemd-analyze shellcheck cloud-init rpm packer dpkg-deb; do
+for tool in systemd-analyze shellcheck cloud-init rpm packer dpkg-deb objdump; do
     command -v "$tool" >/dev/null 2>&1 || fatal "$tool not found after install"
 done
 if [[ ! -x "$VENV/bin/cfn-lint" ]]; then

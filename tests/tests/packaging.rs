@@ -1140,3 +1140,30 @@ async fn gitlab_runner_userdata_writes_docker_config_and_a_verified_drop_in() {
     ok(&v, "systemd-analyze verify with the CI drop-in");
     assert!(v.stderr.trim().is_empty(), "{}", v.stderr);
 }
+
+#[test]
+fn binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
+    // AL2023 ships glibc 2.34; a binary built on a newer distribution could need more.
+    let out = run(cmd("objdump").arg("-T").arg(shipshape_path()));
+    ok(&out, "objdump -T");
+    let newest = out
+        .stdout
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let v: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            Some((parts.next()?, parts.next().unwrap_or(0)))
+        })
+        .max()
+        .expect("no GLIBC symbol versions found");
+    assert!(
+        newest <= (2, 34),
+        "binary needs GLIBC_{}.{} (> 2.34, AL2023)",
+        newest.0,
+        newest.1
+    );
+}
