@@ -294,16 +294,26 @@ const PAYLOAD: [&str; 6] = [
     "/usr/lib/systemd/system/shipshape-gc.timer",
 ];
 
+fn rpm_install(root: &Path, rpm: &Path, extra: &[&str]) -> Output {
+    std::fs::create_dir_all(root.join("var/lib/rpm")).expect("mkdir rpmdb");
+    // --noscripts: scriptlets would run chrooted into a root without /bin/sh.
+    run(cmd("rpm")
+        .arg(format!("--root={}", root.display()))
+        .args(["--dbpath=/var/lib/rpm", "--nodeps", "--noscripts", "-i"])
+        .args(extra)
+        .arg(rpm))
+}
+
 #[test]
 fn rpm_installs_binary_units_noreplace_config_and_state_dir() {
     let p = packages();
     let list = run(cmd("rpm").arg("-qpl").arg(&p.rpm));
     ok(&list, "rpm -qpl");
     let files: BTreeSet<&str> = list.stdout.lines().collect();
-    for want in PAYLOAD.iter().chain(&["/var/lib/shipshape"]) {
+    for want in PAYLOAD {
         assert!(files.contains(want), "RPM lacks {want}:\n{}", list.stdout);
     }
-    // %config(noreplace): flags c (config) and n (noreplace); the state dir is 0700.
+    // %config(noreplace): flags c (config) and n (noreplace).
     let q = run(cmd("rpm")
         .args([
             "-qp",
@@ -324,15 +334,37 @@ fn rpm_installs_binary_units_noreplace_config_and_state_dir() {
         conf.contains(" cn "),
         "config not %config(noreplace): {conf}"
     );
-    assert!(line("/var/lib/shipshape").ends_with("drwx------"));
     assert!(line("/usr/bin/shipshape").ends_with("-rwxr-xr-x"));
+    // The state directory comes from %post (cargo-generate-rpm cannot package a dir).
     let scripts = run(cmd("rpm").args(["-qp", "--scripts"]).arg(&p.rpm));
     ok(&scripts, "rpm -qp --scripts");
+    assert!(
+        scripts
+            .stdout
+            .contains("install -d -m 0700 /var/lib/shipshape"),
+        "{}",
+        scripts.stdout
+    );
     assert!(
         scripts.stdout.contains("daemon-reload"),
         "{}",
         scripts.stdout
     );
+
+    // Unpacks and runs; a reinstall keeps the operator's edit of the config.
+    let root = tempdir();
+    let r = root.path();
+    ok(&rpm_install(r, &p.rpm, &[]), "rpm -i into a throwaway root");
+    let version = run(Command::new(r.join("usr/bin/shipshape")).arg("--version"));
+    ok(&version, "shipshape --version from the RPM");
+    let conf = r.join("etc/shipshape/shipshape.toml");
+    let edited = format!("{}\n# local edit\n", read(&conf));
+    write(&conf, &edited);
+    ok(
+        &rpm_install(r, &p.rpm, &["--replacepkgs"]),
+        "rpm -i --replacepkgs",
+    );
+    assert_eq!(read(&conf), edited, "reinstall overwrote the local config");
 }
 
 #[test]
