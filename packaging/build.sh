@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Build the shipshape RPM (cargo-generate-rpm) and DEB (cargo-deb) from one build.
 #
-#   packaging/build.sh [--profile release|dev] [--out DIR]
+#   packaging/build.sh [--profile release|dev] [--out DIR] [--no-build]
 #
 # Default: release profile, packages in target/packages/. The tests use
-# `--profile dev` to package the already-built debug binary instead of a release build.
+# `--profile dev --no-build` to package the debug binary scripts/test.sh already built.
 # Needs: cargo-deb and cargo-generate-rpm (`cargo install --locked cargo-deb cargo-generate-rpm`).
 set -euo pipefail
 
 profile=release
 out=""
+build=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --profile) profile="${2:?--profile needs a value}"; shift 2 ;;
     --out) out="${2:?--out needs a value}"; shift 2 ;;
+    --no-build) build=0; shift ;;
     -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -31,7 +33,9 @@ for tool in cargo-deb cargo-generate-rpm; do
     fi
 done
 
-cargo build --locked -p shipshape --profile "$profile"
+if [ "$build" -eq 1 ]; then
+    cargo build --locked -p shipshape --profile "$profile"
+fi
 
 strip_flag=()
 if [ "$profile" != release ]; then

@@ -252,15 +252,15 @@ struct Packages {
     rpm: PathBuf,
 }
 
-/// Builds both packages once per test binary with packaging/build.sh (dev profile: it
-/// packages the already-built debug binary instead of compiling a release).
+/// Builds both packages once per test binary with packaging/build.sh, from the debug
+/// binary the test run already has (dev profile, --no-build: no release compile).
 fn packages() -> &'static Packages {
     static PACKAGES: OnceLock<Packages> = OnceLock::new();
     PACKAGES.get_or_init(|| {
         let dir = tempdir();
         let mut c = Command::new("bash");
         c.arg(repo("packaging/build.sh"))
-            .args(["--profile", "dev", "--out"])
+            .args(["--profile", "dev", "--no-build", "--out"])
             .arg(dir.path());
         let cargo_bin = std::env::var("HOME")
             .map(|h| format!("{h}/.cargo/bin"))
