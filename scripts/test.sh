@@ -42,6 +42,37 @@ fi
 echo "dockerd: $(command -v dockerd)"
 echo "busybox: /bin/busybox"
 
+# ---- packaging prerequisites (tests/tests/packaging.rs) ------------------------------
+# Debian packages: systemd-analyze (verify/security of the units), shellcheck and
+# cloud-init (user data), rpm (rpm -qpl), packer (template validation), dpkg-deb,
+# objdump (glibc symbol versions of the binary).
+# PyPI: cfn-lint in the venv. crates.io: cargo-deb and cargo-generate-rpm, only if missing.
+section "packaging tools"
+pkg_missing=()
+for pair in systemd-analyze:systemd shellcheck:shellcheck cloud-init:cloud-init rpm:rpm \
+    packer:packer dpkg-deb:dpkg objdump:binutils; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || pkg_missing+=("${pair#*:}")
+done
+if [[ ${#pkg_missing[@]} -gt 0 ]]; then
+    echo "installing ${pkg_missing[*]}"
+    apt_install "${pkg_missing[@]}"
+fi
+for tool in systemd-analyze shellcheck cloud-init rpm packer dpkg-deb objdump; do
+    command -v "$tool" >/dev/null 2>&1 || fatal "$tool not found after install"
+done
+if [[ ! -x "$VENV/bin/cfn-lint" ]]; then
+    echo "installing cfn-lint into $VENV"
+    "$VENV/bin/pip" install --quiet cfn-lint || fatal "pip install cfn-lint failed"
+fi
+for tool in cargo-deb cargo-generate-rpm; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "installing $tool (cargo install --locked)"
+        cargo install --locked "$tool" || fatal "cargo install $tool failed"
+    fi
+done
+echo "systemd $(systemd-analyze --version | head -n1 | cut -d' ' -f2), $(shellcheck --version | sed -n 2p), cloud-init $(cloud-init --version 2>&1 | cut -d' ' -f2), $(rpm --version), packer $(packer version | head -n1), $("$VENV/bin/cfn-lint" --version), $(cargo deb --version), $(cargo generate-rpm --version)"
+# ---- end of packaging prerequisites ---------------------------------------------------
+
 export SHIPSHAPE_MOTO_SERVER="$VENV/bin/moto_server"
 export PATH="$VENV/bin:$PATH"
 

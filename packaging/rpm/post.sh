@@ -1,0 +1,7 @@
+# shipshape RPM %post ($1: 1 = install, 2 = upgrade). Creates the state directory
+# (the daemon's StateDirectory= would too). Units are not enabled here: user data,
+# packer or the operator enables the ones the host needs.
+install -d -m 0700 /var/lib/shipshape
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+fi
