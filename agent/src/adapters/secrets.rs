@@ -156,7 +156,7 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or("").to_owned();
-            let message = service.err().message().unwrap_or("").to_owned();
+            let message = one_line(service.err().message().unwrap_or(""));
             let text = match (code.is_empty(), message.is_empty()) {
                 (false, false) => format!("{code}: {message}"),
                 (false, true) => code.clone(),
@@ -203,11 +203,17 @@ where
         source = s.source();
     }
     let joined = parts.join(": ");
-    if joined.is_empty() {
+    let text = if joined.is_empty() {
         DisplayErrorContext(err).to_string()
     } else {
         joined
-    }
+    };
+    one_line(&text)
+}
+
+/// Errors are shown on one line; the credential chain's message spans several.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -227,5 +233,13 @@ mod tests {
         );
         assert_eq!(arn_region("prod/gitlab-registry"), None);
         assert_eq!(arn_region("arn:aws:s3:::bucket"), None);
+    }
+
+    #[test]
+    fn messages_become_one_line() {
+        assert_eq!(
+            one_line("no credentials:\n  Environment: x\n  Profile: y"),
+            "no credentials: Environment: x Profile: y"
+        );
     }
 }
