@@ -41,8 +41,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The binary under test: `SHIPSHAPE_BIN`, else `target/release/shipshape`.
 fn release_binary() -> PathBuf {
-    let p = shipshape_tests::target_dir().join("release/shipshape");
+    let p = match std::env::var_os("SHIPSHAPE_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => shipshape_tests::target_dir().join("release/shipshape"),
+    };
     if !p.exists() {
         panic!(
             "{} not found — run `cargo build --release -p shipshape` first",
@@ -237,7 +241,7 @@ fn main() {
         "  job: 2 Secrets Manager secrets (one by ARN in eu-west-1) + 1 S3 fragment -> ecs.config"
     );
     println!(
-        "  shipshape (release)        median {:8.1} ms  min {:8.1} ms  max {:8.1} ms",
+        "  shipshape                  median {:8.1} ms  min {:8.1} ms  max {:8.1} ms",
         ms(ours_m),
         ms(*ours.iter().min().expect("runs")),
         ms(*ours.iter().max().expect("runs"))
