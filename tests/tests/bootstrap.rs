@@ -462,6 +462,16 @@ async fn failures_leave_files_byte_identical_and_never_leak() {
         })
         .collect();
 
+    let no_region: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("REGION"))
+        .collect();
+    let no_region: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("REGION"))
+        .collect();
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     let cases = vec![
         FailCase {
@@ -592,6 +602,13 @@ async fn failures_leave_files_byte_identical_and_never_leak() {
             env: unreachable,
             code: 1,
             message: vec!["gave up on secret good", "after 2s", "Connection refused"],
+        },
+        FailCase {
+            name: "no region",
+            args: s(&["--registry-secret", "ghcr.io=good"]),
+            env: no_region,
+            code: 2,
+            message: vec!["no AWS region", "secret good", "--region"],
         },
         FailCase {
             name: "nothing to do",
