@@ -467,11 +467,6 @@ async fn failures_leave_files_byte_identical_and_never_leak() {
         .into_iter()
         .filter(|(k, _)| !k.ends_with("REGION"))
         .collect();
-    let no_region: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .filter(|(k, _)| !k.ends_with("REGION"))
-        .collect();
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     let cases = vec![
         FailCase {
