@@ -2,3 +2,4 @@
 //! produce. One file per area.
 
 pub mod docker;
+pub mod secrets;

@@ -1,0 +1,1030 @@
+//! `shipshape bootstrap` end to end: the built binary against a real moto_server.
+//! Round trip through an ecs-init style reader for both auth types, merge, idempotence,
+//! fail-closed cases (file byte-identical, no temp files), access denied via moto's
+//! IAM enforcement, timeouts, `--docker-config`, `--dry-run`, config file + `check`,
+//! and a canary password that must never appear in any output at trace level.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use shipshape_tests::bin::{run_shipshape, Output};
+use shipshape_tests::moto::{moto_server_path, Moto};
+
+const CANARY: &str = "CANARY-7f3a9c-pw";
+const HUB: &str = "https://index.docker.io/v1/";
+
+/// Passwords ecs-init must read back exactly.
+const NASTY: &str = "p\"w\\d$HOME=x'y z:ü€🚀";
+
+fn canary_forms() -> Vec<String> {
+    vec![
+        CANARY.to_owned(),
+        B64.encode(CANARY),
+        B64.encode(format!("canary-user:{CANARY}")),
+    ]
+}
+
+fn assert_no_canary(out: &Output, what: &str) {
+    for form in canary_forms() {
+        assert!(
+            !out.stdout.contains(&form) && !out.stderr.contains(&form),
+            "{what}: canary form {form:?} leaked\nstdout: {}\nstderr: {}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+/// Read a file the way ecs-init does: split each line at the first `=`, strip nothing.
+fn ecs_init_read(text: &str) -> HashMap<String, String> {
+    text.split('\n')
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Decode ECS_ENGINE_AUTH_DATA of either type into registry → (username, password).
+fn decode_auth(auth_type: &str, data: &str) -> HashMap<String, (String, String)> {
+    let v: serde_json::Value = serde_json::from_str(data).expect("auth data is JSON");
+    let obj = v.as_object().expect("auth data is an object");
+    assert!(!obj.contains_key("auths"), "no auths wrapper");
+    obj.iter()
+        .map(|(reg, entry)| {
+            let pair = match auth_type {
+                "docker" => (
+                    entry["username"].as_str().expect("username").to_owned(),
+                    entry["password"].as_str().expect("password").to_owned(),
+                ),
+                "dockercfg" => {
+                    let raw = B64
+                        .decode(entry["auth"].as_str().expect("auth"))
+                        .expect("base64");
+                    let text = String::from_utf8(raw).expect("utf8");
+                    let (u, p) = text.split_once(':').expect("user:pass");
+                    (u.to_owned(), p.to_owned())
+                }
+                other => panic!("unknown auth type {other}"),
+            };
+            (reg.clone(), pair)
+        })
+        .collect()
+}
+
+struct Aws {
+    sdk: aws_config::SdkConfig,
+}
+
+impl Aws {
+    async fn new(moto: &Moto) -> Self {
+        Self {
+            sdk: moto.sdk_config().await,
+        }
+    }
+
+    fn secrets(&self, region: &str) -> aws_sdk_secretsmanager::Client {
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(conf)
+    }
+
+    /// Create a secret; returns its ARN.
+    async fn secret(&self, region: &str, name: &str, value: &str) -> String {
+        let out = self
+            .secrets(region)
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("CreateSecret");
+        out.arn().expect("arn").to_owned()
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    async fn object(&self, bucket: &str, key: &str, body: &str) {
+        let s3 = self.s3();
+        let _ = s3.create_bucket().bucket(bucket).send().await;
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+}
+
+fn creds(user: &str, pass: &str) -> String {
+    serde_json::json!({"username": user, "password": pass}).to_string()
+}
+
+fn run(moto_env: &[(String, String)], args: &[&str]) -> Output {
+    let mut all = vec!["--log-level", "trace", "bootstrap"];
+    all.extend_from_slice(args);
+    run_shipshape(all, moto_env)
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+const EXISTING: &str = "# written by the AMI build\nECS_LOGLEVEL=debug\n\nECS_CLUSTER=default\nECS_RESERVED_MEMORY=256\nECS_RESERVED_MEMORY=512\nECS_CLUSTER=stale-duplicate\n";
+
+#[tokio::test]
+async fn issue_example_round_trips_for_both_auth_types() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret(
+        "us-east-1",
+        "prod/gitlab-registry",
+        &creds("gitlab-bot", NASTY),
+    )
+    .await;
+    let hub_pw = "hub \"pass\" \\ $x = 'q' ü";
+    let hub_arn = aws
+        .secret("eu-west-1", "hub", &creds("hubuser", hub_pw))
+        .await;
+    assert!(hub_arn.starts_with("arn:aws:secretsmanager:eu-west-1:"));
+    aws.object(
+        "my-config",
+        "ecs/base.config",
+        "ECS_ENABLE_TASK_IAM_ROLE=true\nECS_LOGLEVEL=info\n",
+    )
+    .await;
+
+    for auth_type in ["docker", "dockercfg"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ecs.config");
+        fs::write(&path, EXISTING).expect("seed");
+        let gitlab = "registry.gitlab.com=prod/gitlab-registry".to_owned();
+        let hub = format!("docker.io={hub_arn}");
+        let out = run(
+            &moto.env(),
+            &[
+                "--ecs-config",
+                path.to_str().expect("utf8"),
+                "--cluster",
+                "prod",
+                "--registry-secret",
+                &gitlab,
+                "--registry-secret",
+                &hub,
+                "--from-s3",
+                "s3://my-config/ecs/base.config",
+                "--auth-type",
+                auth_type,
+            ],
+        );
+        assert_eq!(out.code, 0, "{auth_type}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("updated (5 keys, 2 registries)"),
+            "{}",
+            out.stdout
+        );
+        for secret in [NASTY, hub_pw] {
+            assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+        }
+        let text = fs::read_to_string(&path).expect("read");
+        let read = ecs_init_read(&text);
+        assert_eq!(read["ECS_CLUSTER"], "prod");
+        assert_eq!(read["ECS_ENGINE_AUTH_TYPE"], auth_type);
+        assert_eq!(read["ECS_ENABLE_TASK_IAM_ROLE"], "true");
+        assert_eq!(
+            read["ECS_LOGLEVEL"], "info",
+            "fragment key replaced in place"
+        );
+        assert_eq!(
+            read["ECS_RESERVED_MEMORY"], "512",
+            "unmanaged duplicate kept"
+        );
+        let auths = decode_auth(auth_type, &read["ECS_ENGINE_AUTH_DATA"]);
+        assert_eq!(auths.len(), 2);
+        assert_eq!(
+            auths["registry.gitlab.com"],
+            ("gitlab-bot".to_owned(), NASTY.to_owned())
+        );
+        assert_eq!(auths[HUB], ("hubuser".to_owned(), hub_pw.to_owned()));
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("ECS_ENGINE_AUTH_DATA="))
+                .count(),
+            1,
+            "one line"
+        );
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(dir_entries(dir.path()), vec!["ecs.config"], "no temp files");
+    }
+}
+
+#[tokio::test]
+async fn merge_keeps_unmanaged_lines_and_replaces_managed_keys_in_place() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "r", &creds("u", "p")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let existing = "# comment = with equals\n\nECS_AVAILABLE_LOGGING_DRIVERS=[\"json-file\",\"awslogs\"]\nECS_CLUSTER=old\n  indented line kept  \nECS_INSTANCE_ATTRIBUTES={\"a\":\"b\"}\nDUP=1\nDUP=2\nECS_CLUSTER=later-duplicate\nECS_ENGINE_AUTH_TYPE=dockercfg\nno final newline";
+    fs::write(&path, existing).expect("seed");
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--cluster",
+            "prod",
+            "--set",
+            "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+            "--registry-secret",
+            "ghcr.io=r",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let data = r#"{"ghcr.io":{"username":"u","password":"p"}}"#;
+    let expected = format!(
+        "# comment = with equals\n\nECS_AVAILABLE_LOGGING_DRIVERS=[\"json-file\",\"awslogs\"]\nECS_CLUSTER=prod\n  indented line kept  \nECS_INSTANCE_ATTRIBUTES={{\"a\":\"b\"}}\nDUP=1\nDUP=2\nECS_ENGINE_AUTH_TYPE=docker\nno final newline\nECS_ENABLE_SPOT_INSTANCE_DRAINING=true\nECS_ENGINE_AUTH_DATA={data}\n"
+    );
+    assert_eq!(fs::read_to_string(&path).expect("read"), expected);
+    assert!(
+        out.stderr.contains("removed a later duplicate") && out.stderr.contains("line=9"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn second_identical_run_reports_unchanged_and_keeps_mtime() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "r", &creds("u", CANARY)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let docker = dir.path().join("docker").join("config.json");
+    let args = [
+        "--ecs-config",
+        path.to_str().expect("utf8"),
+        "--cluster",
+        "prod",
+        "--registry-secret",
+        "ghcr.io=r",
+        "--docker-config",
+        docker.to_str().expect("utf8"),
+    ];
+    let first = run(&moto.env(), &args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("updated"), "{}", first.stdout);
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    for p in [&path, &docker] {
+        fs::File::options()
+            .write(true)
+            .open(p)
+            .expect("open")
+            .set_modified(old)
+            .expect("set mtime");
+    }
+    let before = fs::read(&path).expect("read");
+    let second = run(&moto.env(), &args);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.contains(&format!(
+            "ecs.config {} unchanged (3 keys, 1 registries)",
+            path.display()
+        )),
+        "{}",
+        second.stdout
+    );
+    assert!(second.stdout.contains("docker config"), "{}", second.stdout);
+    assert!(!second.stdout.contains("updated"), "{}", second.stdout);
+    assert_eq!(fs::read(&path).expect("read"), before);
+    for p in [&path, &docker] {
+        assert_eq!(
+            fs::metadata(p).expect("meta").modified().expect("mtime"),
+            old
+        );
+    }
+    assert_no_canary(&first, "first run");
+    assert_no_canary(&second, "second run");
+}
+
+#[tokio::test]
+async fn auth_secret_formats_and_s3_auth_json() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    let config_json = serde_json::json!({
+        "auths": {
+            "https://index.docker.io/v1/": {"auth": B64.encode(format!("hub:{NASTY}"))},
+            "quay.io": {"username": "q", "password": "qp"}
+        },
+        "credsStore": "desktop"
+    });
+    aws.secret("us-east-1", "cfg", &config_json.to_string())
+        .await;
+    aws.secret(
+        "us-east-1",
+        "ecsdocker",
+        r#"{"registry-1.docker.io":{"username":"hub2","password":"h2","email":"ops@example.com"}}"#,
+    )
+    .await;
+    let dockercfg = format!(
+        r#"{{"https://GHCR.io/":{{"auth":"{}"}}}}"#,
+        B64.encode("g:gp")
+    );
+    aws.secret("us-east-1", "ecsdockercfg", &dockercfg).await;
+    aws.object(
+        "cfg",
+        "auth.json",
+        "\n {\"registry.example.com:5000\":{\"username\":\"s3\",\"password\":\"s3p\"}}",
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let p = path.to_str().expect("utf8");
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            p,
+            "--auth-secret",
+            "cfg",
+            "--auth-secret",
+            "ecsdockercfg",
+            "--from-s3",
+            "s3://cfg/auth.json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let read = ecs_init_read(&fs::read_to_string(&path).expect("read"));
+    let auths = decode_auth("docker", &read["ECS_ENGINE_AUTH_DATA"]);
+    assert_eq!(auths[HUB], ("hub".to_owned(), NASTY.to_owned()));
+    assert_eq!(auths["quay.io"], ("q".to_owned(), "qp".to_owned()));
+    assert_eq!(auths["ghcr.io"], ("g".to_owned(), "gp".to_owned()));
+    assert_eq!(
+        auths["registry.example.com:5000"],
+        ("s3".to_owned(), "s3p".to_owned())
+    );
+    assert!(!read.contains_key("ECS_CLUSTER"));
+
+    // A later auth secret wins per registry, and the email survives.
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            p,
+            "--auth-secret",
+            "cfg",
+            "--auth-secret",
+            "ecsdocker",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let read = ecs_init_read(&fs::read_to_string(&path).expect("read"));
+    let v: serde_json::Value = serde_json::from_str(&read["ECS_ENGINE_AUTH_DATA"]).expect("json");
+    assert_eq!(v[HUB]["username"], "hub2");
+    assert_eq!(v[HUB]["email"], "ops@example.com");
+}
+
+struct FailCase {
+    name: &'static str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    code: i32,
+    message: Vec<&'static str>,
+}
+
+#[tokio::test]
+async fn failures_leave_files_byte_identical_and_never_leak() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "notjson", &format!("{CANARY} is not json"))
+        .await;
+    aws.secret(
+        "us-east-1",
+        "shape",
+        &format!(r#"{{"user":"canary-user","pass":"{CANARY}"}}"#),
+    )
+    .await;
+    aws.secret("us-east-1", "emptyuser", &creds("", CANARY))
+        .await;
+    aws.secret("us-east-1", "emptypass", &creds("canary-user", ""))
+        .await;
+    aws.secret("us-east-1", "good", &creds("canary-user", CANARY))
+        .await;
+    aws.secret(
+        "us-east-1",
+        "authshape",
+        &format!(r#"{{"ghcr.io":{{"token":"{CANARY}"}}}}"#),
+    )
+    .await;
+    aws.object("cfg", "bad.config", &format!("A=1\nbad key={CANARY}\n"))
+        .await;
+    aws.object(
+        "cfg",
+        "badauth.config",
+        &format!("ECS_ENGINE_AUTH_DATA={{\"r\":{{\"password\":\"{CANARY}\"}}}}\n"),
+    )
+    .await;
+
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let unreachable: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                (k, format!("http://127.0.0.1:{closed_port}"))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+
+    let no_region: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("REGION"))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let cases = vec![
+        FailCase {
+            name: "secret not found",
+            args: s(&["--registry-secret", "ghcr.io=does/not/exist"]),
+            env: moto.env(),
+            code: 1,
+            message: vec![
+                "secret does/not/exist",
+                "not found",
+                "ResourceNotFoundException",
+            ],
+        },
+        FailCase {
+            name: "secret not JSON",
+            args: s(&["--registry-secret", "ghcr.io=notjson"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["secret notjson", "is not JSON"],
+        },
+        FailCase {
+            name: "unknown shape",
+            args: s(&["--registry-secret", "ghcr.io=shape"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["secret shape", "unknown shape"],
+        },
+        FailCase {
+            name: "auth map unknown shape",
+            args: s(&["--auth-secret", "authshape"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["secret authshape", "neither \"auth\""],
+        },
+        FailCase {
+            name: "empty username",
+            args: s(&["--registry-secret", "ghcr.io=emptyuser"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["secret emptyuser", "empty username"],
+        },
+        FailCase {
+            name: "empty password",
+            args: s(&["--registry-secret", "ghcr.io=emptypass"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["secret emptypass", "empty password"],
+        },
+        FailCase {
+            name: "S3 object missing",
+            args: s(&[
+                "--from-s3",
+                "s3://cfg/missing.config",
+                "--registry-secret",
+                "ghcr.io=good",
+            ]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["s3://cfg/missing.config", "not found"],
+        },
+        FailCase {
+            name: "S3 bucket missing",
+            args: s(&["--from-s3", "s3://no-such-bucket/x"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["s3://no-such-bucket/x", "not found"],
+        },
+        FailCase {
+            name: "fragment with bad key",
+            args: s(&["--from-s3", "s3://cfg/bad.config"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["s3://cfg/bad.config", "line 2"],
+        },
+        FailCase {
+            name: "fragment auth data bad",
+            args: s(&["--from-s3", "s3://cfg/badauth.config"]),
+            env: moto.env(),
+            code: 1,
+            message: vec!["s3://cfg/badauth.config", "ECS_ENGINE_AUTH_DATA"],
+        },
+        FailCase {
+            name: "value with a newline",
+            args: vec![
+                "--registry-secret".into(),
+                "ghcr.io=good".into(),
+                "--set".into(),
+                format!("ECS_X=a\n{CANARY}"),
+            ],
+            env: moto.env(),
+            code: 2,
+            message: vec!["--set", "ECS_X", "line break"],
+        },
+        FailCase {
+            name: "invalid --set key",
+            args: s(&["--set", "ecs_lower=1", "--registry-secret", "ghcr.io=good"]),
+            env: moto.env(),
+            code: 2,
+            message: vec!["--set", "ecs_lower"],
+        },
+        FailCase {
+            name: "auth key via --set",
+            args: vec!["--set".into(), format!("ECS_ENGINE_AUTH_DATA={CANARY}")],
+            env: moto.env(),
+            code: 2,
+            message: vec!["ECS_ENGINE_AUTH_DATA cannot be set"],
+        },
+        FailCase {
+            name: "bad --registry-secret syntax",
+            args: s(&["--registry-secret", "ghcr.io"]),
+            env: moto.env(),
+            code: 2,
+            message: vec!["--registry-secret", "REGISTRY=SECRET_ID"],
+        },
+        FailCase {
+            name: "ECR registry",
+            args: s(&[
+                "--registry-secret",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com=good",
+            ]),
+            env: moto.env(),
+            code: 2,
+            message: vec!["ECR", "dkr.ecr"],
+        },
+        FailCase {
+            name: "timeout, endpoint unreachable",
+            args: s(&["--registry-secret", "ghcr.io=good", "--timeout", "2s"]),
+            env: unreachable,
+            code: 1,
+            message: vec!["gave up on secret good", "after 2s", "Connection refused"],
+        },
+        FailCase {
+            name: "no region",
+            args: s(&["--registry-secret", "ghcr.io=good"]),
+            env: no_region,
+            code: 2,
+            message: vec!["no AWS region", "secret good", "--region"],
+        },
+        FailCase {
+            name: "nothing to do",
+            args: vec![],
+            env: moto.env(),
+            code: 2,
+            message: vec!["nothing to write"],
+        },
+    ];
+
+    for case in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ecs.config");
+        fs::write(&path, EXISTING).expect("seed");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut args = vec!["--ecs-config".to_owned(), path.display().to_string()];
+        args.extend(case.args.iter().cloned());
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let out = run(&case.env, &arg_refs);
+        let took = started.elapsed();
+        assert_eq!(out.code, case.code, "{}: {}", case.name, out.stderr);
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("shipshape: error: "),
+            "{}: {last}",
+            case.name
+        );
+        for m in &case.message {
+            assert!(
+                last.contains(m),
+                "{}: expected {m:?} in {last:?}",
+                case.name
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            EXISTING,
+            "{}: file changed",
+            case.name
+        );
+        assert_eq!(mode(&path), 0o644, "{}: mode changed", case.name);
+        assert_eq!(
+            dir_entries(dir.path()),
+            vec!["ecs.config"],
+            "{}: stray files",
+            case.name
+        );
+        assert_eq!(out.stdout, "", "{}: stdout", case.name);
+        assert_no_canary(&out, case.name);
+        if case.name.starts_with("timeout") {
+            assert!(
+                took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+                "timeout took {took:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn docker_config_failure_leaves_both_files_alone() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "good", &creds("canary-user", CANARY))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let docker = dir.path().join("config.json");
+    fs::write(&path, EXISTING).expect("seed");
+    fs::write(&docker, "{not json").expect("seed");
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--registry-secret",
+            "ghcr.io=good",
+            "--docker-config",
+            docker.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("config.json is not JSON"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(&path).expect("read"), EXISTING);
+    assert_eq!(fs::read_to_string(&docker).expect("read"), "{not json");
+    assert_eq!(dir_entries(dir.path()), vec!["config.json", "ecs.config"]);
+    assert_no_canary(&out, "docker config failure");
+}
+
+/// A moto_server with IAM enforcement: the first `free_actions` requests are
+/// unauthenticated (for setup), every later one is checked against IAM policies.
+struct EnforcingMoto {
+    child: Child,
+    port: u16,
+}
+
+impl EnforcingMoto {
+    fn start(free_actions: u32) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(moto_server_path())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "enforcing moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for EnforcingMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn access_denied_is_reported_and_changes_nothing() {
+    // Four setup calls: CreateUser, CreateAccessKey, PutUserPolicy, CreateSecret.
+    let moto = EnforcingMoto::start(4);
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    // The AWS CLI from the test venv (next to moto_server) does the IAM setup.
+    let aws_cli = moto_server_path().with_file_name("aws");
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new(&aws_cli)
+            .args(args)
+            .args(["--output", "text"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", aws_cli.display()));
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    cli(&["iam", "create-user", "--user-name", "boot"]);
+    let keys = cli(&[
+        "iam",
+        "create-access-key",
+        "--user-name",
+        "boot",
+        "--query",
+        "AccessKey.[AccessKeyId,SecretAccessKey]",
+    ]);
+    let (key_id, secret_key) = keys.split_once(char::is_whitespace).expect("two keys");
+    cli(&[
+        "iam",
+        "put-user-policy",
+        "--user-name",
+        "boot",
+        "--policy-name",
+        "list-only",
+        "--policy-document",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:ListSecrets","Resource":"*"}]}"#,
+    ]);
+    cli(&[
+        "secretsmanager",
+        "create-secret",
+        "--name",
+        "locked",
+        "--secret-string",
+        &creds("canary-user", CANARY),
+    ]);
+
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", key_id),
+        ("AWS_SECRET_ACCESS_KEY", secret_key.trim()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    fs::write(&path, EXISTING).expect("seed");
+    let started = Instant::now();
+    let out = run(
+        &env,
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--registry-secret",
+            "ghcr.io=locked",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("cannot read secret locked"), "{last}");
+    assert!(last.contains("access denied"), "{last}");
+    assert!(last.contains("secretsmanager:GetSecretValue"), "{last}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "denied is not retried"
+    );
+    assert_eq!(fs::read_to_string(&path).expect("read"), EXISTING);
+    assert_eq!(dir_entries(dir.path()), vec!["ecs.config"]);
+    assert_no_canary(&out, "access denied");
+}
+
+#[tokio::test]
+async fn canary_never_leaks_on_success_paths() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "good", &creds("canary-user", CANARY))
+        .await;
+    aws.object(
+        "cfg",
+        "frag.config",
+        &format!(
+            "ECS_ENGINE_AUTH_TYPE=docker\nECS_ENGINE_AUTH_DATA={{\"quay.io\":{{\"username\":\"canary-user\",\"password\":\"{CANARY}\"}}}}\nECS_PROXY_PASSWORD={CANARY}\n"
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let docker = dir.path().join("config.json");
+    let base = [
+        "--ecs-config",
+        path.to_str().expect("utf8"),
+        "--registry-secret",
+        "ghcr.io=good",
+        "--from-s3",
+        "s3://cfg/frag.config",
+        "--docker-config",
+        docker.to_str().expect("utf8"),
+    ];
+    for (label, extra, format) in [
+        ("dry run text", vec!["--dry-run"], "text"),
+        (
+            "dry run json",
+            vec!["--dry-run", "--output", "json"],
+            "text",
+        ),
+        (
+            "dockercfg run, json logs",
+            vec!["--auth-type", "dockercfg"],
+            "json",
+        ),
+        ("docker run json output", vec!["--output", "json"], "text"),
+        ("unchanged run", vec![], "text"),
+    ] {
+        let mut args = vec!["--log-level", "trace", "--log-format", format, "bootstrap"];
+        args.extend_from_slice(&base);
+        args.extend(extra.iter().copied());
+        let out = run_shipshape(args, &moto.env());
+        assert_eq!(out.code, 0, "{label}: {}", out.stderr);
+        assert_no_canary(&out, label);
+        if label == "dry run text" {
+            assert!(!path.exists(), "dry run wrote a file");
+            assert!(
+                out.stdout
+                    .contains("ECS_ENGINE_AUTH_DATA=<redacted: 2 registries>"),
+                "{}",
+                out.stdout
+            );
+            assert!(
+                out.stdout.contains("ECS_PROXY_PASSWORD=<redacted>"),
+                "{}",
+                out.stdout
+            );
+        }
+        if label == "dry run json" {
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+            assert_eq!(v["dry_run"], true);
+            assert_eq!(v["changed"], true);
+            assert_eq!(v["registries"], serde_json::json!(["ghcr.io", "quay.io"]));
+            assert!(!path.exists());
+        }
+        if label == "docker run json output" {
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+            assert_eq!(v["path"], path.display().to_string());
+            assert_eq!(
+                v["keys"],
+                serde_json::json!([
+                    "ECS_PROXY_PASSWORD",
+                    "ECS_ENGINE_AUTH_TYPE",
+                    "ECS_ENGINE_AUTH_DATA"
+                ])
+            );
+        }
+    }
+    // The secret did reach the files, so the canary test is meaningful.
+    assert!(fs::read_to_string(&path).expect("read").contains(CANARY));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&docker).expect("read")).expect("json");
+    assert_eq!(
+        cfg["auths"]["ghcr.io"]["auth"],
+        B64.encode(format!("canary-user:{CANARY}"))
+    );
+    assert_eq!(mode(&docker), 0o600);
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test]
+async fn docker_config_merge_keeps_other_fields() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    let arn = aws
+        .secret("eu-west-1", "hub", &creds("hubuser", NASTY))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let docker: PathBuf = dir.path().join("config.json");
+    fs::write(
+        &docker,
+        r#"{"auths":{"other.example.com":{"auth":"b3RoZXI6cGFzcw=="}},"psFormat":"table {{.ID}}"}"#,
+    )
+    .expect("seed");
+    let hub = format!("https://index.docker.io/v1/={arn}");
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--registry-secret",
+            &hub,
+            "--docker-config",
+            docker.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&docker).expect("read")).expect("json");
+    assert_eq!(cfg["psFormat"], "table {{.ID}}");
+    assert_eq!(
+        cfg["auths"]["other.example.com"]["auth"],
+        "b3RoZXI6cGFzcw=="
+    );
+    let auth = cfg["auths"][HUB]["auth"].as_str().expect("auth");
+    assert_eq!(
+        B64.decode(auth).expect("b64"),
+        format!("hubuser:{NASTY}").into_bytes()
+    );
+    assert_eq!(mode(&docker), 0o600);
+}
+
+#[tokio::test]
+async fn config_file_alone_drives_bootstrap_and_check() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "prod/gitlab-registry", &creds("gl", CANARY))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let config = dir.path().join("shipshape.toml");
+    fs::write(
+        &config,
+        format!(
+            "[bootstrap]\necs_config = \"{}\"\ncluster = \"prod\"\nregistry_secret = {{ \"registry.gitlab.com\" = \"prod/gitlab-registry\" }}\nset = {{ ECS_ENABLE_TASK_IAM_ROLE = \"true\", ECS_PROXY_PASSWORD = \"{CANARY}\" }}\nauth_type = \"dockercfg\"\ntimeout = \"30s\"\n",
+            path.display()
+        ),
+    )
+    .expect("config");
+    let cfg = config.to_str().expect("utf8");
+    let out = run_shipshape(["--config", cfg, "bootstrap"], &moto.env());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let read = ecs_init_read(&fs::read_to_string(&path).expect("read"));
+    assert_eq!(read["ECS_CLUSTER"], "prod");
+    assert_eq!(read["ECS_ENGINE_AUTH_TYPE"], "dockercfg");
+    assert_eq!(read["ECS_ENABLE_TASK_IAM_ROLE"], "true");
+    let auths = decode_auth("dockercfg", &read["ECS_ENGINE_AUTH_DATA"]);
+    assert_eq!(
+        auths["registry.gitlab.com"],
+        ("gl".to_owned(), CANARY.to_owned())
+    );
+
+    // A flag overrides the file's scalar.
+    let out = run_shipshape(
+        ["--config", cfg, "bootstrap", "--cluster", "staging"],
+        &moto.env(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        ecs_init_read(&fs::read_to_string(&path).expect("read"))["ECS_CLUSTER"],
+        "staging"
+    );
+
+    let out = run_shipshape(["--config", cfg, "check", "--output", "json"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_no_canary(&out, "check");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let b = &v["bootstrap"];
+    assert_eq!(b["cluster"], "prod");
+    assert_eq!(
+        b["registry_secret"]["registry.gitlab.com"],
+        "prod/gitlab-registry"
+    );
+    assert_eq!(b["set"]["ECS_PROXY_PASSWORD"], "<redacted>");
+    assert_eq!(b["auth_type"], "dockercfg");
+    assert_eq!(b["timeout"], "30s");
+
+    // An invalid [bootstrap] is a config error (exit 2) naming the key.
+    fs::write(&config, "[bootstrap]\nset = { lower = \"x\" }\n").expect("config");
+    let out = run_shipshape(["--config", cfg, "check"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("bootstrap.set"), "{}", out.stderr);
+}
