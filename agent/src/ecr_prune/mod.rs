@@ -1,5 +1,9 @@
 //! `ecr_prune`: stub, to be implemented (see SPEC.md).
 
+pub mod planner;
+pub mod rules;
+pub mod units;
+
 use crate::app::Globals;
 use crate::cli::EcrPruneArgs;
 use crate::config::RawEcr;

@@ -1,2 +1,4 @@
 //! Fakes for the ports, for planner and executor edge cases the real thing cannot
 //! produce. One file per area.
+
+pub mod ecr;
