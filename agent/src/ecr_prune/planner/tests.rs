@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::ecr_prune::rules::{parse_policy_json, with_shortcuts, Rules};
-use crate::testing::ecr::{image, image_ago, index, now, repository};
+use crate::testing::ecr::{image_ago, index, now, repository};
 
 fn rules(json_rules: &str) -> Rules {
     parse_policy_json(&format!(r#"{{"rules":[{json_rules}]}}"#), "test").expect("valid policy")
