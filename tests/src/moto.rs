@@ -1,0 +1,220 @@
+//! A real `moto_server` on a free 127.0.0.1 port, one per test for isolation.
+//! The binary comes from `SHIPSHAPE_MOTO_SERVER` or `<workspace>/target/venv/bin/moto_server`
+//! (installed by `scripts/test.sh`); the process is killed when the fixture drops.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long moto may take to answer its first request.
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+
+/// A running `moto_server`; killed on drop.
+pub struct Moto {
+    child: Child,
+    port: u16,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Moto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moto").field("port", &self.port).finish()
+    }
+}
+
+/// Path of the `moto_server` binary the fixture runs.
+pub fn moto_server_path() -> PathBuf {
+    match std::env::var_os("SHIPSHAPE_MOTO_SERVER") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => crate::workspace_root().join("target/venv/bin/moto_server"),
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("cannot read the bound port: {e}"))
+        .port()
+}
+
+/// One HTTP/1.0 request over a raw TCP socket; returns (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .strip_prefix("HTTP/")
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:.80}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+impl Moto {
+    /// Starts `moto_server` and waits until it answers HTTP. Panics (never skips) when the
+    /// binary is missing or the server does not come up.
+    pub fn start() -> Moto {
+        let bin = moto_server_path();
+        if !bin.exists() {
+            panic!(
+                "moto_server not found at {} — run `bash scripts/test.sh` (it installs moto into target/venv) or set SHIPSHAPE_MOTO_SERVER",
+                bin.display()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("shipshape-moto-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir for moto: {e}"));
+        let log_path = dir.path().join("moto.log");
+        let port = free_port();
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone the moto log handle: {e}"));
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} — run `bash scripts/test.sh` to install moto",
+                    bin.display()
+                )
+            });
+        let mut moto = Moto {
+            child,
+            port,
+            log_path,
+            _dir: dir,
+        };
+        if let Err(e) = moto.wait_ready() {
+            let log = std::fs::read_to_string(&moto.log_path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            panic!(
+                "moto_server did not start: {e} — run `bash scripts/test.sh` to (re)install moto. Log tail:\n{tail}"
+            );
+        }
+        moto
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP_LIMIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("moto_server exited early with {status}"));
+            }
+            if let Ok((code, _)) = http(self.port, "GET", "/moto-api/data.json", "") {
+                if code < 500 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no HTTP answer on 127.0.0.1:{} within {}s",
+                    self.port,
+                    STARTUP_LIMIT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port moto listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Path of moto's log (stdout+stderr), useful in assertion messages.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log_path
+    }
+
+    /// Environment for the shipshape binary (or the aws CLI) to reach this moto.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// An SDK config pointing at this moto (us-east-1, static test credentials).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let creds = aws_sdk_secretsmanager::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "shipshape-tests",
+        );
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(creds)
+            .load()
+            .await
+    }
+
+    /// Sets a moto state-manager transition for `model` (e.g. `ecs::task`), see
+    /// <https://docs.getmoto.org/en/latest/docs/configuration/state_transition/>.
+    pub fn set_transition(&self, model: &str, transition: serde_json::Value) {
+        let body = serde_json::json!({ "model_name": model, "transition": transition }).to_string();
+        match http(
+            self.port,
+            "POST",
+            "/moto-api/state-manager/set-transition",
+            &body,
+        ) {
+            Ok((code, _)) if code < 300 => {}
+            Ok((code, text)) => panic!("moto set-transition for {model} answered {code}: {text}"),
+            Err(e) => panic!("moto set-transition for {model} failed: {e}"),
+        }
+    }
+
+    /// Makes ECS task status advance only when described many times, so tasks stay in the
+    /// status the test put them in (by default moto advances them on DescribeTasks).
+    pub fn set_ecs_manual_transitions(&self) {
+        self.set_transition(
+            "ecs::task",
+            serde_json::json!({ "progression": "manual", "times": 1_000_000 }),
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
