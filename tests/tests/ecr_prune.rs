@@ -108,22 +108,33 @@ fn image_manifest(seed: &str) -> String {
     .to_string()
 }
 
-/// moto 5 echoes a task's container `cpu` as a JSON number, which the Rust SDK rejects
-/// (ECS sends a string), so no DescribeTasks/RunTask answer from moto parses. This proxy
-/// in front of moto turns those numbers into strings and changes nothing else.
+/// A proxy in front of moto. moto 5 echoes a task's container `cpu` as a JSON number,
+/// which the Rust SDK rejects (ECS sends a string), so no DescribeTasks/RunTask answer
+/// from moto parses: the proxy turns those numbers into strings. It can also answer the
+/// first N requests of an operation with ThrottlingException, as ECR does under load.
 struct TaskShapeProxy {
     port: u16,
 }
 
 impl TaskShapeProxy {
     fn start(moto: &Moto) -> Self {
+        Self::start_throttling(moto, "", 0)
+    }
+
+    /// Throttle the first `times` requests whose `x-amz-target` ends with `.{operation}`.
+    fn start_throttling(moto: &Moto, operation: &str, times: usize) -> Self {
+        let throttle = std::sync::Arc::new(std::sync::Mutex::new((
+            format!(".{}", operation.to_lowercase()),
+            times,
+        )));
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let upstream = moto.port();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
+                let throttle = throttle.clone();
                 std::thread::spawn(move || {
-                    let _ = Self::serve(conn, upstream);
+                    let _ = Self::serve(conn, upstream, &throttle);
                 });
             }
         });
@@ -148,7 +159,11 @@ impl TaskShapeProxy {
             .collect()
     }
 
-    fn serve(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> {
+    fn serve(
+        mut client: std::net::TcpStream,
+        upstream: u16,
+        throttle: &std::sync::Mutex<(String, usize)>,
+    ) -> std::io::Result<()> {
         use std::io::{Read, Write};
         let mut request = Vec::new();
         let mut buf = [0u8; 65536];
@@ -174,6 +189,22 @@ impl TaskShapeProxy {
                 break;
             }
             request.extend_from_slice(&buf[..n]);
+        }
+        let target = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-amz-target:"))
+            .map(str::trim);
+        {
+            let mut t = throttle.lock().expect("throttle lock");
+            if t.1 > 0 && target.is_some_and(|x| x.ends_with(t.0.as_str())) {
+                t.1 -= 1;
+                let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+                let reply = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                return client.write_all(reply.as_bytes());
+            }
         }
         let mut moto = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
         moto.write_all(&request)?;
@@ -790,4 +821,35 @@ async fn shards_split_repositories_between_runs() {
     seen.sort();
     let expected: Vec<String> = (0..8).map(|i| format!("svc-{i}")).collect();
     assert_eq!(seen, expected, "every repository in exactly one shard");
+}
+
+#[tokio::test]
+async fn throttled_deletes_are_retried_with_backoff() {
+    let moto = Moto::start();
+    let aws = aws(&moto).await;
+    aws.repo("busy").await;
+    let seeds: Vec<String> = (0..151).map(|i| format!("busy-{i}")).collect();
+    futures_util::future::join_all(seeds.iter().map(|s| aws.image("busy", Some(s), s))).await;
+    let proxy = TaskShapeProxy::start_throttling(&moto, "BatchDeleteImage", 2);
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert_eq!(
+        aws.digests("busy").await.len(),
+        1,
+        "every deletion went through"
+    );
+    // Two batches (100 + 50), the first throttled twice: four attempts.
+    assert_eq!(count(&calls(&out), "BatchDeleteImage"), 4);
 }

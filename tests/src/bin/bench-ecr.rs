@@ -116,7 +116,12 @@ fn run(moto: &Moto, apply: bool) -> (Duration, Output) {
         panic!(
             "ecr-prune exited {}: {}",
             out.code,
-            out.stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+            out.stderr
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     (elapsed, out)
@@ -162,7 +167,10 @@ async fn main() {
         ("DescribeRepositories", 1),
         ("DescribeImages", sizes.iter().map(|n| ceil(*n, 1000)).sum()),
         ("BatchGetImage", 0),
-        ("BatchDeleteImage", deletions_per_repo.iter().map(|n| ceil(*n, 100)).sum()),
+        (
+            "BatchDeleteImage",
+            deletions_per_repo.iter().map(|n| ceil(*n, 100)).sum(),
+        ),
         ("ListClusters", 1),
     ]
     .into_iter()
@@ -202,7 +210,11 @@ async fn main() {
         let a = apply_calls.get(op).copied().unwrap_or(0);
         let mm = min_moto.get(op).copied();
         let mr = min_real.get(op).copied();
-        let plan_min = if op == "BatchDeleteImage" { Some(0) } else { mm };
+        let plan_min = if op == "BatchDeleteImage" {
+            Some(0)
+        } else {
+            mm
+        };
         if plan_min.is_some_and(|m| p != m) || mm.is_some_and(|m| a != m) {
             at_minimum = false;
         }
@@ -241,6 +253,10 @@ async fn main() {
     );
     println!(
         "ratio to the minimum (moto): {}",
-        if at_minimum { "1.00 (every operation at its minimum)" } else { "above the minimum, see table" }
+        if at_minimum {
+            "1.00 (every operation at its minimum)"
+        } else {
+            "above the minimum, see table"
+        }
     );
 }
