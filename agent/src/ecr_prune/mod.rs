@@ -232,6 +232,14 @@ async fn prune_repository(
     cancel: &CancellationToken,
 ) -> RepoResult {
     let name = repository.name.clone();
+    if cancel.is_cancelled() {
+        return RepoResult {
+            name,
+            plan: None,
+            outcome: None,
+            error: Some("cancelled before this repository was read".to_owned()),
+        };
+    }
     let snap = match snapshot::read_repository(ecr, repository).await {
         Ok(s) => s,
         Err(e) => {
