@@ -107,7 +107,8 @@ impl EcrApi for AwsEcr {
                 out.push(EcrImage {
                     digest: digest.to_owned(),
                     tags: d.image_tags().to_vec(),
-                    pushed_at: time(d.image_pushed_at()).unwrap_or_default(),
+                    // A missing push time must not make an image look ancient: treat it as new.
+                    pushed_at: time(d.image_pushed_at()).unwrap_or_else(Utc::now),
                     size: d.image_size_in_bytes().map_or(0, |s| s.max(0) as u64),
                     last_pulled: time(d.last_recorded_pull_time()),
                     manifest_media_type: d.image_manifest_media_type().map(str::to_owned),
