@@ -100,6 +100,7 @@ impl Moto {
                     bin.display()
                 )
             });
+        let started = Instant::now();
         let mut moto = Moto {
             child,
             port,
@@ -114,6 +115,7 @@ impl Moto {
                 "moto_server did not start: {e} — run `bash scripts/test.sh` to (re)install moto. Log tail:\n{tail}"
             );
         }
+        eprintln!("moto_server ready in {} ms", started.elapsed().as_millis());
         moto
     }
 
@@ -199,6 +201,18 @@ impl Moto {
             Ok((code, _)) if code < 300 => {}
             Ok((code, text)) => panic!("moto set-transition for {model} answered {code}: {text}"),
             Err(e) => panic!("moto set-transition for {model} failed: {e}"),
+        }
+    }
+
+    /// The transition moto currently applies to `model`.
+    pub fn get_transition(&self, model: &str) -> serde_json::Value {
+        let path = format!("/moto-api/state-manager/get-transition?model_name={model}");
+        match http(self.port, "GET", &path, "") {
+            Ok((code, body)) if code < 300 => serde_json::from_str(&body).unwrap_or_else(|e| {
+                panic!("moto get-transition for {model}: bad JSON {body:?}: {e}")
+            }),
+            Ok((code, text)) => panic!("moto get-transition for {model} answered {code}: {text}"),
+            Err(e) => panic!("moto get-transition for {model} failed: {e}"),
         }
     }
 
