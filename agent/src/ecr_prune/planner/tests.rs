@@ -636,3 +636,40 @@ fn plan_covers_every_repository() {
     };
     assert_eq!(plan(&snapshot, &keep_one(), now()).repositories.len(), 2);
 }
+
+#[test]
+fn quota_mode_never_takes_young_or_newest_units() {
+    let mut pol = policy(Rules::default());
+    pol.max_images = Some(1);
+    pol.min_age = Duration::from_secs(15 * 86_400);
+    let p = run(&four_tagged(), &pol);
+    // a (40d) and b (30d) may go; c (20d) too; d is newest. Watermark 1 cannot be reached
+    // without d, so the plan stops at what is allowed.
+    assert_eq!(expired(&p), vec!["a", "b", "c"]);
+    pol.min_age = Duration::from_secs(25 * 86_400);
+    let p = run(&four_tagged(), &pol);
+    assert_eq!(expired(&p), vec!["a", "b"]);
+    assert_eq!(outcome(&p)["c"], (Action::Keep, Reason::NoRule));
+}
+
+#[test]
+fn ecs_protection_of_an_old_signed_image_keeps_its_signature() {
+    let ecs = EcsUsage {
+        digests: [format!("sha256:{}", "b".repeat(64))].into(),
+        ..EcsUsage::default()
+    };
+    let rules = with_shortcuts(Rules::default(), Some(1), None).expect("valid");
+    let p = plan_repository(&signed_repo(), &ecs, &policy(rules), now());
+    assert!(p.deletions().is_empty(), "{:?}", p.deletions());
+}
+
+#[test]
+fn protect_tag_matches_a_signature_tag_too() {
+    let mut pol = policy(with_shortcuts(Rules::default(), Some(1), None).expect("valid"));
+    let mut b = globset::GlobSetBuilder::new();
+    b.add(globset::Glob::new("*.sig").expect("glob"));
+    pol.protect_tag_set = b.build().expect("set");
+    pol.protect_tags = vec!["*.sig".into()];
+    let p = run(&signed_repo(), &pol);
+    assert!(p.deletions().is_empty());
+}
