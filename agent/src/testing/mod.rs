@@ -2,4 +2,5 @@
 //! produce. One file per area.
 
 pub mod docker;
+pub mod ecr;
 pub mod secrets;

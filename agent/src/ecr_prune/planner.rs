@@ -1,0 +1,417 @@
+//! The pure planner: `plan(&Snapshot, &Policy, now) -> Plan`. Groups each repository
+//! into units, applies the lifecycle rules with ECR's semantics, then protections (ECS,
+//! protected tags, min age, newest unit), quota mode, and the per-repository safety cap.
+//! No I/O, no clock, no SDK types; every unit in the plan carries its `Reason`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use globset::GlobSet;
+
+use super::rules::{Action as RuleAction, Criterion, Rules, TagStatus};
+use super::units::{self, Unit};
+use crate::ports::ecr::{EcrImage, Repository};
+
+/// Everything the planner looks at, read once at scan time.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub repositories: Vec<RepoSnapshot>,
+    pub ecs: EcsUsage,
+}
+
+/// One repository's manifests and the children of its indexes.
+#[derive(Debug, Clone)]
+pub struct RepoSnapshot {
+    pub repository: Repository,
+    pub images: Vec<EcrImage>,
+    /// Index digest → digests its manifest lists.
+    pub children: HashMap<String, Vec<String>>,
+}
+
+/// What the protected ECS clusters run or are about to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EcsUsage {
+    /// Digests the agent resolved for running tasks, and `@sha256:` references.
+    pub digests: BTreeSet<String>,
+    /// Image references (`repo-uri:tag` or `repo-uri@digest`) of tasks and of the task
+    /// definitions of services' PRIMARY and ACTIVE deployments.
+    pub references: BTreeSet<String>,
+}
+
+/// The validated policy the planner applies.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub rules: Rules,
+    /// `--protect-tag` patterns and their compiled set.
+    pub protect_tags: Vec<String>,
+    pub protect_tag_set: GlobSet,
+    pub min_age: Duration,
+    /// Quota watermark in images, already resolved (`auto` → 90% of the quota).
+    pub max_images: Option<u64>,
+    pub max_delete_percent: u8,
+    pub force: bool,
+}
+
+/// Keep or expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Expire,
+}
+
+/// Why a unit is kept or expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Expired by the lifecycle rule with this priority.
+    Rule(u32),
+    /// Expired to bring the repository under the quota watermark.
+    Quota(u64),
+    /// Kept: an ECS task or service deployment uses it.
+    InUseByEcs(String),
+    /// Kept: a tag matches `--protect-tag`.
+    ProtectedTag(String),
+    /// Kept: the newest unit of the repository.
+    Newest,
+    /// Kept: pushed less than `--min-age` ago.
+    YoungerThanMinAge,
+    /// Kept by a `keep` rule.
+    KeepRule(u32),
+    /// Selected by this rule, but within its count or age.
+    WithinRule(u32),
+    /// No rule selects it.
+    NoRule,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rule(p) => write!(f, "rule {p}"),
+            Self::Quota(w) => write!(f, "quota watermark {w} images"),
+            Self::InUseByEcs(r) => write!(f, "in use by ECS ({r})"),
+            Self::ProtectedTag(p) => write!(f, "protected tag {p}"),
+            Self::Newest => f.write_str("newest in repository"),
+            Self::YoungerThanMinAge => f.write_str("younger than min-age"),
+            Self::KeepRule(p) => write!(f, "keep rule {p}"),
+            Self::WithinRule(p) => write!(f, "within rule {p}"),
+            Self::NoRule => f.write_str("no rule selects it"),
+        }
+    }
+}
+
+/// One unit's fate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitPlan {
+    pub unit: Unit,
+    pub action: Action,
+    pub reason: Reason,
+}
+
+/// Why a repository's plan is not carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub deleting: usize,
+    pub of: usize,
+    pub max_percent: u8,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "refused: the plan deletes {} of {} images, more than --max-delete-percent {}%; review the plan, then raise --max-delete-percent or pass --force",
+            self.deleting, self.of, self.max_percent
+        )
+    }
+}
+
+/// One repository's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoPlan {
+    pub name: String,
+    pub images_before: usize,
+    pub images_after: usize,
+    /// Newest first.
+    pub units: Vec<UnitPlan>,
+    pub refused: Option<Refusal>,
+}
+
+impl RepoPlan {
+    /// Digests to delete in order: stage 0 (roots, referrers) of every expired unit,
+    /// then their children, so no index is left pointing at a deleted manifest.
+    pub fn deletions(&self) -> Vec<(String, u8)> {
+        let mut out: Vec<(String, u8)> = self
+            .units
+            .iter()
+            .filter(|u| u.action == Action::Expire)
+            .flat_map(|u| u.unit.members.iter().cloned())
+            .collect();
+        out.sort_by_key(|(_, stage)| *stage);
+        out
+    }
+
+    pub fn bytes_expired(&self) -> u64 {
+        self.units
+            .iter()
+            .filter(|u| u.action == Action::Expire)
+            .map(|u| u.unit.bytes)
+            .sum()
+    }
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub repositories: Vec<RepoPlan>,
+}
+
+/// Plan every repository of the snapshot.
+pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
+    Plan {
+        repositories: snapshot
+            .repositories
+            .iter()
+            .map(|r| plan_repository(r, &snapshot.ecs, policy, now))
+            .collect(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuleOutcome {
+    Expire(u32),
+    Keep(u32),
+}
+
+/// Plan one repository (pure; `plan` maps it over the snapshot, the runner calls it
+/// per repository as snapshots arrive).
+pub fn plan_repository(
+    repo: &RepoSnapshot,
+    ecs: &EcsUsage,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> RepoPlan {
+    let units = units::group(&repo.images, &repo.children);
+    let outcomes = apply_rules(&units, &policy.rules, now);
+    let in_use = ecs_digests(repo, ecs);
+    let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
+    let mut protected: Vec<bool> = Vec::with_capacity(units.len());
+    for (i, unit) in units.into_iter().enumerate() {
+        let protection = protection(i, &unit, &in_use, policy, now);
+        let (action, reason) = match (&outcomes[i], protection.clone()) {
+            ((Some(RuleOutcome::Expire(p)), _), None) => (Action::Expire, Reason::Rule(*p)),
+            ((Some(RuleOutcome::Expire(_)), _), Some(r)) => (Action::Keep, r),
+            ((Some(RuleOutcome::Keep(p)), _), _) => (Action::Keep, Reason::KeepRule(*p)),
+            ((None, Some(p)), _) => (Action::Keep, Reason::WithinRule(*p)),
+            ((None, None), _) => (Action::Keep, Reason::NoRule),
+        };
+        let kept_by_rule = matches!(outcomes[i].0, Some(RuleOutcome::Keep(_)));
+        protected.push(protection.is_some() || kept_by_rule);
+        plans.push(UnitPlan {
+            unit,
+            action,
+            reason,
+        });
+    }
+    let images_before = repo.images.len();
+    let mut images_after = images_before
+        - plans
+            .iter()
+            .filter(|u| u.action == Action::Expire)
+            .map(|u| u.unit.image_count())
+            .sum::<usize>();
+    if let Some(watermark) = policy.max_images {
+        // Oldest first: plans are newest first.
+        for i in (0..plans.len()).rev() {
+            if images_after as u64 <= watermark {
+                break;
+            }
+            if plans[i].action == Action::Keep && !protected[i] {
+                plans[i].action = Action::Expire;
+                plans[i].reason = Reason::Quota(watermark);
+                images_after -= plans[i].unit.image_count();
+            }
+        }
+    }
+    let deleting = images_before - images_after;
+    let refused = (!policy.force
+        && deleting * 100 > usize::from(policy.max_delete_percent) * images_before)
+        .then_some(Refusal {
+            deleting,
+            of: images_before,
+            max_percent: policy.max_delete_percent,
+        });
+    for u in &plans {
+        tracing::debug!(
+            repository = %repo.repository.name,
+            unit = %u.unit.digest,
+            action = ?u.action,
+            reason = %u.reason,
+            "planned"
+        );
+    }
+    RepoPlan {
+        name: repo.repository.name.clone(),
+        images_before,
+        images_after,
+        units: plans,
+        refused,
+    }
+}
+
+/// ECR's evaluation: every rule identifies the units its selection matches (even those
+/// a higher-priority rule already marked) and picks candidates by count or age; a unit
+/// is marked by the first rule that picks it, and a tagged unit matched by a
+/// higher-priority tagged rule can no longer be expired by a lower one.
+/// Returns per unit (the marking, the first rule that selected it).
+fn apply_rules(
+    units: &[Unit],
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Vec<(Option<RuleOutcome>, Option<u32>)> {
+    let mut marked: Vec<Option<RuleOutcome>> = vec![None; units.len()];
+    let mut shielded: Vec<bool> = vec![false; units.len()];
+    let mut first_match: Vec<Option<u32>> = vec![None; units.len()];
+    for rule in &rules.0 {
+        // Units are newest first, which is the order imageCountMoreThan keeps.
+        let matched: Vec<usize> = (0..units.len())
+            .filter(|&i| rule.selects(&units[i].tags))
+            .collect();
+        let older_than = |t: DateTime<Utc>, d: Duration| {
+            now.signed_duration_since(t)
+                .to_std()
+                .is_ok_and(|age| age > d)
+        };
+        let candidates: Vec<usize> = match (rule.action, rule.criterion) {
+            (RuleAction::Keep, _) | (_, Criterion::None) => matched.clone(),
+            (RuleAction::Expire, Criterion::ImageCountMoreThan(n)) => {
+                matched.iter().copied().skip(n as usize).collect()
+            }
+            (RuleAction::Expire, Criterion::SinceImagePushed(d)) => matched
+                .iter()
+                .copied()
+                .filter(|&i| older_than(units[i].pushed_at, d))
+                .collect(),
+            (RuleAction::Expire, Criterion::SinceImagePulled(d)) => matched
+                .iter()
+                .copied()
+                .filter(|&i| older_than(units[i].last_used, d))
+                .collect(),
+        };
+        for i in candidates {
+            if marked[i].is_none() && !shielded[i] {
+                marked[i] = Some(match rule.action {
+                    RuleAction::Expire => RuleOutcome::Expire(rule.priority),
+                    RuleAction::Keep => RuleOutcome::Keep(rule.priority),
+                });
+            }
+        }
+        for &i in &matched {
+            first_match[i].get_or_insert(rule.priority);
+            if rule.tag_status == TagStatus::Tagged {
+                shielded[i] = true;
+            }
+        }
+    }
+    marked.into_iter().zip(first_match).collect()
+}
+
+/// Digests of this repository that ECS uses: resolved digests, `@digest` references,
+/// and `repo:tag` references resolved through the repository's current tags.
+fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> =
+        ecs.digests.iter().map(|d| (d.clone(), d.clone())).collect();
+    let by_tag: HashMap<&str, &str> = repo
+        .images
+        .iter()
+        .flat_map(|img| {
+            img.tags
+                .iter()
+                .map(move |t| (t.as_str(), img.digest.as_str()))
+        })
+        .collect();
+    for reference in &ecs.references {
+        let Some((name, target)) = split_reference(reference) else {
+            continue;
+        };
+        if !names_repository(name, &repo.repository) {
+            continue;
+        }
+        match target {
+            Target::Digest(d) => {
+                out.insert(d.to_owned(), reference.clone());
+            }
+            Target::Tag(t) => {
+                if let Some(d) = by_tag.get(t) {
+                    out.insert((*d).to_owned(), reference.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+enum Target<'a> {
+    Tag(&'a str),
+    Digest(&'a str),
+}
+
+/// `host/path:tag` or `host/path@sha256:…` → (name, target); a bare name means `latest`.
+fn split_reference(reference: &str) -> Option<(&str, Target<'_>)> {
+    if let Some((name, digest)) = reference.split_once('@') {
+        return Some((name, Target::Digest(digest)));
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(colon) => Some((
+            &reference[..slash + colon],
+            Target::Tag(&reference[slash + colon + 1..]),
+        )),
+        None => Some((reference, Target::Tag("latest"))),
+    }
+}
+
+/// Does an image name point at this repository? Exact URI, or any ECR registry host
+/// with the same repository path (over-protecting another account's twin is harmless).
+fn names_repository(name: &str, repo: &Repository) -> bool {
+    if name == repo.uri {
+        return true;
+    }
+    match name.split_once('/') {
+        Some((host, path)) => host.contains(".dkr.ecr.") && path == repo.name,
+        None => false,
+    }
+}
+
+fn protection(
+    index: usize,
+    unit: &Unit,
+    in_use: &HashMap<String, String>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<Reason> {
+    if let Some(reference) = unit.members.iter().find_map(|(d, _)| in_use.get(d)) {
+        return Some(Reason::InUseByEcs(reference.clone()));
+    }
+    for tag in &unit.all_tags {
+        let hits = policy.protect_tag_set.matches(tag);
+        if let Some(&first) = hits.first() {
+            return Some(Reason::ProtectedTag(policy.protect_tags[first].clone()));
+        }
+    }
+    if index == 0 {
+        return Some(Reason::Newest);
+    }
+    let young = now
+        .signed_duration_since(unit.pushed_at)
+        .to_std()
+        .map_or(true, |age| age < policy.min_age);
+    if young {
+        return Some(Reason::YoungerThanMinAge);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

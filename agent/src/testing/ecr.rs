@@ -1,0 +1,291 @@
+//! Fakes and builders for `ecr-prune` tests: images with readable digests and times,
+//! and in-memory ECR/ECS ports that count calls and can inject failures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::ports::ecr::{
+    ApiError, DeleteFailure, EcrApi, EcrImage, EcsApi, Repository, TaskImages, ECR_BATCH_MAX,
+};
+
+/// Day `d` of the test calendar (day 0 = 2026-01-01).
+pub fn ts(day: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date")
+        + chrono::Duration::days(day)
+}
+
+/// "Now" in planner tests: day 100.
+pub fn now() -> DateTime<Utc> {
+    ts(100)
+}
+
+/// A plain image `sha256:<name>` pushed on day `day`.
+pub fn image(name: &str, tags: &[&str], day: i64) -> EcrImage {
+    EcrImage {
+        digest: format!("sha256:{name}"),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        pushed_at: ts(day),
+        size: 1000,
+        last_pulled: None,
+        manifest_media_type: Some("application/vnd.oci.image.manifest.v1+json".to_owned()),
+        artifact_media_type: None,
+        subject: None,
+    }
+}
+
+/// An image pushed `days` days before `now()`.
+pub fn image_ago(name: &str, tags: &[&str], days: i64) -> EcrImage {
+    image(name, tags, 100 - days)
+}
+
+/// An OCI image index.
+pub fn index(name: &str, tags: &[&str], day: i64) -> EcrImage {
+    EcrImage {
+        manifest_media_type: Some("application/vnd.oci.image.index.v1+json".to_owned()),
+        ..image(name, tags, day)
+    }
+}
+
+pub fn repository(name: &str) -> Repository {
+    Repository {
+        name: name.to_owned(),
+        uri: format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}"),
+    }
+}
+
+/// In-memory ECR.
+#[derive(Default)]
+pub struct FakeEcr {
+    pub repos: Mutex<BTreeMap<String, Vec<EcrImage>>>,
+    /// digest → manifest JSON for indexes.
+    pub manifests: HashMap<String, String>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+    /// digest → failure code BatchDeleteImage reports for it.
+    pub delete_failures: HashMap<String, String>,
+    /// Repositories whose DescribeImages fails.
+    pub broken: Vec<String>,
+    pub quota: Option<u64>,
+    /// Batch sizes seen by BatchDeleteImage.
+    pub delete_batches: Mutex<Vec<usize>>,
+}
+
+impl FakeEcr {
+    pub fn with(repos: Vec<(&str, Vec<EcrImage>)>) -> Self {
+        Self {
+            repos: Mutex::new(repos.into_iter().map(|(n, i)| (n.to_owned(), i)).collect()),
+            ..Self::default()
+        }
+    }
+
+    fn count(&self, op: &'static str) {
+        *self.calls.lock().expect("lock").entry(op).or_default() += 1;
+    }
+
+    pub fn calls(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .expect("lock")
+            .get(op)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn digests(&self, repo: &str) -> Vec<String> {
+        self.repos.lock().expect("lock")[repo]
+            .iter()
+            .map(|i| i.digest.clone())
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl EcrApi for FakeEcr {
+    async fn list_repositories(&self) -> Result<Vec<Repository>, ApiError> {
+        self.count("DescribeRepositories");
+        Ok(self
+            .repos
+            .lock()
+            .expect("lock")
+            .keys()
+            .map(|n| repository(n))
+            .collect())
+    }
+
+    async fn describe_images(&self, repo: &str) -> Result<Vec<EcrImage>, ApiError> {
+        self.count("DescribeImages");
+        if self.broken.iter().any(|b| b == repo) {
+            return Err(ApiError {
+                operation: "DescribeImages",
+                message: format!("{repo}: AccessDenied"),
+            });
+        }
+        Ok(self
+            .repos
+            .lock()
+            .expect("lock")
+            .get(repo)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn get_manifests(
+        &self,
+        _repo: &str,
+        digests: &[String],
+    ) -> Result<Vec<(String, String)>, ApiError> {
+        self.count("BatchGetImage");
+        assert!(digests.len() <= ECR_BATCH_MAX, "BatchGetImage over 100 ids");
+        Ok(digests
+            .iter()
+            .filter_map(|d| self.manifests.get(d).map(|m| (d.clone(), m.clone())))
+            .collect())
+    }
+
+    async fn batch_delete(
+        &self,
+        repo: &str,
+        digests: &[String],
+    ) -> Result<Vec<DeleteFailure>, ApiError> {
+        self.count("BatchDeleteImage");
+        assert!(
+            digests.len() <= ECR_BATCH_MAX,
+            "BatchDeleteImage over 100 ids"
+        );
+        self.delete_batches
+            .lock()
+            .expect("lock")
+            .push(digests.len());
+        let mut failures = Vec::new();
+        let mut repos = self.repos.lock().expect("lock");
+        let images = repos.get_mut(repo).expect("repo exists");
+        for d in digests {
+            if let Some(code) = self.delete_failures.get(d) {
+                failures.push(DeleteFailure {
+                    digest: d.clone(),
+                    code: code.clone(),
+                    reason: "injected".into(),
+                });
+                continue;
+            }
+            let before = images.len();
+            images.retain(|i| &i.digest != d);
+            if images.len() == before {
+                failures.push(DeleteFailure {
+                    digest: d.clone(),
+                    code: "ImageNotFound".into(),
+                    reason: "gone".into(),
+                });
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError> {
+        self.count("GetServiceQuota");
+        Ok(self.quota)
+    }
+}
+
+/// In-memory ECS: clusters → tasks and services.
+#[derive(Default)]
+pub struct FakeEcs {
+    pub tasks: BTreeMap<String, Vec<TaskImages>>,
+    /// cluster → services → task definitions of their deployments.
+    pub services: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    pub task_definitions: HashMap<String, Vec<String>>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl FakeEcs {
+    fn count(&self, op: &'static str) {
+        *self.calls.lock().expect("lock").entry(op).or_default() += 1;
+    }
+
+    pub fn calls(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .expect("lock")
+            .get(op)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl EcsApi for FakeEcs {
+    async fn list_clusters(&self) -> Result<Vec<String>, ApiError> {
+        self.count("ListClusters");
+        let mut all: Vec<String> = self
+            .tasks
+            .keys()
+            .chain(self.services.keys())
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    async fn list_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
+        self.count("ListTasks");
+        Ok((0..self.tasks.get(cluster).map_or(0, Vec::len))
+            .map(|i| format!("{cluster}/task/{i}"))
+            .collect())
+    }
+
+    async fn describe_tasks(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+    ) -> Result<Vec<TaskImages>, ApiError> {
+        self.count("DescribeTasks");
+        assert!(tasks.len() <= 100);
+        let all = self.tasks.get(cluster).cloned().unwrap_or_default();
+        Ok(tasks
+            .iter()
+            .filter_map(|t| t.rsplit('/').next().and_then(|i| i.parse::<usize>().ok()))
+            .filter_map(|i| all.get(i).cloned())
+            .collect())
+    }
+
+    async fn list_services(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
+        self.count("ListServices");
+        Ok(self
+            .services
+            .get(cluster)
+            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn describe_services(
+        &self,
+        cluster: &str,
+        services: &[String],
+    ) -> Result<Vec<String>, ApiError> {
+        self.count("DescribeServices");
+        assert!(services.len() <= 10);
+        Ok(self
+            .services
+            .get(cluster)
+            .map(|all| {
+                all.iter()
+                    .filter(|(n, _)| services.contains(n))
+                    .flat_map(|(_, tds)| tds.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn task_definition_images(&self, task_definition: &str) -> Result<Vec<String>, ApiError> {
+        self.count("DescribeTaskDefinition");
+        Ok(self
+            .task_definitions
+            .get(task_definition)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
