@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cli::{CheckArgs, Cli, Command, OutputFormat};
+use crate::cli::{CheckArgs, Cli, Command, LogFormat, LogLevel, OutputFormat};
 use crate::config::{self, ConfigSource, RawConfig};
 use crate::error::{Error, Status};
 
@@ -16,15 +16,32 @@ pub struct Globals {
     /// `--config` as given (the daemon re-reads it on SIGHUP).
     pub config_path: Option<PathBuf>,
     pub config_source: ConfigSource,
+    /// `--log-level`/`--log-format` (the daemon sets up its own logging: journald or stderr).
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
 }
 
 impl Globals {
+    /// Globals for library callers and tests: defaults everywhere.
+    pub fn defaults() -> Self {
+        Self {
+            region: None,
+            docker_host: None,
+            config_path: None,
+            config_source: ConfigSource::Defaults,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+        }
+    }
+
     pub fn from_cli(cli: &Cli, config_source: ConfigSource) -> Self {
         Self {
             region: cli.region.clone(),
             docker_host: cli.docker_host.clone(),
             config_path: cli.config.clone(),
             config_source,
+            log_level: cli.log_level.unwrap_or(LogLevel::Info),
+            log_format: cli.log_format.unwrap_or(LogFormat::Text),
         }
     }
 }

@@ -519,12 +519,7 @@ mod tests {
     async fn dry_run_writes_nothing_and_real_run_writes_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ecs.config");
-        let globals = Globals {
-            region: None,
-            docker_host: None,
-            config_path: None,
-            config_source: crate::config::ConfigSource::Defaults,
-        };
+        let globals = Globals::defaults();
         let s = settings(BootstrapArgs {
             ecs_config: Some(path.clone()),
             cluster: Some("prod".into()),
@@ -543,12 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_to_do_is_usage_error() {
-        let globals = Globals {
-            region: None,
-            docker_host: None,
-            config_path: None,
-            config_source: crate::config::ConfigSource::Defaults,
-        };
+        let globals = Globals::defaults();
         let err = execute(&globals, &settings(BootstrapArgs::default()), false)
             .await
             .unwrap_err();

@@ -95,20 +95,6 @@ pub fn validate(raw: &RawConfig) -> Result<DaemonSettings, DaemonError> {
     Ok(settings)
 }
 
-/// `--log-level`/`--log-format` of this process. `Globals` does not carry them and
-/// main leaves logging to the daemon (it picks journald or stderr), so read the
-/// command line again.
-fn log_options() -> (LogLevel, LogFormat) {
-    use clap::Parser;
-    match crate::cli::Cli::try_parse_from(std::env::args_os()) {
-        Ok(cli) => (
-            cli.log_level.unwrap_or(LogLevel::Info),
-            cli.log_format.unwrap_or(LogFormat::Text),
-        ),
-        Err(_) => (LogLevel::Info, LogFormat::Text),
-    }
-}
-
 /// The long-lived pieces shared by every config generation.
 struct Core {
     globals: Globals,
@@ -174,7 +160,7 @@ impl Core {
 
 /// Run until SIGTERM/SIGINT.
 pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonError> {
-    let (level, format) = log_options();
+    let (level, format) = (globals.log_level, globals.log_format);
     let sink = logging::init(level, format).map_err(DaemonError::Logging)?;
     let settings = validate(&raw)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
