@@ -582,3 +582,121 @@ fn docker_down_at_start_is_reported_and_tracking_begins_when_it_comes_up() {
     let (code, _) = daemon.terminate(Duration::from_secs(30));
     assert_eq!(code, 0, "{}", daemon.log());
 }
+
+/// A password with every character ecs.config and JSON make awkward, planted to be
+/// looked for where it must not be.
+const CANARY: &str = "canary-Pa55\"w0rd$='\\ ünï";
+const CANARY_ROTATED: &str = "canary-R0tated\"$=' ünï";
+
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+fn registry_password(ecs_config: &Path, registry: &str) -> String {
+    let text = std::fs::read_to_string(ecs_config).expect("ecs.config written");
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ECS_ENGINE_AUTH_DATA="))
+        .expect("ECS_ENGINE_AUTH_DATA line");
+    let json: serde_json::Value = serde_json::from_str(data).expect("auth data is JSON");
+    json[registry]["password"]
+        .as_str()
+        .expect("password")
+        .to_owned()
+}
+
+#[test]
+fn refresh_auth_runs_on_change_only_when_ecs_config_changed_and_never_leaks_the_secret() {
+    let moto = shipshape_tests::moto::Moto::start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sm = rt.block_on(async { aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await) });
+    let secret = |password: &str| serde_json::json!({"username": "ci", "password": password}).to_string();
+    rt.block_on(
+        sm.create_secret()
+            .name("prod/registry")
+            .secret_string(secret(CANARY))
+            .send(),
+    )
+    .expect("create secret");
+
+    let d = Dockerd::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let ecs_config = work.path().join("ecs.config");
+    let hook_out = work.path().join("hook.out");
+    let hook_runs = work.path().join("hook.runs");
+    let hook = work.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n{{ echo \"args: $*\"; env; }} >> '{}'\necho run >> '{}'\n",
+            hook_out.display(),
+            hook_runs.display()
+        ),
+    )
+    .expect("write hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod hook");
+    let config = format!(
+        r#"
+[bootstrap]
+ecs_config = "{ecs}"
+cluster = "prod"
+registry_secret = {{ "registry.example.com" = "prod/registry" }}
+timeout = "20s"
+
+[daemon]
+state = "@STATE@"
+[daemon.jobs.gc]
+enabled = false
+[daemon.jobs.refresh_auth]
+schedule = "* * * * * *"
+jitter = "0s"
+on_change = ["{hook}", "ecs.config changed"]
+"#,
+        ecs = ecs_config.display(),
+        hook = hook.display()
+    );
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut daemon = Daemon::start(&d, &config, &env);
+
+    daemon.wait_for("first refresh to write ecs.config and run on_change", Duration::from_secs(30), || {
+        lines_in(&hook_runs) == 1
+    });
+    assert_eq!(registry_password(&ecs_config, "registry.example.com"), CANARY);
+    let mtime = std::fs::metadata(&ecs_config).and_then(|m| m.modified()).expect("mtime");
+
+    // The job keeps firing every second; with the same secret nothing changes.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(lines_in(&hook_runs), 1, "on_change ran although nothing changed");
+    assert_eq!(
+        std::fs::metadata(&ecs_config).and_then(|m| m.modified()).expect("mtime"),
+        mtime,
+        "ecs.config rewritten although unchanged"
+    );
+
+    // Rotating the secret changes the file and runs on_change exactly once more.
+    rt.block_on(
+        sm.put_secret_value()
+            .secret_id("prod/registry")
+            .secret_string(secret(CANARY_ROTATED))
+            .send(),
+    )
+    .expect("rotate secret");
+    daemon.wait_for("refresh after rotation to run on_change", Duration::from_secs(30), || {
+        lines_in(&hook_runs) == 2
+    });
+    assert_eq!(registry_password(&ecs_config, "registry.example.com"), CANARY_ROTATED);
+
+    let (code, _) = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(code, 0, "log:\n{}", daemon.log());
+
+    let hook_seen = std::fs::read_to_string(&hook_out).expect("hook output");
+    assert!(hook_seen.contains("args: ecs.config changed"), "{hook_seen}");
+    assert!(!hook_seen.contains("AWS_"), "on_change inherited the AWS environment:\n{hook_seen}");
+    let log = daemon.log();
+    for canary in [CANARY, CANARY_ROTATED, "canary-"] {
+        assert!(!hook_seen.contains(canary), "secret in on_change args or environment");
+        assert!(!log.contains(canary), "secret in the daemon log");
+    }
+}
