@@ -610,7 +610,8 @@ fn refresh_auth_runs_on_change_only_when_ecs_config_changed_and_never_leaks_the_
     let moto = shipshape_tests::moto::Moto::start();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let sm = rt.block_on(async { aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await) });
-    let secret = |password: &str| serde_json::json!({"username": "ci", "password": password}).to_string();
+    let secret =
+        |password: &str| serde_json::json!({"username": "ci", "password": password}).to_string();
     rt.block_on(
         sm.create_secret()
             .name("prod/registry")
@@ -660,17 +661,30 @@ on_change = ["{hook}", "ecs.config changed"]
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut daemon = Daemon::start(&d, &config, &env);
 
-    daemon.wait_for("first refresh to write ecs.config and run on_change", Duration::from_secs(30), || {
-        lines_in(&hook_runs) == 1
-    });
-    assert_eq!(registry_password(&ecs_config, "registry.example.com"), CANARY);
-    let mtime = std::fs::metadata(&ecs_config).and_then(|m| m.modified()).expect("mtime");
+    daemon.wait_for(
+        "first refresh to write ecs.config and run on_change",
+        Duration::from_secs(30),
+        || lines_in(&hook_runs) == 1,
+    );
+    assert_eq!(
+        registry_password(&ecs_config, "registry.example.com"),
+        CANARY
+    );
+    let mtime = std::fs::metadata(&ecs_config)
+        .and_then(|m| m.modified())
+        .expect("mtime");
 
     // The job keeps firing every second; with the same secret nothing changes.
     std::thread::sleep(Duration::from_millis(3500));
-    assert_eq!(lines_in(&hook_runs), 1, "on_change ran although nothing changed");
     assert_eq!(
-        std::fs::metadata(&ecs_config).and_then(|m| m.modified()).expect("mtime"),
+        lines_in(&hook_runs),
+        1,
+        "on_change ran although nothing changed"
+    );
+    assert_eq!(
+        std::fs::metadata(&ecs_config)
+            .and_then(|m| m.modified())
+            .expect("mtime"),
         mtime,
         "ecs.config rewritten although unchanged"
     );
@@ -683,20 +697,34 @@ on_change = ["{hook}", "ecs.config changed"]
             .send(),
     )
     .expect("rotate secret");
-    daemon.wait_for("refresh after rotation to run on_change", Duration::from_secs(30), || {
-        lines_in(&hook_runs) == 2
-    });
-    assert_eq!(registry_password(&ecs_config, "registry.example.com"), CANARY_ROTATED);
+    daemon.wait_for(
+        "refresh after rotation to run on_change",
+        Duration::from_secs(30),
+        || lines_in(&hook_runs) == 2,
+    );
+    assert_eq!(
+        registry_password(&ecs_config, "registry.example.com"),
+        CANARY_ROTATED
+    );
 
     let (code, _) = daemon.terminate(Duration::from_secs(20));
     assert_eq!(code, 0, "log:\n{}", daemon.log());
 
     let hook_seen = std::fs::read_to_string(&hook_out).expect("hook output");
-    assert!(hook_seen.contains("args: ecs.config changed"), "{hook_seen}");
-    assert!(!hook_seen.contains("AWS_"), "on_change inherited the AWS environment:\n{hook_seen}");
+    assert!(
+        hook_seen.contains("args: ecs.config changed"),
+        "{hook_seen}"
+    );
+    assert!(
+        !hook_seen.contains("AWS_"),
+        "on_change inherited the AWS environment:\n{hook_seen}"
+    );
     let log = daemon.log();
     for canary in [CANARY, CANARY_ROTATED, "canary-"] {
-        assert!(!hook_seen.contains(canary), "secret in on_change args or environment");
+        assert!(
+            !hook_seen.contains(canary),
+            "secret in on_change args or environment"
+        );
         assert!(!log.contains(canary), "secret in the daemon log");
     }
 }

@@ -26,7 +26,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::adapters::clock::SystemClock;
 use crate::app::Globals;
-use crate::cli::{LogFormat, LogLevel};
 use crate::config::{RawConfig, RawDaemon, RawMetrics};
 use crate::error::Status;
 use crate::ports::Clock;
