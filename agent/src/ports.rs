@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 pub mod docker;
+pub mod docker_watch;
 pub mod ecr;
 pub mod secrets;
 

@@ -4,5 +4,6 @@
 pub mod aws;
 pub mod clock;
 pub mod docker;
+pub mod docker_watch;
 pub mod ecr;
 pub mod secrets;

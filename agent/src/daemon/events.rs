@@ -19,16 +19,14 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::docker_events::{DockerConnector, DockerEvent, DockerWatch, EventScope, WatchError};
 use super::metrics::Metrics;
 use super::notify::{DockerState, StatusBoard};
 use super::state::{ListedImage, StateStore};
+use crate::ports::docker_watch::{
+    DockerConnector, DockerEvent, DockerWatch, EventScope, WatchError,
+};
 use crate::ports::Clock;
 
-/// Event actions subscribed to (container and image ones share the filter).
-pub const TRACKED_ACTIONS: &[&str] = &[
-    "create", "start", "die", "destroy", "pull", "tag", "untag", "delete", "load",
-];
 /// How often the engine is pinged while the stream is quiet.
 pub const LIVENESS_INTERVAL: Duration = Duration::from_secs(15);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -289,8 +287,8 @@ pub fn unix_seconds(t: DateTime<Utc>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::docker_events::{ContainerRecord, ImageRecord};
     use crate::daemon::scheduler::tests::TokioClock;
+    use crate::ports::docker_watch::{ContainerRecord, ImageRecord};
     use async_trait::async_trait;
     use chrono::TimeZone;
     use futures_util::stream::BoxStream;

@@ -7,7 +7,6 @@
 //! one is invalid); SIGTERM/SIGINT drain running jobs (bounded), save state, exit 0.
 
 pub mod disk;
-pub mod docker_events;
 pub mod events;
 pub mod jobs;
 pub mod logging;
@@ -191,10 +190,12 @@ pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonErro
     let board = notify::StatusBoard::new();
     let (root_tx, root_rx) = watch::channel(None);
     let (first_tx, mut first_rx) = watch::channel(false);
-    let docker_host = docker_events::resolve_host(globals.docker_host.as_deref());
+    let docker_host = crate::adapters::docker::resolve_host(globals.docker_host.as_deref());
     background.spawn(
         events::Tracker {
-            connector: Arc::new(docker_events::BollardConnector::new(docker_host)),
+            connector: Arc::new(crate::adapters::docker_watch::BollardConnector::new(
+                docker_host,
+            )),
             store: store.clone(),
             clock: Arc::clone(&clock),
             board: board.clone(),

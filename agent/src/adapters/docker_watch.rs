@@ -1,15 +1,10 @@
-//! What the daemon needs from Docker (ping, the event stream, image and container
-//! listings, `DockerRootDir`) behind the small `DockerWatch` trait, and its bollard
-//! implementation.
-//!
-//! Exception to the adapters-only rule: this is the one daemon file importing
-//! bollard, kept apart so the gc work on `adapters/docker.rs` could proceed in
-//! parallel; it is meant to be folded into the shared Docker adapter.
+//! The bollard implementation of the daemon's `DockerWatch` port: event stream,
+//! listings, ping and `DockerRootDir`, with a new client per (re)connect.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
+use crate::ports::docker_watch::{
+    ContainerRecord, DockerConnector, DockerEvent, DockerWatch, EventScope, ImageRecord,
+    WatchError, TRACKED_ACTIONS,
+};
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum};
@@ -18,88 +13,12 @@ use bollard::Docker;
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
-pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// Per-request timeout (seconds); the event stream itself is not bounded by it.
 const REQUEST_TIMEOUT_SECS: u64 = 60;
-
-/// Which kind of object an event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventScope {
-    Container,
-    Image,
-    Other,
-}
-
-/// One Docker event, in this crate's terms.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DockerEvent {
-    pub scope: EventScope,
-    /// `create`, `start`, `die`, `destroy`, `pull`, `tag`, `untag`, `delete`, `load`…
-    pub action: String,
-    /// Container ID, or image ID / reference (pull reports the reference).
-    pub actor_id: String,
-    /// Container events: the image as the container was created from (`image`).
-    pub image: Option<String>,
-    pub time: DateTime<Utc>,
-}
-
-/// An image as listed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageRecord {
-    pub id: String,
-    pub tags: Vec<String>,
-}
-
-/// A container as listed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContainerRecord {
-    pub id: String,
-    pub image_id: String,
-    pub running: bool,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WatchError {
-    #[error("cannot reach Docker at {host}: {message}")]
-    Connect { host: String, message: String },
-    #[error("Docker {what} failed: {message}")]
-    Request { what: &'static str, message: String },
-}
-
-/// The Docker operations the daemon uses.
-#[async_trait]
-pub trait DockerWatch: Send + Sync {
-    async fn ping(&self) -> Result<(), WatchError>;
-    /// `DockerRootDir` from `/info`.
-    async fn root_dir(&self) -> Result<PathBuf, WatchError>;
-    async fn images(&self) -> Result<Vec<ImageRecord>, WatchError>;
-    async fn containers(&self) -> Result<Vec<ContainerRecord>, WatchError>;
-    /// The image ID a container runs; `None` when the container is gone.
-    async fn container_image(&self, id: &str) -> Result<Option<String>, WatchError>;
-    /// Resolve an image reference or ID; `None` when there is no such image.
-    async fn image(&self, reference: &str) -> Result<Option<ImageRecord>, WatchError>;
-    /// Container and image events from `since` (replayed by the engine) on.
-    fn events(
-        &self,
-        since: Option<DateTime<Utc>>,
-    ) -> BoxStream<'static, Result<DockerEvent, WatchError>>;
-}
-
-/// Makes fresh connections (after Docker restarts, a new client is built).
-#[async_trait]
-pub trait DockerConnector: Send + Sync {
-    fn host(&self) -> &str;
-    async fn connect(&self) -> Result<Arc<dyn DockerWatch>, WatchError>;
-}
-
-/// The engine address: `--docker-host`, else `DOCKER_HOST`, else the default socket.
-pub fn resolve_host(flag: Option<&str>) -> String {
-    flag.map(str::to_owned)
-        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned())
-}
 
 /// `DockerConnector` over bollard.
 #[derive(Debug, Clone)]
@@ -260,10 +179,7 @@ impl DockerWatch for BollardWatch {
             ),
             (
                 "event".to_owned(),
-                super::events::TRACKED_ACTIONS
-                    .iter()
-                    .map(|a| (*a).to_owned())
-                    .collect(),
+                TRACKED_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
             ),
         ]);
         let options = EventsOptions {
