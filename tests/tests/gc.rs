@@ -501,3 +501,79 @@ fn last_use_from_the_daemon_state_file_keeps_an_old_image_young() {
     assert_eq!(planned[&ids[0]], ("kept".into(), "younger than 1h".into()));
     assert_eq!(planned[&ids[1]].0, "would delete");
 }
+
+#[test]
+fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::new("ci-base:1", OLD),
+            ImageSpec::new("tools/ci-base:2", OLD + 1),
+            ImageSpec::new("app:1", OLD + 2),
+            ImageSpec::new("app:2", OLD + 3),
+            ImageSpec::new("app:3", OLD + 4),
+            ImageSpec::new("pinned:1", OLD + 5),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("exclude");
+    // docker-gc's file: a pattern a line, comments and blank lines, image-ID prefixes.
+    let pinned_prefix = &ids[5]["sha256:".len().."sha256:".len() + 12];
+    std::fs::write(
+        &file,
+        format!("# keep the CI base images\n*ci-base:*\n\n{pinned_prefix}\n"),
+    )
+    .expect("write exclude file");
+    let file_arg = file.display().to_string();
+
+    let out = gc(
+        &d,
+        &[
+            "--min-age",
+            "0s",
+            "--exclude-file",
+            &file_arg,
+            "--max-deletions",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
+    let doc = json(&out);
+    let plan = decisions(&doc);
+    for kept in [&ids[0], &ids[1], &ids[5]] {
+        assert_eq!(plan[kept.as_str()].0, "kept", "{:?}", plan[kept.as_str()]);
+        assert!(
+            plan[kept.as_str()].1.starts_with("excluded by "),
+            "{:?}",
+            plan[kept.as_str()]
+        );
+    }
+    let deleted: Vec<&String> = ids
+        .iter()
+        .filter(|id| plan[id.as_str()].0 == "deleted")
+        .collect();
+    assert_eq!(deleted.len(), 2, "--max-deletions 2: {plan:?}");
+    let left = image_ids(&d);
+    assert_eq!(left.len(), 4, "{left:?}");
+    for id in [&ids[0], &ids[1], &ids[5]] {
+        assert!(
+            left.contains(id.as_str()),
+            "excluded image {id} was deleted"
+        );
+    }
+
+    // A missing exclude file is a usage error naming it, and nothing is deleted.
+    let out = gc(
+        &d,
+        &["--min-age", "0s", "--exclude-file", "/nonexistent/exclude"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/nonexistent/exclude"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(image_ids(&d), left);
+}
