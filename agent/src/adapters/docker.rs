@@ -255,6 +255,17 @@ impl DockerApi for DockerClient {
         })
     }
 
+    async fn image_id_of(&self, reference: &str) -> Result<Option<String>, DockerError> {
+        self.count("GET /images/{name}/json");
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(e) => match self.map_err(e) {
+                DockerError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
         self.count("DELETE /images/{name}");
         // Never force; let the engine prune untagged parents as `docker rmi` does.

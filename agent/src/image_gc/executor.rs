@@ -200,12 +200,27 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
 /// Delete one image without force. Tags in a single repository go with the ID
 /// (the engine untags them atomically, only if they still point to this ID);
 /// tags in several repositories are removed tag by tag first, as the engine
-/// refuses an unforced delete by ID then.
+/// refuses an unforced delete by ID then. Removing by tag acts on whatever the
+/// tag names at that moment, so each tag is first checked to still name the
+/// planned image: a tag moved to a newer image since the plan is left alone.
 async fn delete_image(api: &dyn DockerApi, entry: &ImageEntry) -> Outcome {
     let repos: HashSet<&str> = entry.tags.iter().map(|t| repo_of(t)).collect();
     let mut removed_any = false;
     if repos.len() > 1 {
         for tag in &entry.tags {
+            match api.image_id_of(tag).await {
+                Ok(Some(id)) if id == entry.id => {}
+                Ok(now) => {
+                    tracing::debug!(
+                        image = %short_id(&entry.id),
+                        tag = %tag,
+                        now = now.as_deref().map(short_id).unwrap_or("nothing"),
+                        "tag moved since the plan; left alone"
+                    );
+                    continue;
+                }
+                Err(e) => return Outcome::Failed(e.to_string()),
+            }
             match api.remove_image(tag).await {
                 Ok(()) => removed_any = true,
                 Err(DockerError::NotFound(_)) => {}

@@ -148,6 +148,29 @@ async fn multi_repo_conflict_on_a_tag_stops_that_image_only() {
 }
 
 #[tokio::test]
+async fn multi_repo_tag_moved_to_a_new_image_after_the_plan_is_left_alone() {
+    let fake = FakeDocker::new(
+        vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
+        vec![],
+    );
+    let mut p = planned(&fake, &Policy::defaults()).await;
+    {
+        // Between plan and delete, a new build is tagged mirror/app:1.
+        let mut s = fake.state.lock().unwrap();
+        s.images[0].repo_tags.retain(|t| t != "mirror/app:1");
+        s.images.push(image("b2", &["mirror/app:1"], 0, 10));
+    }
+    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    assert_eq!(fake.removals(), vec!["app:1".to_owned(), full_id("a1")]);
+    assert_eq!(stats.images_deleted, 1);
+    assert_eq!(fake.image_ids(), vec![full_id("b2")]);
+    assert_eq!(
+        fake.state.lock().unwrap().images[0].repo_tags,
+        vec!["mirror/app:1".to_owned()]
+    );
+}
+
+#[tokio::test]
 async fn children_go_before_parents_even_with_concurrency() {
     let mut child = image("c1", &["app:2"], 48, 10);
     child.parent_id = Some(full_id("b0"));

@@ -132,6 +132,9 @@ pub trait DockerApi: Send + Sync {
     async fn docker_root_dir(&self) -> Result<PathBuf, DockerError>;
     /// statvfs of `path` (Docker's root directory): bytes and inodes.
     fn fs_usage(&self, path: &Path) -> Result<FsUsage, DockerError>;
+    /// `GET /images/{reference}/json` → the image ID the reference names now
+    /// (`None` when there is no such image).
+    async fn image_id_of(&self, reference: &str) -> Result<Option<String>, DockerError>;
     /// `DELETE /images/{reference}` without force, pruning untagged parents as
     /// `docker rmi` does. A reference is a `repo:tag` or an ID.
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;

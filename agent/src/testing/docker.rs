@@ -169,6 +169,14 @@ impl DockerApi for FakeDocker {
             .disk
             .ok_or_else(|| DockerError::Local("no disk in this fake".into()))
     }
+    async fn image_id_of(&self, reference: &str) -> Result<Option<String>, DockerError> {
+        let s = self.enter()?;
+        Ok(s.images
+            .iter()
+            .find(|i| i.id == reference || i.repo_tags.iter().any(|t| t == reference))
+            .map(|i| i.id.clone()))
+    }
+
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
         let mut s = self.enter()?;
         s.removals.push(reference.to_owned());
