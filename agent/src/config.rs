@@ -4,7 +4,6 @@
 //! settings with flags merged over the file) lives next to each command:
 //! `bootstrap::settings`, `image_gc::settings`, `ecr_prune::settings`, `daemon::settings`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -247,14 +246,6 @@ pub fn is_secret_key(key: &str) -> bool {
     ["AUTH", "PASSWORD", "SECRET", "TOKEN", "CREDENTIAL"]
         .iter()
         .any(|s| k.contains(s))
-}
-
-/// Sorted view of a map, for stable output.
-pub fn sorted(map: &OrderedMap) -> BTreeMap<&str, &str> {
-    map.0
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
 }
 
 #[cfg(test)]

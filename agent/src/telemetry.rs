@@ -18,14 +18,18 @@ pub fn filter_directives(level: LogLevel) -> String {
     format!("warn,shipshape={lvl}")
 }
 
+/// `RUST_LOG` when set, else [`filter_directives`] for `level`.
+pub fn env_filter(level: LogLevel) -> Result<EnvFilter, String> {
+    match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).map_err(|e| e.to_string()),
+        _ => Ok(EnvFilter::new(filter_directives(level))),
+    }
+}
+
 /// Install the global subscriber writing to stderr.
 pub fn init_stderr(level: LogLevel, format: LogFormat) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).map_err(|e| e.to_string())?,
-        _ => EnvFilter::new(filter_directives(level)),
-    };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(env_filter(level)?)
         .with_writer(std::io::stderr)
         .with_target(false);
     let result = match format {

@@ -15,46 +15,21 @@ use tokio_util::task::TaskTracker;
 use super::jobs::{run_job, JobContext, Trigger};
 use super::scheduler::JobGuards;
 use super::settings::JobKind;
-use crate::units::Watermark;
+use crate::image_gc::planner::above;
+use crate::ports::docker::FsUsage;
 
-/// Usage of one filesystem.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DiskUsage {
-    pub used_bytes: u64,
-    pub capacity_bytes: u64,
-    pub used_inodes: u64,
-    pub capacity_inodes: u64,
-}
-
-impl DiskUsage {
-    pub fn ratio(&self) -> f64 {
-        if self.capacity_bytes == 0 {
-            0.0
-        } else {
-            self.used_bytes as f64 / self.capacity_bytes as f64
-        }
-    }
-
-    /// Above `mark`: bytes for any mark, inodes too for a percentage.
-    pub fn above(&self, mark: Watermark) -> bool {
-        mark.exceeded_by(self.used_bytes, self.capacity_bytes)
-            || matches!(mark, Watermark::Percent(_))
-                && mark.exceeded_by(self.used_inodes, self.capacity_inodes)
-    }
-}
-
-/// statvfs of `path`.
-pub fn measure(path: &Path) -> std::io::Result<DiskUsage> {
+/// statvfs of `path`, as the `FsUsage` gc measures.
+pub fn measure(path: &Path) -> std::io::Result<FsUsage> {
     let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
     let frsize = s.fragment_size() as u64;
-    let capacity_bytes = (s.blocks() as u64).saturating_mul(frsize);
+    let total_bytes = (s.blocks() as u64).saturating_mul(frsize);
     let free_bytes = (s.blocks_free() as u64).saturating_mul(frsize);
-    let capacity_inodes = s.files() as u64;
-    Ok(DiskUsage {
-        used_bytes: capacity_bytes.saturating_sub(free_bytes),
-        capacity_bytes,
-        used_inodes: capacity_inodes.saturating_sub(s.files_free() as u64),
-        capacity_inodes,
+    let total_inodes = s.files() as u64;
+    Ok(FsUsage {
+        total_bytes,
+        used_bytes: total_bytes.saturating_sub(free_bytes),
+        total_inodes,
+        used_inodes: total_inodes.saturating_sub(s.files_free() as u64),
     })
 }
 
@@ -97,9 +72,9 @@ pub async fn pressure_loop(
             }
             Err(_) => continue,
         };
-        ctx.metrics.disk_usage_ratio.set(usage.ratio());
+        ctx.metrics.disk_usage_ratio.set(usage.bytes_ratio());
         let Some(high) = high else { continue };
-        if !usage.above(high) {
+        if !above(&high, &usage) {
             continue;
         }
         match guards.try_start(JobKind::Gc) {
@@ -107,7 +82,7 @@ pub async fn pressure_loop(
                 tracing::warn!(
                     job = "gc",
                     path = %dir.display(),
-                    usage_ratio = usage.ratio(),
+                    usage_ratio = usage.bytes_ratio(),
                     high_water = %high,
                     "disk above high water; starting GC"
                 );
@@ -129,25 +104,27 @@ pub async fn pressure_loop(
 mod tests {
     use super::*;
 
-    fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> DiskUsage {
-        DiskUsage {
+    use crate::units::Watermark;
+
+    fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> FsUsage {
+        FsUsage {
             used_bytes: used,
-            capacity_bytes: cap,
+            total_bytes: cap,
             used_inodes: iu,
-            capacity_inodes: ic,
+            total_inodes: ic,
         }
     }
 
     #[test]
     fn above_counts_bytes_and_inodes_for_percentages() {
         let high = Watermark::Percent(85.0);
-        assert!(!usage(80, 100, 10, 100).above(high));
-        assert!(usage(86, 100, 10, 100).above(high));
-        assert!(usage(10, 100, 90, 100).above(high), "inodes exhausted");
+        assert!(!above(&high, &usage(80, 100, 10, 100)));
+        assert!(above(&high, &usage(86, 100, 10, 100)));
+        assert!(above(&high, &usage(10, 100, 90, 100)), "inodes exhausted");
         let bytes = Watermark::Bytes(50);
-        assert!(usage(51, 100, 0, 0).above(bytes));
+        assert!(above(&bytes, &usage(51, 100, 0, 0)));
         assert!(
-            !usage(50, 100, 99, 100).above(bytes),
+            !above(&bytes, &usage(50, 100, 99, 100)),
             "a size mark is about bytes"
         );
     }
@@ -155,8 +132,8 @@ mod tests {
     #[test]
     fn measure_reads_a_real_filesystem() {
         let u = measure(Path::new("/")).unwrap();
-        assert!(u.capacity_bytes > 0);
-        assert!(u.used_bytes <= u.capacity_bytes);
-        assert!((0.0..=1.0).contains(&u.ratio()));
+        assert!(u.total_bytes > 0);
+        assert!(u.used_bytes <= u.total_bytes);
+        assert!((0.0..=1.0).contains(&u.bytes_ratio()));
     }
 }

@@ -12,7 +12,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
 
 use crate::cli::{LogFormat, LogLevel};
 
@@ -23,7 +23,7 @@ pub fn init(level: LogLevel, format: LogFormat) -> Result<&'static str, String> 
             .map_err(|e| format!("cannot open the journal socket: {e}"))?
             .with_syslog_identifier("shipshape".to_owned());
         tracing_subscriber::registry()
-            .with(filter(level)?)
+            .with(crate::telemetry::env_filter(level)?)
             .with(JournalLayer { journal })
             .try_init()
             .map_err(|e| e.to_string())?;
@@ -31,13 +31,6 @@ pub fn init(level: LogLevel, format: LogFormat) -> Result<&'static str, String> 
     } else {
         crate::telemetry::init_stderr(level, format)?;
         Ok("stderr")
-    }
-}
-
-fn filter(level: LogLevel) -> Result<EnvFilter, String> {
-    match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).map_err(|e| e.to_string()),
-        _ => Ok(EnvFilter::new(crate::telemetry::filter_directives(level))),
     }
 }
 
