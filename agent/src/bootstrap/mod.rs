@@ -173,9 +173,12 @@ pub async fn execute(
 ) -> Result<Outcome, BootstrapError> {
     let deadline = Instant::now() + settings.timeout;
     let collected = if settings.needs_aws() {
-        let sdk = tokio::time::timeout_at(
+        let aws = tokio::time::timeout_at(
             deadline,
-            crate::adapters::aws::sdk_config(globals.region.as_deref()),
+            crate::adapters::secrets::AwsSecrets::connect(
+                globals.region.as_deref(),
+                settings.timeout,
+            ),
         )
         .await
         .map_err(|_| BootstrapError::Timeout {
@@ -183,7 +186,6 @@ pub async fn execute(
             timeout: settings.timeout,
             last: "still loading".into(),
         })?;
-        let aws = crate::adapters::secrets::AwsSecrets::new(&sdk, settings.timeout);
         if !aws.has_region() {
             check_regions(settings)?;
         }
