@@ -322,12 +322,14 @@ pub fn managed_entries(
     registries: &AuthMap,
 ) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
-    let mut upsert = |key: &str, value: &str| match out.iter_mut().find(|e| e.key == key) {
-        Some(e) => e.value = value.to_owned(),
-        None => out.push(Entry {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        }),
+    let mut upsert = |key: &str, value: &str| {
+        ecs_config::upsert(
+            &mut out,
+            Entry {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            },
+        )
     };
     for e in fragment {
         upsert(&e.key, &e.value);

@@ -10,7 +10,7 @@ use futures_util::future::try_join_all;
 use tokio::time::Instant;
 
 use super::auth::{parse_auth_json, parse_registry_secret, AuthMap};
-use super::ecs_config::{parse_fragment, Entry};
+use super::ecs_config::{parse_fragment, upsert, Entry};
 use super::settings::{Settings, AUTH_KEYS};
 use super::BootstrapError;
 use crate::ports::secrets::{FetchError, ObjectStore, SecretSource, SecretText};
@@ -107,10 +107,7 @@ fn apply_object(out: &mut Collected, label: &str, text: &SecretText) -> Result<(
             tracing::debug!(source = %label, key = %entry.key, "ignored: --auth-type decides");
         } else {
             tracing::debug!(source = %label, key = %entry.key, "fragment key");
-            match out.entries.iter_mut().find(|e| e.key == entry.key) {
-                Some(existing) => existing.value = entry.value,
-                None => out.entries.push(entry),
-            }
+            upsert(&mut out.entries, entry);
         }
     }
     Ok(())
