@@ -468,150 +468,141 @@ async fn failures_leave_files_byte_identical_and_never_leak() {
         .filter(|(k, _)| !k.ends_with("REGION"))
         .collect();
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    // Most cases run against the plain moto endpoint.
+    let case = |name, args, code, message| FailCase {
+        name,
+        args,
+        env: moto.env(),
+        code,
+        message,
+    };
     let cases = vec![
-        FailCase {
-            name: "secret not found",
-            args: s(&["--registry-secret", "ghcr.io=does/not/exist"]),
-            env: moto.env(),
-            code: 1,
-            message: vec![
+        case(
+            "secret not found",
+            s(&["--registry-secret", "ghcr.io=does/not/exist"]),
+            1,
+            vec![
                 "secret does/not/exist",
                 "not found",
                 "ResourceNotFoundException",
             ],
-        },
-        FailCase {
-            name: "secret not JSON",
-            args: s(&["--registry-secret", "ghcr.io=notjson"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["secret notjson", "is not JSON"],
-        },
-        FailCase {
-            name: "unknown shape",
-            args: s(&["--registry-secret", "ghcr.io=shape"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["secret shape", "unknown shape"],
-        },
-        FailCase {
-            name: "auth map unknown shape",
-            args: s(&["--auth-secret", "authshape"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["secret authshape", "neither \"auth\""],
-        },
-        FailCase {
-            name: "empty username",
-            args: s(&["--registry-secret", "ghcr.io=emptyuser"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["secret emptyuser", "empty username"],
-        },
-        FailCase {
-            name: "empty password",
-            args: s(&["--registry-secret", "ghcr.io=emptypass"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["secret emptypass", "empty password"],
-        },
-        FailCase {
-            name: "S3 object missing",
-            args: s(&[
+        ),
+        case(
+            "secret not JSON",
+            s(&["--registry-secret", "ghcr.io=notjson"]),
+            1,
+            vec!["secret notjson", "is not JSON"],
+        ),
+        case(
+            "unknown shape",
+            s(&["--registry-secret", "ghcr.io=shape"]),
+            1,
+            vec!["secret shape", "unknown shape"],
+        ),
+        case(
+            "auth map unknown shape",
+            s(&["--auth-secret", "authshape"]),
+            1,
+            vec!["secret authshape", "neither \"auth\""],
+        ),
+        case(
+            "empty username",
+            s(&["--registry-secret", "ghcr.io=emptyuser"]),
+            1,
+            vec!["secret emptyuser", "empty username"],
+        ),
+        case(
+            "empty password",
+            s(&["--registry-secret", "ghcr.io=emptypass"]),
+            1,
+            vec!["secret emptypass", "empty password"],
+        ),
+        case(
+            "S3 object missing",
+            s(&[
                 "--from-s3",
                 "s3://cfg/missing.config",
                 "--registry-secret",
                 "ghcr.io=good",
             ]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["s3://cfg/missing.config", "not found"],
-        },
-        FailCase {
-            name: "S3 bucket missing",
-            args: s(&["--from-s3", "s3://no-such-bucket/x"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["s3://no-such-bucket/x", "not found"],
-        },
-        FailCase {
-            name: "fragment with bad key",
-            args: s(&["--from-s3", "s3://cfg/bad.config"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["s3://cfg/bad.config", "line 2"],
-        },
-        FailCase {
-            name: "fragment auth data bad",
-            args: s(&["--from-s3", "s3://cfg/badauth.config"]),
-            env: moto.env(),
-            code: 1,
-            message: vec!["s3://cfg/badauth.config", "ECS_ENGINE_AUTH_DATA"],
-        },
-        FailCase {
-            name: "value with a newline",
-            args: vec![
+            1,
+            vec!["s3://cfg/missing.config", "not found"],
+        ),
+        case(
+            "S3 bucket missing",
+            s(&["--from-s3", "s3://no-such-bucket/x"]),
+            1,
+            vec!["s3://no-such-bucket/x", "not found"],
+        ),
+        case(
+            "fragment with bad key",
+            s(&["--from-s3", "s3://cfg/bad.config"]),
+            1,
+            vec!["s3://cfg/bad.config", "line 2"],
+        ),
+        case(
+            "fragment auth data bad",
+            s(&["--from-s3", "s3://cfg/badauth.config"]),
+            1,
+            vec!["s3://cfg/badauth.config", "ECS_ENGINE_AUTH_DATA"],
+        ),
+        case(
+            "value with a newline",
+            vec![
                 "--registry-secret".into(),
                 "ghcr.io=good".into(),
                 "--set".into(),
                 format!("ECS_X=a\n{CANARY}"),
             ],
-            env: moto.env(),
-            code: 2,
-            message: vec!["--set", "ECS_X", "line break"],
-        },
-        FailCase {
-            name: "invalid --set key",
-            args: s(&["--set", "ecs_lower=1", "--registry-secret", "ghcr.io=good"]),
-            env: moto.env(),
-            code: 2,
-            message: vec!["--set", "ecs_lower"],
-        },
-        FailCase {
-            name: "auth key via --set",
-            args: vec!["--set".into(), format!("ECS_ENGINE_AUTH_DATA={CANARY}")],
-            env: moto.env(),
-            code: 2,
-            message: vec!["ECS_ENGINE_AUTH_DATA cannot be set"],
-        },
-        FailCase {
-            name: "bad --registry-secret syntax",
-            args: s(&["--registry-secret", "ghcr.io"]),
-            env: moto.env(),
-            code: 2,
-            message: vec!["--registry-secret", "REGISTRY=SECRET_ID"],
-        },
-        FailCase {
-            name: "ECR registry",
-            args: s(&[
+            2,
+            vec!["--set", "ECS_X", "line break"],
+        ),
+        case(
+            "invalid --set key",
+            s(&["--set", "ecs_lower=1", "--registry-secret", "ghcr.io=good"]),
+            2,
+            vec!["--set", "ecs_lower"],
+        ),
+        case(
+            "auth key via --set",
+            vec!["--set".into(), format!("ECS_ENGINE_AUTH_DATA={CANARY}")],
+            2,
+            vec!["ECS_ENGINE_AUTH_DATA cannot be set"],
+        ),
+        case(
+            "bad --registry-secret syntax",
+            s(&["--registry-secret", "ghcr.io"]),
+            2,
+            vec!["--registry-secret", "REGISTRY=SECRET_ID"],
+        ),
+        case(
+            "ECR registry",
+            s(&[
                 "--registry-secret",
                 "123456789012.dkr.ecr.eu-west-1.amazonaws.com=good",
             ]),
-            env: moto.env(),
-            code: 2,
-            message: vec!["ECR", "dkr.ecr"],
-        },
+            2,
+            vec!["ECR", "dkr.ecr"],
+        ),
         FailCase {
-            name: "timeout, endpoint unreachable",
-            args: s(&["--registry-secret", "ghcr.io=good", "--timeout", "2s"]),
             env: unreachable,
-            code: 1,
-            message: vec!["gave up on secret good", "after 2s", "Connection refused"],
+            ..case(
+                "timeout, endpoint unreachable",
+                s(&["--registry-secret", "ghcr.io=good", "--timeout", "2s"]),
+                1,
+                vec!["gave up on secret good", "after 2s", "Connection refused"],
+            )
         },
         FailCase {
-            name: "no region",
-            args: s(&["--registry-secret", "ghcr.io=good"]),
             env: no_region,
-            code: 2,
-            message: vec!["no AWS region", "secret good", "--region"],
+            ..case(
+                "no region",
+                s(&["--registry-secret", "ghcr.io=good"]),
+                2,
+                vec!["no AWS region", "secret good", "--region"],
+            )
         },
-        FailCase {
-            name: "nothing to do",
-            args: vec![],
-            env: moto.env(),
-            code: 2,
-            message: vec!["nothing to write"],
-        },
+        case("nothing to do", vec![], 2, vec!["nothing to write"]),
     ];
 
     for case in cases {

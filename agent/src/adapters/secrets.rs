@@ -17,7 +17,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
-use super::aws::CallLogger;
+use super::aws::{sdk_config, CallLogger};
 use crate::ports::secrets::{FetchError, ObjectStore, SecretSource, SecretText};
 
 /// Per-attempt bounds; the caller's deadline bounds the total.
@@ -38,8 +38,13 @@ pub struct AwsSecrets {
 }
 
 impl AwsSecrets {
-    /// `total` is `--timeout`: no single attempt may take longer.
-    pub fn new(sdk: &SdkConfig, total: Duration) -> Self {
+    /// Load the shared SDK configuration (`--region` or the default chain) and build
+    /// the clients. `total` is `--timeout`: no single attempt may take longer.
+    pub async fn connect(region: Option<&str>, total: Duration) -> Self {
+        Self::new(&sdk_config(region).await, total)
+    }
+
+    fn new(sdk: &SdkConfig, total: Duration) -> Self {
         let timeouts = timeouts(total);
         // Against a custom endpoint (moto, MinIO) virtual-hosted bucket names do not resolve.
         let custom_endpoint =

@@ -26,6 +26,15 @@ pub struct Merged {
     pub dropped_duplicates: Vec<(String, usize)>,
 }
 
+/// Set `entry.key` to `entry.value` in `entries`: in place if the key is there
+/// (later wins, first position kept), appended otherwise.
+pub fn upsert(entries: &mut Vec<Entry>, entry: Entry) {
+    match entries.iter_mut().find(|e| e.key == entry.key) {
+        Some(existing) => existing.value = entry.value,
+        None => entries.push(entry),
+    }
+}
+
 /// Why a key or value cannot go into ecs.config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {

@@ -173,9 +173,12 @@ pub async fn execute(
 ) -> Result<Outcome, BootstrapError> {
     let deadline = Instant::now() + settings.timeout;
     let collected = if settings.needs_aws() {
-        let sdk = tokio::time::timeout_at(
+        let aws = tokio::time::timeout_at(
             deadline,
-            crate::adapters::aws::sdk_config(globals.region.as_deref()),
+            crate::adapters::secrets::AwsSecrets::connect(
+                globals.region.as_deref(),
+                settings.timeout,
+            ),
         )
         .await
         .map_err(|_| BootstrapError::Timeout {
@@ -183,7 +186,6 @@ pub async fn execute(
             timeout: settings.timeout,
             last: "still loading".into(),
         })?;
-        let aws = crate::adapters::secrets::AwsSecrets::new(&sdk, settings.timeout);
         if !aws.has_region() {
             check_regions(settings)?;
         }
@@ -320,12 +322,14 @@ pub fn managed_entries(
     registries: &AuthMap,
 ) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
-    let mut upsert = |key: &str, value: &str| match out.iter_mut().find(|e| e.key == key) {
-        Some(e) => e.value = value.to_owned(),
-        None => out.push(Entry {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        }),
+    let mut upsert = |key: &str, value: &str| {
+        ecs_config::upsert(
+            &mut out,
+            Entry {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            },
+        )
     };
     for e in fragment {
         upsert(&e.key, &e.value);

@@ -10,7 +10,7 @@ use futures_util::future::try_join_all;
 use tokio::time::Instant;
 
 use super::auth::{parse_auth_json, parse_registry_secret, AuthMap};
-use super::ecs_config::{parse_fragment, Entry};
+use super::ecs_config::{parse_fragment, upsert, Entry};
 use super::settings::{Settings, AUTH_KEYS};
 use super::BootstrapError;
 use crate::ports::secrets::{FetchError, ObjectStore, SecretSource, SecretText};
@@ -107,10 +107,7 @@ fn apply_object(out: &mut Collected, label: &str, text: &SecretText) -> Result<(
             tracing::debug!(source = %label, key = %entry.key, "ignored: --auth-type decides");
         } else {
             tracing::debug!(source = %label, key = %entry.key, "fragment key");
-            match out.entries.iter_mut().find(|e| e.key == entry.key) {
-                Some(existing) => existing.value = entry.value,
-                None => out.entries.push(entry),
-            }
+            upsert(&mut out.entries, entry);
         }
     }
     Ok(())
@@ -187,6 +184,22 @@ mod tests {
         Settings::resolve(&RawBootstrap::default(), &args).unwrap()
     }
 
+    /// `--registry-secret ghcr.io=id`, nothing else.
+    fn ghcr_from_secret_id() -> Settings {
+        settings(BootstrapArgs {
+            registry_secret: vec!["ghcr.io=id".into()],
+            ..Default::default()
+        })
+    }
+
+    /// `--from-s3 URL`, nothing else.
+    fn from_one_object(url: &str) -> Settings {
+        settings(BootstrapArgs {
+            from_s3: vec![url.into()],
+            ..Default::default()
+        })
+    }
+
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(60)
     }
@@ -206,10 +219,7 @@ mod tests {
         let secrets = FakeSecrets::default()
             .with("id", r#"{"username":"u","password":"p"}"#)
             .failing_first("id", 3, FetchError::Transient("Throttling".into()));
-        let s = settings(BootstrapArgs {
-            registry_secret: vec!["ghcr.io=id".into()],
-            ..Default::default()
-        });
+        let s = ghcr_from_secret_id();
         let out = collect(&s, &secrets, &FakeStore::default(), far())
             .await
             .unwrap();
@@ -246,10 +256,7 @@ mod tests {
             u32::MAX,
             FetchError::AccessDenied("AccessDeniedException: no".into()),
         );
-        let s = settings(BootstrapArgs {
-            registry_secret: vec!["ghcr.io=id".into()],
-            ..Default::default()
-        });
+        let s = ghcr_from_secret_id();
         let err = collect(&s, &secrets, &FakeStore::default(), far())
             .await
             .unwrap_err();
@@ -294,10 +301,7 @@ mod tests {
             "k",
             "\n  {\"ghcr.io\":{\"username\":\"u\",\"password\":\"p\"}}",
         );
-        let s = settings(BootstrapArgs {
-            from_s3: vec!["s3://b/k".into()],
-            ..Default::default()
-        });
+        let s = from_one_object("s3://b/k");
         let out = collect(&s, &FakeSecrets::default(), &store, far())
             .await
             .unwrap();
@@ -306,10 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_s3_object_names_the_url() {
-        let s = settings(BootstrapArgs {
-            from_s3: vec!["s3://b/missing".into()],
-            ..Default::default()
-        });
+        let s = from_one_object("s3://b/missing");
         let err = collect(&s, &FakeSecrets::default(), &FakeStore::default(), far())
             .await
             .unwrap_err();
@@ -320,10 +321,7 @@ mod tests {
     #[tokio::test]
     async fn bad_secret_content_never_echoed() {
         let secrets = FakeSecrets::default().with("id", "CANARY-not-json");
-        let s = settings(BootstrapArgs {
-            registry_secret: vec!["ghcr.io=id".into()],
-            ..Default::default()
-        });
+        let s = ghcr_from_secret_id();
         let err = collect(&s, &secrets, &FakeStore::default(), far())
             .await
             .unwrap_err();
@@ -335,10 +333,7 @@ mod tests {
     #[tokio::test]
     async fn fragment_with_bad_value_names_line_only() {
         let store = FakeStore::default().with("b", "k", "A=1\nlower=CANARY\n");
-        let s = settings(BootstrapArgs {
-            from_s3: vec!["s3://b/k".into()],
-            ..Default::default()
-        });
+        let s = from_one_object("s3://b/k");
         let err = collect(&s, &FakeSecrets::default(), &store, far())
             .await
             .unwrap_err();
