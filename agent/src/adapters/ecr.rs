@@ -35,6 +35,13 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
+fn image_ids(digests: &[String]) -> Vec<ImageIdentifier> {
+    digests
+        .iter()
+        .map(|d| ImageIdentifier::builder().image_digest(d).build())
+        .collect()
+}
+
 /// Build the ECR and ECS ports for `region` (or the default chain's region).
 pub async fn clients(region: Option<&str>) -> (Arc<dyn EcrApi>, Arc<dyn EcsApi>) {
     let sdk = sdk_config(region).await;
@@ -125,15 +132,11 @@ impl EcrApi for AwsEcr {
         repo: &str,
         digests: &[String],
     ) -> Result<Vec<(String, String)>, ApiError> {
-        let ids = digests
-            .iter()
-            .map(|d| ImageIdentifier::builder().image_digest(d).build())
-            .collect();
         let out = self
             .ecr
             .batch_get_image()
             .repository_name(repo)
-            .set_image_ids(Some(ids))
+            .set_image_ids(Some(image_ids(digests)))
             .accepted_media_types("application/vnd.oci.image.index.v1+json")
             .accepted_media_types("application/vnd.docker.distribution.manifest.list.v2+json")
             .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
@@ -156,15 +159,11 @@ impl EcrApi for AwsEcr {
         repo: &str,
         digests: &[String],
     ) -> Result<Vec<DeleteFailure>, ApiError> {
-        let ids = digests
-            .iter()
-            .map(|d| ImageIdentifier::builder().image_digest(d).build())
-            .collect();
         let out = self
             .ecr
             .batch_delete_image()
             .repository_name(repo)
-            .set_image_ids(Some(ids))
+            .set_image_ids(Some(image_ids(digests)))
             .send()
             .await
             .map_err(|e| api_error("BatchDeleteImage", e))?;

@@ -66,16 +66,7 @@ pub fn effective(raw: &RawEcr) -> Result<serde_json::Value, EcrError> {
 
 /// Run the command: plan (and with `--apply`, delete), print the report.
 pub async fn run(globals: &Globals, raw: &RawEcr, args: &EcrPruneArgs) -> Result<Status, EcrError> {
-    let settings = Settings::resolve(raw, args)?;
-    let (ecr, ecs) = crate::adapters::ecr::clients(globals.region.as_deref()).await;
-    let report = pass(
-        ecr,
-        ecs,
-        &settings,
-        &crate::adapters::clock::SystemClock,
-        CancellationToken::new(),
-    )
-    .await?;
+    let (settings, report) = resolve_and_pass(globals, raw, args, CancellationToken::new()).await?;
     let mut out = std::io::stdout().lock();
     match settings.output {
         OutputFormat::Json => {
@@ -109,6 +100,18 @@ pub async fn run_pass(
     args: &EcrPruneArgs,
     cancel: CancellationToken,
 ) -> Result<EcrSummary, EcrError> {
+    let (_, report) = resolve_and_pass(globals, raw, args, cancel).await?;
+    Ok(summarize(&report))
+}
+
+/// The pipeline shared by `run` and `run_pass`: resolve the settings, build the AWS
+/// clients, run one pass on the system clock.
+async fn resolve_and_pass(
+    globals: &Globals,
+    raw: &RawEcr,
+    args: &EcrPruneArgs,
+    cancel: CancellationToken,
+) -> Result<(Settings, Report), EcrError> {
     let settings = Settings::resolve(raw, args)?;
     let (ecr, ecs) = crate::adapters::ecr::clients(globals.region.as_deref()).await;
     let report = pass(
@@ -119,7 +122,7 @@ pub async fn run_pass(
         cancel,
     )
     .await?;
-    Ok(summarize(&report))
+    Ok((settings, report))
 }
 
 fn summarize(report: &Report) -> EcrSummary {

@@ -40,6 +40,16 @@ pub struct EcsUsage {
     pub references: BTreeSet<String>,
 }
 
+impl EcsUsage {
+    /// Record an image reference ECS uses, and its digest when it is pinned (`…@sha256:…`).
+    pub fn add_image(&mut self, image: String) {
+        if let Some((_, digest)) = image.split_once('@') {
+            self.digests.insert(digest.to_owned());
+        }
+        self.references.insert(image);
+    }
+}
+
 /// The validated policy the planner applies.
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -69,20 +69,16 @@ pub enum Criterion {
     /// Keep the newest N selected units, expire the rest.
     ImageCountMoreThan(u32),
     /// Expire selected units pushed longer ago than this.
-    SinceImagePushed(#[serde(with = "humantime_serde_secs")] Duration),
+    SinceImagePushed(#[serde(serialize_with = "ser_duration")] Duration),
     /// Expire selected units not pulled for this long (push time when never pulled).
-    SinceImagePulled(#[serde(with = "humantime_serde_secs")] Duration),
+    SinceImagePulled(#[serde(serialize_with = "ser_duration")] Duration),
     /// `keep` rules select without a criterion.
     None,
 }
 
-mod humantime_serde_secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::units::format_duration(*d))
-    }
+/// Serialize a duration as users write it (`14days`), for rules and settings alike.
+pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::units::format_duration(*d))
 }
 
 /// What a rule does with the units it picks.

@@ -75,16 +75,12 @@ pub struct Settings {
     pub protect_tag: Vec<String>,
     #[serde(skip)]
     pub protect_tag_set: GlobSet,
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(serialize_with = "super::rules::ser_duration")]
     pub min_age: Duration,
     pub max_delete_percent: u8,
     pub force: bool,
     pub shard: Option<Shard>,
     pub concurrency: usize,
-}
-
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::units::format_duration(*d))
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> EcrError {

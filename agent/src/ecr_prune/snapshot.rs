@@ -88,10 +88,7 @@ pub async fn read_ecs(
         .try_collect()
         .await?;
     for image in images.into_iter().flatten() {
-        if let Some((_, digest)) = image.split_once('@') {
-            usage.digests.insert(digest.to_owned());
-        }
-        usage.references.insert(image);
+        usage.add_image(image);
     }
     tracing::debug!(
         digests = usage.digests.len(),
@@ -116,10 +113,7 @@ async fn read_cluster(
                 task_definitions.insert(task.task_definition);
             }
             for image in task.images {
-                if let Some((_, digest)) = image.split_once('@') {
-                    usage.digests.insert(digest.to_owned());
-                }
-                usage.references.insert(image);
+                usage.add_image(image);
             }
             usage.digests.extend(task.digests);
         }

@@ -57,13 +57,27 @@ pub fn repository(name: &str) -> Repository {
     }
 }
 
+/// Calls per operation, shared by the ECR and ECS fakes.
+#[derive(Default)]
+pub struct CallCounter(Mutex<BTreeMap<&'static str, usize>>);
+
+impl CallCounter {
+    fn record(&self, op: &'static str) {
+        *self.0.lock().expect("lock").entry(op).or_default() += 1;
+    }
+
+    pub fn get(&self, op: &str) -> usize {
+        self.0.lock().expect("lock").get(op).copied().unwrap_or(0)
+    }
+}
+
 /// In-memory ECR.
 #[derive(Default)]
 pub struct FakeEcr {
     pub repos: Mutex<BTreeMap<String, Vec<EcrImage>>>,
     /// digest → manifest JSON for indexes.
     pub manifests: HashMap<String, String>,
-    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+    pub calls: CallCounter,
     /// digest → failure code BatchDeleteImage reports for it.
     pub delete_failures: HashMap<String, String>,
     /// Repositories whose DescribeImages fails.
@@ -82,16 +96,11 @@ impl FakeEcr {
     }
 
     fn count(&self, op: &'static str) {
-        *self.calls.lock().expect("lock").entry(op).or_default() += 1;
+        self.calls.record(op);
     }
 
     pub fn calls(&self, op: &str) -> usize {
-        self.calls
-            .lock()
-            .expect("lock")
-            .get(op)
-            .copied()
-            .unwrap_or(0)
+        self.calls.get(op)
     }
 
     pub fn digests(&self, repo: &str) -> Vec<String> {
@@ -197,21 +206,16 @@ pub struct FakeEcs {
     /// cluster → services → task definitions of their deployments.
     pub services: BTreeMap<String, Vec<(String, Vec<String>)>>,
     pub task_definitions: HashMap<String, Vec<String>>,
-    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+    pub calls: CallCounter,
 }
 
 impl FakeEcs {
     fn count(&self, op: &'static str) {
-        *self.calls.lock().expect("lock").entry(op).or_default() += 1;
+        self.calls.record(op);
     }
 
     pub fn calls(&self, op: &str) -> usize {
-        self.calls
-            .lock()
-            .expect("lock")
-            .get(op)
-            .copied()
-            .unwrap_or(0)
+        self.calls.get(op)
     }
 }
 
