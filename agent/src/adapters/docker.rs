@@ -122,6 +122,12 @@ impl DockerClient {
     }
 }
 
+/// Engines before API 1.44 list a dangling image's tags as `<none>:<none>`;
+/// those are no tags.
+pub(crate) fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
+}
+
 fn from_unix(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
 }
@@ -162,12 +168,7 @@ impl DockerApi for DockerClient {
             .map(|i| ImageInfo {
                 id: i.id,
                 parent_id: Some(i.parent_id).filter(|p| !p.is_empty()),
-                // Engines before API 1.44 list a dangling image as `<none>:<none>`.
-                repo_tags: i
-                    .repo_tags
-                    .into_iter()
-                    .filter(|t| t != "<none>:<none>")
-                    .collect(),
+                repo_tags: real_tags(i.repo_tags),
                 repo_digests: i
                     .repo_digests
                     .into_iter()

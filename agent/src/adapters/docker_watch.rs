@@ -1,6 +1,7 @@
 //! The bollard implementation of the daemon's `DockerWatch` port: event stream,
 //! listings, ping and `DockerRootDir`, with a new client per (re)connect.
 
+use crate::adapters::docker::{connect_negotiated, real_tags};
 use crate::ports::docker_watch::{
     ContainerRecord, DockerConnector, DockerEvent, DockerWatch, EventScope, ImageRecord,
     WatchError, TRACKED_ACTIONS,
@@ -46,7 +47,7 @@ impl DockerConnector for BollardConnector {
         };
         // The timeout bounds each request until the engine answers; bollard does
         // not apply it to a streamed body, so the event stream is not cut by it.
-        let docker = crate::adapters::docker::connect_negotiated(&self.host)
+        let docker = connect_negotiated(&self.host)
             .await
             .map_err(err)?
             .with_timeout(REQUEST_TIMEOUT);
@@ -74,11 +75,6 @@ fn is_not_found(e: &BollardError) -> bool {
             ..
         }
     )
-}
-
-/// Listing shows `<none>:<none>` for untagged images; those are no tags.
-fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
-    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
 }
 
 #[async_trait]
