@@ -47,31 +47,32 @@ pub fn resolve_host(host: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned())
 }
 
+/// Open a bollard client to `host` (`unix://`, `tcp://`, `http://`…) and negotiate
+/// the API version (`GET /version`), so engines from API 1.41 on are spoken to in
+/// a version they accept. Shared by `DockerClient` and the daemon's Docker watch.
+pub(crate) async fn connect_negotiated(host: &str) -> Result<Docker, BollardError> {
+    Docker::connect_with_host(host)?.negotiate_version().await
+}
+
 impl DockerClient {
     /// Connect to `host` (or `DOCKER_HOST`, or the default socket) and negotiate the
     /// API version with the engine. Fails with `Unreachable` when nobody answers.
     pub async fn connect(host: Option<&str>) -> Result<Self, DockerError> {
         let host = resolve_host(host);
-        let unreachable = |message: String| DockerError::Unreachable {
-            host: host.clone(),
-            message,
-        };
-        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+        let docker = connect_negotiated(&host)
+            .await
+            .map_err(|e| DockerError::Unreachable {
+                host: host.clone(),
+                message: e.to_string(),
+            })?;
+        tracing::debug!(host = %host, api_version = %docker.client_version(), "connected to Docker");
         let client = Self {
             docker,
-            host: host.clone(),
+            host,
             calls: AtomicU64::new(0),
         };
         client.count("GET /version");
-        let docker = client
-            .docker
-            .clone()
-            .negotiate_version()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let version = docker.client_version();
-        tracing::debug!(host = %host, api_version = %version, "connected to Docker");
-        Ok(Self { docker, ..client })
+        Ok(client)
     }
 
     /// The engine address this client talks to.
@@ -121,6 +122,12 @@ impl DockerClient {
     }
 }
 
+/// Engines before API 1.44 list a dangling image's tags as `<none>:<none>`;
+/// those are no tags.
+pub(crate) fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
+}
+
 fn from_unix(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
 }
@@ -161,12 +168,7 @@ impl DockerApi for DockerClient {
             .map(|i| ImageInfo {
                 id: i.id,
                 parent_id: Some(i.parent_id).filter(|p| !p.is_empty()),
-                // Engines before API 1.44 list a dangling image as `<none>:<none>`.
-                repo_tags: i
-                    .repo_tags
-                    .into_iter()
-                    .filter(|t| t != "<none>:<none>")
-                    .collect(),
+                repo_tags: real_tags(i.repo_tags),
                 repo_digests: i
                     .repo_digests
                     .into_iter()

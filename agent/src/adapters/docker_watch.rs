@@ -1,6 +1,7 @@
 //! The bollard implementation of the daemon's `DockerWatch` port: event stream,
 //! listings, ping and `DockerRootDir`, with a new client per (re)connect.
 
+use crate::adapters::docker::{connect_negotiated, real_tags};
 use crate::ports::docker_watch::{
     ContainerRecord, DockerConnector, DockerEvent, DockerWatch, EventScope, ImageRecord,
     WatchError, TRACKED_ACTIONS,
@@ -16,9 +17,10 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Per-request timeout (seconds); the event stream itself is not bounded by it.
-const REQUEST_TIMEOUT_SECS: u64 = 60;
+/// Per-request timeout; the event stream itself is not bounded by it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `DockerConnector` over bollard.
 #[derive(Debug, Clone)]
@@ -43,22 +45,12 @@ impl DockerConnector for BollardConnector {
             host: self.host.clone(),
             message: e.to_string(),
         };
-        let docker = if let Some(rest) = self
-            .host
-            .strip_prefix("tcp://")
-            .or_else(|| self.host.strip_prefix("http://"))
-        {
-            Docker::connect_with_http(rest, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_unix(
-                &self.host,
-                REQUEST_TIMEOUT_SECS,
-                bollard::API_DEFAULT_VERSION,
-            )
-        }
-        .map_err(err)?;
-        // Engines from API 1.41 to 1.5x: speak the version the engine offers.
-        let docker = docker.negotiate_version().await.map_err(err)?;
+        // The timeout bounds each request until the engine answers; bollard does
+        // not apply it to a streamed body, so the event stream is not cut by it.
+        let docker = connect_negotiated(&self.host)
+            .await
+            .map_err(err)?
+            .with_timeout(REQUEST_TIMEOUT);
         docker.ping().await.map_err(err)?;
         Ok(Arc::new(BollardWatch { docker }))
     }
@@ -83,11 +75,6 @@ fn is_not_found(e: &BollardError) -> bool {
             ..
         }
     )
-}
-
-/// Listing shows `<none>:<none>` for untagged images; those are no tags.
-fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
-    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
 }
 
 #[async_trait]

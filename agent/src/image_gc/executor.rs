@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::planner::{above, Action, DiskPlan, ImageEntry, Plan, Reason};
+use super::planner::{
+    above, Action, ContainerEntry, DiskPlan, ImageEntry, Plan, Reason, VolumeEntry,
+};
 use super::policy::{repo_of, short_id};
 use crate::ports::docker::{DockerApi, DockerError, FsUsage};
 
@@ -63,9 +65,11 @@ pub async fn execute(
     let mut stats = ExecStats::default();
     let concurrency = options.concurrency.max(1);
 
-    remove_containers(api, plan, concurrency, cancel, &mut stats).await;
+    stats.containers_deleted =
+        remove_all(api, &mut plan.containers, concurrency, cancel, &mut stats).await;
     remove_images(api, plan, options, concurrency, cancel, &mut stats).await;
-    remove_volumes(api, plan, concurrency, cancel, &mut stats).await;
+    stats.volumes_deleted =
+        remove_all(api, &mut plan.volumes, concurrency, cancel, &mut stats).await;
 
     if let Some(older_than) = options.build_cache {
         if !cancel.is_cancelled() {
@@ -244,84 +248,82 @@ async fn delete_image(api: &dyn DockerApi, entry: &ImageEntry) -> Outcome {
     }
 }
 
-async fn remove_containers(
-    api: &dyn DockerApi,
-    plan: &mut Plan,
-    concurrency: usize,
-    cancel: &CancellationToken,
-    stats: &mut ExecStats,
-) {
-    if cancel.is_cancelled() {
-        mark_cancelled(
-            plan.containers
-                .iter_mut()
-                .map(|c| (&mut c.action, &mut c.reason)),
-        );
-        return;
+/// A container or volume entry of the plan: removed by one call each, in any order.
+trait Removable {
+    /// The name the engine knows it by.
+    fn key(&self) -> &str;
+    fn decision(&mut self) -> (&mut Action, &mut Reason);
+    async fn remove(api: &dyn DockerApi, key: &str) -> Result<(), DockerError>;
+    fn log_outcome(&self);
+}
+
+impl Removable for ContainerEntry {
+    fn key(&self) -> &str {
+        &self.id
     }
-    let todo: Vec<(usize, String)> = plan
-        .containers
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.action == Action::Delete)
-        .map(|(i, c)| (i, c.id.clone()))
-        .collect();
-    let results: Vec<(usize, Result<(), DockerError>)> = stream::iter(todo)
-        .map(|(i, id)| async move { (i, api.remove_container(&id).await) })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for (i, result) in results {
-        let entry = &mut plan.containers[i];
-        match settle(result, stats) {
-            None => stats.containers_deleted += 1,
-            Some(reason) => {
-                entry.action = Action::Keep;
-                entry.reason = reason;
-            }
-        }
-        tracing::debug!(container = %short_id(&entry.id), reason = %entry.reason, "container");
+    fn decision(&mut self) -> (&mut Action, &mut Reason) {
+        (&mut self.action, &mut self.reason)
+    }
+    async fn remove(api: &dyn DockerApi, key: &str) -> Result<(), DockerError> {
+        api.remove_container(key).await
+    }
+    fn log_outcome(&self) {
+        tracing::debug!(container = %short_id(&self.id), reason = %self.reason, "container");
     }
 }
 
-async fn remove_volumes(
+impl Removable for VolumeEntry {
+    fn key(&self) -> &str {
+        &self.name
+    }
+    fn decision(&mut self) -> (&mut Action, &mut Reason) {
+        (&mut self.action, &mut self.reason)
+    }
+    async fn remove(api: &dyn DockerApi, key: &str) -> Result<(), DockerError> {
+        api.remove_volume(key).await
+    }
+    fn log_outcome(&self) {
+        tracing::debug!(volume = %self.name, reason = %self.reason, "volume");
+    }
+}
+
+/// Remove the entries planned for deletion; returns how many are gone. An entry
+/// that stays (cancelled, conflict, failure) is marked kept with the reason.
+async fn remove_all<T: Removable>(
     api: &dyn DockerApi,
-    plan: &mut Plan,
+    entries: &mut [T],
     concurrency: usize,
     cancel: &CancellationToken,
     stats: &mut ExecStats,
-) {
+) -> u64 {
     if cancel.is_cancelled() {
-        mark_cancelled(
-            plan.volumes
-                .iter_mut()
-                .map(|v| (&mut v.action, &mut v.reason)),
-        );
-        return;
+        mark_cancelled(entries.iter_mut().map(T::decision));
+        return 0;
     }
-    let todo: Vec<(usize, String)> = plan
-        .volumes
-        .iter()
+    let todo: Vec<(usize, String)> = entries
+        .iter_mut()
         .enumerate()
-        .filter(|(_, v)| v.action == Action::Delete)
-        .map(|(i, v)| (i, v.name.clone()))
+        .filter_map(|(i, e)| (*e.decision().0 == Action::Delete).then(|| (i, e.key().to_owned())))
         .collect();
     let results: Vec<(usize, Result<(), DockerError>)> = stream::iter(todo)
-        .map(|(i, name)| async move { (i, api.remove_volume(&name).await) })
+        .map(|(i, key)| async move { (i, T::remove(api, &key).await) })
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    let mut deleted = 0;
     for (i, result) in results {
-        let entry = &mut plan.volumes[i];
+        let entry = &mut entries[i];
         match settle(result, stats) {
-            None => stats.volumes_deleted += 1,
-            Some(reason) => {
-                entry.action = Action::Keep;
-                entry.reason = reason;
+            None => deleted += 1,
+            Some(why) => {
+                let (action, reason) = entry.decision();
+                *action = Action::Keep;
+                *reason = why;
             }
         }
-        tracing::debug!(volume = %entry.name, reason = %entry.reason, "volume");
+        entry.log_outcome();
     }
+    deleted
 }
 
 /// A container/volume removal result: `None` when gone (404 counts), else why kept.
