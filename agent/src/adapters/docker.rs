@@ -40,6 +40,22 @@ impl std::fmt::Debug for DockerClient {
     }
 }
 
+/// statvfs of `path`: bytes and inodes in use. Shared by `DockerClient::fs_usage`
+/// and the daemon's disk-pressure check, which needs no engine connection for it.
+pub fn statvfs_usage(path: &Path) -> std::io::Result<FsUsage> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let frag = st.fragment_size() as u64;
+    let total_bytes = (st.blocks() as u64).saturating_mul(frag);
+    let free_bytes = (st.blocks_free() as u64).saturating_mul(frag);
+    let total_inodes = st.files() as u64;
+    Ok(FsUsage {
+        total_bytes,
+        used_bytes: total_bytes.saturating_sub(free_bytes),
+        total_inodes,
+        used_inodes: total_inodes.saturating_sub(st.files_free() as u64),
+    })
+}
+
 /// The address to use: the flag, else `DOCKER_HOST`, else the default socket.
 pub fn resolve_host(host: Option<&str>) -> String {
     host.map(str::to_owned)
@@ -237,23 +253,12 @@ impl DockerApi for DockerClient {
     }
 
     fn fs_usage(&self, path: &Path) -> Result<FsUsage, DockerError> {
-        let st = nix::sys::statvfs::statvfs(path).map_err(|e| {
+        statvfs_usage(path).map_err(|e| {
             DockerError::Local(format!(
                 "cannot measure Docker's filesystem at {} (statvfs: {e}); \
                  disk-pressure mode needs to run on the Docker host",
                 path.display()
             ))
-        })?;
-        let frag = st.fragment_size() as u64;
-        let total_bytes = st.blocks() as u64 * frag;
-        let free_bytes = st.blocks_free() as u64 * frag;
-        let total_inodes = st.files() as u64;
-        let free_inodes = st.files_free() as u64;
-        Ok(FsUsage {
-            total_bytes,
-            used_bytes: total_bytes.saturating_sub(free_bytes),
-            total_inodes,
-            used_inodes: total_inodes.saturating_sub(free_inodes),
         })
     }
 

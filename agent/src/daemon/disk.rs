@@ -20,17 +20,7 @@ use crate::ports::docker::FsUsage;
 
 /// statvfs of `path`, as the `FsUsage` gc measures.
 pub fn measure(path: &Path) -> std::io::Result<FsUsage> {
-    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-    let frsize = s.fragment_size() as u64;
-    let total_bytes = (s.blocks() as u64).saturating_mul(frsize);
-    let free_bytes = (s.blocks_free() as u64).saturating_mul(frsize);
-    let total_inodes = s.files() as u64;
-    Ok(FsUsage {
-        total_bytes,
-        used_bytes: total_bytes.saturating_sub(free_bytes),
-        total_inodes,
-        used_inodes: total_inodes.saturating_sub(s.files_free() as u64),
-    })
+    crate::adapters::docker::statvfs_usage(path)
 }
 
 /// Check every `interval` until `stop`; start disk-mode GC above `high_water`.
