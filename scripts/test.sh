@@ -83,7 +83,11 @@ section "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 section "cargo build"
-cargo build --workspace --bins
+# The tests run the built binary, so build it first — with --tests, so dev-dependency
+# features (tokio's test-util) are unified as in `cargo test` below: the dependencies are
+# compiled once and `cargo test` reuses them instead of rebuilding the tokio/AWS/bollard
+# graph a second time with other features.
+cargo build --workspace --bins --tests
 
 section "cargo test"
 cargo test --workspace "$@"

@@ -192,7 +192,7 @@ impl Dockerd {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot clone the dockerd log handle: {e}"));
         let started = Instant::now();
-        let child = Command::new("dockerd")
+        let mut child = Command::new("dockerd")
             .arg("--config-file")
             .arg(self.root.join("cfg/daemon.json"))
             .arg("--data-root")
@@ -225,23 +225,18 @@ impl Dockerd {
             .unwrap_or_else(|e| {
                 panic!("cannot start dockerd: {e} — run `bash scripts/test.sh` to install it")
             });
-        self.child = Some(child);
-        let deadline = started + STARTUP_LIMIT;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!(
-                        "private dockerd exited early with {status}. Log tail:\n{}",
-                        self.log_tail(30)
-                    );
-                }
-            }
-            if self.ping() {
+        let outcome = crate::wait_for_startup(&mut child, started + STARTUP_LIMIT, || self.ping());
+        match outcome {
+            crate::Startup::Ready => {
+                self.child = Some(child);
                 tracing_free_note(started.elapsed());
-                return;
             }
-            if Instant::now() > deadline {
+            crate::Startup::Exited(status) => panic!(
+                "private dockerd exited early with {status}. Log tail:\n{}",
+                self.log_tail(30)
+            ),
+            crate::Startup::TimedOut => {
+                self.child = Some(child);
                 let tail = self.log_tail(30);
                 self.stop();
                 panic!(
@@ -249,7 +244,6 @@ impl Dockerd {
                     STARTUP_LIMIT.as_secs()
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

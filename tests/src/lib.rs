@@ -30,3 +30,34 @@ pub fn target_dir() -> PathBuf {
         _ => workspace_root().join("target"),
     }
 }
+
+/// How waiting for a freshly spawned server process ended.
+pub(crate) enum Startup {
+    /// The readiness probe succeeded.
+    Ready,
+    /// The process exited before it became ready.
+    Exited(std::process::ExitStatus),
+    /// The deadline passed without an answer.
+    TimedOut,
+}
+
+/// Polls a just-spawned `child` every 50 ms until `ready()` holds, the child exits, or
+/// `deadline` passes — the start-up wait shared by the moto and dockerd fixtures.
+pub(crate) fn wait_for_startup(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+    mut ready: impl FnMut() -> bool,
+) -> Startup {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Startup::Exited(status);
+        }
+        if ready() {
+            return Startup::Ready;
+        }
+        if std::time::Instant::now() > deadline {
+            return Startup::TimedOut;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

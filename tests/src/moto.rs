@@ -120,24 +120,18 @@ impl Moto {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("moto_server exited early with {status}"));
+        let port = self.port;
+        let answers =
+            || matches!(http(port, "GET", "/moto-api/data.json", ""), Ok((code, _)) if code < 500);
+        match crate::wait_for_startup(&mut self.child, Instant::now() + STARTUP_LIMIT, answers) {
+            crate::Startup::Ready => Ok(()),
+            crate::Startup::Exited(status) => {
+                Err(format!("moto_server exited early with {status}"))
             }
-            if let Ok((code, _)) = http(self.port, "GET", "/moto-api/data.json", "") {
-                if code < 500 {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "no HTTP answer on 127.0.0.1:{} within {}s",
-                    self.port,
-                    STARTUP_LIMIT.as_secs()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            crate::Startup::TimedOut => Err(format!(
+                "no HTTP answer on 127.0.0.1:{port} within {}s",
+                STARTUP_LIMIT.as_secs()
+            )),
         }
     }
 

@@ -915,42 +915,58 @@ fn cloud_config_passes_cloud_init_schema() {
     assert!(out.stdout.contains("Valid cloud-config"), "{}", out.stdout);
 }
 
-/// A stub systemctl that records its arguments, one call a line.
-fn systemctl_stub(dir: &Path) -> (PathBuf, PathBuf) {
-    let log = dir.join("systemctl.log");
-    let stub = dir.join("systemctl");
-    write(
-        &stub,
-        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
-    );
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    (stub, log)
+/// A throwaway user-data run: a temp dir, the root the script writes under
+/// (`SHIPSHAPE_ROOT`), and a stub systemctl (`SHIPSHAPE_SYSTEMCTL`) that records its
+/// arguments in `log`, one call a line.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    systemctl: PathBuf,
+    log: PathBuf,
 }
 
-fn run_userdata(script: &str, root: &Path, bin: &Path, env: &[(String, String)]) -> Output {
-    let mut c = Command::new("bash");
-    c.arg(repo(script)).env_clear();
-    c.env("PATH", std::env::var("PATH").unwrap_or_default());
-    c.env("SHIPSHAPE_ROOT", root).env("SHIPSHAPE_BIN", bin);
-    for (k, v) in env {
-        c.env(k, v);
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempdir();
+        let root = dir.path().join("root");
+        let log = dir.path().join("systemctl.log");
+        let systemctl = dir.path().join("systemctl");
+        write(
+            &systemctl,
+            &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+        );
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        Sandbox {
+            dir,
+            root,
+            systemctl,
+            log,
+        }
     }
-    run(&mut c)
+
+    /// Runs `script` with a clean environment (PATH kept), `bin` as the shipshape binary
+    /// and the extra `env` pairs.
+    fn run_userdata(&self, script: &str, bin: &Path, env: &[(String, String)]) -> Output {
+        let mut c = Command::new("bash");
+        c.arg(repo(script)).env_clear();
+        c.env("PATH", std::env::var("PATH").unwrap_or_default());
+        c.env("SHIPSHAPE_ROOT", &self.root)
+            .env("SHIPSHAPE_BIN", bin)
+            .env("SHIPSHAPE_SYSTEMCTL", &self.systemctl);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run(&mut c)
+    }
 }
 
 #[test]
 fn cloud_config_writes_the_same_config_as_the_bash_script() {
-    let dir = tempdir();
-    let root = dir.path().join("root");
-    let (stub, _) = systemctl_stub(dir.path());
+    let sb = Sandbox::new();
+    let root = &sb.root;
     // /bin/true stands in for shipshape: only the written config is compared here.
-    let env = [("SHIPSHAPE_SYSTEMCTL".to_owned(), stub.display().to_string())];
-    let out = run_userdata(
-        "userdata/ecs-al2023.sh",
-        &root,
-        Path::new("/bin/true"),
-        &env,
-    );
+    let out = sb.run_userdata("userdata/ecs-al2023.sh", Path::new("/bin/true"), &[]);
     ok(&out, "userdata/ecs-al2023.sh with defaults");
     let root_prefix = root.display().to_string();
     let from_bash: Vec<String> = read(&root.join("etc/shipshape/shipshape.toml"))
@@ -975,7 +991,7 @@ fn cloud_config_writes_the_same_config_as_the_bash_script() {
         "the cloud-config twin drifted from the bash script"
     );
     // And the twin's config is valid for the real binary.
-    let conf = dir.path().join("cloud.toml");
+    let conf = sb.dir.path().join("cloud.toml");
     write(&conf, content);
     ok(
         &run(shipshape_tests::bin::shipshape()
@@ -995,19 +1011,10 @@ fn cloud_config_writes_the_same_config_as_the_bash_script() {
 
 #[test]
 fn userdata_refuses_a_value_that_would_break_the_config() {
-    let dir = tempdir();
-    let root = dir.path().join("root");
-    let (stub, log) = systemctl_stub(dir.path());
-    let env = [
-        ("SHIPSHAPE_SYSTEMCTL".to_owned(), stub.display().to_string()),
-        ("CLUSTER".to_owned(), "prod\"\ninjected = \"x".to_owned()),
-    ];
-    let out = run_userdata(
-        "userdata/ecs-al2023.sh",
-        &root,
-        Path::new("/bin/true"),
-        &env,
-    );
+    let sb = Sandbox::new();
+    let (root, log) = (&sb.root, &sb.log);
+    let env = [("CLUSTER".to_owned(), "prod\"\ninjected = \"x".to_owned())];
+    let out = sb.run_userdata("userdata/ecs-al2023.sh", Path::new("/bin/true"), &env);
     assert_ne!(out.code, 0, "script accepted a quote in the cluster name");
     assert!(
         out.stderr.contains("not allowed in config"),
@@ -1045,13 +1052,11 @@ async fn ecs_userdata_end_to_end_writes_ecs_config_and_enables_the_daemon() {
     let moto = Moto::start();
     let secret = serde_json::json!({"username": "deploy", "password": CANARY}).to_string();
     create_secret(&moto, "prod/ecs/gitlab-registry", &secret).await;
-    let dir = tempdir();
-    let root = dir.path().join("root");
-    let (stub, log) = systemctl_stub(dir.path());
+    let sb = Sandbox::new();
+    let (root, log) = (&sb.root, &sb.log);
     let mut env = moto.env();
-    env.push(("SHIPSHAPE_SYSTEMCTL".into(), stub.display().to_string()));
     env.push(("CLUSTER".into(), "prod-cluster".into()));
-    let out = run_userdata("userdata/ecs-al2023.sh", &root, &shipshape_path(), &env);
+    let out = sb.run_userdata("userdata/ecs-al2023.sh", &shipshape_path(), &env);
     ok(&out, "userdata/ecs-al2023.sh against moto");
     assert_no_canary(&out);
 
@@ -1079,7 +1084,7 @@ async fn ecs_userdata_end_to_end_writes_ecs_config_and_enables_the_daemon() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let calls = read(&log);
+    let calls = read(log);
     assert!(
         calls
             .lines()
@@ -1097,19 +1102,17 @@ async fn ecs_userdata_end_to_end_writes_ecs_config_and_enables_the_daemon() {
 #[tokio::test]
 async fn ecs_userdata_fails_closed_when_the_secret_is_missing() {
     let moto = Moto::start();
-    let dir = tempdir();
-    let root = dir.path().join("root");
-    let ecs_config = root.join("etc/ecs/ecs.config");
+    let sb = Sandbox::new();
+    let ecs_config = sb.root.join("etc/ecs/ecs.config");
     let before = "ECS_CLUSTER=old\nECS_LOGLEVEL=info\n";
     write(&ecs_config, before);
-    let (stub, log) = systemctl_stub(dir.path());
+    let log = &sb.log;
     let mut env = moto.env();
-    env.push(("SHIPSHAPE_SYSTEMCTL".into(), stub.display().to_string()));
     env.push((
         "REGISTRY_SECRETS".into(),
         "registry.gitlab.com=prod/ecs/absent".into(),
     ));
-    let out = run_userdata("userdata/ecs-al2023.sh", &root, &shipshape_path(), &env);
+    let out = sb.run_userdata("userdata/ecs-al2023.sh", &shipshape_path(), &env);
     assert_ne!(
         out.code, 0,
         "script succeeded without its secret:\n{}",
@@ -1134,12 +1137,9 @@ async fn gitlab_runner_userdata_writes_docker_config_and_a_verified_drop_in() {
     create_secret(&moto, "ci/gitlab-registry", &gitlab).await;
     let hub = serde_json::json!({"username": "hubuser", "password": "hub-pw"}).to_string();
     create_secret(&moto, "ci/dockerhub", &hub).await;
-    let dir = tempdir();
-    let root = dir.path().join("root");
-    let (stub, log) = systemctl_stub(dir.path());
-    let mut env = moto.env();
-    env.push(("SHIPSHAPE_SYSTEMCTL".into(), stub.display().to_string()));
-    let out = run_userdata("userdata/gitlab-runner.sh", &root, &shipshape_path(), &env);
+    let sb = Sandbox::new();
+    let (root, log) = (&sb.root, &sb.log);
+    let out = sb.run_userdata("userdata/gitlab-runner.sh", &shipshape_path(), &moto.env());
     ok(&out, "userdata/gitlab-runner.sh against moto");
     assert_no_canary(&out);
 
@@ -1155,7 +1155,7 @@ async fn gitlab_runner_userdata_writes_docker_config_and_a_verified_drop_in() {
         config["auths"]["https://index.docker.io/v1/"]["auth"],
         b64("hubuser:hub-pw")
     );
-    let calls = read(&log);
+    let calls = read(log);
     assert!(
         calls
             .lines()
