@@ -1,12 +1,22 @@
-//! Dispatch: from a parsed command line and the raw config to the command's `run`.
-//! Also the `check` command, which validates every section at once.
+//! The composition root: resolves each command's settings (flags over file over
+//! defaults), builds what the command needs, dispatches, and prints. `check` resolves
+//! every section at once and prints the resolved settings by serializing them.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cli::{CheckArgs, Cli, Command, LogFormat, LogLevel, OutputFormat};
-use crate::config::{self, ConfigSource, RawConfig};
-use crate::error::{Error, Status};
+use serde::Serialize;
+
+use crate::bootstrap::settings::Settings as BootstrapSettings;
+use crate::cli::{CheckCommand, Cli, Command, LogFormat, LogLevel, OutputFormat};
+use crate::config::layer::Layered;
+use crate::config::{ConfigError, Loaded};
+use crate::daemon::settings::{DaemonSettings, JobKind};
+use crate::daemon::JobSections;
+use crate::ecr_prune::settings::Settings as EcrSettings;
+use crate::error::Error;
+use crate::exit::Status;
+use crate::image_gc::GcSettings;
 
 /// Options every command shares.
 #[derive(Debug, Clone)]
@@ -15,7 +25,6 @@ pub struct Globals {
     pub docker_host: Option<String>,
     /// `--config` as given (the daemon re-reads it on SIGHUP).
     pub config_path: Option<PathBuf>,
-    pub config_source: ConfigSource,
     /// `--log-level`/`--log-format` (the daemon sets up its own logging: journald or stderr).
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -28,18 +37,16 @@ impl Globals {
             region: None,
             docker_host: None,
             config_path: None,
-            config_source: ConfigSource::Defaults,
             log_level: LogLevel::Info,
             log_format: LogFormat::Text,
         }
     }
 
-    pub fn from_cli(cli: &Cli, config_source: ConfigSource) -> Self {
+    pub fn from_cli(cli: &Cli) -> Self {
         Self {
             region: cli.region.clone(),
             docker_host: cli.docker_host.clone(),
             config_path: cli.config.clone(),
-            config_source,
             log_level: cli.log_level.unwrap_or(LogLevel::Info),
             log_format: cli.log_format.unwrap_or(LogFormat::Text),
         }
@@ -47,51 +54,94 @@ impl Globals {
 }
 
 /// Run the command the user asked for.
-pub async fn run(cli: Cli, raw: RawConfig, source: ConfigSource) -> Result<Status, Error> {
-    let globals = Globals::from_cli(&cli, source);
+pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
+    let globals = Globals::from_cli(&cli);
+    let text = &loaded.text;
+    let file = &loaded.file;
     match &cli.command {
-        Command::Bootstrap(args) => {
-            Ok(crate::bootstrap::run(&globals, &raw.bootstrap, args).await?)
+        Command::Bootstrap(cmd) => {
+            let settings = BootstrapSettings::resolve(Layered::new(&cmd.options, &file.bootstrap, text))
+                .map_err(|e| loaded.invalid(e))?;
+            Ok(crate::bootstrap::run(&globals, &settings, cmd.dry_run, cmd.output).await?)
         }
-        Command::Gc(args) => Ok(crate::image_gc::run(&globals, &raw.gc, args).await?),
-        Command::EcrPrune(args) => Ok(crate::ecr_prune::run(&globals, &raw.ecr, args).await?),
-        Command::Daemon(_) => Ok(crate::daemon::run(&globals, raw).await?),
-        Command::Check(args) => check(&globals, &raw, args),
+        Command::Gc(cmd) => {
+            let mut settings = GcSettings::resolve(Layered::new(&cmd.options, &file.gc, text))
+                .map_err(|e| loaded.invalid(e))?;
+            settings.dry_run = cmd.dry_run;
+            Ok(crate::image_gc::run(&globals, &settings, cmd.output).await?)
+        }
+        Command::EcrPrune(cmd) => {
+            let settings = EcrSettings::resolve(Layered::new(&cmd.options, &file.ecr, text))
+                .map_err(|e| loaded.invalid(e))?;
+            Ok(crate::ecr_prune::run(&globals, &settings, cmd.output).await?)
+        }
+        Command::Daemon(_) => {
+            let (sections, settings) = resolve_daemon(&loaded)?;
+            let config_path = globals.config_path.clone();
+            let reload: crate::daemon::Reload = Box::new(move || {
+                let loaded = crate::config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
+                resolve_daemon(&loaded).map_err(|e| e.to_string())
+            });
+            Ok(crate::daemon::run(&globals, sections, settings, reload).await?)
+        }
+        Command::Check(cmd) => check(&loaded, cmd),
     }
 }
 
-/// Validate every section; print the effective config with secrets redacted.
-pub fn check(globals: &Globals, raw: &RawConfig, args: &CheckArgs) -> Result<Status, Error> {
-    let effective = serde_json::json!({
-        "source": match &globals.config_source {
-            ConfigSource::Defaults => "built-in defaults".to_owned(),
-            ConfigSource::File(p) => p.display().to_string(),
-        },
-        "bootstrap": crate::bootstrap::effective(&raw.bootstrap)?,
-        "gc": crate::image_gc::effective(&raw.gc)?,
-        "ecr": crate::ecr_prune::effective(&raw.ecr)?,
-        "daemon": crate::daemon::effective(&raw.daemon, &raw.metrics)?,
-    });
+/// Everything the daemon runs with: its own sections and those of the jobs it
+/// schedules (so a bad `[gc]` is refused at start or reload, not at 03:00).
+fn resolve_daemon(loaded: &Loaded) -> Result<(JobSections, DaemonSettings), ConfigError> {
+    let (file, text) = (&loaded.file, &loaded.text);
+    let gc = GcSettings::resolve(Layered::new(&Default::default(), &file.gc, text))
+        .map_err(|e| loaded.invalid(e))?;
+    let daemon = DaemonSettings::resolve(
+        &file.daemon,
+        &file.metrics,
+        gc.disk.map(|d| (d.high, d.low)),
+        text,
+    )
+    .map_err(|e| loaded.invalid(e))?;
+    let ecr = daemon
+        .job(JobKind::EcrPrune)
+        .map(|_| EcrSettings::resolve(Layered::new(&Default::default(), &file.ecr, text)))
+        .transpose()
+        .map_err(|e| loaded.invalid(e))?;
+    let bootstrap = daemon
+        .job(JobKind::RefreshAuth)
+        .map(|_| BootstrapSettings::resolve(Layered::new(&Default::default(), &file.bootstrap, text)))
+        .transpose()
+        .map_err(|e| loaded.invalid(e))?;
+    Ok((JobSections { gc, ecr, bootstrap }, daemon))
+}
+
+/// What `check` prints: every section resolved with no flags.
+#[derive(Debug, Serialize)]
+struct Effective {
+    source: String,
+    bootstrap: BootstrapSettings,
+    gc: GcSettings,
+    ecr: EcrSettings,
+    daemon: DaemonSettings,
+}
+
+/// Validate every section; print the resolved settings with secrets redacted.
+fn check(loaded: &Loaded, cmd: &CheckCommand) -> Result<Status, Error> {
+    let (file, text) = (&loaded.file, &loaded.text);
+    let effective = Effective {
+        source: loaded.source(),
+        bootstrap: BootstrapSettings::resolve(Layered::new(&Default::default(), &file.bootstrap, text))
+            .map_err(|e| loaded.invalid(e))?,
+        gc: GcSettings::resolve(Layered::new(&Default::default(), &file.gc, text))
+            .map_err(|e| loaded.invalid(e))?,
+        ecr: EcrSettings::resolve(Layered::new(&Default::default(), &file.ecr, text))
+            .map_err(|e| loaded.invalid(e))?,
+        daemon: resolve_daemon(loaded)?.1,
+    };
+    let pretty = serde_json::to_string_pretty(&effective).map_err(std::io::Error::from)?;
     let mut out = std::io::stdout().lock();
-    match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &effective).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
-        OutputFormat::Text => {
-            writeln!(
-                out,
-                "config OK ({})",
-                effective["source"].as_str().unwrap_or_default()
-            )?;
-            let pretty = serde_json::to_string_pretty(&effective).map_err(std::io::Error::from)?;
-            writeln!(out, "{pretty}")?;
-        }
+    if cmd.output == OutputFormat::Text {
+        writeln!(out, "config OK ({})", effective.source)?;
     }
+    writeln!(out, "{pretty}")?;
     Ok(Status::Ok)
-}
-
-/// Load the config named on the command line (or the default).
-pub fn load_config(cli: &Cli) -> Result<(RawConfig, ConfigSource), Error> {
-    Ok(config::load(cli.config.as_deref())?)
 }

@@ -1,12 +1,8 @@
-//! The top-level error: one variant per command area, each carrying that area's
-//! own error enum, and the mapping to exit codes (0 ok, 1 runtime, 2 usage/config).
+//! The top-level error (app and main only): one variant per command area, each
+//! carrying that area's own error enum, and its exit code.
 
 use crate::config::ConfigError;
-
-/// Exit code for runtime failures (AWS, Docker, I/O).
-pub const EXIT_RUNTIME: u8 = 1;
-/// Exit code for usage and configuration errors.
-pub const EXIT_USAGE: u8 = 2;
+use crate::exit::{EXIT_RUNTIME, EXIT_USAGE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,24 +33,6 @@ impl Error {
             Self::Daemon(e) => e.exit_code(),
             Self::Telemetry(_) => EXIT_USAGE,
             Self::Output(_) => EXIT_RUNTIME,
-        }
-    }
-}
-
-/// How a command that did not fail outright ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Exit 0: done, or nothing to do.
-    Ok,
-    /// Exit 1: the command ran to the end but some part failed and was reported.
-    PartialFailure,
-}
-
-impl Status {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Ok => 0,
-            Self::PartialFailure => EXIT_RUNTIME,
         }
     }
 }

@@ -18,13 +18,13 @@ pub mod config;
 pub mod daemon;
 pub mod ecr_prune;
 pub mod error;
+pub mod exit;
 pub mod fsutil;
 pub mod image_gc;
 pub mod last_use;
 pub mod ports;
 pub mod shutdown;
 pub mod telemetry;
-pub mod units;
 
 #[cfg(test)]
 pub mod testing;

@@ -3,12 +3,17 @@
 
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 use shipshape::cli::{Cli, LogFormat, LogLevel};
 use shipshape::error::Error;
+use shipshape::exit::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     let level = cli.log_level.unwrap_or(LogLevel::Info);
     let format = cli.log_format.unwrap_or(LogFormat::Text);
     let daemon = matches!(cli.command, shipshape::cli::Command::Daemon(_));
@@ -17,9 +22,9 @@ fn main() -> ExitCode {
             return fail(&Error::Telemetry(e));
         }
     }
-    let (raw, source) = match shipshape::app::load_config(&cli) {
+    let loaded = match shipshape::config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e.into()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,7 +33,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::Output(e)),
     };
-    match runtime.block_on(shipshape::app::run(cli, raw, source)) {
+    match runtime.block_on(shipshape::app::run(cli, loaded)) {
         Ok(status) => ExitCode::from(status.exit_code()),
         Err(e) => fail(&e),
     }
@@ -37,4 +42,34 @@ fn main() -> ExitCode {
 fn fail(e: &Error) -> ExitCode {
     eprintln!("shipshape: error: {e}");
     ExitCode::from(e.exit_code())
+}
+
+/// Help and version go to stdout as clap prints them; every other parse error is one
+/// line, exit 2. A value that does not parse is named by its flag with the parser's
+/// reason — never echoed, since it may be a secret typed in the wrong place.
+fn usage(e: &clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => Some(arg.clone()),
+        _ => None,
+    };
+    let reason = std::error::Error::source(e).map(ToString::to_string);
+    let line = match (e.kind(), arg, reason) {
+        (ErrorKind::ValueValidation, Some(arg), Some(reason)) => {
+            let flag = arg.split_whitespace().next().unwrap_or(&arg).to_owned();
+            format!("invalid {flag}: {reason}")
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ")
+            .to_owned(),
+    };
+    eprintln!("shipshape: error: {line}; see --help");
+    ExitCode::from(EXIT_USAGE)
 }

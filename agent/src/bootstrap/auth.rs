@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cli::AuthType;
+use super::settings::AuthType;
 
 /// The one Docker Hub key both ecs-agent and the Docker CLI look up.
 pub const DOCKER_HUB: &str = "https://index.docker.io/v1/";

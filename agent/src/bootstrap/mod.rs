@@ -17,9 +17,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::app::Globals;
-use crate::cli::{BootstrapArgs, OutputFormat};
-use crate::config::{is_secret_key, RawBootstrap};
-use crate::error::Status;
+use crate::cli::OutputFormat;
+use crate::config::is_secret_key;
+use crate::exit::Status;
 use crate::ports::secrets::FetchError;
 use auth::{render_auth_data, AuthMap};
 use ecs_config::{line_key, merge, Entry};
@@ -29,8 +29,6 @@ use settings::Settings;
 /// never a fetched value.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    #[error("invalid {key}: {message}")]
-    Invalid { key: String, message: String },
     #[error(
         "nothing to write: give --cluster, --set, --registry-secret, --auth-secret or --from-s3 \
          (or the same keys in [bootstrap])"
@@ -52,7 +50,7 @@ pub enum BootstrapError {
     #[error(
         "gave up on {source_name} after {} (--timeout), last error: {last}; check network \
          access to AWS and the instance role",
-        crate::units::format_duration(*timeout)
+        crate::config::value::format_duration(*timeout)
     )]
     Timeout {
         source_name: String,
@@ -99,10 +97,10 @@ fn fetch_hint(source_name: &str, error: &FetchError) -> &'static str {
 impl BootstrapError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Invalid { .. } | Self::NothingToDo | Self::NoRegion { .. } => {
-                crate::error::EXIT_USAGE
+            Self::NothingToDo | Self::NoRegion { .. } => {
+                crate::exit::EXIT_USAGE
             }
-            _ => crate::error::EXIT_RUNTIME,
+            _ => crate::exit::EXIT_RUNTIME,
         }
     }
 }
@@ -139,28 +137,22 @@ pub struct DockerConfigOutcome {
     pub changed: bool,
 }
 
-/// The effective settings of this section as JSON (secrets redacted), for `check`.
-pub fn effective(raw: &RawBootstrap) -> Result<serde_json::Value, BootstrapError> {
-    Ok(Settings::resolve(raw, &BootstrapArgs::default())?.to_json())
-}
-
 /// Run the command.
 pub async fn run(
     globals: &Globals,
-    raw: &RawBootstrap,
-    args: &BootstrapArgs,
+    settings: &Settings,
+    dry_run: bool,
+    output: OutputFormat,
 ) -> Result<Status, BootstrapError> {
-    let settings = Settings::resolve(raw, args)?;
-    let outcome = execute(globals, &settings, args.dry_run).await?;
-    report(&outcome, args.output)?;
+    let outcome = execute(globals, settings, dry_run).await?;
+    report(&outcome, output)?;
     Ok(Status::Ok)
 }
 
 /// Daemon entry (`refresh_auth` job): run bootstrap with the config's `[bootstrap]`
 /// section and no flags; `Ok(true)` when ecs.config (or config.json) changed on disk.
-pub async fn refresh(globals: &Globals, raw: &RawBootstrap) -> Result<bool, BootstrapError> {
-    let settings = Settings::resolve(raw, &BootstrapArgs::default())?;
-    let outcome = execute(globals, &settings, false).await?;
+pub async fn refresh(globals: &Globals, settings: &Settings) -> Result<bool, BootstrapError> {
+    let outcome = execute(globals, settings, false).await?;
     Ok(outcome.changed || outcome.docker_config.as_ref().is_some_and(|d| d.changed))
 }
 
@@ -342,8 +334,8 @@ pub fn managed_entries(
     }
     if !registries.is_empty() {
         let type_name = match settings.auth_type {
-            crate::cli::AuthType::Docker => "docker",
-            crate::cli::AuthType::Dockercfg => "dockercfg",
+            settings::AuthType::Docker => "docker",
+            settings::AuthType::Dockercfg => "dockercfg",
         };
         upsert("ECS_ENGINE_AUTH_TYPE", type_name);
         upsert(
@@ -428,12 +420,8 @@ fn report(outcome: &Outcome, format: OutputFormat) -> Result<(), BootstrapError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::AuthType;
     use auth::Credentials;
 
-    fn settings(args: BootstrapArgs) -> Settings {
-        Settings::resolve(&RawBootstrap::default(), &args).unwrap()
-    }
 
     fn one_registry() -> AuthMap {
         let mut m = AuthMap::new();
@@ -450,11 +438,14 @@ mod tests {
 
     #[test]
     fn managed_entry_order_and_precedence() {
-        let s = settings(BootstrapArgs {
-            cluster: Some("prod".into()),
-            set: vec!["ECS_LOGLEVEL=debug".into(), "ECS_CLUSTER=ignored".into()],
-            ..Default::default()
-        });
+        let s = Settings::from_flags(&[
+            "--cluster",
+            "prod",
+            "--set",
+            "ECS_LOGLEVEL=debug",
+            "--set",
+            "ECS_CLUSTER=ignored",
+        ]);
         let frag = vec![
             Entry {
                 key: "ECS_LOGLEVEL".into(),
@@ -487,11 +478,7 @@ mod tests {
 
     #[test]
     fn no_registries_no_auth_keys() {
-        let s = settings(BootstrapArgs {
-            cluster: Some("prod".into()),
-            auth_type: Some(AuthType::Dockercfg),
-            ..Default::default()
-        });
+        let s = Settings::from_flags(&["--cluster", "prod", "--auth-type", "dockercfg"]);
         let got = managed_entries(&s, &[], &AuthMap::new());
         assert_eq!(got.len(), 1);
     }
@@ -524,11 +511,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ecs.config");
         let globals = Globals::defaults();
-        let s = settings(BootstrapArgs {
-            ecs_config: Some(path.clone()),
-            cluster: Some("prod".into()),
-            ..Default::default()
-        });
+        let p = path.display().to_string();
+        let s = Settings::from_flags(&["--ecs-config", &p, "--cluster", "prod"]);
         let o = execute(&globals, &s, true).await.unwrap();
         assert!(o.changed);
         assert!(!path.exists());
@@ -543,7 +527,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_to_do_is_usage_error() {
         let globals = Globals::defaults();
-        let err = execute(&globals, &settings(BootstrapArgs::default()), false)
+        let err = execute(&globals, &Settings::defaults(), false)
             .await
             .unwrap_err();
         assert_eq!(err.exit_code(), 2);

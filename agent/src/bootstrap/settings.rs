@@ -1,158 +1,218 @@
-//! Stage two of the `[bootstrap]` config: the raw file section and the flags become
-//! validated `Settings`. Scalars: the flag wins over the file. Repeatable flags are
-//! appended after the file's entries, and since later entries win per key/registry,
-//! a flag overrides the file's entry for the same `--set` key or registry.
+//! `[bootstrap]` and the `bootstrap` flags: one options struct filled by clap and by
+//! serde, resolved into validated `Settings`. Scalars: the flag wins over the file.
+//! Repeatable flags are appended after the file's entries, and since later entries win
+//! per key/registry, a flag overrides the file's entry for the same key or registry.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::auth::normalize_registry;
 use super::ecs_config::{validate, EntryError};
-use super::BootstrapError;
-use crate::cli::{AuthType, BootstrapArgs};
-use crate::config::{is_secret_key, RawBootstrap};
+use crate::config::layer::{Invalid, Key, Layered};
+use crate::config::value::{
+    key_value_table, ser_duration, with_default, HumanDuration, KeyValue, S3Location,
+};
+use crate::config::is_secret_key;
 
 pub const DEFAULT_ECS_CONFIG: &str = "/etc/ecs/ecs.config";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_AUTH_TYPE: AuthType = AuthType::Docker;
 
 /// Keys that only the registry sources may set: credentials never come from a
 /// command line (visible in `ps`) or a config file value.
 pub const AUTH_KEYS: [&str; 2] = ["ECS_ENGINE_AUTH_TYPE", "ECS_ENGINE_AUTH_DATA"];
 
-/// An `s3://bucket/key` location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Location {
-    pub bucket: String,
-    pub key: String,
+const SECTION: &str = "bootstrap";
+const CLUSTER: Key = Key::new(SECTION, "cluster");
+const SET: Key = Key::new(SECTION, "set");
+const REGISTRY_SECRET: Key = Key::new(SECTION, "registry_secret");
+const AUTH_SECRET: Key = Key::new(SECTION, "auth_secret");
+const TIMEOUT: Key = Key::new(SECTION, "timeout");
+
+/// `ECS_ENGINE_AUTH_TYPE`: how registry credentials are encoded in ecs.config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    Docker,
+    Dockercfg,
 }
 
-impl std::fmt::Display for S3Location {
+impl std::fmt::Display for AuthType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
+        f.write_str(match self {
+            Self::Docker => "docker",
+            Self::Dockercfg => "dockercfg",
+        })
     }
 }
 
-/// Validated bootstrap settings.
-#[derive(Debug, Clone, PartialEq)]
+/// `[bootstrap]` in the file and the flags of `bootstrap`.
+#[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapOptions {
+    #[arg(long, value_name = "PATH", help = with_default("ecs.config to write", DEFAULT_ECS_CONFIG))]
+    pub ecs_config: Option<PathBuf>,
+    /// ECS cluster name (ECS_CLUSTER).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Extra ecs.config setting; repeatable (a table in the file).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[serde(deserialize_with = "key_value_table")]
+    pub set: Vec<KeyValue>,
+    /// Registry credentials from a Secrets Manager secret {"username","password"}; repeatable.
+    #[arg(long = "registry-secret", value_name = "REGISTRY=SECRET_ID")]
+    #[serde(deserialize_with = "key_value_table")]
+    pub registry_secret: Vec<KeyValue>,
+    /// A secret holding a Docker config.json, an ECS docker map or dockercfg map; repeatable.
+    #[arg(long = "auth-secret", value_name = "SECRET_ID")]
+    pub auth_secret: Vec<String>,
+    /// An S3 object: auth JSON, or an ecs.config fragment; repeatable.
+    #[arg(long = "from-s3", value_name = "s3://BUCKET/KEY")]
+    pub from_s3: Vec<S3Location>,
+    #[arg(long, value_enum, value_name = "TYPE", help = with_default(
+        "ECS_ENGINE_AUTH_TYPE to write", DEFAULT_AUTH_TYPE))]
+    pub auth_type: Option<AuthType>,
+    /// Also write these credentials into a Docker CLI config.json.
+    #[arg(long, value_name = "PATH")]
+    pub docker_config: Option<PathBuf>,
+    #[arg(long, value_name = "DURATION", help = with_default(
+        "Total time allowed, retries included", HumanDuration(DEFAULT_TIMEOUT)))]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// Validated bootstrap settings; `check` prints them serialized (secret-looking
+/// `set` values redacted; secret ids are names, not secrets, and are shown).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
     pub ecs_config: PathBuf,
     pub cluster: Option<String>,
     /// `--set` entries, file first then flags; one entry per key (later wins in place).
+    #[serde(serialize_with = "ser_redacted_map")]
     pub set: Vec<(String, String)>,
     /// (normalised registry, secret id), file first then flags, one per registry.
+    #[serde(rename = "registry_secret", serialize_with = "ser_map")]
     pub registry_secrets: Vec<(String, String)>,
+    #[serde(rename = "auth_secret")]
     pub auth_secrets: Vec<String>,
     pub from_s3: Vec<S3Location>,
     pub auth_type: AuthType,
     pub docker_config: Option<PathBuf>,
+    #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
 }
 
-impl Settings {
-    /// Merge the file section and the flags, validate, apply defaults.
-    pub fn resolve(raw: &RawBootstrap, args: &BootstrapArgs) -> Result<Self, BootstrapError> {
-        let ecs_config = args
-            .ecs_config
-            .clone()
-            .or_else(|| raw.ecs_config.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_ECS_CONFIG));
+fn ser_map<S: Serializer>(entries: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(entries.iter().map(|(k, v)| (k, v)))
+}
 
-        let cluster = args.cluster.clone().or_else(|| raw.cluster.clone());
+fn ser_redacted_map<S: Serializer>(entries: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(entries.iter().map(|(k, v)| {
+        let shown = if is_secret_key(k) { "<redacted>" } else { v };
+        (k, shown)
+    }))
+}
+
+impl Settings {
+    /// The built-in defaults (no file, no flags).
+    pub fn defaults() -> Self {
+        let none = BootstrapOptions::default();
+        Self::resolve(Layered::new(&none, &none, &Default::default()))
+            .unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+
+    /// Merge the file section and the flags, validate, apply defaults.
+    pub fn resolve(l: Layered<'_, BootstrapOptions>) -> Result<Self, Invalid> {
+        let (flags, file) = (l.flags, l.file);
+        let cluster = flags.cluster.clone().or_else(|| file.cluster.clone());
         if let Some(c) = &cluster {
+            let bad = |m: String| l.invalid(CLUSTER, flags.cluster.is_some(), true, m);
             if c.trim().is_empty() {
-                return Err(invalid("cluster", "the cluster name is empty"));
+                return Err(bad("the cluster name is empty".into()));
             }
-            validate("ECS_CLUSTER", c).map_err(|e| invalid("cluster", e.to_string()))?;
+            validate("ECS_CLUSTER", c).map_err(|e| bad(e.to_string()))?;
         }
 
         let mut set: Vec<(String, String)> = Vec::new();
-        let file_set = raw
-            .set
-            .0
-            .iter()
-            .map(|(k, v)| ("bootstrap.set", k.clone(), v.clone()));
-        let mut flag_set = Vec::new();
-        for item in &args.set {
-            let Some((k, v)) = item.split_once('=') else {
-                return Err(invalid(
-                    "--set",
-                    format!("expected KEY=VALUE, got {:?}", key_only(item)),
-                ));
-            };
-            flag_set.push(("--set", k.to_owned(), v.to_owned()));
-        }
-        for (origin, key, value) in file_set.chain(flag_set) {
-            check_set_entry(origin, &key, &value)?;
-            upsert(&mut set, key, value);
+        let tagged = |from_flag: bool, list: &[KeyValue]| {
+            list.iter()
+                .map(|kv| (from_flag, kv.clone()))
+                .collect::<Vec<_>>()
+        };
+        for (from_flag, kv) in tagged(false, &file.set).into_iter().chain(tagged(true, &flags.set)) {
+            check_set_entry(&kv.key, &kv.value)
+                .map_err(|m| l.invalid(SET, from_flag, true, m))?;
+            upsert(&mut set, kv.key, kv.value);
         }
 
         let mut registry_secrets: Vec<(String, String)> = Vec::new();
-        let file_regs = raw
-            .registry_secret
-            .0
-            .iter()
-            .map(|(r, id)| ("bootstrap.registry_secret", r.clone(), id.clone()));
-        let mut flag_regs = Vec::new();
-        for item in &args.registry_secret {
-            let Some((r, id)) = item.split_once('=') else {
-                return Err(invalid(
-                    "--registry-secret",
-                    format!("expected REGISTRY=SECRET_ID, got {item:?}"),
-                ));
-            };
-            flag_regs.push(("--registry-secret", r.to_owned(), id.to_owned()));
-        }
-        for (origin, registry, id) in file_regs.chain(flag_regs) {
-            let normal =
-                normalize_registry(&registry).map_err(|e| invalid(origin, e.to_string()))?;
-            let id = id.trim().to_owned();
+        for (from_flag, kv) in tagged(false, &file.registry_secret)
+            .into_iter()
+            .chain(tagged(true, &flags.registry_secret))
+        {
+            let bad = |m: String| l.invalid(REGISTRY_SECRET, from_flag, true, m);
+            let normal = normalize_registry(&kv.key).map_err(|e| bad(e.to_string()))?;
+            let id = kv.value.trim().to_owned();
             if id.is_empty() {
-                return Err(invalid(origin, format!("empty secret id for {registry:?}")));
+                return Err(bad(format!("empty secret id for {:?}", kv.key)));
             }
             upsert(&mut registry_secrets, normal, id);
         }
 
         let mut auth_secrets = Vec::new();
-        for id in raw.auth_secret.iter().chain(&args.auth_secret) {
+        for (from_flag, id) in file
+            .auth_secret
+            .iter()
+            .map(|id| (false, id))
+            .chain(flags.auth_secret.iter().map(|id| (true, id)))
+        {
             let id = id.trim();
             if id.is_empty() {
-                return Err(invalid("--auth-secret", "empty secret id"));
+                return Err(l.invalid(AUTH_SECRET, from_flag, true, "empty secret id"));
             }
             auth_secrets.push(id.to_owned());
         }
 
-        let mut from_s3 = Vec::new();
-        for url in raw.from_s3.iter().chain(&args.from_s3) {
-            from_s3.push(parse_s3_url(url)?);
+        let timeout = flags.timeout.or(file.timeout).map_or(DEFAULT_TIMEOUT, |d| d.0);
+        if timeout.is_zero() {
+            return Err(l.invalid(TIMEOUT, flags.timeout.is_some(), true, "must be more than 0s"));
         }
 
-        let timeout = match args.timeout.as_deref().or(raw.timeout.as_deref()) {
-            None => DEFAULT_TIMEOUT,
-            Some(text) => {
-                let d = crate::units::parse_duration(text).map_err(|e| invalid("timeout", e))?;
-                if d.is_zero() {
-                    return Err(invalid("timeout", "must be more than 0s"));
-                }
-                d
-            }
-        };
-
         Ok(Self {
-            ecs_config,
+            ecs_config: flags
+                .ecs_config
+                .clone()
+                .or_else(|| file.ecs_config.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ECS_CONFIG)),
             cluster,
             set,
             registry_secrets,
             auth_secrets,
-            from_s3,
-            auth_type: args.auth_type.or(raw.auth_type).unwrap_or(AuthType::Docker),
-            docker_config: args
+            from_s3: file.from_s3.iter().chain(&flags.from_s3).cloned().collect(),
+            auth_type: flags.auth_type.or(file.auth_type).unwrap_or(DEFAULT_AUTH_TYPE),
+            docker_config: flags
                 .docker_config
                 .clone()
-                .or_else(|| raw.docker_config.clone()),
+                .or_else(|| file.docker_config.clone()),
             timeout,
         })
+    }
+
+    /// Settings from `bootstrap` flags alone (tests of the areas that use them).
+    #[cfg(test)]
+    pub(crate) fn from_flags(args: &[&str]) -> Self {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Flags {
+            #[command(flatten)]
+            options: BootstrapOptions,
+        }
+        let flags = Flags::try_parse_from(std::iter::once("bootstrap").chain(args.iter().copied()))
+            .expect("flags parse")
+            .options;
+        Self::resolve(Layered::new(&flags, &BootstrapOptions::default(), &Default::default()))
+            .expect("valid flags")
     }
 
     /// Whether any source needs AWS.
@@ -161,71 +221,18 @@ impl Settings {
             || !self.auth_secrets.is_empty()
             || !self.from_s3.is_empty()
     }
-
-    /// The effective settings for `check`: secret ids are shown (they are names, not
-    /// secrets); `set` values whose key looks secret are redacted.
-    pub fn to_json(&self) -> serde_json::Value {
-        let set: serde_json::Map<String, serde_json::Value> = self
-            .set
-            .iter()
-            .map(|(k, v)| {
-                let shown = if is_secret_key(k) {
-                    "<redacted>"
-                } else {
-                    v.as_str()
-                };
-                (k.clone(), json!(shown))
-            })
-            .collect();
-        let regs: serde_json::Map<String, serde_json::Value> = self
-            .registry_secrets
-            .iter()
-            .map(|(r, id)| (r.clone(), json!(id)))
-            .collect();
-        json!({
-            "ecs_config": self.ecs_config,
-            "cluster": self.cluster,
-            "set": set,
-            "registry_secret": regs,
-            "auth_secret": self.auth_secrets,
-            "from_s3": self.from_s3.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "auth_type": self.auth_type,
-            "docker_config": self.docker_config,
-            "timeout": crate::units::format_duration(self.timeout),
-        })
-    }
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> BootstrapError {
-    BootstrapError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
-
-/// What to show of a malformed `--set` item: it may be a value typed by mistake, so
-/// show nothing longer than a plausible key.
-fn key_only(item: &str) -> String {
-    if item.len() <= 64 && crate::bootstrap::ecs_config::valid_key(item) {
-        item.to_owned()
-    } else {
-        "<not shown>".to_owned()
-    }
-}
-
-fn check_set_entry(origin: &str, key: &str, value: &str) -> Result<(), BootstrapError> {
+fn check_set_entry(key: &str, value: &str) -> Result<(), String> {
     if AUTH_KEYS.contains(&key) {
-        return Err(invalid(
-            origin,
-            format!(
-                "{key} cannot be set directly; give credentials with --registry-secret, \
-                 --auth-secret or --from-s3 so they never appear in arguments or config"
-            ),
+        return Err(format!(
+            "{key} cannot be set directly; give credentials with --registry-secret, \
+             --auth-secret or --from-s3 so they never appear in arguments or config"
         ));
     }
     validate(key, value).map_err(|e| match e {
-        EntryError::BadKey(_) => invalid(origin, format!("{e}")),
-        other => invalid(origin, other.to_string()),
+        EntryError::BadKey(_) => format!("{e}"),
+        other => other.to_string(),
     })
 }
 
@@ -236,37 +243,41 @@ fn upsert(list: &mut Vec<(String, String)>, key: String, value: String) {
     }
 }
 
-/// Parse `s3://bucket/key`.
-pub fn parse_s3_url(url: &str) -> Result<S3Location, BootstrapError> {
-    let bad = || {
-        invalid(
-            "--from-s3",
-            format!("expected s3://BUCKET/KEY, got {url:?}"),
-        )
-    };
-    let rest = url.trim().strip_prefix("s3://").ok_or_else(bad)?;
-    let (bucket, key) = rest.split_once('/').ok_or_else(bad)?;
-    if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
-        return Err(bad());
-    }
-    Ok(S3Location {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config::OrderedMap;
+    use std::path::Path;
 
-    fn args() -> BootstrapArgs {
-        BootstrapArgs::default()
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::layer::{FileText, Origin};
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: BootstrapOptions,
+    }
+
+    fn try_flags(args: &[&str]) -> Result<BootstrapOptions, clap::Error> {
+        Flags::try_parse_from(std::iter::once("bootstrap").chain(args.iter().copied()))
+            .map(|f| f.options)
+    }
+
+    fn resolve(flag_args: &[&str], text: &str) -> Result<Settings, Invalid> {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            bootstrap: BootstrapOptions,
+        }
+        let flags = try_flags(flag_args).expect("flags parse");
+        let doc: Doc = toml::from_str(text).expect("file parses");
+        let text = FileText::new(Path::new("x.toml"), text);
+        Settings::resolve(Layered::new(&flags, &doc.bootstrap, &text))
     }
 
     #[test]
     fn defaults() {
-        let s = Settings::resolve(&RawBootstrap::default(), &args()).unwrap();
+        let s = Settings::defaults();
         assert_eq!(s.ecs_config, PathBuf::from("/etc/ecs/ecs.config"));
         assert_eq!(s.timeout, Duration::from_secs(120));
         assert_eq!(s.auth_type, AuthType::Docker);
@@ -275,18 +286,11 @@ mod tests {
 
     #[test]
     fn flags_win_over_file_scalars() {
-        let raw = RawBootstrap {
-            cluster: Some("file".into()),
-            timeout: Some("10s".into()),
-            auth_type: Some(AuthType::Dockercfg),
-            ..Default::default()
-        };
-        let a = BootstrapArgs {
-            cluster: Some("flag".into()),
-            timeout: Some("5s".into()),
-            ..args()
-        };
-        let s = Settings::resolve(&raw, &a).unwrap();
+        let s = resolve(
+            &["--cluster", "flag", "--timeout", "5s"],
+            "[bootstrap]\ncluster = \"file\"\ntimeout = \"10s\"\nauth_type = \"dockercfg\"\n",
+        )
+        .unwrap();
         assert_eq!(s.cluster.as_deref(), Some("flag"));
         assert_eq!(s.timeout, Duration::from_secs(5));
         assert_eq!(s.auth_type, AuthType::Dockercfg, "file used when no flag");
@@ -294,25 +298,16 @@ mod tests {
 
     #[test]
     fn repeatable_flags_append_and_override_per_key() {
-        let raw = RawBootstrap {
-            set: OrderedMap(vec![
-                ("A".into(), "file".into()),
-                ("B".into(), "file".into()),
-            ]),
-            registry_secret: OrderedMap(vec![("docker.io".into(), "file-id".into())]),
-            from_s3: vec!["s3://b/k1".into()],
-            ..Default::default()
-        };
-        let a = BootstrapArgs {
-            set: vec!["B=flag".into(), "C=x=y".into()],
-            registry_secret: vec![
-                "https://index.docker.io/v1/=flag-id".into(),
-                "ghcr.io=g".into(),
+        let s = resolve(
+            &[
+                "--set", "B=flag", "--set", "C=x=y",
+                "--registry-secret", "https://index.docker.io/v1/=flag-id",
+                "--registry-secret", "ghcr.io=g",
+                "--from-s3", "s3://b/k2",
             ],
-            from_s3: vec!["s3://b/k2".into()],
-            ..args()
-        };
-        let s = Settings::resolve(&raw, &a).unwrap();
+            "[bootstrap]\nset = { A = \"file\", B = \"file\" }\nregistry_secret = { \"docker.io\" = \"file-id\" }\nfrom_s3 = [\"s3://b/k1\"]\n",
+        )
+        .unwrap();
         assert_eq!(
             s.set,
             vec![
@@ -333,110 +328,72 @@ mod tests {
     }
 
     #[test]
-    fn bad_set_key_is_usage_error() {
-        let a = BootstrapArgs {
-            set: vec!["ecs_cluster=x".into()],
-            ..args()
-        };
-        let err = Settings::resolve(&RawBootstrap::default(), &a).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
+    fn bad_set_key_is_refused_naming_it() {
+        let err = resolve(&["--set", "ecs_cluster=x"], "").unwrap_err();
+        assert_eq!(err.key, SET);
+        assert_eq!(err.origin, Origin::Flag);
         assert!(err.to_string().contains("ecs_cluster"), "{err}");
     }
 
     #[test]
     fn set_without_equals_does_not_echo_value() {
-        let a = BootstrapArgs {
-            set: vec!["some secret value".into()],
-            ..args()
-        };
-        let err = Settings::resolve(&RawBootstrap::default(), &a)
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("secret value"), "{err}");
+        let err = try_flags(&["--set", "some secret value"]).unwrap_err();
+        let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        assert!(!source.contains("secret value"), "{source}");
     }
 
     #[test]
     fn auth_keys_cannot_be_set() {
-        let a = BootstrapArgs {
-            set: vec!["ECS_ENGINE_AUTH_DATA={}".into()],
-            ..args()
-        };
-        let err = Settings::resolve(&RawBootstrap::default(), &a).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
+        let err = resolve(&["--set", "ECS_ENGINE_AUTH_DATA={}"], "").unwrap_err();
         assert!(err.to_string().contains("--registry-secret"), "{err}");
     }
 
     #[test]
-    fn set_value_with_newline_is_refused() {
-        let raw = RawBootstrap {
-            set: OrderedMap(vec![("A".into(), "x\ny".into())]),
-            ..Default::default()
-        };
-        let err = Settings::resolve(&raw, &args()).unwrap_err();
+    fn set_value_with_newline_is_refused_naming_key_and_line() {
+        let err = resolve(&[], "[bootstrap]\nset = { A = \"x\\ny\" }\n").unwrap_err();
         assert!(err.to_string().contains("line break"), "{err}");
         assert!(err.to_string().contains("bootstrap.set"), "{err}");
+        assert_eq!(err.origin, Origin::File { line: Some(2) });
     }
 
     #[test]
     fn registry_secret_syntax_and_ecr() {
-        for bad in [
-            "no-equals",
-            "=id",
-            "ghcr.io=",
-            "1.dkr.ecr.us-east-1.amazonaws.com=id",
-        ] {
-            let a = BootstrapArgs {
-                registry_secret: vec![bad.into()],
-                ..args()
-            };
-            let err = Settings::resolve(&RawBootstrap::default(), &a).unwrap_err();
-            assert_eq!(err.exit_code(), 2, "{bad}: {err}");
+        assert!(try_flags(&["--registry-secret", "no-equals"]).is_err());
+        for bad in ["=id", "ghcr.io=", "1.dkr.ecr.us-east-1.amazonaws.com=id"] {
+            let err = resolve(&["--registry-secret", bad], "").unwrap_err();
+            assert_eq!(err.key, REGISTRY_SECRET, "{bad}: {err}");
         }
     }
 
     #[test]
-    fn s3_urls() {
-        let l = parse_s3_url("s3://my-config/ecs/base.config").unwrap();
-        assert_eq!(l.bucket, "my-config");
-        assert_eq!(l.key, "ecs/base.config");
-        assert_eq!(l.to_string(), "s3://my-config/ecs/base.config");
-        for bad in [
-            "my-config/x",
-            "s3://bucket",
-            "s3:///k",
-            "s3://b/",
-            "https://b/k",
-        ] {
-            assert!(parse_s3_url(bad).is_err(), "{bad}");
+    fn s3_urls_are_parsed_at_the_edge() {
+        let s = resolve(&["--from-s3", "s3://my-config/ecs/base.config"], "").unwrap();
+        assert_eq!(s.from_s3[0].bucket, "my-config");
+        assert_eq!(s.from_s3[0].key, "ecs/base.config");
+        for bad in ["my-config/x", "s3://bucket", "s3:///k", "s3://b/", "https://b/k"] {
+            assert!(try_flags(&["--from-s3", bad]).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn timeout_validation() {
-        for bad in ["0s", "soon", ""] {
-            let a = BootstrapArgs {
-                timeout: Some(bad.into()),
-                ..args()
-            };
-            assert!(
-                Settings::resolve(&RawBootstrap::default(), &a).is_err(),
-                "{bad}"
-            );
+        assert!(resolve(&["--timeout", "0s"], "").is_err());
+        for bad in ["soon", ""] {
+            assert!(try_flags(&["--timeout", bad]).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn json_redacts_secret_looking_set_values() {
-        let raw = RawBootstrap {
-            set: OrderedMap(vec![
-                ("HTTP_PROXY_PASSWORD".into(), "hunter2".into()),
-                ("ECS_LOGLEVEL".into(), "info".into()),
-            ]),
-            ..Default::default()
-        };
-        let v = Settings::resolve(&raw, &args()).unwrap().to_json();
+    fn check_redacts_secret_looking_set_values() {
+        let s = resolve(
+            &[],
+            "[bootstrap]\nset = { HTTP_PROXY_PASSWORD = \"hunter2\", ECS_LOGLEVEL = \"info\" }\n",
+        )
+        .unwrap();
+        let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["set"]["HTTP_PROXY_PASSWORD"], "<redacted>");
         assert_eq!(v["set"]["ECS_LOGLEVEL"], "info");
         assert_eq!(v["timeout"], "2m");
+        assert!(!v.to_string().contains("hunter2"));
     }
 }

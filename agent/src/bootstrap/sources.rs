@@ -176,28 +176,17 @@ fn backoff(attempt: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::bootstrap::auth::DOCKER_HUB;
-    use crate::cli::BootstrapArgs;
-    use crate::config::RawBootstrap;
     use crate::testing::secrets::{FakeSecrets, FakeStore};
 
-    fn settings(args: BootstrapArgs) -> Settings {
-        Settings::resolve(&RawBootstrap::default(), &args).unwrap()
-    }
 
     /// `--registry-secret ghcr.io=id`, nothing else.
     fn ghcr_from_secret_id() -> Settings {
-        settings(BootstrapArgs {
-            registry_secret: vec!["ghcr.io=id".into()],
-            ..Default::default()
-        })
+        Settings::from_flags(&["--registry-secret", "ghcr.io=id"])
     }
 
     /// `--from-s3 URL`, nothing else.
     fn from_one_object(url: &str) -> Settings {
-        settings(BootstrapArgs {
-            from_s3: vec![url.into()],
-            ..Default::default()
-        })
+        Settings::from_flags(&["--from-s3", url])
     }
 
     fn far() -> Instant {
@@ -232,11 +221,7 @@ mod tests {
         let secrets = FakeSecrets::default()
             .with("id", r#"{"username":"u","password":"p"}"#)
             .failing_first("id", u32::MAX, FetchError::Transient("HTTP 503".into()));
-        let s = settings(BootstrapArgs {
-            registry_secret: vec!["ghcr.io=id".into()],
-            timeout: Some("1500ms".into()),
-            ..Default::default()
-        });
+        let s = Settings::from_flags(&["--registry-secret", "ghcr.io=id", "--timeout", "1500ms"]);
         let start = Instant::now();
         let err = collect(&s, &secrets, &FakeStore::default(), start + s.timeout)
             .await
@@ -275,12 +260,14 @@ mod tests {
             "k",
             "ECS_LOGLEVEL=info\nECS_ENGINE_AUTH_TYPE=docker\nECS_ENGINE_AUTH_DATA={\"a.io\":{\"username\":\"s3\",\"password\":\"p\"},\"b.io\":{\"username\":\"s3\",\"password\":\"p\"}}\n",
         );
-        let s = settings(BootstrapArgs {
-            registry_secret: vec!["docker.io=one".into()],
-            auth_secret: vec!["bulk".into()],
-            from_s3: vec!["s3://b/k".into()],
-            ..Default::default()
-        });
+        let s = Settings::from_flags(&[
+            "--registry-secret",
+            "docker.io=one",
+            "--auth-secret",
+            "bulk",
+            "--from-s3",
+            "s3://b/k",
+        ]);
         let out = collect(&s, &secrets, &store, far()).await.unwrap();
         assert_eq!(out.registries[DOCKER_HUB].username, "one");
         assert_eq!(out.registries["a.io"].username, "bulk");

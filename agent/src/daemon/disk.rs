@@ -94,7 +94,7 @@ pub async fn pressure_loop(
 mod tests {
     use super::*;
 
-    use crate::units::Watermark;
+    use crate::config::value::Watermark;
 
     fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> FsUsage {
         FsUsage {

@@ -101,7 +101,7 @@ impl Tracker {
             tracing::warn!(
                 error = %reason,
                 attempt,
-                retry_in = %crate::units::format_duration(Duration::from_secs(delay.as_secs())),
+                retry_in = %crate::config::value::format_duration(Duration::from_secs(delay.as_secs())),
                 "Docker unavailable; reconnecting"
             );
             tokio::select! {

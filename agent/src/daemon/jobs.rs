@@ -18,9 +18,8 @@ use super::notify::StatusBoard;
 use super::scheduler::RunGuard;
 use super::settings::{DaemonSettings, JobKind};
 use super::state::StateStore;
+use super::JobSections;
 use crate::app::Globals;
-use crate::cli::{EcrPruneArgs, GcArgs};
-use crate::config::RawConfig;
 use crate::ports::Clock;
 
 /// How long `on_change` may run before it is killed.
@@ -47,7 +46,8 @@ impl Trigger {
 /// What a job run needs; rebuilt on every config reload.
 pub struct JobContext {
     pub globals: Globals,
-    pub config: RawConfig,
+    /// The resolved sections of the jobs the daemon runs.
+    pub config: JobSections,
     pub settings: DaemonSettings,
     pub store: StateStore,
     pub metrics: Arc<Metrics>,
@@ -89,18 +89,14 @@ async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), String> {
     if let Err(e) = ctx.store.flush(ctx.clock.now()).await {
         tracing::warn!(error = %e, "cannot save last-use state before GC; GC reads the older file");
     }
-    let mut args = GcArgs {
-        state: Some(ctx.settings.state.clone()),
-        ..GcArgs::default()
-    };
-    if trigger == Trigger::DiskPressure {
-        args.high_water.clone_from(&ctx.config.gc.high_water);
-        args.low_water.clone_from(&ctx.config.gc.low_water);
-    }
-    let summary =
-        crate::image_gc::run_pass(&ctx.globals, &ctx.config.gc, &args, ctx.shutdown.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+    // Both triggers run `[gc]` as resolved (its watermarks included), reading the
+    // daemon's own state file.
+    let _ = trigger;
+    let mut settings = ctx.config.gc.clone();
+    settings.state.clone_from(&ctx.settings.state);
+    let summary = crate::image_gc::run_pass(&ctx.globals, &settings, ctx.shutdown.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     ctx.metrics.record_gc(&summary);
     tracing::info!(
         job = "gc",
@@ -115,15 +111,14 @@ async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), String> {
 }
 
 async fn ecr_prune(ctx: &JobContext) -> Result<(), String> {
-    let apply = ctx.settings.job(JobKind::EcrPrune).is_some_and(|j| j.apply);
-    let args = EcrPruneArgs {
-        apply,
-        ..EcrPruneArgs::default()
+    let Some(ecr) = &ctx.config.ecr else {
+        return Err("[ecr] was not resolved for this job".to_owned());
     };
-    let summary =
-        crate::ecr_prune::run_pass(&ctx.globals, &ctx.config.ecr, &args, ctx.shutdown.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+    let mut settings = ecr.clone();
+    settings.apply |= ctx.settings.job(JobKind::EcrPrune).is_some_and(|j| j.apply);
+    let summary = crate::ecr_prune::run_pass(&ctx.globals, &settings, ctx.shutdown.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     ctx.metrics.record_ecr(&summary);
     for (repository, deleted) in &summary.deleted_per_repository {
         tracing::info!(job = "ecr_prune", repository = %repository, deleted, "ecr images deleted");
@@ -135,7 +130,10 @@ async fn ecr_prune(ctx: &JobContext) -> Result<(), String> {
 }
 
 async fn refresh_auth(ctx: &JobContext) -> Result<(), String> {
-    let changed = crate::bootstrap::refresh(&ctx.globals, &ctx.config.bootstrap)
+    let Some(bootstrap) = &ctx.config.bootstrap else {
+        return Err("[bootstrap] was not resolved for this job".to_owned());
+    };
+    let changed = crate::bootstrap::refresh(&ctx.globals, bootstrap)
         .await
         .map_err(|e| e.to_string())?;
     if !changed {

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod schedule;
 pub mod scheduler;
 pub mod settings;
 pub mod state;
@@ -25,8 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::adapters::clock::SystemClock;
 use crate::app::Globals;
-use crate::config::{RawConfig, RawDaemon, RawMetrics};
-use crate::error::Status;
+use crate::exit::Status;
 use crate::ports::Clock;
 
 use self::jobs::{run_job, JobContext, Trigger};
@@ -42,8 +42,6 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 /// Errors of the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("invalid {key}: {message}")]
-    Invalid { key: String, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot set up logging: {0}")]
@@ -62,36 +60,25 @@ pub enum DaemonError {
 impl DaemonError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Invalid { .. } | Self::Config(_) | Self::Logging(_) | Self::Metrics { .. } => {
-                crate::error::EXIT_USAGE
+            Self::Config(_) | Self::Logging(_) | Self::Metrics { .. } => {
+                crate::exit::EXIT_USAGE
             }
-            Self::State(_) | Self::Signals(_) => crate::error::EXIT_RUNTIME,
+            Self::State(_) | Self::Signals(_) => crate::exit::EXIT_RUNTIME,
         }
     }
 }
 
-/// The effective `[daemon]` and `[metrics]` settings as JSON, for `check`.
-pub fn effective(
-    daemon: &RawDaemon,
-    metrics: &RawMetrics,
-) -> Result<serde_json::Value, DaemonError> {
-    DaemonSettings::from_sections(daemon, metrics).map(|s| s.to_json())
+/// The resolved sections of the jobs the daemon schedules; `ecr` and `bootstrap` only
+/// when their job is enabled (so a host without `[ecr]` needs no valid `[ecr]`).
+#[derive(Debug, Clone)]
+pub struct JobSections {
+    pub gc: crate::image_gc::GcSettings,
+    pub ecr: Option<crate::ecr_prune::settings::Settings>,
+    pub bootstrap: Option<crate::bootstrap::settings::Settings>,
 }
 
-/// Validate everything the daemon will use: its own sections and those of the jobs
-/// it schedules (so a bad `[gc]` is refused at start or reload, not at 03:00).
-pub fn validate(raw: &RawConfig) -> Result<DaemonSettings, DaemonError> {
-    let settings = DaemonSettings::from_raw(raw)?;
-    crate::image_gc::effective(&raw.gc).map_err(|e| DaemonError::Config(e.to_string()))?;
-    if settings.job(JobKind::EcrPrune).is_some() {
-        crate::ecr_prune::effective(&raw.ecr).map_err(|e| DaemonError::Config(e.to_string()))?;
-    }
-    if settings.job(JobKind::RefreshAuth).is_some() {
-        crate::bootstrap::effective(&raw.bootstrap)
-            .map_err(|e| DaemonError::Config(e.to_string()))?;
-    }
-    Ok(settings)
-}
+/// Re-reads and resolves the whole config (SIGHUP); given by the composition root.
+pub type Reload = Box<dyn Fn() -> Result<(JobSections, DaemonSettings), String> + Send + Sync>;
 
 /// The long-lived pieces shared by every config generation.
 struct Core {
@@ -109,7 +96,7 @@ struct Core {
 impl Core {
     /// Start the scheduler loops and the disk check for one config; the returned
     /// token stops them (runs in flight continue).
-    fn start_generation(&self, raw: RawConfig, settings: DaemonSettings) -> CancellationToken {
+    fn start_generation(&self, raw: JobSections, settings: DaemonSettings) -> CancellationToken {
         let stop = self.shutdown.child_token();
         let ctx = Arc::new(JobContext {
             globals: self.globals.clone(),
@@ -131,7 +118,7 @@ impl Core {
         self.metrics.register_job(JobKind::Gc);
         for job in &ctx.settings.jobs {
             self.metrics.register_job(job.kind);
-            tracing::info!(job = %job.kind, schedule = %job.expression, jitter = %crate::units::format_duration(job.jitter), "job scheduled");
+            tracing::info!(job = %job.kind, schedule = %job.expression, jitter = %crate::config::value::format_duration(job.jitter), "job scheduled");
             let lp = JobLoop {
                 job: job.clone(),
                 clock: Arc::clone(&self.clock),
@@ -143,7 +130,7 @@ impl Core {
             tokio::spawn(lp.run());
         }
         if let Some(high) = ctx.settings.high_water {
-            tracing::info!(high_water = %high, interval = %crate::units::format_duration(ctx.settings.disk_check_interval), "disk-pressure GC armed");
+            tracing::info!(high_water = %high, interval = %crate::config::value::format_duration(ctx.settings.disk_check_interval), "disk-pressure GC armed");
         }
         tokio::spawn(disk::pressure_loop(
             Arc::clone(&ctx),
@@ -157,10 +144,14 @@ impl Core {
 }
 
 /// Run until SIGTERM/SIGINT.
-pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonError> {
+pub async fn run(
+    globals: &Globals,
+    raw: JobSections,
+    settings: DaemonSettings,
+    reload: Reload,
+) -> Result<Status, DaemonError> {
     let (level, format) = (globals.log_level, globals.log_format);
     let sink = logging::init(level, format).map_err(DaemonError::Logging)?;
-    let settings = validate(&raw)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = StateStore::open(&settings.state, clock.now())?;
     let metrics = Arc::new(metrics::Metrics::new());
@@ -259,7 +250,7 @@ pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonErro
             () = shutdown.cancelled() => break,
             _ = hangup.recv() => {
                 notify::reloading();
-                match reload(globals) {
+                match reload() {
                     Ok((raw, new)) => {
                         warn_restart_only(&current, &new);
                         generation.cancel();
@@ -286,7 +277,7 @@ pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonErro
         .is_err()
     {
         tracing::warn!(
-            timeout = %crate::units::format_duration(current.shutdown_timeout),
+            timeout = %crate::config::value::format_duration(current.shutdown_timeout),
             "jobs did not finish in time; exiting anyway"
         );
     }
@@ -305,15 +296,6 @@ pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonErro
         "state saved; daemon stopped"
     );
     Ok(Status::Ok)
-}
-
-/// Re-read and validate the config file (SIGHUP).
-fn reload(globals: &Globals) -> Result<(RawConfig, DaemonSettings), String> {
-    let (raw, source) =
-        crate::config::load(globals.config_path.as_deref()).map_err(|e| e.to_string())?;
-    let settings = validate(&raw).map_err(|e| e.to_string())?;
-    tracing::debug!(source = ?source, "configuration re-read");
-    Ok((raw, settings))
 }
 
 /// Settings a reload cannot change in a running process.

@@ -138,7 +138,7 @@ fn render(p: &Parts) -> String {
         DockerState::Connected => "Docker: connected".to_owned(),
         DockerState::Unavailable { error, retry_in } => format!(
             "Docker unavailable ({error}); reconnecting in {}",
-            crate::units::format_duration(Duration::from_secs(retry_in.as_secs().max(1)))
+            crate::config::value::format_duration(Duration::from_secs(retry_in.as_secs().max(1)))
         ),
     };
     let jobs = if p.running.is_empty() {

@@ -193,7 +193,7 @@ pub(crate) mod tests {
         JobSettings {
             kind: JobKind::Gc,
             expression: expr.to_owned(),
-            schedule: super::super::settings::parse_schedule(expr).unwrap(),
+            schedule: super::super::schedule::parse_schedule(expr).unwrap(),
             jitter,
             apply: false,
             on_change: Vec::new(),
@@ -358,7 +358,7 @@ pub(crate) mod tests {
 
     #[test]
     fn missed_firings_are_not_caught_up() {
-        let s = super::super::settings::parse_schedule("0 * * * *").unwrap();
+        let s = super::super::schedule::parse_schedule("0 * * * *").unwrap();
         // Last due 08:00, host slept until 11:20: next is 12:00, not 09:00.
         assert_eq!(
             next_due(&s, Some(at(8, 0, 0)), at(11, 20, 0)),

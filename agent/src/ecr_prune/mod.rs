@@ -19,9 +19,8 @@ use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Globals;
-use crate::cli::{EcrPruneArgs, OutputFormat};
-use crate::config::RawEcr;
-use crate::error::Status;
+use crate::cli::OutputFormat;
+use crate::exit::Status;
 use crate::ports::ecr::{EcrApi, EcsApi};
 use crate::ports::Clock;
 use planner::Policy;
@@ -31,12 +30,6 @@ use settings::{MaxImagesSetting, Settings};
 /// Errors of this command area.
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
-    #[error("invalid {key}: {message}")]
-    Invalid { key: String, message: String },
-    #[error("invalid lifecycle policy: {0}")]
-    Policy(rules::RuleError),
-    #[error("cannot read lifecycle policy {path}: {message}")]
-    PolicyFile { path: String, message: String },
     #[error("cannot list ECR repositories ({0}); check credentials, region and ecr:DescribeRepositories permission")]
     ListRepositories(String),
     #[error("cannot read what ECS runs ({0}); nothing was deleted, since in-use images could not be protected; check ecs:List*/Describe* permissions or --protect-ecs-cluster")]
@@ -48,27 +41,22 @@ pub enum EcrError {
 impl EcrError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Invalid { .. } | Self::Policy(_) | Self::PolicyFile { .. } => {
-                crate::error::EXIT_USAGE
-            }
             Self::ListRepositories(_) | Self::Ecs(_) | Self::Output(_) => {
-                crate::error::EXIT_RUNTIME
+                crate::exit::EXIT_RUNTIME
             }
         }
     }
 }
 
-/// The effective settings of this section as JSON (secrets redacted), for `check`.
-pub fn effective(raw: &RawEcr) -> Result<serde_json::Value, EcrError> {
-    let settings = Settings::resolve(raw, &EcrPruneArgs::default())?;
-    serde_json::to_value(&settings).map_err(|e| EcrError::Output(e.into()))
-}
-
 /// Run the command: plan (and with `--apply`, delete), print the report.
-pub async fn run(globals: &Globals, raw: &RawEcr, args: &EcrPruneArgs) -> Result<Status, EcrError> {
-    let (settings, report) = resolve_and_pass(globals, raw, args, CancellationToken::new()).await?;
+pub async fn run(
+    globals: &Globals,
+    settings: &Settings,
+    output: OutputFormat,
+) -> Result<Status, EcrError> {
+    let report = pass_on_aws(globals, settings, CancellationToken::new()).await?;
     let mut out = std::io::stdout().lock();
-    match settings.output {
+    match output {
         OutputFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &report.to_json())
                 .map_err(std::io::Error::from)?;
@@ -96,33 +84,29 @@ pub struct EcrSummary {
 /// (`apply` from the job), stopping between batches when `cancel` fires. Prints nothing.
 pub async fn run_pass(
     globals: &Globals,
-    raw: &RawEcr,
-    args: &EcrPruneArgs,
+    settings: &Settings,
     cancel: CancellationToken,
 ) -> Result<EcrSummary, EcrError> {
-    let (_, report) = resolve_and_pass(globals, raw, args, cancel).await?;
+    let report = pass_on_aws(globals, settings, cancel).await?;
     Ok(summarize(&report))
 }
 
-/// The pipeline shared by `run` and `run_pass`: resolve the settings, build the AWS
-/// clients, run one pass on the system clock.
-async fn resolve_and_pass(
+/// The pipeline shared by `run` and `run_pass`: build the AWS clients, run one pass
+/// on the system clock.
+async fn pass_on_aws(
     globals: &Globals,
-    raw: &RawEcr,
-    args: &EcrPruneArgs,
+    settings: &Settings,
     cancel: CancellationToken,
-) -> Result<(Settings, Report), EcrError> {
-    let settings = Settings::resolve(raw, args)?;
+) -> Result<Report, EcrError> {
     let (ecr, ecs) = crate::adapters::ecr::clients(globals.region.as_deref()).await;
-    let report = pass(
+    pass(
         ecr,
         ecs,
-        &settings,
+        settings,
         &crate::adapters::clock::SystemClock,
         cancel,
     )
-    .await?;
-    Ok((settings, report))
+    .await
 }
 
 fn summarize(report: &Report) -> EcrSummary {
@@ -304,6 +288,7 @@ async fn prune_repository(
 mod tests {
     use super::*;
     use crate::testing::ecr::{image_ago, now, FakeEcr, FakeEcs};
+    use settings::EcrOptions;
 
     struct Fixed;
     impl Clock for Fixed {
@@ -312,8 +297,10 @@ mod tests {
         }
     }
 
-    fn settings(args: EcrPruneArgs) -> Settings {
-        Settings::resolve(&RawEcr::default(), &args).expect("valid")
+    fn settings(flags: EcrOptions) -> Settings {
+        let file = EcrOptions::default();
+        Settings::resolve(crate::config::layer::Layered::new(&flags, &file, &Default::default()))
+            .expect("valid")
     }
 
     fn many(n: usize) -> Vec<crate::ports::ecr::EcrImage> {
@@ -327,11 +314,11 @@ mod tests {
         let mut ecr = FakeEcr::with(vec![("a", many(10)), ("b", many(10)), ("c", many(10))]);
         ecr.broken.push("b".into());
         let ecr = Arc::new(ecr);
-        let s = settings(EcrPruneArgs {
+        let s = settings(EcrOptions {
             apply: true,
             keep_last: Some(2),
             force: true,
-            ..EcrPruneArgs::default()
+            ..EcrOptions::default()
         });
         let report = pass(
             ecr.clone(),
@@ -357,11 +344,11 @@ mod tests {
     #[tokio::test]
     async fn refused_repository_keeps_everything_and_others_proceed() {
         let ecr = Arc::new(FakeEcr::with(vec![("big", many(10)), ("small", many(3))]));
-        let s = settings(EcrPruneArgs {
+        let s = settings(EcrOptions {
             apply: true,
             keep_last: Some(2),
             max_delete_percent: Some(50),
-            ..EcrPruneArgs::default()
+            ..EcrOptions::default()
         });
         let report = pass(
             ecr.clone(),
@@ -389,10 +376,10 @@ mod tests {
         ));
         let mut total = 0;
         for shard in 0..3 {
-            let s = settings(EcrPruneArgs {
+            let s = settings(EcrOptions {
                 keep_last: Some(1),
-                shard: Some(format!("{shard}/3")),
-                ..EcrPruneArgs::default()
+                shard: Some(format!("{shard}/3").parse().expect("shard")),
+                ..EcrOptions::default()
             });
             let report = pass(
                 ecr.clone(),

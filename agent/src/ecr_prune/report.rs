@@ -97,7 +97,7 @@ impl Report {
                 plan.images_before,
                 r.images_after(self.apply),
                 expiring,
-                crate::units::format_size(plan.bytes_expired()),
+                crate::config::value::format_size(plan.bytes_expired()),
             )?;
             for u in &plan.units {
                 let action = match u.action {

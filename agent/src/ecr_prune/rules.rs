@@ -78,7 +78,7 @@ pub enum Criterion {
 
 /// Serialize a duration as users write it (`14days`), for rules and settings alike.
 pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::units::format_duration(*d))
+    s.serialize_str(&crate::config::value::format_duration(*d))
 }
 
 /// What a rule does with the units it picks.

@@ -1,16 +1,17 @@
-//! Stage two of the `[ecr]` config: `RawEcr` with the `ecr-prune` flags merged over it,
-//! validated, defaults applied (min age 24h, max delete 50%, protect all ECS clusters,
-//! concurrency 4). Every error names the key or flag and is a usage error (exit 2).
+//! `[ecr]` and the `ecr-prune` flags: one options struct filled by clap and by serde,
+//! resolved (flags over file over the defaults below: min age 24h, max delete 50%,
+//! protect all ECS clusters, concurrency 4) into validated `Settings`. Every error is an
+//! `Invalid` naming the key both ways (exit 2).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
 
 use super::rules::{self, Rules};
-use super::EcrError;
-use crate::cli::{EcrPruneArgs, OutputFormat};
-use crate::config::{MaxImages, RawEcr};
+use crate::config::layer::{Invalid, Key, Layered};
+use crate::config::value::{ser_duration, with_default, HumanDuration, MaxImages, Shard};
 
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
@@ -22,47 +23,78 @@ pub const DEFAULT_IMAGES_QUOTA: u64 = 10_000;
 /// `--max-images auto` keeps repositories under this share of the quota.
 pub const AUTO_WATERMARK_PERCENT: u64 = 90;
 
-/// Quota mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MaxImagesSetting {
-    Count(u64),
-    Auto,
-}
+/// Quota mode (`N` or `auto`).
+pub type MaxImagesSetting = MaxImages;
+
+const SECTION: &str = "ecr";
+const REPOSITORY: Key = Key::new(SECTION, "repository");
+const POLICY: Key = Key::new(SECTION, "policy");
+const RULES: Key = Key::file_only(SECTION, "rules");
+const KEEP_LAST: Key = Key::new(SECTION, "keep_last");
+const PROTECT_TAG: Key = Key::new(SECTION, "protect_tag");
+const MAX_DELETE_PERCENT: Key = Key::new(SECTION, "max_delete_percent");
+const CONCURRENCY: Key = Key::new(SECTION, "concurrency");
 
 /// Which ECS clusters' usage protects images.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtectClusters {
     All,
     Named(Vec<String>),
 }
 
-/// `--shard I/N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
+/// `[ecr]` in the file and the flags of `ecr-prune`.
+#[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EcrOptions {
+    /// Delete (without it, only plan).
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long, value_name = "NAME|GLOB", help = with_default(
+        "Repository name or glob; repeatable", "all repositories"))]
+    pub repository: Vec<String>,
+    /// ECR lifecycle-policy JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// File only: lifecycle-policy rules written in TOML, same shape as the policy's `rules`.
+    #[arg(skip)]
+    pub rules: Option<Vec<serde_json::Value>>,
+    /// Shortcut rule: keep the newest N tagged units.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Shortcut rule: expire untagged units older than this.
+    #[arg(long, value_name = "DURATION")]
+    pub expire_untagged_after: Option<HumanDuration>,
+    /// Quota watermark: a number, or `auto` (90% of the Service Quotas value).
+    #[arg(long, value_name = "N|auto")]
+    pub max_images: Option<MaxImages>,
+    #[arg(long, value_name = "NAME|all", help = with_default(
+        "ECS cluster whose running images are protected, or `all`; repeatable", "all"))]
+    pub protect_ecs_cluster: Vec<String>,
+    /// Tags matching this glob are never expired; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub protect_tag: Vec<String>,
+    #[arg(long, value_name = "DURATION", help = with_default(
+        "Units younger than this are kept", HumanDuration(DEFAULT_MIN_AGE)))]
+    pub min_age: Option<HumanDuration>,
+    #[arg(long, value_name = "P", help = with_default(
+        "Refuse a repository's plan deleting more than this percent", DEFAULT_MAX_DELETE_PERCENT))]
+    pub max_delete_percent: Option<u8>,
+    /// Override --max-delete-percent.
+    #[arg(long)]
+    pub force: bool,
+    /// Process only shard I of N (repositories split by a stable hash), e.g. 0/4.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    #[arg(long, value_name = "N", help = with_default(
+        "Repositories processed at once", DEFAULT_CONCURRENCY))]
+    pub concurrency: Option<usize>,
 }
 
-impl Shard {
-    /// Stable across processes and releases: FNV-1a (64 bit) of the repository name.
-    pub fn owns(&self, repository: &str) -> bool {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in repository.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash % u64::from(self.count) == u64::from(self.index)
-    }
-}
-
-/// Validated settings of one `ecr-prune` run.
-#[derive(Debug, Clone, serde::Serialize)]
+/// Validated settings of one `ecr-prune` run; `check` prints them serialized.
+#[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub apply: bool,
-    #[serde(skip)]
-    pub output: OutputFormat,
     /// Names or globs; empty = all repositories.
     pub repository: Vec<String>,
     #[serde(skip)]
@@ -70,12 +102,12 @@ pub struct Settings {
     /// Where the rules came from (`--policy FILE`, `[ecr] rules`, shortcuts).
     pub rules_origin: String,
     pub rules: Rules,
-    pub max_images: Option<MaxImagesSetting>,
+    pub max_images: Option<MaxImages>,
     pub protect_ecs_cluster: ProtectClusters,
     pub protect_tag: Vec<String>,
     #[serde(skip)]
     pub protect_tag_set: GlobSet,
-    #[serde(serialize_with = "super::rules::ser_duration")]
+    #[serde(serialize_with = "ser_duration")]
     pub min_age: Duration,
     pub max_delete_percent: u8,
     pub force: bool,
@@ -83,193 +115,146 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> EcrError {
-    EcrError::Invalid {
-        key: key.to_owned(),
-        message: message.into(),
-    }
-}
-
-fn glob_set(key: &str, patterns: &[String]) -> Result<GlobSet, EcrError> {
+fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
-        builder.add(Glob::new(p).map_err(|e| invalid(key, format!("bad pattern {p:?}: {e}")))?);
+        builder.add(Glob::new(p).map_err(|e| format!("bad pattern {p:?}: {e}"))?);
     }
-    builder
-        .build()
-        .map_err(|e| invalid(key, format!("bad patterns: {e}")))
+    builder.build().map_err(|e| format!("bad patterns: {e}"))
 }
 
-/// Parse `I/N` with 0 ≤ I < N.
-pub fn parse_shard(text: &str) -> Result<Shard, String> {
-    let (i, n) = text
-        .split_once('/')
-        .ok_or_else(|| format!("{text:?} is not I/N (e.g. 0/4)"))?;
-    let index: u32 = i
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?}: shard index {i:?} is not a number"))?;
-    let count: u32 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?}: shard count {n:?} is not a number"))?;
-    if count == 0 || index >= count {
-        return Err(format!("{text:?}: need 0 <= I < N"));
-    }
-    Ok(Shard { index, count })
-}
-
-fn parse_max_images(text: &str) -> Result<MaxImagesSetting, String> {
-    if text.trim().eq_ignore_ascii_case("auto") {
-        return Ok(MaxImagesSetting::Auto);
-    }
-    match text.trim().parse::<u64>() {
-        Ok(n) if n > 0 => Ok(MaxImagesSetting::Count(n)),
-        _ => Err(format!("{text:?} is not a positive number or \"auto\"")),
+/// Flags win; a repeatable flag given at all replaces the file's list.
+fn list<'a>(flags: &'a [String], file: &'a [String]) -> &'a [String] {
+    if flags.is_empty() {
+        file
+    } else {
+        flags
     }
 }
 
 /// Read the rules: `--policy` (flag) over `[ecr] policy` / `[ecr] rules`, then shortcuts.
-fn load_rules(raw: &RawEcr, args: &EcrPruneArgs) -> Result<(Rules, String), EcrError> {
-    let policy_path: Option<&PathBuf> = args.policy.as_ref().or(raw.policy.as_ref());
-    if args.policy.is_none() && raw.policy.is_some() && raw.rules.is_some() {
-        return Err(invalid(
-            "[ecr] policy",
+fn load_rules(l: &Layered<'_, EcrOptions>) -> Result<(Rules, String), Invalid> {
+    let (flags, file) = (l.flags, l.file);
+    if flags.policy.is_none() && file.policy.is_some() && file.rules.is_some() {
+        return Err(l.invalid(
+            POLICY,
+            false,
+            true,
             "give either `policy` (a lifecycle-policy file) or `rules`, not both",
         ));
     }
-    let (base, mut origin) = match policy_path {
+    let (base, mut origin) = match flags.policy.as_ref().or(file.policy.as_ref()) {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| EcrError::PolicyFile {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let bad = |m: String| l.invalid(POLICY, flags.policy.is_some(), true, m);
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
             let origin = path.display().to_string();
             (
-                rules::parse_policy_json(&text, &origin).map_err(EcrError::Policy)?,
+                rules::parse_policy_json(&text, &origin).map_err(|e| bad(e.to_string()))?,
                 origin,
             )
         }
-        None => match &raw.rules {
+        None => match &file.rules {
             Some(values) => (
-                rules::parse_rule_values(values, "[ecr] rules").map_err(EcrError::Policy)?,
+                rules::parse_rule_values(values, "[ecr] rules")
+                    .map_err(|e| l.invalid(RULES, false, true, e.to_string()))?,
                 "[ecr] rules".to_owned(),
             ),
             None => (Rules::default(), String::new()),
         },
     };
-    let keep_last = args.keep_last.or(raw.keep_last);
-    let untagged_text = args
+    let keep_last = flags.keep_last.or(file.keep_last);
+    let untagged = flags
         .expire_untagged_after
-        .as_ref()
-        .or(raw.expire_untagged_after.as_ref());
-    let untagged = untagged_text
-        .map(|t| crate::units::parse_duration(t).map_err(|m| invalid("expire_untagged_after", m)))
-        .transpose()?;
+        .or(file.expire_untagged_after)
+        .map(|d| d.0);
     if keep_last == Some(0) {
-        return Err(invalid("keep_last", "must be at least 1"));
+        return Err(l.invalid(KEEP_LAST, flags.keep_last.is_some(), true, "must be at least 1"));
     }
-    if keep_last.is_some() || untagged.is_some() {
-        let rules = rules::with_shortcuts(base, keep_last, untagged).map_err(EcrError::Policy)?;
-        let shortcut = "shortcuts (keep_last/expire_untagged_after)";
-        origin = if origin.is_empty() {
-            shortcut.to_owned()
-        } else {
-            format!("{origin} + {shortcut}")
-        };
-        return Ok((rules, origin));
+    if keep_last.is_none() && untagged.is_none() {
+        return Ok((base, origin));
     }
-    Ok((base, origin))
+    let rules = rules::with_shortcuts(base, keep_last, untagged)
+        .map_err(|e| l.invalid(KEEP_LAST, flags.keep_last.is_some(), true, e.to_string()))?;
+    let shortcut = "shortcuts (keep_last/expire_untagged_after)";
+    origin = if origin.is_empty() {
+        shortcut.to_owned()
+    } else {
+        format!("{origin} + {shortcut}")
+    };
+    Ok((rules, origin))
 }
 
 impl Settings {
+    /// The built-in defaults (no file, no flags).
+    pub fn defaults() -> Self {
+        let none = EcrOptions::default();
+        Self::resolve(Layered::new(&none, &none, &Default::default()))
+            .unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+
     /// Merge flags over the file and validate.
-    pub fn resolve(raw: &RawEcr, args: &EcrPruneArgs) -> Result<Self, EcrError> {
-        let (rules, rules_origin) = load_rules(raw, args)?;
-        let repository = if args.repository.is_empty() {
-            raw.repository.clone()
-        } else {
-            args.repository.clone()
-        };
+    pub fn resolve(l: Layered<'_, EcrOptions>) -> Result<Self, Invalid> {
+        let (flags, file) = (l.flags, l.file);
+        let (rules, rules_origin) = load_rules(&l)?;
+        let repository = list(&flags.repository, &file.repository).to_vec();
         let repository_set = if repository.is_empty() {
             None
         } else {
-            Some(glob_set("repository", &repository)?)
+            Some(glob_set(&repository).map_err(|m| {
+                l.invalid(REPOSITORY, !flags.repository.is_empty(), true, m)
+            })?)
         };
-        let max_images = match (&args.max_images, &raw.max_images) {
-            (Some(text), _) => Some(parse_max_images(text).map_err(|m| invalid("max_images", m))?),
-            (None, Some(MaxImages::Count(n))) if *n > 0 => {
-                Some(MaxImagesSetting::Count(u64::from(*n)))
-            }
-            (None, Some(MaxImages::Count(_))) => {
-                return Err(invalid(
-                    "max_images",
-                    "must be a positive number or \"auto\"",
-                ))
-            }
-            (None, Some(MaxImages::Text(t))) => {
-                Some(parse_max_images(t).map_err(|m| invalid("max_images", m))?)
-            }
-            (None, None) => None,
-        };
-        let clusters = if args.protect_ecs_cluster.is_empty() {
-            raw.protect_ecs_cluster.clone()
-        } else {
-            args.protect_ecs_cluster.clone()
-        };
+        let clusters = list(&flags.protect_ecs_cluster, &file.protect_ecs_cluster).to_vec();
         let protect_ecs_cluster = if clusters.is_empty() || clusters.iter().any(|c| c == "all") {
             ProtectClusters::All
         } else {
             ProtectClusters::Named(clusters)
         };
-        let protect_tag = if args.protect_tag.is_empty() {
-            raw.protect_tag.clone()
-        } else {
-            args.protect_tag.clone()
-        };
-        let protect_tag_set = glob_set("protect_tag", &protect_tag)?;
-        let min_age = match args.min_age.as_ref().or(raw.min_age.as_ref()) {
-            Some(t) => crate::units::parse_duration(t).map_err(|m| invalid("min_age", m))?,
-            None => DEFAULT_MIN_AGE,
-        };
-        let max_delete_percent = args
+        let protect_tag = list(&flags.protect_tag, &file.protect_tag).to_vec();
+        let protect_tag_set = glob_set(&protect_tag)
+            .map_err(|m| l.invalid(PROTECT_TAG, !flags.protect_tag.is_empty(), true, m))?;
+        let max_delete_percent = flags
             .max_delete_percent
-            .or(raw.max_delete_percent)
+            .or(file.max_delete_percent)
             .unwrap_or(DEFAULT_MAX_DELETE_PERCENT);
         if max_delete_percent > 100 {
-            return Err(invalid(
-                "max_delete_percent",
+            return Err(l.invalid(
+                MAX_DELETE_PERCENT,
+                flags.max_delete_percent.is_some(),
+                true,
                 format!("{max_delete_percent} is over 100"),
             ));
         }
-        let shard = args
-            .shard
-            .as_ref()
-            .or(raw.shard.as_ref())
-            .map(|t| parse_shard(t).map_err(|m| invalid("shard", m)))
-            .transpose()?;
-        let concurrency = args
+        let concurrency = flags
             .concurrency
-            .or(raw.concurrency)
+            .or(file.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
-            return Err(invalid("concurrency", "must be at least 1"));
+            return Err(l.invalid(
+                CONCURRENCY,
+                flags.concurrency.is_some(),
+                true,
+                "must be at least 1",
+            ));
         }
         Ok(Self {
-            apply: args.apply || raw.apply.unwrap_or(false),
-            output: args.output,
+            apply: flags.apply || file.apply,
             repository,
             repository_set,
             rules_origin,
             rules,
-            max_images,
+            max_images: flags.max_images.or(file.max_images),
             protect_ecs_cluster,
             protect_tag,
             protect_tag_set,
-            min_age,
+            min_age: flags
+                .min_age
+                .or(file.min_age)
+                .map_or(DEFAULT_MIN_AGE, |d| d.0),
             max_delete_percent,
-            force: args.force || raw.force.unwrap_or(false),
-            shard,
+            force: flags.force || file.force,
+            shard: flags.shard.or(file.shard),
             concurrency,
         })
     }
@@ -285,15 +270,39 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
 
-    fn resolve(raw: RawEcr, args: EcrPruneArgs) -> Result<Settings, EcrError> {
-        Settings::resolve(&raw, &args)
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::layer::{FileText, Origin};
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: EcrOptions,
+    }
+
+    fn try_flags(args: &[&str]) -> Result<EcrOptions, clap::Error> {
+        Flags::try_parse_from(std::iter::once("ecr-prune").chain(args.iter().copied()))
+            .map(|f| f.options)
+    }
+
+    fn resolve(flag_args: &[&str], text: &str) -> Result<Settings, Invalid> {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            ecr: EcrOptions,
+        }
+        let flags = try_flags(flag_args).expect("flags parse");
+        let doc: Doc = toml::from_str(text).expect("file parses");
+        let text = FileText::new(Path::new("x.toml"), text);
+        Settings::resolve(Layered::new(&flags, &doc.ecr, &text))
     }
 
     #[test]
     fn defaults() {
-        let s = resolve(RawEcr::default(), EcrPruneArgs::default()).unwrap();
+        let s = Settings::defaults();
         assert_eq!(s.min_age, DEFAULT_MIN_AGE);
         assert_eq!(s.max_delete_percent, 50);
         assert_eq!(s.concurrency, 4);
@@ -305,20 +314,11 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let raw = RawEcr {
-            min_age: Some("2h".into()),
-            max_delete_percent: Some(10),
-            repository: vec!["a".into()],
-            keep_last: Some(3),
-            ..RawEcr::default()
-        };
-        let args = EcrPruneArgs {
-            min_age: Some("1d".into()),
-            repository: vec!["b*".into()],
-            keep_last: Some(5),
-            ..EcrPruneArgs::default()
-        };
-        let s = resolve(raw, args).unwrap();
+        let s = resolve(
+            &["--min-age", "1d", "--repository", "b*", "--keep-last", "5"],
+            "[ecr]\nmin_age = \"2h\"\nmax_delete_percent = 10\nrepository = [\"a\"]\nkeep_last = 3\n",
+        )
+        .unwrap();
         assert_eq!(s.min_age, Duration::from_secs(86_400));
         assert_eq!(s.max_delete_percent, 10);
         assert!(s.selects("build") && !s.selects("a"));
@@ -329,21 +329,14 @@ mod tests {
     }
 
     #[test]
-    fn shard_validation() {
-        assert_eq!(parse_shard("1/4"), Ok(Shard { index: 1, count: 4 }));
-        for bad in ["4/4", "0/0", "x/2", "3", "-1/2"] {
-            assert!(parse_shard(bad).is_err(), "{bad}");
+    fn shard_is_parsed_at_the_edge() {
+        for bad in ["4/4", "0/0", "x/2", "3", "-1/2", "5/2"] {
+            let arg = format!("--shard={bad}");
+            let e = try_flags(&[&arg]).unwrap_err();
+            assert!(e.to_string().contains("--shard"), "{e}");
         }
-        let e = resolve(
-            RawEcr::default(),
-            EcrPruneArgs {
-                shard: Some("5/2".into()),
-                ..EcrPruneArgs::default()
-            },
-        )
-        .unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
-        assert!(e.to_string().contains("shard"), "{e}");
+        let s = resolve(&[], "[ecr]\nshard = \"1/4\"\n").unwrap();
+        assert_eq!(s.shard, Some(Shard { index: 1, count: 4 }));
     }
 
     #[test]
@@ -361,57 +354,36 @@ mod tests {
 
     #[test]
     fn max_images_forms() {
-        let s = resolve(
-            RawEcr {
-                max_images: Some(MaxImages::Text("auto".into())),
-                ..RawEcr::default()
-            },
-            EcrPruneArgs::default(),
-        )
-        .unwrap();
-        assert_eq!(s.max_images, Some(MaxImagesSetting::Auto));
-        let s = resolve(
-            RawEcr::default(),
-            EcrPruneArgs {
-                max_images: Some("900".into()),
-                ..EcrPruneArgs::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(s.max_images, Some(MaxImagesSetting::Count(900)));
-        assert!(resolve(
-            RawEcr::default(),
-            EcrPruneArgs {
-                max_images: Some("lots".into()),
-                ..EcrPruneArgs::default()
-            }
-        )
-        .is_err());
+        let s = resolve(&[], "[ecr]\nmax_images = \"auto\"\n").unwrap();
+        assert_eq!(s.max_images, Some(MaxImages::Auto));
+        let s = resolve(&[], "[ecr]\nmax_images = 700\n").unwrap();
+        assert_eq!(s.max_images, Some(MaxImages::Count(700)));
+        let s = resolve(&["--max-images", "900"], "").unwrap();
+        assert_eq!(s.max_images, Some(MaxImages::Count(900)));
+        assert!(try_flags(&["--max-images", "lots"]).is_err());
     }
 
     #[test]
-    fn bad_values_are_usage_errors() {
-        for args in [
-            EcrPruneArgs {
-                max_delete_percent: Some(101),
-                ..EcrPruneArgs::default()
-            },
-            EcrPruneArgs {
-                concurrency: Some(0),
-                ..EcrPruneArgs::default()
-            },
-            EcrPruneArgs {
-                min_age: Some("soon".into()),
-                ..EcrPruneArgs::default()
-            },
-            EcrPruneArgs {
-                keep_last: Some(0),
-                ..EcrPruneArgs::default()
-            },
-        ] {
-            let e = resolve(RawEcr::default(), args).unwrap_err();
-            assert_eq!(e.exit_code(), crate::error::EXIT_USAGE, "{e}");
-        }
+    fn max_delete_percent_over_100_is_refused() {
+        let e = resolve(&["--max-delete-percent", "101"], "").unwrap_err();
+        assert_eq!((e.key, e.origin), (MAX_DELETE_PERCENT, Origin::Flag));
+    }
+
+    #[test]
+    fn zero_concurrency_is_refused_with_its_line() {
+        let e = resolve(&[], "[ecr]\n\nconcurrency = 0\n").unwrap_err();
+        assert_eq!((e.key, e.origin), (CONCURRENCY, Origin::File { line: Some(3) }));
+    }
+
+    #[test]
+    fn bad_min_age_is_refused_by_the_parser() {
+        assert!(try_flags(&["--min-age", "soon"]).is_err());
+    }
+
+    #[test]
+    fn zero_keep_last_is_refused() {
+        let e = resolve(&["--keep-last", "0"], "").unwrap_err();
+        assert_eq!(e.key, KEEP_LAST);
     }
 
     #[test]
@@ -419,38 +391,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.json");
         std::fs::write(&path, r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}"#).unwrap();
-        let s = resolve(
-            RawEcr::default(),
-            EcrPruneArgs {
-                policy: Some(path.clone()),
-                keep_last: Some(1),
-                ..EcrPruneArgs::default()
-            },
-        )
-        .unwrap();
+        let p = path.display().to_string();
+        let s = resolve(&["--policy", &p, "--keep-last", "1"], "").unwrap();
         assert_eq!(s.rules.0.len(), 2);
         assert!(s.rules_origin.contains("policy.json"));
 
-        let missing = resolve(
-            RawEcr::default(),
-            EcrPruneArgs {
-                policy: Some(dir.path().join("nope.json")),
-                ..EcrPruneArgs::default()
-            },
-        )
-        .unwrap_err();
+        let nope = dir.path().join("nope.json").display().to_string();
+        let missing = resolve(&["--policy", &nope], "").unwrap_err();
         assert!(missing.to_string().contains("nope.json"), "{missing}");
-        assert_eq!(missing.exit_code(), crate::error::EXIT_USAGE);
+        assert_eq!(missing.key, POLICY);
 
-        let both = resolve(
-            RawEcr {
-                policy: Some(path),
-                rules: Some(vec![]),
-                ..RawEcr::default()
-            },
-            EcrPruneArgs::default(),
-        )
-        .unwrap_err();
+        let both = resolve(&[], &format!("[ecr]\npolicy = {p:?}\nrules = []\n")).unwrap_err();
         assert!(both.to_string().contains("not both"), "{both}");
     }
 }

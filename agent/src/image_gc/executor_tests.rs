@@ -9,7 +9,7 @@ use crate::image_gc::policy::{DiskWatermarks, Policy};
 use crate::image_gc::snapshot::Snapshot;
 use crate::ports::docker::ContainerState;
 use crate::testing::docker::{container, full_id, image, now, FakeDocker};
-use crate::units::Watermark;
+use crate::config::value::Watermark;
 
 fn options(concurrency: usize) -> ExecOptions {
     ExecOptions {

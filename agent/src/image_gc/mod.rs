@@ -12,7 +12,6 @@ pub mod settings;
 pub mod snapshot;
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -20,9 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::clock::SystemClock;
 use crate::adapters::docker::DockerClient;
 use crate::app::Globals;
-use crate::cli::{GcArgs, OutputFormat};
-use crate::config::RawGc;
-use crate::error::Status;
+use crate::cli::OutputFormat;
+use crate::exit::Status;
 use crate::ports::docker::{DockerApi, DockerError};
 use crate::ports::Clock;
 
@@ -32,10 +30,6 @@ pub use settings::GcSettings;
 /// Errors of this command area.
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
-    #[error("invalid {key}: {message}")]
-    Invalid { key: String, message: String },
-    #[error("cannot read exclude file {path}: {message}")]
-    ExcludeFile { path: PathBuf, message: String },
     #[error(
         "{0}; check that dockerd is running and that --docker-host or DOCKER_HOST points to it"
     )]
@@ -49,32 +43,29 @@ pub enum GcError {
 impl GcError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Invalid { .. } | Self::ExcludeFile { .. } => crate::error::EXIT_USAGE,
-            Self::Connect(_) | Self::Snapshot(_) | Self::Output(_) => crate::error::EXIT_RUNTIME,
+            Self::Connect(_) | Self::Snapshot(_) | Self::Output(_) => crate::exit::EXIT_RUNTIME,
         }
     }
 }
 
-/// The effective settings of this section as JSON (secrets redacted), for `check`.
-pub fn effective(raw: &RawGc) -> Result<serde_json::Value, GcError> {
-    Ok(GcSettings::resolve(raw, &GcArgs::default())?.to_json())
-}
-
 /// Run the command: validate, connect, plan, execute (unless `--dry-run`), print.
-pub async fn run(globals: &Globals, raw: &RawGc, args: &GcArgs) -> Result<Status, GcError> {
-    let settings = GcSettings::resolve(raw, args)?;
+pub async fn run(
+    globals: &Globals,
+    settings: &GcSettings,
+    output: OutputFormat,
+) -> Result<Status, GcError> {
     let client = DockerClient::connect(globals.docker_host.as_deref())
         .await
         .map_err(GcError::Connect)?;
     let report = pass(
         &client,
-        &settings,
+        settings,
         SystemClock.now(),
         &CancellationToken::new(),
     )
     .await?;
     let mut out = std::io::stdout().lock();
-    match settings.output {
+    match output {
         OutputFormat::Json => report.write_json(&mut out)?,
         OutputFormat::Text => report.write_text(&mut out)?,
     }
@@ -171,14 +162,12 @@ impl GcSummary {
 /// mode), stopping between deletion chunks when `cancel` fires. Prints nothing.
 pub async fn run_pass(
     globals: &Globals,
-    raw: &RawGc,
-    args: &GcArgs,
+    settings: &GcSettings,
     cancel: CancellationToken,
 ) -> Result<GcSummary, GcError> {
-    let settings = GcSettings::resolve(raw, args)?;
     let client = DockerClient::connect(globals.docker_host.as_deref())
         .await
         .map_err(GcError::Connect)?;
-    let report = pass(&client, &settings, SystemClock.now(), &cancel).await?;
+    let report = pass(&client, settings, SystemClock.now(), &cancel).await?;
     Ok(GcSummary::from_report(&report))
 }

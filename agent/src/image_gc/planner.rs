@@ -15,7 +15,7 @@ use super::policy::{
 };
 use super::snapshot::Snapshot;
 use crate::ports::docker::{ContainerInfo, ContainerState, FsUsage, ImageInfo};
-use crate::units::{format_duration, Watermark};
+use crate::config::value::{format_duration, Watermark};
 
 /// Delete or keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

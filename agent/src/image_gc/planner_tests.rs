@@ -8,7 +8,7 @@ use super::*;
 use crate::image_gc::policy::{DiskWatermarks, ExcludeSet, Policy};
 use crate::ports::docker::{ContainerState, FsUsage, VolumeInfo};
 use crate::testing::docker::{container, full_id, hours_ago, image, now};
-use crate::units::Watermark;
+use crate::config::value::Watermark;
 
 const GIB: u64 = 1 << 30;
 

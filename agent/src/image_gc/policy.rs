@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::units::Watermark;
+use crate::config::value::Watermark;
 
 /// How long a `created` (never started) container must exist before it may go:
 /// docker-gc removed containers that were about to be started.

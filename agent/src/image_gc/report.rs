@@ -10,7 +10,7 @@ use super::executor::ExecStats;
 use super::planner::{Action, Plan};
 use super::policy::short_id;
 use crate::ports::docker::FsUsage;
-use crate::units::format_size;
+use crate::config::value::format_size;
 
 /// The result of one pass, ready to print or summarise.
 #[derive(Debug, Clone)]

@@ -1,35 +1,99 @@
-//! Stage two of `[gc]` configuration: `RawGc` (file) and `GcArgs` (flags, which win)
-//! become validated `GcSettings` with SPEC defaults applied. Every bad value is a
-//! usage error naming the flag or key; the exclude file is read here, once.
+//! `[gc]` and the `gc` flags: one options struct filled by clap and by serde, resolved
+//! (flags over file over the defaults below) into validated `GcSettings`. Every bad
+//! value is an `Invalid` naming the key both ways; the exclude file is read here, once.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::policy::{DiskWatermarks, ExcludeSet, Policy};
-use super::GcError;
-use crate::cli::{GcArgs, OutputFormat};
-use crate::config::RawGc;
+use crate::config::layer::{Invalid, Key, Layered};
+use crate::config::value::{ser_duration, with_default, HumanDuration, Watermark};
 use crate::last_use::DEFAULT_STATE_PATH;
-use crate::units::{format_duration, parse_duration, Watermark};
 
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(3600);
+pub const DEFAULT_KEEP_PER_REPO: u32 = 0;
 pub const DEFAULT_CONTAINER_GRACE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_CONCURRENCY: usize = 4;
+const MAX_CONCURRENCY: usize = 64;
 
-/// Validated settings of one `gc` run.
-#[derive(Debug, Clone)]
+const SECTION: &str = "gc";
+const EXCLUDE: Key = Key::new(SECTION, "exclude");
+const EXCLUDE_FILE: Key = Key::new(SECTION, "exclude_file");
+const HIGH_WATER: Key = Key::new(SECTION, "high_water");
+const LOW_WATER: Key = Key::new(SECTION, "low_water");
+const CONCURRENCY: Key = Key::file_only(SECTION, "concurrency");
+
+/// `[gc]` in the file and the flags of `gc`: the same keys, dashes for underscores.
+#[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcOptions {
+    #[arg(long, value_name = "DURATION", help = with_default(
+        "Images younger than this (from the later of creation and last use) are kept",
+        HumanDuration(DEFAULT_MIN_AGE)))]
+    pub min_age: Option<HumanDuration>,
+    #[arg(long, value_name = "N", help = with_default(
+        "Keep the newest N images of every repository", DEFAULT_KEEP_PER_REPO))]
+    pub keep_per_repo: Option<u32>,
+    /// Glob on repo:tag, or an image-ID prefix; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// File of exclude patterns, one a line (docker-gc's format is accepted).
+    #[arg(long, value_name = "PATH")]
+    pub exclude_file: Option<PathBuf>,
+    /// Disk-pressure mode: act only above this usage (percent or size).
+    #[arg(long, value_name = "PCT|SIZE", requires = "low_water")]
+    pub high_water: Option<Watermark>,
+    /// Disk-pressure mode: delete until usage is at or below this.
+    #[arg(long, value_name = "PCT|SIZE", requires = "high_water")]
+    pub low_water: Option<Watermark>,
+    /// Also remove exited/dead containers past the grace period.
+    #[arg(long)]
+    pub containers: bool,
+    #[arg(long, value_name = "DURATION", help = with_default(
+        "How long a container must have been finished",
+        HumanDuration(DEFAULT_CONTAINER_GRACE)))]
+    pub container_grace: Option<HumanDuration>,
+    /// Also remove dangling volumes.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Also prune build cache older than min-age.
+    #[arg(long)]
+    pub build_cache: bool,
+    /// Cap on deletions in one run.
+    #[arg(long, value_name = "N")]
+    pub max_deletions: Option<u32>,
+    #[arg(long, value_name = "PATH", help = with_default(
+        "Last-use state file kept by the daemon", DEFAULT_STATE_PATH))]
+    pub state: Option<PathBuf>,
+    /// File only: set to false to let GC remove ECS agent images (protected by default).
+    #[arg(skip)]
+    pub protect_ecs_agent: Option<bool>,
+    /// File only: set to true to let `--containers` remove ECS-managed containers too.
+    #[arg(skip)]
+    pub remove_ecs_containers: Option<bool>,
+    /// File only: concurrent delete requests.
+    #[arg(skip)]
+    pub concurrency: Option<usize>,
+}
+
+/// Validated settings of one `gc` run; `check` prints them serialized.
+#[derive(Debug, Clone, Serialize)]
 pub struct GcSettings {
+    /// Set by the caller (`--dry-run`), not by the file.
+    #[serde(skip)]
     pub dry_run: bool,
-    pub output: OutputFormat,
+    #[serde(serialize_with = "ser_duration")]
     pub min_age: Duration,
     pub keep_per_repo: u32,
     /// Patterns from `--exclude`/`exclude` then from the exclude file, in order.
     pub exclude: Vec<String>,
     pub exclude_file: Option<PathBuf>,
+    #[serde(flatten, serialize_with = "ser_watermarks")]
     pub disk: Option<DiskWatermarks>,
     pub containers: bool,
+    #[serde(serialize_with = "ser_duration")]
     pub container_grace: Duration,
     pub volumes: bool,
     pub build_cache: bool,
@@ -39,47 +103,22 @@ pub struct GcSettings {
     pub remove_ecs_containers: bool,
     pub concurrency: usize,
     /// Compiled from `exclude`.
+    #[serde(skip)]
     pub excludes: ExcludeSet,
 }
 
-/// `--flag` when the flag was given, else `gc.key`: errors name what the user wrote.
-fn key(flag_given: bool, flag: &str, file_key: &str) -> String {
-    if flag_given {
-        format!("--{flag}")
-    } else {
-        format!("gc.{file_key}")
+/// `high_water`/`low_water` as the file writes them (both null without disk mode).
+fn ser_watermarks<S: Serializer>(disk: &Option<DiskWatermarks>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Marks {
+        high_water: Option<Watermark>,
+        low_water: Option<Watermark>,
     }
-}
-
-fn duration(
-    flag: Option<&String>,
-    file: Option<&String>,
-    names: (&str, &str),
-    default: Duration,
-) -> Result<Duration, GcError> {
-    match flag.or(file) {
-        None => Ok(default),
-        Some(text) => parse_duration(text).map_err(|message| GcError::Invalid {
-            key: key(flag.is_some(), names.0, names.1),
-            message,
-        }),
+    Marks {
+        high_water: disk.map(|d| d.high),
+        low_water: disk.map(|d| d.low),
     }
-}
-
-fn watermark(
-    flag: Option<&String>,
-    file: Option<&String>,
-    names: (&str, &str),
-) -> Result<Option<Watermark>, GcError> {
-    match flag.or(file) {
-        None => Ok(None),
-        Some(text) => Watermark::parse(text)
-            .map(Some)
-            .map_err(|message| GcError::Invalid {
-                key: key(flag.is_some(), names.0, names.1),
-                message,
-            }),
-    }
+    .serialize(s)
 }
 
 /// Patterns of an exclude file: one a line; blank lines and `#` comments ignored
@@ -92,42 +131,99 @@ pub fn parse_exclude_file(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn read_exclude_file(path: &Path) -> Result<Vec<String>, GcError> {
+fn read_exclude_file(path: &Path) -> Result<Vec<String>, String> {
     std::fs::read_to_string(path)
         .map(|t| parse_exclude_file(&t))
-        .map_err(|e| GcError::ExcludeFile {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        .map_err(|e| format!("cannot read exclude file {}: {e}", path.display()))
+}
+
+/// Flags win; a repeatable flag given at all replaces the file's list.
+fn list<'a>(flags: &'a [String], file: &'a [String]) -> &'a [String] {
+    if flags.is_empty() {
+        file
+    } else {
+        flags
+    }
 }
 
 impl GcSettings {
-    /// Merge flags over the file and validate.
-    pub fn resolve(raw: &RawGc, args: &GcArgs) -> Result<Self, GcError> {
-        let min_age = duration(
-            args.min_age.as_ref(),
-            raw.min_age.as_ref(),
-            ("min-age", "min_age"),
-            DEFAULT_MIN_AGE,
-        )?;
-        let container_grace = duration(
-            args.container_grace.as_ref(),
-            raw.container_grace.as_ref(),
-            ("container-grace", "container_grace"),
-            DEFAULT_CONTAINER_GRACE,
-        )?;
-        let high = watermark(
-            args.high_water.as_ref(),
-            raw.high_water.as_ref(),
-            ("high-water", "high_water"),
-        )?;
-        let low = watermark(
-            args.low_water.as_ref(),
-            raw.low_water.as_ref(),
-            ("low-water", "low_water"),
-        )?;
-        let disk = match (high, low) {
-            (None, None) => None,
+    /// The built-in defaults (no file, no flags).
+    pub fn defaults() -> Self {
+        let none = GcOptions::default();
+        Self::resolve(Layered::new(&none, &none, &Default::default()))
+            .unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+
+    /// Merge flags over the file over the defaults, and validate.
+    pub fn resolve(l: Layered<'_, GcOptions>) -> Result<Self, Invalid> {
+        let (flags, file) = (l.flags, l.file);
+        let disk = Self::watermarks(&l)?;
+        let concurrency = file.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 || concurrency > MAX_CONCURRENCY {
+            return Err(l.invalid(
+                CONCURRENCY,
+                false,
+                true,
+                format!("{concurrency} is outside 1..={MAX_CONCURRENCY}"),
+            ));
+        }
+        let mut exclude = list(&flags.exclude, &file.exclude).to_vec();
+        let exclude_file = flags.exclude_file.clone().or_else(|| file.exclude_file.clone());
+        if let Some(path) = &exclude_file {
+            let lines = read_exclude_file(path).map_err(|m| {
+                l.invalid(EXCLUDE_FILE, flags.exclude_file.is_some(), true, m)
+            })?;
+            exclude.extend(lines);
+        }
+        let excludes = ExcludeSet::new(&exclude).map_err(|e| {
+            l.invalid(
+                EXCLUDE,
+                !flags.exclude.is_empty() || flags.exclude_file.is_some(),
+                true,
+                e.to_string(),
+            )
+        })?;
+        Ok(Self {
+            dry_run: false,
+            min_age: flags
+                .min_age
+                .or(file.min_age)
+                .map_or(DEFAULT_MIN_AGE, |d| d.0),
+            keep_per_repo: flags
+                .keep_per_repo
+                .or(file.keep_per_repo)
+                .unwrap_or(DEFAULT_KEEP_PER_REPO),
+            exclude,
+            exclude_file,
+            disk,
+            containers: flags.containers || file.containers,
+            container_grace: flags
+                .container_grace
+                .or(file.container_grace)
+                .map_or(DEFAULT_CONTAINER_GRACE, |d| d.0),
+            volumes: flags.volumes || file.volumes,
+            build_cache: flags.build_cache || file.build_cache,
+            max_deletions: flags.max_deletions.or(file.max_deletions),
+            state: flags
+                .state
+                .clone()
+                .or_else(|| file.state.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+            protect_ecs_agent: file.protect_ecs_agent.unwrap_or(true),
+            remove_ecs_containers: file.remove_ecs_containers.unwrap_or(false),
+            concurrency,
+            excludes,
+        })
+    }
+
+    /// Both watermarks or neither; low water not above high water (same units).
+    fn watermarks(l: &Layered<'_, GcOptions>) -> Result<Option<DiskWatermarks>, Invalid> {
+        let (flags, file) = (l.flags, l.file);
+        let high = flags.high_water.or(file.high_water);
+        let low = flags.low_water.or(file.low_water);
+        let low_from_flag = flags.low_water.is_some();
+        match (high, low) {
+            (None, None) => Ok(None),
             (Some(high), Some(low)) => {
                 let inverted = match (high, low) {
                     (Watermark::Percent(h), Watermark::Percent(l)) => l > h,
@@ -135,76 +231,28 @@ impl GcSettings {
                     _ => false,
                 };
                 if inverted {
-                    return Err(GcError::Invalid {
-                        key: key(args.low_water.is_some(), "low-water", "low_water"),
-                        message: format!("low water {low} is above high water {high}"),
-                    });
+                    return Err(l.invalid(
+                        LOW_WATER,
+                        low_from_flag,
+                        true,
+                        format!("low water {low} is above high water {high}"),
+                    ));
                 }
-                Some(DiskWatermarks { high, low })
+                Ok(Some(DiskWatermarks { high, low }))
             }
-            (Some(_), None) => {
-                return Err(GcError::Invalid {
-                    key: "gc.low_water".to_owned(),
-                    message: "high water is set but low water is not; set both".to_owned(),
-                })
-            }
-            (None, Some(_)) => {
-                return Err(GcError::Invalid {
-                    key: "gc.high_water".to_owned(),
-                    message: "low water is set but high water is not; set both".to_owned(),
-                })
-            }
-        };
-        let concurrency = raw.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        if concurrency == 0 || concurrency > 64 {
-            return Err(GcError::Invalid {
-                key: "gc.concurrency".to_owned(),
-                message: format!("{concurrency} is outside 1..=64"),
-            });
+            (Some(_), None) => Err(l.invalid(
+                LOW_WATER,
+                false,
+                false,
+                "high water is set but low water is not; set both",
+            )),
+            (None, Some(_)) => Err(l.invalid(
+                HIGH_WATER,
+                false,
+                false,
+                "low water is set but high water is not; set both",
+            )),
         }
-        let mut exclude: Vec<String> = if args.exclude.is_empty() {
-            raw.exclude.clone()
-        } else {
-            args.exclude.clone()
-        };
-        let exclude_file = args
-            .exclude_file
-            .clone()
-            .or_else(|| raw.exclude_file.clone());
-        if let Some(path) = &exclude_file {
-            exclude.extend(read_exclude_file(path)?);
-        }
-        let excludes = ExcludeSet::new(&exclude).map_err(|e| GcError::Invalid {
-            key: if args.exclude.is_empty() && exclude_file.is_none() {
-                "gc.exclude".to_owned()
-            } else {
-                "--exclude".to_owned()
-            },
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            dry_run: args.dry_run,
-            output: args.output,
-            min_age,
-            keep_per_repo: args.keep_per_repo.or(raw.keep_per_repo).unwrap_or(0),
-            exclude,
-            exclude_file,
-            disk,
-            containers: args.containers || raw.containers.unwrap_or(false),
-            container_grace,
-            volumes: args.volumes || raw.volumes.unwrap_or(false),
-            build_cache: args.build_cache || raw.build_cache.unwrap_or(false),
-            max_deletions: args.max_deletions.or(raw.max_deletions),
-            state: args
-                .state
-                .clone()
-                .or_else(|| raw.state.clone())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
-            protect_ecs_agent: raw.protect_ecs_agent.unwrap_or(true),
-            remove_ecs_containers: raw.remove_ecs_containers.unwrap_or(false),
-            concurrency,
-            excludes,
-        })
     }
 
     /// The planner's view of these settings.
@@ -222,59 +270,47 @@ impl GcSettings {
             max_deletions: self.max_deletions,
         }
     }
-
-    /// The effective settings as JSON, for `shipshape check`.
-    pub fn to_json(&self) -> serde_json::Value {
-        #[derive(Serialize)]
-        struct Effective<'a> {
-            min_age: String,
-            keep_per_repo: u32,
-            exclude: &'a [String],
-            exclude_file: Option<String>,
-            high_water: Option<String>,
-            low_water: Option<String>,
-            containers: bool,
-            container_grace: String,
-            volumes: bool,
-            build_cache: bool,
-            max_deletions: Option<u32>,
-            state: String,
-            protect_ecs_agent: bool,
-            remove_ecs_containers: bool,
-            concurrency: usize,
-        }
-        serde_json::to_value(Effective {
-            min_age: format_duration(self.min_age),
-            keep_per_repo: self.keep_per_repo,
-            exclude: &self.exclude,
-            exclude_file: self.exclude_file.as_ref().map(|p| p.display().to_string()),
-            high_water: self.disk.map(|d| d.high.to_string()),
-            low_water: self.disk.map(|d| d.low.to_string()),
-            containers: self.containers,
-            container_grace: format_duration(self.container_grace),
-            volumes: self.volumes,
-            build_cache: self.build_cache,
-            max_deletions: self.max_deletions,
-            state: self.state.display().to_string(),
-            protect_ecs_agent: self.protect_ecs_agent,
-            remove_ecs_containers: self.remove_ecs_containers,
-            concurrency: self.concurrency,
-        })
-        .unwrap_or(serde_json::Value::Null)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::Parser;
 
-    fn resolve(raw: RawGc, args: GcArgs) -> Result<GcSettings, GcError> {
-        GcSettings::resolve(&raw, &args)
+    use super::*;
+    use crate::config::layer::{FileText, Origin};
+
+    /// `gc` flags as the command line gives them.
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: GcOptions,
+    }
+
+    fn flags(args: &[&str]) -> GcOptions {
+        Flags::try_parse_from(std::iter::once("gc").chain(args.iter().copied()))
+            .expect("flags parse")
+            .options
+    }
+
+    fn file(text: &str) -> (GcOptions, FileText) {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            gc: GcOptions,
+        }
+        let doc: Doc = toml::from_str(text).expect("file parses");
+        (doc.gc, FileText::new(Path::new("x.toml"), text))
+    }
+
+    fn resolve(flag_args: &[&str], text: &str) -> Result<GcSettings, Invalid> {
+        let flags = flags(flag_args);
+        let (file, text) = file(text);
+        GcSettings::resolve(Layered::new(&flags, &file, &text))
     }
 
     #[test]
     fn defaults_match_spec() {
-        let s = resolve(RawGc::default(), GcArgs::default()).unwrap();
+        let s = GcSettings::defaults();
         assert_eq!(s.min_age, Duration::from_secs(3600));
         assert_eq!(s.keep_per_repo, 0);
         assert_eq!(s.container_grace, Duration::from_secs(3600));
@@ -286,99 +322,71 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let raw = RawGc {
-            min_age: Some("2h".into()),
-            keep_per_repo: Some(3),
-            exclude: vec!["redis:*".into()],
-            ..Default::default()
-        };
-        let args = GcArgs {
-            min_age: Some("0s".into()),
-            exclude: vec!["app:*".into()],
-            ..Default::default()
-        };
-        let s = resolve(raw, args).unwrap();
+        let s = resolve(
+            &["--min-age", "0s", "--exclude", "app:*"],
+            "[gc]\nmin_age = \"2h\"\nkeep_per_repo = 3\nexclude = [\"redis:*\"]\n",
+        )
+        .unwrap();
         assert_eq!(s.min_age, Duration::ZERO);
         assert_eq!(s.keep_per_repo, 3);
         assert_eq!(s.exclude, vec!["app:*".to_owned()]);
     }
 
     #[test]
-    fn bad_duration_names_the_flag_or_key() {
-        let e = resolve(
-            RawGc::default(),
-            GcArgs {
-                min_age: Some("soon".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("--min-age"), "{e}");
-        let e = resolve(
-            RawGc {
-                container_grace: Some("x".into()),
-                ..Default::default()
-            },
-            GcArgs::default(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("gc.container_grace"), "{e}");
+    fn help_shows_the_defaults_written_once() {
+        use clap::CommandFactory;
+        let help = Flags::command().render_long_help().to_string();
+        assert!(help.contains("[default: 1h]"), "{help}");
+        assert!(help.contains("[default: /var/lib/shipshape/state.json]"), "{help}");
     }
 
     #[test]
-    fn bad_size_names_the_flag() {
-        let e = resolve(
-            RawGc::default(),
-            GcArgs {
-                high_water: Some("lots".into()),
-                low_water: Some("10%".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+    fn bad_duration_flag_is_refused_by_the_parser_naming_the_flag() {
+        let e = Flags::try_parse_from(["gc", "--min-age", "soon"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--min-age"), "{e}");
+        assert!(e.to_string().contains("\"soon\""), "{e}");
+    }
+
+    #[test]
+    fn bad_watermark_flag_is_refused_by_the_parser() {
+        let e = Flags::try_parse_from(["gc", "--high-water", "lots", "--low-water", "10%"])
+            .unwrap_err();
         assert!(e.to_string().contains("--high-water") && e.to_string().contains("lots"));
     }
 
     #[test]
-    fn low_above_high_is_refused() {
-        let e = resolve(
-            RawGc {
-                high_water: Some("70%".into()),
-                low_water: Some("80%".into()),
-                ..Default::default()
-            },
-            GcArgs::default(),
-        )
-        .unwrap_err();
+    fn low_above_high_is_refused_naming_key_and_line() {
+        let e = resolve(&[], "[gc]\nhigh_water = \"70%\"\nlow_water = \"80%\"\n").unwrap_err();
+        assert_eq!(e.key, LOW_WATER);
+        assert_eq!(e.origin, Origin::File { line: Some(3) });
         assert!(e.to_string().contains("gc.low_water"), "{e}");
     }
 
     #[test]
-    fn high_without_low_in_file_is_refused() {
-        let e = resolve(
-            RawGc {
-                high_water: Some("70%".into()),
-                ..Default::default()
-            },
-            GcArgs::default(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("low_water"), "{e}");
+    fn low_above_high_from_flags_names_the_flag() {
+        let e = resolve(&["--high-water", "70%", "--low-water", "80%"], "").unwrap_err();
+        assert_eq!(e.origin, Origin::Flag);
+        assert!(e.to_string().starts_with("invalid --low-water"), "{e}");
     }
 
     #[test]
-    fn bad_glob_is_a_usage_error_naming_it() {
-        let e = resolve(
-            RawGc::default(),
-            GcArgs {
-                exclude: vec!["app:[1".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+    fn high_without_low_in_file_is_refused() {
+        let e = resolve(&[], "[gc]\nhigh_water = \"70%\"\n").unwrap_err();
+        assert_eq!(e.key, LOW_WATER);
+    }
+
+    #[test]
+    fn concurrency_out_of_range_is_refused() {
+        let e = resolve(&[], "[gc]\nconcurrency = 0\n").unwrap_err();
+        assert_eq!(e.key, CONCURRENCY);
+        assert_eq!(e.origin, Origin::File { line: Some(2) });
+    }
+
+    #[test]
+    fn bad_glob_is_refused_naming_it() {
+        let e = resolve(&["--exclude", "app:[1"], "").unwrap_err();
+        assert_eq!(e.key, EXCLUDE);
         assert!(e.to_string().contains("app:[1"), "{e}");
     }
 
@@ -396,29 +404,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("exclude");
         std::fs::write(&path, "busybox\n").unwrap();
-        let s = resolve(
-            RawGc {
-                exclude: vec!["redis:*".into()],
-                exclude_file: Some(path),
-                ..Default::default()
-            },
-            GcArgs::default(),
-        )
-        .unwrap();
+        let text = format!(
+            "[gc]\nexclude = [\"redis:*\"]\nexclude_file = {:?}\n",
+            path.display().to_string()
+        );
+        let s = resolve(&[], &text).unwrap();
         assert_eq!(s.exclude, vec!["redis:*", "busybox"]);
     }
 
     #[test]
-    fn missing_exclude_file_is_a_usage_error_naming_it() {
-        let e = resolve(
-            RawGc::default(),
-            GcArgs {
-                exclude_file: Some("/nonexistent/excl".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+    fn missing_exclude_file_is_refused_naming_it() {
+        let e = resolve(&["--exclude-file", "/nonexistent/excl"], "").unwrap_err();
+        assert_eq!(e.key, EXCLUDE_FILE);
         assert!(e.to_string().contains("/nonexistent/excl"), "{e}");
+    }
+
+    #[test]
+    fn check_shows_the_resolved_settings() {
+        let s = resolve(&[], "[gc]\nhigh_water = \"85%\"\nlow_water = \"75%\"\n").unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["min_age"], "1h");
+        assert_eq!(v["high_water"], "85%");
+        assert_eq!(v["low_water"], "75%");
+        assert_eq!(v["concurrency"], 4);
+        assert!(v.get("excludes").is_none() && v.get("dry_run").is_none());
     }
 }
