@@ -247,14 +247,16 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
     let client = DockerClient::connect(Some(&d.host()))
         .await
         .expect("connect");
-    let settings = GcSettings::resolve(
+    let flags = shipshape::image_gc::settings::GcOptions {
+        min_age: Some("0s".parse().expect("duration")),
+        state: Some("/nonexistent/state.json".into()),
+        ..Default::default()
+    };
+    let settings = GcSettings::resolve(shipshape::config::layer::Layered::new(
+        &flags,
         &Default::default(),
-        &shipshape::cli::GcArgs {
-            min_age: Some("0s".into()),
-            state: Some("/nonexistent/state.json".into()),
-            ..Default::default()
-        },
-    )
+        &Default::default(),
+    ))
     .expect("settings");
     let options = snapshot::SnapshotOptions {
         require_disk: false,
