@@ -51,7 +51,7 @@ pub async fn run(cli: Cli, raw: RawConfig, source: ConfigSource) -> Result<Statu
     let globals = Globals::from_cli(&cli, source);
     match &cli.command {
         Command::Bootstrap(args) => {
-            Ok(crate::bootstrap::run(&globals, &raw.bootstrap, args).await?)
+            Ok(crate::bootstrap::cli_entry(&globals, &raw.bootstrap, args).await?)
         }
         Command::Gc(args) => Ok(crate::image_gc::run(&globals, &raw.gc, args).await?),
         Command::EcrPrune(args) => Ok(crate::ecr_prune::run(&globals, &raw.ecr, args).await?),

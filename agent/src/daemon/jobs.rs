@@ -135,9 +135,10 @@ async fn ecr_prune(ctx: &JobContext) -> Result<(), String> {
 }
 
 async fn refresh_auth(ctx: &JobContext) -> Result<(), String> {
-    let changed = crate::bootstrap::refresh(&ctx.globals, &ctx.config.bootstrap)
-        .await
-        .map_err(|e| e.to_string())?;
+    let changed =
+        crate::bootstrap::daemon_entry(&ctx.globals, &ctx.config.bootstrap, &ctx.shutdown)
+            .await
+            .map_err(|e| e.to_string())?;
     if !changed {
         tracing::info!(job = "refresh_auth", "ecs.config unchanged");
         return Ok(());
