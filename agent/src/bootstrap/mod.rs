@@ -4,14 +4,14 @@
 //! leaves every file untouched. Flow: settings → snapshot (the sources, through the
 //! ports, with retry) → plan (pure) → apply (atomic writes) → report.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod auth;
 pub mod ecs_config;
 mod error;
-pub mod plan;
-pub mod report;
+pub(crate) mod plan;
+pub(crate) mod report;
 pub mod settings;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ use crate::error::Status;
 use crate::ports::secrets::{ObjectStore, SecretSource};
 pub use error::BootstrapError;
 use plan::{managed_entries, Plan};
-pub use report::Report;
+pub use report::{DockerConfigReport, DroppedLine, Report};
 use settings::Settings;
 use snapshot::Snapshot;
 
