@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use crate::bootstrap::settings::Settings as BootstrapSettings;
+use crate::bootstrap::BootstrapError;
 use crate::cli::{CheckCommand, Cli, Command, LogFormat, LogLevel, OutputFormat};
 use crate::config::layer::Layered;
 use crate::config::{ConfigError, Loaded};
@@ -62,7 +66,10 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
         Command::Bootstrap(cmd) => {
             let settings = BootstrapSettings::resolve(Layered::new(&cmd.options, &file.bootstrap, text))
                 .map_err(|e| loaded.invalid(e))?;
-            Ok(crate::bootstrap::run(&globals, &settings, cmd.dry_run, cmd.output).await?)
+            let report =
+                bootstrap(&globals, &settings, cmd.dry_run, &CancellationToken::new()).await?;
+            crate::bootstrap::report::render(&report, cmd.output, &mut std::io::stdout().lock())?;
+            Ok(Status::Ok)
         }
         Command::Gc(cmd) => {
             let mut settings = GcSettings::resolve(Layered::new(&cmd.options, &file.gc, text))
@@ -86,6 +93,33 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
         }
         Command::Check(cmd) => check(&loaded, cmd),
     }
+}
+
+/// Bootstrap on AWS: the adapters are built only when a source needs them (so a
+/// `--cluster`-only run never waits for IMDS), within the `--timeout` budget.
+pub async fn bootstrap(
+    globals: &Globals,
+    settings: &BootstrapSettings,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Result<crate::bootstrap::Report, BootstrapError> {
+    use crate::adapters::secrets::{AwsSecrets, NotConnected};
+    let deadline = Instant::now() + settings.timeout;
+    if !settings.needs_aws() {
+        let none = NotConnected;
+        return crate::bootstrap::run(settings, dry_run, &none, &none, deadline, cancel).await;
+    }
+    let aws = tokio::time::timeout_at(
+        deadline,
+        AwsSecrets::connect(globals.region.as_deref(), settings.timeout),
+    )
+    .await
+    .map_err(|_| BootstrapError::Timeout {
+        source_name: "the AWS configuration (region, credentials)".into(),
+        timeout: settings.timeout,
+        last: "still loading".into(),
+    })?;
+    crate::bootstrap::run(settings, dry_run, &aws, &aws, deadline, cancel).await
 }
 
 /// Everything the daemon runs with: its own sections and those of the jobs it

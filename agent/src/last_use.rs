@@ -118,9 +118,11 @@ impl LastUseState {
                 source,
             })?;
         }
-        crate::fsutil::atomic_write(path, &bytes, 0o644).map_err(|source| StateError::Write {
-            path: path.display().to_string(),
-            source,
+        crate::shared::atomic_file::atomic_write(path, &bytes, 0o644).map_err(|source| {
+            StateError::Write {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }

@@ -19,10 +19,10 @@ pub mod daemon;
 pub mod ecr_prune;
 pub mod error;
 pub mod exit;
-pub mod fsutil;
 pub mod image_gc;
 pub mod last_use;
 pub mod ports;
+pub mod shared;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -18,7 +18,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
 use super::aws::{sdk_config, CallLogger};
-use crate::ports::secrets::{FetchError, ObjectStore, SecretSource, SecretText};
+use crate::ports::secrets::{arn_region, FetchError, ObjectStore, SecretSource, SecretText};
 
 /// Per-attempt bounds; the caller's deadline bounds the total.
 fn timeouts(total: Duration) -> TimeoutConfig {
@@ -63,11 +63,6 @@ impl AwsSecrets {
         }
     }
 
-    /// Whether a region is known (from `--region`, env, profile or IMDS).
-    pub fn has_region(&self) -> bool {
-        self.sdk.region().is_some()
-    }
-
     async fn secrets_client(&self, region: Option<String>) -> aws_sdk_secretsmanager::Client {
         let mut clients = self.secrets.lock().await;
         clients
@@ -86,16 +81,12 @@ impl AwsSecrets {
     }
 }
 
-/// The region of a Secrets Manager ARN (`arn:PARTITION:secretsmanager:REGION:…`).
-pub fn arn_region(id: &str) -> Option<String> {
-    let mut parts = id.splitn(6, ':');
-    let (arn, _partition, service, region) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    (arn == "arn" && service == "secretsmanager" && !region.is_empty()).then(|| region.to_owned())
-}
-
 #[async_trait]
 impl SecretSource for AwsSecrets {
+    fn has_region(&self) -> bool {
+        self.sdk.region().is_some()
+    }
+
     async fn get_secret_string(&self, id: &str) -> Result<SecretText, FetchError> {
         let client = self.secrets_client(arn_region(id)).await;
         let out = client
@@ -118,6 +109,10 @@ impl SecretSource for AwsSecrets {
 
 #[async_trait]
 impl ObjectStore for AwsSecrets {
+    fn has_region(&self) -> bool {
+        self.sdk.region().is_some()
+    }
+
     async fn get_object(&self, bucket: &str, key: &str) -> Result<SecretText, FetchError> {
         let out = self
             .s3
@@ -135,6 +130,36 @@ impl ObjectStore for AwsSecrets {
         String::from_utf8(body.into_bytes().to_vec())
             .map(SecretText::new)
             .map_err(|_| FetchError::Other("the object is not UTF-8 text".into()))
+    }
+}
+
+/// The sources of a run that names none (only `--cluster`/`--set`): no AWS
+/// configuration is loaded, so such a run never waits for IMDS. Every call fails;
+/// none is made, since the settings name no secret and no object.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NotConnected;
+
+const NOT_CONNECTED: &str = "AWS was not set up for this run (no secret or S3 source given)";
+
+#[async_trait]
+impl SecretSource for NotConnected {
+    fn has_region(&self) -> bool {
+        true
+    }
+
+    async fn get_secret_string(&self, _id: &str) -> Result<SecretText, FetchError> {
+        Err(FetchError::Other(NOT_CONNECTED.into()))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for NotConnected {
+    fn has_region(&self) -> bool {
+        true
+    }
+
+    async fn get_object(&self, _bucket: &str, _key: &str) -> Result<SecretText, FetchError> {
+        Err(FetchError::Other(NOT_CONNECTED.into()))
     }
 }
 
@@ -225,19 +250,11 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn arn_regions() {
-        assert_eq!(
-            arn_region("arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-AbCdEf")
-                .as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            arn_region("arn:aws-cn:secretsmanager:cn-north-1:1:secret:x").as_deref(),
-            Some("cn-north-1")
-        );
-        assert_eq!(arn_region("prod/gitlab-registry"), None);
-        assert_eq!(arn_region("arn:aws:s3:::bucket"), None);
+    #[tokio::test]
+    async fn not_connected_refuses_every_call() {
+        let e = NotConnected.get_secret_string("id").await.unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        assert!(NotConnected.get_object("b", "k").await.is_err());
     }
 
     #[test]

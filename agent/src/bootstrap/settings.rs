@@ -215,6 +215,13 @@ impl Settings {
             .expect("valid flags")
     }
 
+    /// Settings from these options as flags alone (tests of the areas that use them).
+    #[cfg(test)]
+    pub(crate) fn from_options(flags: &BootstrapOptions) -> Self {
+        Self::resolve(Layered::new(flags, &BootstrapOptions::default(), &Default::default()))
+            .expect("valid options")
+    }
+
     /// Whether any source needs AWS.
     pub fn needs_aws(&self) -> bool {
         !self.registry_secrets.is_empty()

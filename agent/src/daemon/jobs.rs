@@ -133,9 +133,10 @@ async fn refresh_auth(ctx: &JobContext) -> Result<(), String> {
     let Some(bootstrap) = &ctx.config.bootstrap else {
         return Err("[bootstrap] was not resolved for this job".to_owned());
     };
-    let changed = crate::bootstrap::refresh(&ctx.globals, bootstrap)
+    let changed = crate::app::bootstrap(&ctx.globals, bootstrap, false, &ctx.shutdown)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .any_changed();
     if !changed {
         tracing::info!(job = "refresh_auth", "ecs.config unchanged");
         return Ok(());

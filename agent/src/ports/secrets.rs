@@ -48,6 +48,10 @@ impl fmt::Debug for SecretText {
 /// AWS Secrets Manager, reduced to what bootstrap needs.
 #[async_trait]
 pub trait SecretSource: Send + Sync {
+    /// Whether a default region is known (`--region`, the environment, a profile or
+    /// IMDS). Without one only secrets given by full ARN can be read.
+    fn has_region(&self) -> bool;
+
     /// The `SecretString` of a secret (name or full ARN; an ARN's region is used).
     async fn get_secret_string(&self, id: &str) -> Result<SecretText, FetchError>;
 }
@@ -55,6 +59,44 @@ pub trait SecretSource: Send + Sync {
 /// Amazon S3, reduced to what bootstrap needs.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
+    /// Whether a region is known; without one no object can be read.
+    fn has_region(&self) -> bool;
+
     /// The whole body of an object.
     async fn get_object(&self, bucket: &str, key: &str) -> Result<SecretText, FetchError>;
+}
+
+/// The region of a Secrets Manager ARN (`arn:PARTITION:secretsmanager:REGION:…`):
+/// such a secret is read in its own region, whatever the default is.
+pub fn arn_region(id: &str) -> Option<String> {
+    let mut parts = id.splitn(6, ':');
+    let (arn, _partition, service, region) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (arn == "arn" && service == "secretsmanager" && !region.is_empty()).then(|| region.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_regions() {
+        assert_eq!(
+            arn_region("arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-AbCdEf")
+                .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            arn_region("arn:aws-cn:secretsmanager:cn-north-1:1:secret:x").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(arn_region("prod/gitlab-registry"), None);
+        assert_eq!(arn_region("arn:aws:s3:::bucket"), None);
+    }
+
+    #[test]
+    fn secret_text_debug_hides_the_value() {
+        let t = SecretText::new("CANARY");
+        assert_eq!(format!("{t:?}"), "SecretText(<redacted>, 6 bytes)");
+    }
 }

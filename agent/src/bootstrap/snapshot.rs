@@ -1,69 +1,111 @@
-//! Fetch every source through the ports, retrying transient failures with
-//! exponential backoff and full jitter until the `--timeout` deadline, then fold
+//! Fetch every source through the ports, retrying transient failures with capped
+//! exponential backoff and jitter (`backon`) until the `--timeout` deadline, then fold
 //! them into one registry map and one list of fragment keys. Order of precedence
 //! (later wins): `--from-s3` objects, then `--auth-secret`s, then `--registry-secret`s.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::try_join_all;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::{parse_auth_json, parse_registry_secret, AuthMap};
 use super::ecs_config::{parse_fragment, upsert, Entry};
 use super::settings::{Settings, AUTH_KEYS};
 use super::BootstrapError;
-use crate::ports::secrets::{FetchError, ObjectStore, SecretSource, SecretText};
+use crate::ports::secrets::{arn_region, FetchError, ObjectStore, SecretSource, SecretText};
 
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// The first wait; each later one doubles up to `BACKOFF_CAP`, and jitter adds up to
+/// as much again (so 100–200 ms first, 2.5–5 s once capped).
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_millis(2500);
 
 /// What the sources gave, merged.
 #[derive(Debug, Default)]
-pub struct Collected {
+pub struct Snapshot {
     pub registries: AuthMap,
     /// Keys from ecs.config fragments (S3), minus the auth keys, later wins.
     pub entries: Vec<Entry>,
 }
 
-/// Fetch all sources concurrently, then apply them in precedence order.
-pub async fn collect(
+/// Without a default region every secret must be an ARN, and there must be no S3
+/// source. Checked before any call, so such a run fails at once as a usage error.
+pub fn check_regions(
+    settings: &Settings,
+    secrets: &dyn SecretSource,
+    objects: &dyn ObjectStore,
+) -> Result<(), BootstrapError> {
+    if !objects.has_region() {
+        if let Some(loc) = settings.from_s3.first() {
+            return Err(BootstrapError::NoRegion {
+                source_name: loc.to_string(),
+            });
+        }
+    }
+    if secrets.has_region() {
+        return Ok(());
+    }
+    let ids = settings
+        .registry_secrets
+        .iter()
+        .map(|(_, id)| id)
+        .chain(&settings.auth_secrets);
+    for id in ids {
+        if arn_region(id).is_none() {
+            return Err(BootstrapError::NoRegion {
+                source_name: format!("secret {id}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fetch all sources concurrently, then apply them in precedence order. Stops at the
+/// first source that fails for good, at `deadline`, or when `cancel` fires.
+pub async fn fetch(
     settings: &Settings,
     secrets: &dyn SecretSource,
     store: &dyn ObjectStore,
     deadline: Instant,
-) -> Result<Collected, BootstrapError> {
-    let timeout = settings.timeout;
+    cancel: &CancellationToken,
+) -> Result<Snapshot, BootstrapError> {
+    let retry = Retry {
+        deadline,
+        timeout: settings.timeout,
+        cancel,
+    };
+    let retry = &retry;
     let objects = try_join_all(settings.from_s3.iter().map(|loc| {
         let label = loc.to_string();
         async move {
-            let text = with_retry(&label, deadline, timeout, || {
-                store.get_object(&loc.bucket, &loc.key)
-            })
-            .await?;
+            let text = retry
+                .run(&label, || store.get_object(&loc.bucket, &loc.key))
+                .await?;
             Ok::<_, BootstrapError>((label, text))
         }
     }));
     let auth_secrets = try_join_all(settings.auth_secrets.iter().map(|id| {
         let label = format!("secret {id}");
         async move {
-            let text =
-                with_retry(&label, deadline, timeout, || secrets.get_secret_string(id)).await?;
+            let text = retry.run(&label, || secrets.get_secret_string(id)).await?;
             Ok::<_, BootstrapError>((label, text))
         }
     }));
     let registry_secrets = try_join_all(settings.registry_secrets.iter().map(|(registry, id)| {
         let label = format!("secret {id} (for {registry})");
         async move {
-            let text =
-                with_retry(&label, deadline, timeout, || secrets.get_secret_string(id)).await?;
+            let text = retry.run(&label, || secrets.get_secret_string(id)).await?;
             Ok::<_, BootstrapError>((label, registry.clone(), text))
         }
     }));
     let (objects, auth_secrets, registry_secrets) =
         tokio::try_join!(objects, auth_secrets, registry_secrets)?;
 
-    let mut out = Collected::default();
+    let mut out = Snapshot::default();
     for (label, text) in &objects {
         apply_object(&mut out, label, text)?;
     }
@@ -87,7 +129,7 @@ pub async fn collect(
 
 /// An S3 object: auth JSON when its first non-blank character is `{`, otherwise an
 /// ecs.config fragment whose `ECS_ENGINE_AUTH_DATA` (if any) is read as auth JSON.
-fn apply_object(out: &mut Collected, label: &str, text: &SecretText) -> Result<(), BootstrapError> {
+fn apply_object(out: &mut Snapshot, label: &str, text: &SecretText) -> Result<(), BootstrapError> {
     let body = text.expose();
     if body.trim_start().starts_with('{') {
         let map = parse_auth_json(body).map_err(|e| content(label, e.to_string()))?;
@@ -120,56 +162,81 @@ fn content(label: &str, message: String) -> BootstrapError {
     }
 }
 
-/// Run `op` until it succeeds, fails for good, or the deadline passes. Transient
-/// errors wait `min(cap, base·2^n)` scaled by a random factor in [0.5, 1].
-pub async fn with_retry<F, Fut>(
-    label: &str,
-    deadline: Instant,
-    timeout: Duration,
-    mut op: F,
-) -> Result<SecretText, BootstrapError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<SecretText, FetchError>>,
-{
-    let mut attempt: u32 = 0;
-    let mut last: Option<FetchError> = None;
-    loop {
-        let give_up = |last: Option<FetchError>| BootstrapError::Timeout {
-            source_name: label.to_owned(),
-            timeout,
-            last: last.map_or_else(|| "no answer".to_owned(), |e| e.to_string()),
-        };
-        if Instant::now() >= deadline {
-            return Err(give_up(last));
-        }
-        attempt += 1;
-        match tokio::time::timeout_at(deadline, op()).await {
-            Err(_) => return Err(give_up(last)),
-            Ok(Ok(value)) => {
-                tracing::debug!(source = %label, attempt, "fetched");
-                return Ok(value);
-            }
-            Ok(Err(e)) if e.is_transient() => {
-                let delay = backoff(attempt);
-                tracing::warn!(source = %label, attempt, error = %e, retry_in = ?delay, "transient error, retrying");
-                last = Some(e);
-                tokio::time::sleep_until(deadline.min(Instant::now() + delay)).await;
-            }
-            Ok(Err(e)) => {
-                return Err(BootstrapError::Fetch {
-                    source_name: label.to_owned(),
-                    error: e,
-                })
-            }
-        }
-    }
+/// The waits between attempts: exponential from `BACKOFF_BASE`, capped at
+/// `BACKOFF_CAP`, jittered, without a count: the `--timeout` deadline (which cuts
+/// the last wait short) bounds the total, so a run gives up at the deadline, not
+/// before it.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_BASE)
+        .with_max_delay(BACKOFF_CAP)
+        .with_jitter()
+        .without_max_times()
 }
 
-fn backoff(attempt: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(BACKOFF_CAP);
-    capped.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+/// The retry budget shared by every source of one run.
+struct Retry<'a> {
+    deadline: Instant,
+    /// `--timeout`, for the give-up message.
+    timeout: Duration,
+    cancel: &'a CancellationToken,
+}
+
+impl Retry<'_> {
+    /// Run `op` until it succeeds, fails for good, the deadline passes or the run is
+    /// cancelled. Only `FetchError::Transient` is retried.
+    async fn run<F, Fut>(&self, label: &str, mut op: F) -> Result<SecretText, BootstrapError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<SecretText, FetchError>>,
+    {
+        let attempts = AtomicU32::new(0);
+        // The last transient error, for the message when the deadline cuts an attempt.
+        let last: Mutex<Option<FetchError>> = Mutex::new(None);
+        let attempt = || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            op()
+        };
+        let retrying = attempt
+            .retry(backoff())
+            .sleep(tokio::time::sleep)
+            .when(FetchError::is_transient)
+            .notify(|e: &FetchError, delay: Duration| {
+                let attempt = attempts.load(Ordering::Relaxed);
+                tracing::warn!(source = %label, attempt, error = %e, retry_in = ?delay, "transient error, retrying");
+                *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+            });
+        let outcome = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                return Err(BootstrapError::Cancelled {
+                    source_name: label.to_owned(),
+                })
+            }
+            outcome = tokio::time::timeout_at(self.deadline, retrying) => outcome,
+        };
+        let give_up = |last: Option<FetchError>| BootstrapError::Timeout {
+            source_name: label.to_owned(),
+            timeout: self.timeout,
+            last: last.map_or_else(|| "no answer".to_owned(), |e| e.to_string()),
+        };
+        match outcome {
+            Err(_elapsed) => Err(give_up(
+                last.lock().unwrap_or_else(PoisonError::into_inner).take(),
+            )),
+            Ok(Ok(value)) => {
+                let attempt = attempts.load(Ordering::Relaxed);
+                tracing::debug!(source = %label, attempt, "fetched");
+                Ok(value)
+            }
+            // Not reached while the backoff has no count; mapped for completeness.
+            Ok(Err(e)) if e.is_transient() => Err(give_up(Some(e))),
+            Ok(Err(e)) => Err(BootstrapError::Fetch {
+                source_name: label.to_owned(),
+                error: e,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,14 +260,34 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
+    /// `fetch` with a token nobody cancels.
+    async fn collect(
+        settings: &Settings,
+        secrets: &dyn SecretSource,
+        store: &dyn ObjectStore,
+        deadline: Instant,
+    ) -> Result<Snapshot, BootstrapError> {
+        fetch(
+            settings,
+            secrets,
+            store,
+            deadline,
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
-        for attempt in 1..30 {
-            let d = backoff(attempt);
-            assert!(d <= BACKOFF_CAP, "{attempt}: {d:?}");
-            assert!(d >= BACKOFF_BASE / 2);
+        use backon::BackoffBuilder as _;
+        let delays: Vec<Duration> = backoff().build().take(30).collect();
+        assert_eq!(delays.len(), 30, "no retry count: the deadline decides");
+        assert!(delays[0] >= BACKOFF_BASE && delays[0] <= BACKOFF_BASE * 2);
+        for (attempt, d) in delays.iter().enumerate() {
+            assert!(*d <= BACKOFF_CAP * 2, "{attempt}: {d:?}");
+            assert!(*d >= BACKOFF_BASE, "{attempt}: {d:?}");
         }
-        assert!(backoff(10) >= BACKOFF_CAP / 2);
+        assert!(delays[10] >= BACKOFF_CAP, "{:?}", delays[10]);
     }
 
     #[tokio::test]
@@ -216,7 +303,7 @@ mod tests {
         assert_eq!(secrets.calls("id"), 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn transient_errors_until_deadline_time_out() {
         let secrets = FakeSecrets::default()
             .with("id", r#"{"username":"u","password":"p"}"#)
@@ -327,5 +414,85 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("line 2"), "{msg}");
         assert!(!msg.contains("CANARY"), "{msg}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_cut_at_the_deadline_naming_the_last_error() {
+        struct Slow;
+        #[async_trait::async_trait]
+        impl SecretSource for Slow {
+            fn has_region(&self) -> bool {
+                true
+            }
+            async fn get_secret_string(&self, _id: &str) -> Result<SecretText, FetchError> {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(FetchError::Transient("never".into()))
+            }
+        }
+        let s = ghcr_from_secret_id();
+        let start = Instant::now();
+        let err = collect(
+            &s,
+            &Slow,
+            &FakeStore::default(),
+            start + Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        assert!(err.to_string().contains("last error: no answer"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_stops_the_retries() {
+        let secrets = FakeSecrets::default().failing_first(
+            "id",
+            u32::MAX,
+            FetchError::Transient("Throttling".into()),
+        );
+        let s = ghcr_from_secret_id();
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.cancel();
+        });
+        let start = Instant::now();
+        let err = fetch(&s, &secrets, &FakeStore::default(), far(), &cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BootstrapError::Cancelled { .. }), "{err}");
+        assert!(Instant::now() - start < Duration::from_secs(2));
+        assert!(err.to_string().contains("secret id"), "{err}");
+    }
+
+    #[test]
+    fn without_a_region_secrets_must_be_arns() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:1:secret:x";
+        let s = Settings::from_flags(&["--registry-secret", &format!("ghcr.io={arn}")]);
+        let none = FakeSecrets::default().without_region();
+        check_regions(&s, &none, &FakeStore::default().without_region()).unwrap();
+        let err = check_regions(&ghcr_from_secret_id(), &none, &FakeStore::default()).unwrap_err();
+        assert!(matches!(err, BootstrapError::NoRegion { .. }), "{err}");
+        assert!(err.to_string().contains("secret id"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn without_a_region_s3_is_refused() {
+        let s = from_one_object("s3://b/k");
+        let err = check_regions(
+            &s,
+            &FakeSecrets::default(),
+            &FakeStore::default().without_region(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("s3://b/k"), "{err}");
+        check_regions(
+            &s,
+            &FakeSecrets::default().without_region(),
+            &FakeStore::default(),
+        )
+        .unwrap();
     }
 }
