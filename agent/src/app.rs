@@ -55,7 +55,7 @@ pub async fn run(cli: Cli, raw: RawConfig, source: ConfigSource) -> Result<Statu
         }
         Command::Gc(args) => Ok(crate::image_gc::run(&globals, &raw.gc, args).await?),
         Command::EcrPrune(args) => Ok(crate::ecr_prune::run(&globals, &raw.ecr, args).await?),
-        Command::Daemon(_) => Ok(crate::daemon::run(&globals, raw).await?),
+        Command::Daemon(_) => Ok(crate::daemon::wiring::run(&globals, raw).await?),
         Command::Check(args) => check(&globals, &raw, args),
     }
 }
@@ -70,7 +70,7 @@ pub fn check(globals: &Globals, raw: &RawConfig, args: &CheckArgs) -> Result<Sta
         "bootstrap": crate::bootstrap::effective(&raw.bootstrap)?,
         "gc": crate::image_gc::effective(&raw.gc)?,
         "ecr": crate::ecr_prune::effective(&raw.ecr)?,
-        "daemon": crate::daemon::effective(&raw.daemon, &raw.metrics)?,
+        "daemon": crate::daemon::wiring::effective(&raw.daemon, &raw.metrics)?,
     });
     let mut out = std::io::stdout().lock();
     match args.output {
