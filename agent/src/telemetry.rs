@@ -59,7 +59,7 @@ pub enum TelemetryError {
 }
 
 /// Directive string for our crate at `level`, everything else at `warn`.
-pub fn filter_directives(level: LogLevel) -> String {
+pub(crate) fn filter_directives(level: LogLevel) -> String {
     let lvl = match level {
         LogLevel::Error => "error",
         LogLevel::Warn => "warn",
@@ -71,7 +71,7 @@ pub fn filter_directives(level: LogLevel) -> String {
 }
 
 /// `RUST_LOG` when set, else [`filter_directives`] for `level`.
-pub fn env_filter(level: LogLevel) -> Result<EnvFilter, TelemetryError> {
+pub(crate) fn env_filter(level: LogLevel) -> Result<EnvFilter, TelemetryError> {
     match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => {
             EnvFilter::try_new(v).map_err(|e| TelemetryError::Filter(e.to_string()))
@@ -96,7 +96,7 @@ pub fn init(
 }
 
 /// Install the global subscriber writing to stderr.
-pub fn init_stderr(level: LogLevel, format: LogFormat) -> Result<(), TelemetryError> {
+fn init_stderr(level: LogLevel, format: LogFormat) -> Result<(), TelemetryError> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter(level)?)
         .with_writer(std::io::stderr)
@@ -121,7 +121,7 @@ fn init_journal(level: LogLevel) -> Result<(), TelemetryError> {
 
 /// Forwards tracing events to the journal, each field as a journal field
 /// (`job` → `JOB`, `image_id` → `IMAGE_ID`…) through systemd-journal-logger.
-pub struct JournalLayer {
+pub(crate) struct JournalLayer {
     journal: JournalLog,
 }
 
@@ -160,7 +160,7 @@ fn log_level(l: Level) -> log::Level {
 
 /// An event's message and its other fields as strings.
 #[derive(Debug, Default)]
-pub struct Fields {
+pub(crate) struct Fields {
     pub message: String,
     pub pairs: Vec<(String, String)>,
 }

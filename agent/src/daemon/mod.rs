@@ -8,19 +8,19 @@
 //! running jobs (bounded), saves state, returns. The caller owns signals and logging.
 
 mod background;
-pub mod disk;
-pub mod events;
+pub(crate) mod disk;
+pub(crate) mod events;
 mod generation;
-pub mod http;
-pub mod job_run;
+pub(crate) mod http;
+pub(crate) mod job_run;
 pub mod jobs;
-pub mod metrics;
-pub mod notify;
-pub mod on_change;
-pub mod schedule;
-pub mod scheduler;
+pub(crate) mod metrics;
+pub(crate) mod notify;
+pub(crate) mod on_change;
+pub(crate) mod schedule;
+pub(crate) mod scheduler;
 pub mod settings;
-pub mod wiring;
+pub(crate) mod wiring;
 
 #[cfg(test)]
 pub(crate) mod fakes;

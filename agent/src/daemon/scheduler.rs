@@ -48,6 +48,7 @@ impl JobGuards {
             .map(|_| RunGuard(Arc::clone(flag)))
     }
 
+    #[cfg(test)]
     pub fn is_running(&self, kind: JobKind) -> bool {
         self.flags
             .get(&kind)
