@@ -1,12 +1,14 @@
 //! The composition root: resolves each command's settings (flags over file over
-//! defaults), builds what the command needs, dispatches, and prints. `check` resolves
-//! every section at once and prints the resolved settings by serializing them.
+//! defaults), builds the adapters the command needs — the only place that does —,
+//! calls the core, and prints its report. `check` resolves every section and prints
+//! the resolved settings by serializing them.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::Serialize;
-
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -15,8 +17,9 @@ use crate::bootstrap::BootstrapError;
 use crate::cli::{CheckCommand, Cli, Command, LogFormat, LogLevel, OutputFormat};
 use crate::config::layer::Layered;
 use crate::config::{ConfigError, Loaded};
+use crate::daemon::jobs::{AuthOutcome, EcrOutcome, GcMode, GcOutcome, JobError, Jobs};
 use crate::daemon::settings::{DaemonSettings, JobKind};
-use crate::daemon::JobSections;
+use crate::daemon::{Config as DaemonConfig, DaemonDeps, DaemonError, Reloader};
 use crate::ecr_prune::settings::Settings as EcrSettings;
 use crate::error::Error;
 use crate::exit::Status;
@@ -35,17 +38,6 @@ pub struct Globals {
 }
 
 impl Globals {
-    /// Globals for library callers and tests: defaults everywhere.
-    pub fn defaults() -> Self {
-        Self {
-            region: None,
-            docker_host: None,
-            config_path: None,
-            log_level: LogLevel::Info,
-            log_format: LogFormat::Text,
-        }
-    }
-
     pub fn from_cli(cli: &Cli) -> Self {
         Self {
             region: cli.region.clone(),
@@ -64,8 +56,9 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
     let file = &loaded.file;
     match &cli.command {
         Command::Bootstrap(cmd) => {
-            let settings = BootstrapSettings::resolve(Layered::new(&cmd.options, &file.bootstrap, text))
-                .map_err(|e| loaded.invalid(e))?;
+            let settings =
+                BootstrapSettings::resolve(Layered::new(&cmd.options, &file.bootstrap, text))
+                    .map_err(|e| loaded.invalid(e))?;
             let report =
                 bootstrap(&globals, &settings, cmd.dry_run, &CancellationToken::new()).await?;
             crate::bootstrap::report::render(&report, cmd.output, &mut std::io::stdout().lock())?;
@@ -82,22 +75,14 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
                 .map_err(|e| loaded.invalid(e))?;
             Ok(crate::ecr_prune::run(&globals, &settings, cmd.output).await?)
         }
-        Command::Daemon(_) => {
-            let (sections, settings) = resolve_daemon(&loaded)?;
-            let config_path = globals.config_path.clone();
-            let reload: crate::daemon::Reload = Box::new(move || {
-                let loaded = crate::config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
-                resolve_daemon(&loaded).map_err(|e| e.to_string())
-            });
-            Ok(crate::daemon::run(&globals, sections, settings, reload).await?)
-        }
+        Command::Daemon(_) => Ok(daemon(&globals, &loaded).await?),
         Command::Check(cmd) => check(&loaded, cmd),
     }
 }
 
 /// Bootstrap on AWS: the adapters are built only when a source needs them (so a
 /// `--cluster`-only run never waits for IMDS), within the `--timeout` budget.
-pub async fn bootstrap(
+async fn bootstrap(
     globals: &Globals,
     settings: &BootstrapSettings,
     dry_run: bool,
@@ -122,6 +107,34 @@ pub async fn bootstrap(
     crate::bootstrap::run(settings, dry_run, &aws, &aws, deadline, cancel).await
 }
 
+/// `shipshape daemon`: resolve, build the adapters, install the signal handlers (here,
+/// inside the runtime and only for the daemon: a handler replaces the default action),
+/// run the core until SIGTERM.
+async fn daemon(globals: &Globals, loaded: &Loaded) -> Result<Status, DaemonError> {
+    let config = daemon_config(globals, loaded).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let signals = crate::shutdown::install().map_err(DaemonError::Signals)?;
+    let docker_host = crate::adapters::docker::resolve_host(globals.docker_host.as_deref());
+    let deps = DaemonDeps {
+        docker: Arc::new(crate::adapters::docker_watch::BollardConnector::new(
+            docker_host,
+        )),
+        clock: Arc::new(crate::adapters::clock::SystemClock),
+        reloader: Arc::new(ConfigFileReloader {
+            globals: globals.clone(),
+        }),
+    };
+    crate::daemon::run(config, deps, signals.shutdown, signals.reloads).await
+}
+
+/// The resolved sections of the jobs the daemon schedules; `ecr` and `bootstrap` only
+/// when their job is enabled (so a host without `[ecr]` needs no valid `[ecr]`).
+#[derive(Debug, Clone)]
+struct JobSections {
+    gc: GcSettings,
+    ecr: Option<EcrSettings>,
+    bootstrap: Option<BootstrapSettings>,
+}
+
 /// Everything the daemon runs with: its own sections and those of the jobs it
 /// schedules (so a bad `[gc]` is refused at start or reload, not at 03:00).
 fn resolve_daemon(loaded: &Loaded) -> Result<(JobSections, DaemonSettings), ConfigError> {
@@ -142,10 +155,100 @@ fn resolve_daemon(loaded: &Loaded) -> Result<(JobSections, DaemonSettings), Conf
         .map_err(|e| loaded.invalid(e))?;
     let bootstrap = daemon
         .job(JobKind::RefreshAuth)
-        .map(|_| BootstrapSettings::resolve(Layered::new(&Default::default(), &file.bootstrap, text)))
+        .map(|_| {
+            BootstrapSettings::resolve(Layered::new(&Default::default(), &file.bootstrap, text))
+        })
         .transpose()
         .map_err(|e| loaded.invalid(e))?;
     Ok((JobSections { gc, ecr, bootstrap }, daemon))
+}
+
+/// The daemon's settings and its jobs wired for one configuration.
+fn daemon_config(globals: &Globals, loaded: &Loaded) -> Result<DaemonConfig, ConfigError> {
+    let (sections, settings) = resolve_daemon(loaded)?;
+    let jobs = Arc::new(CoreJobs {
+        globals: globals.clone(),
+        state: settings.state.clone(),
+        sections,
+    });
+    Ok(DaemonConfig { settings, jobs })
+}
+
+/// Re-reads `--config` (or the default file) on SIGHUP.
+struct ConfigFileReloader {
+    globals: Globals,
+}
+
+impl Reloader for ConfigFileReloader {
+    fn reload(&self) -> Result<DaemonConfig, DaemonError> {
+        let invalid = |e: ConfigError| DaemonError::Config(e.to_string());
+        let loaded = crate::config::load(self.globals.config_path.as_deref()).map_err(invalid)?;
+        let config = daemon_config(&self.globals, &loaded).map_err(invalid)?;
+        tracing::debug!(source = %loaded.source(), "configuration re-read");
+        Ok(config)
+    }
+}
+
+/// The daemon's jobs: each one core pass with its adapters and this configuration's
+/// resolved sections.
+struct CoreJobs {
+    globals: Globals,
+    sections: JobSections,
+    /// The daemon's state file: gc reads last use from it.
+    state: PathBuf,
+}
+
+#[async_trait]
+impl Jobs for CoreJobs {
+    async fn gc(&self, mode: GcMode, cancel: CancellationToken) -> Result<GcOutcome, JobError> {
+        // Both modes run `[gc]` as resolved, its watermarks included; the daemon's
+        // state file is where last use is read.
+        let _ = mode;
+        let mut settings = self.sections.gc.clone();
+        settings.state.clone_from(&self.state);
+        let s = crate::image_gc::run_pass(&self.globals, &settings, cancel)
+            .await
+            .map_err(JobError::failed)?;
+        Ok(GcOutcome {
+            images_deleted: s.images_deleted,
+            containers_deleted: s.containers_deleted,
+            volumes_deleted: s.volumes_deleted,
+            bytes_reclaimed: s.bytes_reclaimed,
+            disk_usage_ratio: s.disk_usage_ratio,
+        })
+    }
+
+    async fn ecr_prune(
+        &self,
+        apply: bool,
+        cancel: CancellationToken,
+    ) -> Result<EcrOutcome, JobError> {
+        let mut settings = self.sections.ecr.clone().unwrap_or_else(EcrSettings::defaults);
+        settings.apply |= apply;
+        let s = crate::ecr_prune::run_pass(&self.globals, &settings, cancel)
+            .await
+            .map_err(JobError::failed)?;
+        Ok(EcrOutcome {
+            deleted_per_repository: s.deleted_per_repository,
+            partial_failure: s.partial_failure,
+        })
+    }
+
+    async fn refresh_auth(&self, cancel: CancellationToken) -> Result<AuthOutcome, JobError> {
+        let settings = self
+            .sections
+            .bootstrap
+            .clone()
+            .unwrap_or_else(BootstrapSettings::defaults);
+        let report = bootstrap(&self.globals, &settings, false, &cancel)
+            .await
+            .map_err(JobError::failed)?;
+        Ok(if report.any_changed() {
+            AuthOutcome::Changed
+        } else {
+            AuthOutcome::Unchanged
+        })
+    }
 }
 
 /// What `check` prints: every section resolved with no flags.
@@ -163,8 +266,12 @@ fn check(loaded: &Loaded, cmd: &CheckCommand) -> Result<Status, Error> {
     let (file, text) = (&loaded.file, &loaded.text);
     let effective = Effective {
         source: loaded.source(),
-        bootstrap: BootstrapSettings::resolve(Layered::new(&Default::default(), &file.bootstrap, text))
-            .map_err(|e| loaded.invalid(e))?,
+        bootstrap: BootstrapSettings::resolve(Layered::new(
+            &Default::default(),
+            &file.bootstrap,
+            text,
+        ))
+        .map_err(|e| loaded.invalid(e))?,
         gc: GcSettings::resolve(Layered::new(&Default::default(), &file.gc, text))
             .map_err(|e| loaded.invalid(e))?,
         ecr: EcrSettings::resolve(Layered::new(&Default::default(), &file.ecr, text))

@@ -8,6 +8,7 @@ use clap::Parser;
 use shipshape::cli::{Cli, LogFormat, LogLevel};
 use shipshape::error::Error;
 use shipshape::exit::EXIT_USAGE;
+use shipshape::telemetry::LogTarget;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -16,11 +17,13 @@ fn main() -> ExitCode {
     };
     let level = cli.log_level.unwrap_or(LogLevel::Info);
     let format = cli.log_format.unwrap_or(LogFormat::Text);
-    let daemon = matches!(cli.command, shipshape::cli::Command::Daemon(_));
-    if !daemon {
-        if let Err(e) = shipshape::telemetry::init_stderr(level, format) {
-            return fail(&Error::Telemetry(e));
-        }
+    // Only the daemon logs to the journal; one-shot commands keep to their stderr.
+    let target = match cli.command {
+        shipshape::cli::Command::Daemon(_) => LogTarget::JournalWhenAttached,
+        _ => LogTarget::Stderr,
+    };
+    if let Err(e) = shipshape::telemetry::init(level, format, target) {
+        return fail(&Error::Telemetry(e.to_string()));
     }
     let loaded = match shipshape::config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,

@@ -12,15 +12,24 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::jobs::{run_job, JobContext, Trigger};
+use super::job_run::{run_job, JobContext, Trigger};
 use super::scheduler::JobGuards;
 use super::settings::JobKind;
-use crate::image_gc::planner::above;
 use crate::ports::docker::FsUsage;
+use crate::config::value::Watermark;
 
 /// statvfs of `path`, as the `FsUsage` gc measures.
 pub fn measure(path: &Path) -> std::io::Result<FsUsage> {
     crate::adapters::docker::statvfs_usage(path)
+}
+
+/// Is `usage` above `high`? Bytes always count; a percentage applies to inodes too
+/// (an inode-exhausted filesystem is as full as a byte-exhausted one), the rule gc's
+/// planner applies, so a pass started here is never one gc finds unnecessary.
+fn above(high: &Watermark, usage: &FsUsage) -> bool {
+    high.exceeded_by(usage.used_bytes, usage.total_bytes)
+        || matches!(high, Watermark::Percent(_))
+            && high.exceeded_by(usage.used_inodes, usage.total_inodes)
 }
 
 /// Check every `interval` until `stop`; start disk-mode GC above `high_water`.
@@ -93,8 +102,6 @@ pub async fn pressure_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use crate::config::value::Watermark;
 
     fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> FsUsage {
         FsUsage {

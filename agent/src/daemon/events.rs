@@ -6,22 +6,22 @@
 //! `reconcile_interval` it reconciles against a full listing and reopens the stream
 //! with `since` = the last event seen (the engine replays what a dead stream missed);
 //! a ping every `LIVENESS_INTERVAL` notices a dead engine; any failure reconnects with
-//! capped exponential backoff, reconciling again after every reconnect.
+//! capped exponential backoff (backon), reconciling again after every reconnect.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
 use super::notify::{DockerState, StatusBoard};
-use super::state::{ListedImage, StateStore};
+use crate::last_use::{ListedImage, StateStore};
 use crate::ports::docker_watch::{
     DockerConnector, DockerEvent, DockerWatch, EventScope, WatchError,
 };
@@ -32,14 +32,15 @@ pub const LIVENESS_INTERVAL: Duration = Duration::from_secs(15);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Delay before reconnect attempt `attempt` (1-based): 1s, 2s, 4s … capped at 30s,
-/// plus up to 20% random so a fleet does not reconnect in lockstep.
-pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
-    let base = BACKOFF_MIN
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(BACKOFF_MAX);
-    let spread = u64::try_from(base.as_millis() / 5).unwrap_or(0);
-    base + Duration::from_millis(rng.random_range(0..=spread))
+/// Delays before reconnect attempts 1, 2, 3…: 1s, 2s, 4s … capped at 30s, each plus
+/// up to as much again at random so a fleet does not reconnect in lockstep. Endless.
+pub fn reconnect_delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_MIN)
+        .with_max_delay(BACKOFF_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// The tracker's wiring.
@@ -65,6 +66,7 @@ impl Tracker {
     /// Track until `stop`. Never returns early because Docker is unavailable.
     pub async fn run(self, stop: CancellationToken) {
         let mut attempt: u32 = 0;
+        let mut delays = reconnect_delays();
         let mut ever_connected = false;
         let mut last_event: Option<DateTime<Utc>> = None;
         let mut containers: HashMap<String, String> = HashMap::new();
@@ -81,6 +83,7 @@ impl Tracker {
                     tracing::info!(host = self.connector.host(), "connected to Docker");
                     ever_connected = true;
                     attempt = 0;
+                    delays = reconnect_delays();
                     self.board.docker(DockerState::Connected);
                     self.metrics.docker_up.set(1);
                     self.session(&*conn, &stop, &mut last_event, &mut containers)
@@ -91,7 +94,7 @@ impl Tracker {
             self.first_attempt.send_replace(true);
             let Lost::Error(reason) = lost else { return };
             attempt = attempt.saturating_add(1);
-            let delay = backoff(attempt, &mut rand::rng());
+            let delay = delays.next().unwrap_or(BACKOFF_MAX);
             self.metrics.docker_up.set(0);
             self.metrics.last_error.set(unix_seconds(self.clock.now()));
             self.board.docker(DockerState::Unavailable {
@@ -285,9 +288,9 @@ pub fn unix_seconds(t: DateTime<Utc>) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::daemon::scheduler::tests::TokioClock;
+    use crate::daemon::fakes::TokioClock;
     use crate::ports::docker_watch::{ContainerRecord, ImageRecord};
     use async_trait::async_trait;
     use chrono::TimeZone;
@@ -297,7 +300,7 @@ mod tests {
 
     /// A scriptable engine: listings, an event feed per stream, up/down.
     #[derive(Default)]
-    struct Engine {
+    pub(crate) struct Engine {
         up: bool,
         images: Vec<ImageRecord>,
         containers: Vec<ContainerRecord>,
@@ -311,10 +314,10 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Fake(Arc<Mutex<Engine>>);
+    pub(crate) struct Fake(pub(crate) Arc<Mutex<Engine>>);
 
     impl Fake {
-        fn with(&self, f: impl FnOnce(&mut Engine)) {
+        pub(crate) fn with(&self, f: impl FnOnce(&mut Engine)) {
             f(&mut self.0.lock().unwrap());
         }
         fn emit(&self, e: DockerEvent) {
@@ -420,7 +423,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
     }
 
-    fn img(id: &str, tag: &str) -> ImageRecord {
+    pub(crate) fn img(id: &str, tag: &str) -> ImageRecord {
         ImageRecord {
             id: id.into(),
             tags: vec![tag.into()],
@@ -487,7 +490,7 @@ mod tests {
         }
     }
 
-    fn up_engine(images: Vec<ImageRecord>) -> Fake {
+    pub(crate) fn up_engine(images: Vec<ImageRecord>) -> Fake {
         let fake = Fake::default();
         fake.with(|e| {
             e.up = true;
@@ -641,13 +644,21 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_caps() {
-        let mut rng = rand::rng();
-        let b1 = backoff(1, &mut rng);
-        assert!(b1 >= Duration::from_secs(1) && b1 <= Duration::from_millis(1200));
-        let b3 = backoff(3, &mut rng);
-        assert!(b3 >= Duration::from_secs(4) && b3 <= Duration::from_millis(4800));
-        let b50 = backoff(50, &mut rng);
-        assert!(b50 >= BACKOFF_MAX && b50 <= Duration::from_secs(36));
+    fn reconnect_delays_double_and_cap() {
+        let d: Vec<Duration> = reconnect_delays().take(8).collect();
+        assert!(
+            d[0] >= Duration::from_secs(1) && d[0] <= Duration::from_secs(2),
+            "{d:?}"
+        );
+        assert!(
+            d[2] >= Duration::from_secs(4) && d[2] <= Duration::from_secs(8),
+            "{d:?}"
+        );
+        assert!(d[7] >= BACKOFF_MAX && d[7] <= BACKOFF_MAX * 2, "{d:?}");
+        assert_eq!(
+            reconnect_delays().take(1000).count(),
+            1000,
+            "never gives up"
+        );
     }
 }

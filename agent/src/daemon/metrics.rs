@@ -1,12 +1,8 @@
-//! Prometheus metrics (prometheus-client registry) and a tiny HTTP/1.1 server that
-//! answers `GET /metrics` on `[metrics] listen` with the OpenMetrics text format.
-//!
-//! The server is deliberately minimal (one request per connection, GET only, bounded
-//! request size and read time): it serves one page to a scraper on loopback.
+//! The daemon's Prometheus metrics: every series of SPEC.md (`daemon`: Metrics) in a
+//! prometheus-client registry, rendered in the OpenMetrics text format that
+//! `super::http` serves on `/metrics`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,17 +11,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
+use super::jobs::{EcrOutcome, GcOutcome};
 use super::settings::JobKind;
-use crate::ecr_prune::EcrSummary;
-use crate::image_gc::GcSummary;
-
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-const MAX_REQUEST: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabel {
@@ -198,7 +186,7 @@ impl Metrics {
         }
     }
 
-    pub fn record_gc(&self, s: &GcSummary) {
+    pub fn record_gc(&self, s: &GcOutcome) {
         self.images_deleted.inc_by(s.images_deleted);
         self.containers_deleted.inc_by(s.containers_deleted);
         self.volumes_deleted.inc_by(s.volumes_deleted);
@@ -208,7 +196,7 @@ impl Metrics {
         }
     }
 
-    pub fn record_ecr(&self, s: &EcrSummary) {
+    pub fn record_ecr(&self, s: &EcrOutcome) {
         for (repo, n) in &s.deleted_per_repository {
             self.ecr_images_deleted
                 .get_or_create(&RepositoryLabel {
@@ -225,94 +213,6 @@ impl Metrics {
             out.clear();
         }
         out
-    }
-}
-
-/// Bind `addr` (before READY, so a taken port is a start-up error).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// Serve `/metrics` until `stop`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let metrics = Arc::clone(&metrics);
-                tokio::spawn(async move {
-                    if let Err(e) = handle(stream, &metrics).await {
-                        tracing::debug!(error = %e, "metrics request failed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics listener cannot accept");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let request_line = buf
-        .split(|b| *b == b'\n')
-        .next()
-        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
-        .unwrap_or_default();
-    let (status, content_type, body) = respond(&request_line, metrics);
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    if !request_line.starts_with("HEAD ") {
-        stream.write_all(body.as_bytes()).await?;
-    }
-    stream.shutdown().await
-}
-
-fn respond(request_line: &str, metrics: &Metrics) -> (&'static str, &'static str, String) {
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default();
-    let target = parts.next().unwrap_or_default();
-    let path = target.split('?').next().unwrap_or_default();
-    match (method, path) {
-        ("GET" | "HEAD", "/metrics") => ("200 OK", CONTENT_TYPE, metrics.render()),
-        ("GET" | "HEAD", "/") => (
-            "200 OK",
-            "text/plain; charset=utf-8",
-            "shipshape daemon: see /metrics\n".to_owned(),
-        ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
     }
 }
 
@@ -350,14 +250,14 @@ mod tests {
             Duration::from_secs(1),
             1_700_000_100.0,
         );
-        m.record_gc(&GcSummary {
+        m.record_gc(&GcOutcome {
             images_deleted: 7,
             containers_deleted: 2,
             volumes_deleted: 1,
             bytes_reclaimed: 4096,
             disk_usage_ratio: Some(0.42),
         });
-        m.record_ecr(&EcrSummary {
+        m.record_ecr(&EcrOutcome {
             deleted_per_repository: vec![("app".into(), 3), ("web".into(), 1)],
             partial_failure: false,
         });
@@ -421,43 +321,5 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"));
-    }
-
-    #[test]
-    fn only_get_metrics_is_served() {
-        let m = Metrics::new();
-        assert_eq!(respond("GET /metrics HTTP/1.1", &m).0, "200 OK");
-        assert_eq!(respond("GET /metrics?x=1 HTTP/1.1", &m).0, "200 OK");
-        assert_eq!(respond("GET /other HTTP/1.1", &m).0, "404 Not Found");
-        assert_eq!(
-            respond("POST /metrics HTTP/1.1", &m).0,
-            "405 Method Not Allowed"
-        );
-        assert_eq!(respond("", &m).0, "405 Method Not Allowed");
-    }
-
-    #[tokio::test]
-    async fn http_endpoint_answers() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let m = Arc::new(Metrics::new());
-        m.images_deleted.inc_by(5);
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, Arc::clone(&m), stop.clone()));
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).await.unwrap();
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-        assert!(head.contains("application/openmetrics-text"), "{head}");
-        assert_eq!(
-            value(&parse(body), "shipshape_gc_images_deleted_total", None),
-            5.0
-        );
-        stop.cancel();
-        server.await.unwrap();
     }
 }

@@ -2,55 +2,61 @@
 //! ecr_prune and refresh_auth by cron, runs GC under disk pressure, tracks image
 //! last use from Docker events, and serves Prometheus metrics.
 //!
-//! Lifecycle: validate config → open state → bind metrics → start the Docker
-//! tracker → READY=1 → schedule; SIGHUP reloads (keeping the old config if the new
-//! one is invalid); SIGTERM/SIGINT drain running jobs (bounded), save state, exit 0.
+//! Lifecycle of [`run`]: open state → bind metrics → start the Docker tracker →
+//! READY=1 → schedule; each reload request re-reads the configuration through the
+//! [`Reloader`] (keeping the old one if the new one is invalid); shutdown drains
+//! running jobs (bounded), saves state, returns. The caller owns signals and logging.
 
-pub mod disk;
-pub mod events;
+mod background;
+pub(crate) mod disk;
+pub(crate) mod events;
+mod generation;
+pub(crate) mod http;
+pub(crate) mod job_run;
 pub mod jobs;
-pub mod logging;
-pub mod metrics;
-pub mod notify;
-pub mod schedule;
-pub mod scheduler;
+pub(crate) mod metrics;
+pub(crate) mod notify;
+pub(crate) mod on_change;
+pub(crate) mod schedule;
+pub(crate) mod scheduler;
 pub mod settings;
-pub mod state;
 
+#[cfg(test)]
+pub(crate) mod fakes;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::adapters::clock::SystemClock;
-use crate::app::Globals;
 use crate::exit::Status;
+use crate::last_use::StateStore;
+use crate::ports::docker_watch::DockerConnector;
 use crate::ports::Clock;
 
-use self::jobs::{run_job, JobContext, Trigger};
-use self::scheduler::{JobGuards, JobLoop, JobRunner};
-use self::settings::{DaemonSettings, JobKind};
-use self::state::StateStore;
-
-/// How long READY waits for the first Docker connection attempt to conclude.
-const READY_WAIT: Duration = Duration::from_secs(10);
-/// Bound on stopping the background tasks once jobs are drained.
-const BACKGROUND_STOP: Duration = Duration::from_secs(5);
+use self::background::Background;
+use self::generation::{Generations, Shared};
+use self::jobs::Jobs;
+use self::metrics::Metrics;
+use self::notify::StatusBoard;
+use self::settings::DaemonSettings;
 
 /// Errors of the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("invalid {key}: {message}")]
+    Invalid { key: String, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot set up logging: {0}")]
-    Logging(String),
     #[error("{0}; fix or remove the file, or set [daemon] state to another path")]
     State(#[from] crate::last_use::StateError),
     #[error("cannot listen for metrics on {addr}: {source}; change [metrics] listen")]
     Metrics {
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("cannot install signal handlers: {0}")]
@@ -60,7 +66,7 @@ pub enum DaemonError {
 impl DaemonError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::Logging(_) | Self::Metrics { .. } => {
+            Self::Invalid { .. } | Self::Config(_) | Self::Metrics { .. } => {
                 crate::exit::EXIT_USAGE
             }
             Self::State(_) | Self::Signals(_) => crate::exit::EXIT_RUNTIME,
@@ -68,228 +74,79 @@ impl DaemonError {
     }
 }
 
-/// The resolved sections of the jobs the daemon schedules; `ecr` and `bootstrap` only
-/// when their job is enabled (so a host without `[ecr]` needs no valid `[ecr]`).
-#[derive(Debug, Clone)]
-pub struct JobSections {
-    pub gc: crate::image_gc::GcSettings,
-    pub ecr: Option<crate::ecr_prune::settings::Settings>,
-    pub bootstrap: Option<crate::bootstrap::settings::Settings>,
+/// One configuration: the daemon's settings and the jobs as that configuration
+/// wires them. A reload replaces both.
+pub struct Config {
+    pub settings: DaemonSettings,
+    pub jobs: Arc<dyn Jobs>,
 }
 
-/// Re-reads and resolves the whole config (SIGHUP); given by the composition root.
-pub type Reload = Box<dyn Fn() -> Result<(JobSections, DaemonSettings), String> + Send + Sync>;
-
-/// The long-lived pieces shared by every config generation.
-struct Core {
-    globals: Globals,
-    store: StateStore,
-    metrics: Arc<metrics::Metrics>,
-    board: notify::StatusBoard,
-    clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
-    guards: JobGuards,
-    jobs: TaskTracker,
-    root_dir: watch::Receiver<Option<std::path::PathBuf>>,
+/// Reads the configuration again (on a reload request).
+pub trait Reloader: Send + Sync {
+    /// The new configuration, validated; an error keeps the old one in force.
+    fn reload(&self) -> Result<Config, DaemonError>;
 }
 
-impl Core {
-    /// Start the scheduler loops and the disk check for one config; the returned
-    /// token stops them (runs in flight continue).
-    fn start_generation(&self, raw: JobSections, settings: DaemonSettings) -> CancellationToken {
-        let stop = self.shutdown.child_token();
-        let ctx = Arc::new(JobContext {
-            globals: self.globals.clone(),
-            config: raw,
-            settings,
-            store: self.store.clone(),
-            metrics: Arc::clone(&self.metrics),
-            board: self.board.clone(),
-            clock: Arc::clone(&self.clock),
-            shutdown: self.shutdown.clone(),
-        });
-        let runner: JobRunner = {
-            let ctx = Arc::clone(&ctx);
-            Arc::new(move |kind, guard| {
-                Box::pin(run_job(Arc::clone(&ctx), kind, Trigger::Schedule, guard))
-            })
-        };
-        // gc can also start from disk pressure, so its series always exist.
-        self.metrics.register_job(JobKind::Gc);
-        for job in &ctx.settings.jobs {
-            self.metrics.register_job(job.kind);
-            tracing::info!(job = %job.kind, schedule = %job.expression, jitter = %crate::config::value::format_duration(job.jitter), "job scheduled");
-            let lp = JobLoop {
-                job: job.clone(),
-                clock: Arc::clone(&self.clock),
-                guards: self.guards.clone(),
-                tracker: self.jobs.clone(),
-                stop: stop.clone(),
-                runner: Arc::clone(&runner),
-            };
-            tokio::spawn(lp.run());
-        }
-        if let Some(high) = ctx.settings.high_water {
-            tracing::info!(high_water = %high, interval = %crate::config::value::format_duration(ctx.settings.disk_check_interval), "disk-pressure GC armed");
-        }
-        tokio::spawn(disk::pressure_loop(
-            Arc::clone(&ctx),
-            self.root_dir.clone(),
-            self.guards.clone(),
-            self.jobs.clone(),
-            stop.clone(),
-        ));
-        stop
-    }
+/// The ports the daemon runs on, built by the composition root.
+pub struct DaemonDeps {
+    pub docker: Arc<dyn DockerConnector>,
+    pub clock: Arc<dyn Clock>,
+    pub reloader: Arc<dyn Reloader>,
 }
 
-/// Run until SIGTERM/SIGINT.
+/// Run until `shutdown` is cancelled; every `()` on `reloads` reloads the
+/// configuration.
 pub async fn run(
-    globals: &Globals,
-    raw: JobSections,
-    settings: DaemonSettings,
-    reload: Reload,
+    config: Config,
+    deps: DaemonDeps,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::Receiver<()>,
 ) -> Result<Status, DaemonError> {
-    let (level, format) = (globals.log_level, globals.log_format);
-    let sink = logging::init(level, format).map_err(DaemonError::Logging)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = StateStore::open(&settings.state, clock.now())?;
-    let metrics = Arc::new(metrics::Metrics::new());
-    metrics
-        .tracked_images
-        .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
-    let listener = match settings.metrics_listen {
-        Some(addr) => Some(
-            metrics::bind(addr)
-                .await
-                .map_err(|source| DaemonError::Metrics { addr, source })?,
-        ),
-        None => None,
-    };
-    let shutdown = CancellationToken::new();
-    crate::shutdown::cancel_on_signals(shutdown.clone()).map_err(DaemonError::Signals)?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(DaemonError::Signals)?;
+    let store = StateStore::open(&config.settings.state, deps.clock.now())?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.tracked_images.set(gauge(store.len()));
+    let listener = bind_metrics(config.settings.metrics_listen).await?;
     tracing::info!(
-        logs = sink,
-        state = %settings.state.display(),
+        state = %config.settings.state.display(),
         images = store.len(),
         "shipshape daemon starting"
     );
-
-    let background = TaskTracker::new();
-    let board = notify::StatusBoard::new();
-    let (root_tx, root_rx) = watch::channel(None);
-    let (first_tx, mut first_rx) = watch::channel(false);
-    let docker_host = crate::adapters::docker::resolve_host(globals.docker_host.as_deref());
-    background.spawn(
-        events::Tracker {
-            connector: Arc::new(crate::adapters::docker_watch::BollardConnector::new(
-                docker_host,
-            )),
+    let board = StatusBoard::new();
+    let (mut background, root_dir) = Background::start(
+        background::Parts {
+            docker: deps.docker,
             store: store.clone(),
-            clock: Arc::clone(&clock),
+            clock: Arc::clone(&deps.clock),
             board: board.clone(),
             metrics: Arc::clone(&metrics),
-            reconcile_interval: settings.reconcile_interval,
-            root_dir: root_tx,
-            first_attempt: first_tx,
-        }
-        .run(shutdown.clone()),
-    );
-    // The state is saved after the jobs drain, so it has its own stop.
-    let persist_stop = CancellationToken::new();
-    background.spawn(store.clone().persist_loop(
-        state::DEFAULT_DEBOUNCE,
-        Arc::clone(&clock),
-        persist_stop.clone(),
-    ));
-    if let Some(listener) = listener {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(listen = %addr, "serving metrics");
-        }
-        background.spawn(metrics::serve(
+            reconcile_interval: config.settings.reconcile_interval,
             listener,
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ));
-    }
-    let watchdog_stop = CancellationToken::new();
-    if let Some(interval) = notify::watchdog_interval() {
-        tracing::info!(
-            interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            "systemd watchdog enabled"
-        );
-        background.spawn(notify::watchdog_loop(interval, watchdog_stop.clone()));
-    }
-
-    // READY once config, state and the first Docker attempt (either way) are done.
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        _ = tokio::time::timeout(READY_WAIT, first_rx.wait_for(|done| *done)) => {}
-    }
+        },
+        &shutdown,
+    );
+    background.first_docker_attempt(&shutdown).await;
     notify::ready();
     tracing::info!(status = %board.text(), "ready");
 
-    let core = Core {
-        globals: globals.clone(),
+    let mut generations = Generations::new(Shared {
         store: store.clone(),
-        metrics: Arc::clone(&metrics),
-        board: board.clone(),
-        clock: Arc::clone(&clock),
+        metrics,
+        board,
+        clock: deps.clock,
         shutdown: shutdown.clone(),
-        guards: JobGuards::new(),
-        jobs: TaskTracker::new(),
-        root_dir: root_rx,
-    };
-    let mut generation = core.start_generation(raw, settings.clone());
-    let mut current = settings;
-
+        root_dir,
+    });
+    generations.start(config);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = hangup.recv() => {
-                notify::reloading();
-                match reload() {
-                    Ok((raw, new)) => {
-                        warn_restart_only(&current, &new);
-                        generation.cancel();
-                        generation = core.start_generation(raw, new.clone());
-                        current = new;
-                        tracing::info!("configuration reloaded");
-                    }
-                    Err(e) => tracing::error!(error = %e, "new configuration is invalid; keeping the previous one"),
-                }
-                notify::ready();
-            }
+            Some(()) = reloads.recv() => reload(&mut generations, deps.reloader.as_ref()),
         }
     }
 
     notify::stopping();
-    generation.cancel();
-    tracing::info!(
-        running = core.jobs.len(),
-        "stopping: waiting for running jobs"
-    );
-    core.jobs.close();
-    if tokio::time::timeout(current.shutdown_timeout, core.jobs.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            timeout = %crate::config::value::format_duration(current.shutdown_timeout),
-            "jobs did not finish in time; exiting anyway"
-        );
-    }
-    persist_stop.cancel();
-    watchdog_stop.cancel();
-    background.close();
-    if tokio::time::timeout(BACKGROUND_STOP, background.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not stop in time");
-    }
+    generations.drain().await;
+    background.stop().await;
     tracing::info!(
         images = store.len(),
         saves = store.saves(),
@@ -298,24 +155,30 @@ pub async fn run(
     Ok(Status::Ok)
 }
 
-/// Settings a reload cannot change in a running process.
-fn warn_restart_only(old: &DaemonSettings, new: &DaemonSettings) {
-    if old.state != new.state {
-        tracing::warn!(
-            key = "daemon.state",
-            "changed; takes effect after a restart"
-        );
+/// Bind `[metrics] listen`, if set, before READY.
+async fn bind_metrics(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, DaemonError> {
+    let Some(addr) = addr else { return Ok(None) };
+    http::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| DaemonError::Metrics { addr, source })
+}
+
+/// Replace the generation with a freshly read configuration, or keep it.
+fn reload(generations: &mut Generations, reloader: &dyn Reloader) {
+    notify::reloading();
+    match reloader.reload() {
+        Ok(config) => {
+            generations.start(config);
+            tracing::info!("configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "new configuration is invalid; keeping the previous one");
+        }
     }
-    if old.metrics_listen != new.metrics_listen {
-        tracing::warn!(
-            key = "metrics.listen",
-            "changed; takes effect after a restart"
-        );
-    }
-    if old.reconcile_interval != new.reconcile_interval {
-        tracing::warn!(
-            key = "daemon.reconcile_interval",
-            "changed; takes effect after a restart"
-        );
-    }
+    notify::ready();
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -1,6 +1,6 @@
-//! The job scheduler: a pure next-fire computation over cron schedules plus jitter,
-//! and one tokio loop per job that sleeps with `tokio::time` (so paused-time tests
-//! drive it) and starts the job unless its previous run is still going.
+//! The job scheduler: one tokio loop per job that sleeps with `tokio::time` (so
+//! paused-time tests drive it) until the job is due (`super::schedule`), and starts
+//! it unless its previous run is still going (`JobGuards`).
 //!
 //! Wall time comes from a `Clock`; the loop re-reads it at least every minute so a
 //! clock step or a suspended host does not make a job fire hours late.
@@ -12,45 +12,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::schedule::{jitter_delay, next_due};
 use super::settings::{JobKind, JobSettings};
 use crate::ports::Clock;
 
 /// The longest single sleep before the clock is read again.
 const MAX_SLEEP_STEP: Duration = Duration::from_secs(60);
-
-/// The first instant of `schedule` strictly after `after`.
-pub fn next_fire(schedule: &cron::Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    schedule.after(&after).next()
-}
-
-/// A random delay in `0..=jitter` (millisecond resolution).
-pub fn jitter_delay(jitter: Duration, rng: &mut impl Rng) -> Duration {
-    let max = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
-    if max == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(rng.random_range(0..=max))
-}
-
-/// The instant after `previous` (the last scheduled instant, if any) at which the
-/// job is due next. A due time already behind `now` (host suspended, clock stepped)
-/// is not caught up: missed firings are dropped and the next one ahead is used.
-pub fn next_due(
-    schedule: &cron::Schedule,
-    previous: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let candidate = next_fire(schedule, previous.unwrap_or(now))?;
-    if candidate < now {
-        next_fire(schedule, now)
-    } else {
-        Some(candidate)
-    }
-}
 
 /// "Is this job running?" flags, shared by the scheduler, the disk-pressure trigger
 /// and config reloads, so that one job never overlaps itself.
@@ -78,6 +48,7 @@ impl JobGuards {
             .map(|_| RunGuard(Arc::clone(flag)))
     }
 
+    #[cfg(test)]
     pub fn is_running(&self, kind: JobKind) -> bool {
         self.flags
             .get(&kind)
@@ -161,33 +132,12 @@ impl JobLoop {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::daemon::fakes::TokioClock;
     use chrono::TimeZone;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
-
-    /// Wall time that follows tokio's (pausable) clock.
-    pub(crate) struct TokioClock {
-        base: DateTime<Utc>,
-        start: tokio::time::Instant,
-    }
-
-    impl TokioClock {
-        pub(crate) fn new(base: DateTime<Utc>) -> Arc<Self> {
-            Arc::new(Self {
-                base,
-                start: tokio::time::Instant::now(),
-            })
-        }
-    }
-
-    impl Clock for TokioClock {
-        fn now(&self) -> DateTime<Utc> {
-            self.base
-                + chrono::Duration::from_std(self.start.elapsed()).expect("small elapsed time")
-        }
-    }
 
     fn job(expr: &str, jitter: Duration) -> JobSettings {
         JobSettings {
@@ -354,33 +304,5 @@ pub(crate) mod tests {
         drop(held);
         assert!(!g.is_running(JobKind::Gc));
         assert!(g.try_start(JobKind::Gc).is_some());
-    }
-
-    #[test]
-    fn missed_firings_are_not_caught_up() {
-        let s = super::super::schedule::parse_schedule("0 * * * *").unwrap();
-        // Last due 08:00, host slept until 11:20: next is 12:00, not 09:00.
-        assert_eq!(
-            next_due(&s, Some(at(8, 0, 0)), at(11, 20, 0)),
-            Some(at(12, 0, 0))
-        );
-        assert_eq!(
-            next_due(&s, Some(at(8, 0, 0)), at(8, 0, 30)),
-            Some(at(9, 0, 0))
-        );
-        assert_eq!(next_due(&s, None, at(8, 0, 0)), Some(at(9, 0, 0)));
-    }
-
-    #[test]
-    fn zero_jitter_is_zero() {
-        assert_eq!(
-            jitter_delay(Duration::ZERO, &mut rand::rng()),
-            Duration::ZERO
-        );
-        for _ in 0..100 {
-            assert!(
-                jitter_delay(Duration::from_secs(5), &mut rand::rng()) <= Duration::from_secs(5)
-            );
-        }
     }
 }

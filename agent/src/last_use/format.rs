@@ -1,5 +1,4 @@
-//! The last-use state file: when each image was last used, as tracked by the daemon
-//! from Docker events and read by `gc` (one-shot without it: last use = creation).
+//! The last-use state file: when each image was last used, and its tags.
 //!
 //! Format, version 1 (JSON, written atomically, mode 0644):
 //! `{"version":1,"updated_at":"RFC3339","images":{"sha256:…":{"last_used":"RFC3339","tags":["repo:tag"]}}}`
@@ -145,6 +144,37 @@ mod tests {
         let path = dir.path().join("state.json");
         s.save(&path).unwrap();
         assert_eq!(LastUseState::load(&path).unwrap(), Some(s));
+    }
+
+    #[test]
+    fn version_1_file_is_pinned_byte_for_byte() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut s = LastUseState::empty(at("2026-01-01T00:00:00Z"));
+        s.touch("sha256:bb", at("2026-01-02T03:04:05Z"));
+        s.touch("sha256:aa", at("2026-01-02T03:04:05.5Z"));
+        s.images.get_mut("sha256:aa").unwrap().tags = vec!["app:1".into(), "app:latest".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        s.save(&path).unwrap();
+        let expected = r#"{
+  "version": 1,
+  "updated_at": "2026-01-01T00:00:00Z",
+  "images": {
+    "sha256:aa": {
+      "last_used": "2026-01-02T03:04:05.500Z",
+      "tags": [
+        "app:1",
+        "app:latest"
+      ]
+    },
+    "sha256:bb": {
+      "last_used": "2026-01-02T03:04:05Z"
+    }
+  }
+}
+"#;
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+        assert_eq!(LastUseState::parse(expected, &path).unwrap(), s);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The daemon's copy of the last-use state (`crate::last_use`, version 1) and its
-//! debounced, atomic persistence: a burst of Docker events becomes one write a
+//! The daemon's shared copy of the last-use state (`super::format`, version 1) and
+//! its debounced, atomic persistence: a burst of Docker events becomes one write a
 //! `debounce` later, and shutdown flushes whatever is pending.
 //!
 //! Writes go through `spawn_blocking` (fsync) so the event loop never stalls on disk.
@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::last_use::{ImageUse, LastUseState, StateError};
+use super::format::{ImageUse, LastUseState, StateError};
 
 /// How long after the first unsaved change the state is written.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
@@ -247,7 +247,7 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::scheduler::tests::TokioClock;
+    use crate::daemon::fakes::TokioClock;
     use chrono::TimeZone;
 
     fn t(s: u32) -> DateTime<Utc> {

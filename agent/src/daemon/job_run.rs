@@ -1,0 +1,132 @@
+//! One run of a job and what surrounds every run: the run guard, the `STATUS=` line,
+//! metrics, and one log line at start and end with the job's figures.
+//!
+//! A failing run is logged and counted; the scheduler simply fires it again at its
+//! next time.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::events::unix_seconds;
+use super::jobs::{AuthOutcome, GcMode, JobError, Jobs};
+use super::metrics::Metrics;
+use super::notify::StatusBoard;
+use super::on_change::run_on_change;
+use super::scheduler::RunGuard;
+use super::settings::{DaemonSettings, JobKind};
+use crate::last_use::StateStore;
+use crate::ports::Clock;
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    DiskPressure,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::DiskPressure => "disk_pressure",
+        }
+    }
+}
+
+/// What a job run needs; rebuilt on every config reload.
+pub struct JobContext {
+    pub settings: DaemonSettings,
+    pub jobs: Arc<dyn Jobs>,
+    pub store: StateStore,
+    pub metrics: Arc<Metrics>,
+    pub board: StatusBoard,
+    pub clock: Arc<dyn Clock>,
+    /// Process shutdown: passes stop between deletion chunks.
+    pub shutdown: CancellationToken,
+}
+
+/// Run `kind` once, holding `guard` throughout.
+pub async fn run_job(ctx: Arc<JobContext>, kind: JobKind, trigger: Trigger, guard: RunGuard) {
+    let _guard = guard;
+    ctx.board.job_started(kind);
+    ctx.metrics.job_started(kind);
+    tracing::info!(job = %kind, trigger = trigger.name(), "job started");
+    let started = tokio::time::Instant::now();
+    let result = match kind {
+        JobKind::Gc => gc(&ctx, trigger).await,
+        JobKind::EcrPrune => ecr_prune(&ctx).await,
+        JobKind::RefreshAuth => refresh_auth(&ctx).await,
+    };
+    let took = started.elapsed();
+    let now = unix_seconds(ctx.clock.now());
+    ctx.metrics.job_finished(kind, result.is_ok(), took, now);
+    match &result {
+        Ok(()) => tracing::info!(job = %kind, seconds = took.as_secs_f64(), "job finished"),
+        Err(e) => tracing::error!(
+            job = %kind,
+            seconds = took.as_secs_f64(),
+            error = %e,
+            "job failed; it runs again at its next time"
+        ),
+    }
+    ctx.board
+        .job_finished(kind, result.err().map(|e| e.to_string()));
+}
+
+async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), JobError> {
+    // gc reads last use from the state file: give it what the events said so far.
+    if let Err(e) = ctx.store.flush(ctx.clock.now()).await {
+        tracing::warn!(error = %e, "cannot save last-use state before GC; GC reads the older file");
+    }
+    let mode = match trigger {
+        Trigger::Schedule => GcMode::Configured,
+        Trigger::DiskPressure => GcMode::DiskPressure,
+    };
+    let outcome = ctx.jobs.gc(mode, ctx.shutdown.clone()).await?;
+    ctx.metrics.record_gc(&outcome);
+    tracing::info!(
+        job = "gc",
+        images_deleted = outcome.images_deleted,
+        containers_deleted = outcome.containers_deleted,
+        volumes_deleted = outcome.volumes_deleted,
+        bytes_reclaimed = outcome.bytes_reclaimed,
+        disk_usage_ratio = outcome.disk_usage_ratio.unwrap_or(f64::NAN),
+        "gc pass done"
+    );
+    Ok(())
+}
+
+async fn ecr_prune(ctx: &JobContext) -> Result<(), JobError> {
+    let apply = ctx.settings.job(JobKind::EcrPrune).is_some_and(|j| j.apply);
+    let outcome = ctx.jobs.ecr_prune(apply, ctx.shutdown.clone()).await?;
+    ctx.metrics.record_ecr(&outcome);
+    for (repository, deleted) in &outcome.deleted_per_repository {
+        tracing::info!(job = "ecr_prune", repository = %repository, deleted, "ecr images deleted");
+    }
+    if outcome.partial_failure {
+        return Err(JobError::SomeRepositoriesFailed);
+    }
+    Ok(())
+}
+
+async fn refresh_auth(ctx: &JobContext) -> Result<(), JobError> {
+    if ctx.jobs.refresh_auth(ctx.shutdown.clone()).await? == AuthOutcome::Unchanged {
+        tracing::info!(job = "refresh_auth", "ecs.config unchanged");
+        return Ok(());
+    }
+    let argv = ctx
+        .settings
+        .job(JobKind::RefreshAuth)
+        .map(|j| j.on_change.clone())
+        .unwrap_or_default();
+    if argv.is_empty() {
+        tracing::info!(
+            job = "refresh_auth",
+            "ecs.config changed; no on_change command"
+        );
+        return Ok(());
+    }
+    tracing::info!(job = "refresh_auth", command = %argv.join(" "), "ecs.config changed; running on_change");
+    Ok(run_on_change(&argv, ctx.shutdown.clone()).await?)
+}
