@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::settings::Settings as BootstrapSettings;
 use crate::bootstrap::BootstrapError;
-use crate::cli::{CheckCommand, Cli, Command, LogFormat, LogLevel, OutputFormat};
+use crate::cli::{CheckCommand, Cli, Command, OutputFormat};
+use crate::telemetry::{LogFormat, LogLevel};
 use crate::config::layer::Layered;
 use crate::config::{ConfigError, Loaded};
 use crate::daemon::jobs::{AuthOutcome, EcrOutcome, GcMode, GcOutcome, JobError, Jobs};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bootstrap::settings::BootstrapOptions;
+use crate::telemetry::{LogFormat, LogLevel};
 use crate::ecr_prune::settings::EcrOptions;
 use crate::image_gc::settings::GcOptions;
 
@@ -58,23 +59,6 @@ pub enum Command {
     Daemon(DaemonCommand),
     /// Validate the config file; print the effective config, secrets redacted.
     Check(CheckCommand),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
-use shipshape::cli::{Cli, LogFormat, LogLevel};
+use shipshape::cli::Cli;
+use shipshape::telemetry::{LogFormat, LogLevel};
 use shipshape::error::Error;
 use shipshape::exit::EXIT_USAGE;
 use shipshape::telemetry::LogTarget;
