@@ -83,8 +83,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::ecr_prune::grouping::group;
     use crate::ecr_prune::planner::{Action, Reason, UnitPlan};
-    use crate::ecr_prune::units::group;
     use crate::testing::ecr::{image, index, FakeEcr};
 
     fn expire_all(

@@ -1,15 +1,15 @@
 //! `ecr-prune`: lifecycle-policy pruning of ECR repositories that knows image indexes,
 //! signatures and what ECS runs. Snapshot (`snapshot`) → pure plan (`planner`, with
-//! `rules` and `units`) → delete (`executor`) → `report`. Repositories are processed
+//! `rules` and `grouping`) → delete (`executor`) → `report`. Repositories are processed
 //! concurrently; one failing repository does not stop the others (exit 1 at the end).
 
 pub mod executor;
+pub mod grouping;
 pub mod planner;
 pub mod report;
 pub mod rules;
 pub mod settings;
 pub mod snapshot;
-pub mod units;
 
 use std::io::Write;
 use std::sync::Arc;

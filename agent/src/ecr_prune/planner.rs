@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use globset::GlobSet;
 
+use super::grouping::{self, Unit};
 use super::rules::{Action as RuleAction, Criterion, Rules, TagStatus};
-use super::units::{self, Unit};
 use crate::ports::ecr::{EcrImage, Repository};
 
 /// Everything the planner looks at, read once at scan time.
@@ -202,7 +202,7 @@ pub fn plan_repository(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RepoPlan {
-    let units = units::group(&repo.images, &repo.children);
+    let units = grouping::group(&repo.images, &repo.children);
     let outcomes = apply_rules(&units, &policy.rules, now);
     let in_use = ecs_digests(repo, ecs);
     let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
