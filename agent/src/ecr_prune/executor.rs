@@ -7,7 +7,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::planner::RepoPlan;
-use crate::ports::ecr::{DeleteFailure, EcrApi, ECR_BATCH_MAX};
+use crate::ports::ecr::{DeleteFailure, EcrApi, FailureCode, ECR_BATCH_MAX};
 
 /// What happened to one repository's deletions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub async fn execute(ecr: &dyn EcrApi, plan: &RepoPlan, cancel: &CancellationTok
             Ok(failures) => {
                 let mut failed = 0;
                 for f in failures {
-                    if f.code == "ImageNotFound" {
+                    if f.code == FailureCode::ImageNotFound {
                         tracing::debug!(repository = %plan.name, image = %f.digest, "already gone");
                         continue;
                     }
@@ -85,14 +85,14 @@ mod tests {
     use super::*;
     use crate::ecr_prune::grouping::group;
     use crate::ecr_prune::planner::{Action, Reason, UnitPlan};
-    use crate::testing::ecr::{image, index, FakeEcr};
+    use crate::testing::ecr::{image, index, now, FakeEcr};
 
     fn expire_all(
         name: &str,
         images: &[crate::ports::ecr::EcrImage],
         children: &HashMap<String, Vec<String>>,
     ) -> RepoPlan {
-        let units = group(images, children);
+        let units = group(images, children, now());
         RepoPlan {
             name: name.into(),
             images_before: images.len(),
@@ -166,10 +166,12 @@ mod tests {
     async fn failures_are_reported_and_not_found_is_fine() {
         let images = vec![image("a", &[], 1), image("b", &[], 1), image("c", &[], 1)];
         let mut ecr = FakeEcr::with(vec![("app", images.clone())]);
+        ecr.delete_failures.insert(
+            "sha256:b".into(),
+            FailureCode::ImageReferencedByManifestList,
+        );
         ecr.delete_failures
-            .insert("sha256:b".into(), "ImageReferencedByManifestList".into());
-        ecr.delete_failures
-            .insert("sha256:c".into(), "ImageNotFound".into());
+            .insert("sha256:c".into(), FailureCode::ImageNotFound);
         let out = execute(
             &ecr,
             &expire_all("app", &images, &HashMap::new()),
@@ -178,7 +180,10 @@ mod tests {
         .await;
         assert_eq!(out.deleted, 2);
         assert_eq!(out.failures.len(), 1);
-        assert_eq!(out.failures[0].code, "ImageReferencedByManifestList");
+        assert_eq!(
+            out.failures[0].code,
+            FailureCode::ImageReferencedByManifestList
+        );
     }
 
     #[tokio::test]

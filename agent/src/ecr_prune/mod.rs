@@ -22,11 +22,12 @@ use crate::app::Globals;
 use crate::cli::{EcrPruneArgs, OutputFormat};
 use crate::config::RawEcr;
 use crate::error::Status;
-use crate::ports::ecr::{EcrApi, EcsApi};
+use crate::ports::ecr::EcrApi;
+use crate::ports::ecs::EcsApi;
 use crate::ports::Clock;
 use planner::Policy;
 use report::{RepoResult, Report};
-use settings::{MaxImagesSetting, Settings};
+use settings::Settings;
 
 /// Errors of this command area.
 #[derive(Debug, thiserror::Error)]
@@ -141,24 +142,6 @@ fn summarize(report: &Report) -> EcrSummary {
     }
 }
 
-/// Resolve `--max-images` to a number of images.
-async fn watermark(ecr: &dyn EcrApi, setting: Option<MaxImagesSetting>) -> Option<u64> {
-    match setting? {
-        MaxImagesSetting::Count(n) => Some(n),
-        MaxImagesSetting::Auto => {
-            let quota = match ecr.images_per_repository_quota().await {
-                Ok(Some(q)) => q,
-                Ok(None) => settings::DEFAULT_IMAGES_QUOTA,
-                Err(e) => {
-                    tracing::warn!(error = %e, fallback = settings::DEFAULT_IMAGES_QUOTA, "cannot read the images-per-repository quota; using the default");
-                    settings::DEFAULT_IMAGES_QUOTA
-                }
-            };
-            Some(quota * settings::AUTO_WATERMARK_PERCENT / 100)
-        }
-    }
-}
-
 /// One pass over the selected repositories: snapshot ECS once, then per repository
 /// (concurrently) read → plan → delete when applying and not refused.
 pub async fn pass(
@@ -192,7 +175,7 @@ pub async fn pass(
         protect_tags: settings.protect_tag.clone(),
         protect_tag_set: settings.protect_tag_set.clone(),
         min_age: settings.min_age,
-        max_images: watermark(ecr.as_ref(), settings.max_images).await,
+        max_images: snapshot::read_watermark(ecr.as_ref(), settings.max_images).await,
         max_delete_percent: settings.max_delete_percent,
         force: settings.force,
     };
@@ -228,7 +211,7 @@ pub async fn pass(
 async fn prune_repository(
     ecr: &dyn EcrApi,
     repository: crate::ports::ecr::Repository,
-    usage: &planner::EcsUsage,
+    usage: &snapshot::EcsUsage,
     policy: &Policy,
     now: DateTime<Utc>,
     apply: bool,
@@ -407,20 +390,5 @@ mod tests {
         }
         assert_eq!(total, 12);
         assert_eq!(ecr.calls("BatchDeleteImage"), 0);
-    }
-
-    #[tokio::test]
-    async fn auto_watermark_uses_quota_or_default() {
-        let mut ecr = FakeEcr::default();
-        assert_eq!(
-            watermark(&ecr, Some(MaxImagesSetting::Auto)).await,
-            Some(9000)
-        );
-        ecr.quota = Some(20_000);
-        assert_eq!(
-            watermark(&ecr, Some(MaxImagesSetting::Auto)).await,
-            Some(18_000)
-        );
-        assert_eq!(watermark(&ecr, None).await, None);
     }
 }

@@ -3,7 +3,7 @@
 //! protected tags, min age, newest unit), quota mode, and the per-repository safety cap.
 //! No I/O, no clock, no SDK types; every unit in the plan carries its `Reason`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,43 +12,8 @@ use globset::GlobSet;
 
 use super::grouping::{self, Unit};
 use super::rules::{Action as RuleAction, Criterion, Rules, TagStatus};
-use crate::ports::ecr::{EcrImage, Repository};
-
-/// Everything the planner looks at, read once at scan time.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub repositories: Vec<RepoSnapshot>,
-    pub ecs: EcsUsage,
-}
-
-/// One repository's manifests and the children of its indexes.
-#[derive(Debug, Clone)]
-pub struct RepoSnapshot {
-    pub repository: Repository,
-    pub images: Vec<EcrImage>,
-    /// Index digest → digests its manifest lists.
-    pub children: HashMap<String, Vec<String>>,
-}
-
-/// What the protected ECS clusters run or are about to run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EcsUsage {
-    /// Digests the agent resolved for running tasks, and `@sha256:` references.
-    pub digests: BTreeSet<String>,
-    /// Image references (`repo-uri:tag` or `repo-uri@digest`) of tasks and of the task
-    /// definitions of services' PRIMARY and ACTIVE deployments.
-    pub references: BTreeSet<String>,
-}
-
-impl EcsUsage {
-    /// Record an image reference ECS uses, and its digest when it is pinned (`…@sha256:…`).
-    pub fn add_image(&mut self, image: String) {
-        if let Some((_, digest)) = image.split_once('@') {
-            self.digests.insert(digest.to_owned());
-        }
-        self.references.insert(image);
-    }
-}
+use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
+use crate::ports::ecr::Repository;
 
 /// The validated policy the planner applies.
 #[derive(Debug, Clone)]
@@ -119,7 +84,8 @@ pub struct UnitPlan {
     pub reason: Reason,
 }
 
-/// Why a repository's plan is not carried out.
+/// Why a repository's plan is not carried out: it deletes more than
+/// `--max-delete-percent` of the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub deleting: usize,
@@ -202,7 +168,7 @@ pub fn plan_repository(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RepoPlan {
-    let units = grouping::group(&repo.images, &repo.children);
+    let units = grouping::group(&repo.images, &repo.children, now);
     let outcomes = apply_rules(&units, &policy.rules, now);
     let in_use = ecs_digests(repo, ecs);
     let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
