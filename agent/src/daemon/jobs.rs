@@ -121,7 +121,7 @@ async fn ecr_prune(ctx: &JobContext) -> Result<(), String> {
         ..EcrPruneArgs::default()
     };
     let summary =
-        crate::ecr_prune::run_pass(&ctx.globals, &ctx.config.ecr, &args, ctx.shutdown.clone())
+        crate::ecr_prune::daemon_entry(&ctx.globals, &ctx.config.ecr, &args, ctx.shutdown.clone())
             .await
             .map_err(|e| e.to_string())?;
     ctx.metrics.record_ecr(&summary);

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use globset::GlobSet;
 
 use super::grouping::{self, Unit};
-use super::rules::{Action as RuleAction, Criterion, Rules, TagStatus};
+use super::rules::{Action, Criterion, Rules, TagStatus};
 use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
 use crate::ports::ecr::Repository;
 
@@ -27,14 +27,6 @@ pub struct Policy {
     pub max_images: Option<u64>,
     pub max_delete_percent: u8,
     pub force: bool,
-}
-
-/// Keep or expire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Keep,
-    Expire,
 }
 
 /// Why a unit is kept or expired.
@@ -86,7 +78,7 @@ pub struct UnitPlan {
 
 /// Why a repository's plan is not carried out: it deletes more than
 /// `--max-delete-percent` of the repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     pub deleting: usize,
     pub of: usize,
@@ -260,16 +252,16 @@ fn apply_rules(
                 .is_ok_and(|age| age > d)
         };
         let candidates: Vec<usize> = match (rule.action, rule.criterion) {
-            (RuleAction::Keep, _) | (_, Criterion::None) => matched.clone(),
-            (RuleAction::Expire, Criterion::ImageCountMoreThan(n)) => {
+            (Action::Keep, _) | (_, Criterion::None) => matched.clone(),
+            (Action::Expire, Criterion::ImageCountMoreThan(n)) => {
                 matched.iter().copied().skip(n as usize).collect()
             }
-            (RuleAction::Expire, Criterion::SinceImagePushed(d)) => matched
+            (Action::Expire, Criterion::SinceImagePushed(d)) => matched
                 .iter()
                 .copied()
                 .filter(|&i| older_than(units[i].pushed_at, d))
                 .collect(),
-            (RuleAction::Expire, Criterion::SinceImagePulled(d)) => matched
+            (Action::Expire, Criterion::SinceImagePulled(d)) => matched
                 .iter()
                 .copied()
                 .filter(|&i| older_than(units[i].last_used, d))
@@ -278,8 +270,8 @@ fn apply_rules(
         for i in candidates {
             if marked[i].is_none() && !shielded[i] {
                 marked[i] = Some(match rule.action {
-                    RuleAction::Expire => RuleOutcome::Expire(rule.priority),
-                    RuleAction::Keep => RuleOutcome::Keep(rule.priority),
+                    Action::Expire => RuleOutcome::Expire(rule.priority),
+                    Action::Keep => RuleOutcome::Keep(rule.priority),
                 });
             }
         }

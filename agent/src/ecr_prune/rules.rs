@@ -81,7 +81,8 @@ pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S
     s.serialize_str(&crate::units::format_duration(*d))
 }
 
-/// What a rule does with the units it picks.
+/// Keep or expire: what a rule does with the units it picks, and so also what the plan
+/// does with each unit (`planner::UnitPlan::action`). The one action enum of `ecr-prune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {

@@ -711,3 +711,46 @@ fn image_without_push_time_is_young_not_ancient() {
         (Action::Keep, Reason::YoungerThanMinAge)
     );
 }
+
+// --- how reasons read (the one Display test; the other cases assert variants) ----
+
+#[test]
+fn reasons_and_refusal_read_as_the_spec_shows_them() {
+    let shown: Vec<String> = [
+        Reason::Rule(3),
+        Reason::Quota(9000),
+        Reason::InUseByEcs("repo:v1".into()),
+        Reason::ProtectedTag("release-*".into()),
+        Reason::Newest,
+        Reason::YoungerThanMinAge,
+        Reason::KeepRule(1),
+        Reason::WithinRule(2),
+        Reason::NoRule,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            "rule 3",
+            "quota watermark 9000 images",
+            "in use by ECS (repo:v1)",
+            "protected tag release-*",
+            "newest in repository",
+            "younger than min-age",
+            "keep rule 1",
+            "within rule 2",
+            "no rule selects it",
+        ]
+    );
+    let refusal = Refusal {
+        deleting: 8,
+        of: 10,
+        max_percent: 50,
+    };
+    assert_eq!(
+        refusal.to_string(),
+        "refused: the plan deletes 8 of 10 images, more than --max-delete-percent 50%; review the plan, then raise --max-delete-percent or pass --force"
+    );
+}
