@@ -25,6 +25,7 @@ use crate::ecr_prune::settings::Settings as EcrSettings;
 use crate::error::Error;
 use crate::exit::Status;
 use crate::image_gc::GcSettings;
+use crate::ports::Clock as _;
 
 /// Options every command shares.
 #[derive(Debug, Clone)]
@@ -74,7 +75,17 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
         Command::EcrPrune(cmd) => {
             let settings = EcrSettings::resolve(Layered::new(&cmd.options, &file.ecr, text))
                 .map_err(|e| loaded.invalid(e))?;
-            Ok(crate::ecr_prune::run(&globals, &settings, cmd.output).await?)
+            let report = ecr_prune(&globals, &settings, &CancellationToken::new()).await?;
+            let mut out = std::io::stdout().lock();
+            match cmd.output {
+                OutputFormat::Json => report.write_json(&mut out)?,
+                OutputFormat::Text => report.write_text(&mut out)?,
+            }
+            Ok(if report.failed() {
+                Status::PartialFailure
+            } else {
+                Status::Ok
+            })
         }
         Command::Daemon(_) => Ok(daemon(&globals, &loaded).await?),
         Command::Check(cmd) => check(&loaded, cmd),
@@ -106,6 +117,17 @@ async fn bootstrap(
         last: "still loading".into(),
     })?;
     crate::bootstrap::run(settings, dry_run, &aws, &aws, deadline, cancel).await
+}
+
+/// One ecr-prune pass on AWS, planned for the system clock's `now`.
+async fn ecr_prune(
+    globals: &Globals,
+    settings: &EcrSettings,
+    cancel: &CancellationToken,
+) -> Result<crate::ecr_prune::report::Report, crate::ecr_prune::EcrError> {
+    let (ecr, ecs) = crate::adapters::ecr::clients(globals.region.as_deref()).await;
+    let now = crate::adapters::clock::SystemClock.now();
+    crate::ecr_prune::run(settings, ecr.as_ref(), ecs.as_ref(), now, cancel).await
 }
 
 /// `shipshape daemon`: resolve, build the adapters, install the signal handlers (here,
@@ -226,9 +248,10 @@ impl Jobs for CoreJobs {
     ) -> Result<EcrOutcome, JobError> {
         let mut settings = self.sections.ecr.clone().unwrap_or_else(EcrSettings::defaults);
         settings.apply |= apply;
-        let s = crate::ecr_prune::run_pass(&self.globals, &settings, cancel)
+        let s = ecr_prune(&self.globals, &settings, &cancel)
             .await
-            .map_err(JobError::failed)?;
+            .map_err(JobError::failed)?
+            .summary();
         Ok(EcrOutcome {
             deleted_per_repository: s.deleted_per_repository,
             partial_failure: s.partial_failure,

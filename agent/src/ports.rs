@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 pub mod docker;
 pub mod docker_watch;
 pub mod ecr;
+pub mod ecs;
 pub mod secrets;
 
 /// The time source. Planners take `now` as an argument; executors and the daemon

@@ -2,7 +2,10 @@
 //! region from `--region`, the environment or IMDS, and `AWS_ENDPOINT_URL[_<SERVICE>]`
 //! honoured by the SDK itself (the tests point it at moto this way).
 
+use std::time::Duration;
+
 use aws_config::{BehaviorVersion, Region};
+use aws_smithy_types::retry::RetryConfig;
 
 /// Load the SDK configuration once per process.
 pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
@@ -11,6 +14,31 @@ pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
         loader = loader.region(Region::new(r.to_owned()));
     }
     loader.load().await
+}
+
+/// The SDK's standard retry for the `ecr-prune` clients: throttling and transient
+/// errors retried with exponential backoff, up to 8 attempts.
+pub fn standard_retry() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(20))
+}
+
+/// An SDK error as a port error: the operation and the SDK's full message.
+pub fn api_error<E: std::error::Error>(
+    operation: &'static str,
+    e: E,
+) -> crate::ports::ecr::ApiError {
+    crate::ports::ecr::ApiError {
+        operation,
+        message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+    }
+}
+
+/// An SDK timestamp as a chrono one (None when absent or out of range).
+pub fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
 use aws_smithy_runtime_api::box_error::BoxError;

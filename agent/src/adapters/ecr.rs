@@ -1,39 +1,18 @@
-//! Adapter for the `ecr-prune` ports: aws-sdk-ecr, aws-sdk-ecs and
-//! aws-sdk-servicequotas clients, each with the `CallLogger` interceptor and the SDK's
-//! standard retry (throttling retried with exponential backoff, up to 8 attempts).
-//! Pages are requested at the APIs' maxima; SDK types never leave this file.
+//! Adapter for the ECR port: aws-sdk-ecr and aws-sdk-servicequotas clients, each with
+//! the `CallLogger` interceptor and the SDK's standard retry (throttling retried with
+//! exponential backoff, up to 8 attempts). Pages are requested at the APIs' maxima;
+//! SDK types never leave this file. Translation only: absent fields stay absent.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_sdk_ecr::error::DisplayErrorContext;
 use aws_sdk_ecr::types::ImageIdentifier;
-use aws_smithy_types::retry::RetryConfig;
-use chrono::{DateTime, Utc};
 
-use super::aws::{sdk_config, CallLogger};
-use crate::ecr_prune::settings::IMAGES_QUOTA_CODE;
-use crate::ports::ecr::{
-    ApiError, DeleteFailure, EcrApi, EcrImage, EcsApi, Repository, TaskImages,
-};
+use super::aws::{api_error, sdk_config, standard_retry, time, CallLogger};
+use crate::ports::ecr::{ApiError, DeleteFailure, EcrApi, EcrImage, FailureCode, Repository};
+use crate::ports::ecs::EcsApi;
 
-fn retry() -> RetryConfig {
-    RetryConfig::standard()
-        .with_max_attempts(8)
-        .with_initial_backoff(Duration::from_millis(200))
-        .with_max_backoff(Duration::from_secs(20))
-}
-
-fn api_error<E: std::error::Error>(operation: &'static str, e: E) -> ApiError {
-    ApiError {
-        operation,
-        message: DisplayErrorContext(&e).to_string(),
-    }
-}
-
-fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
-    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-}
+/// Service Quotas code of ECR's "Images per repository".
+const IMAGES_QUOTA_CODE: &str = "L-03A36CE1";
 
 fn image_ids(digests: &[String]) -> Vec<ImageIdentifier> {
     digests
@@ -48,22 +27,19 @@ pub async fn clients(region: Option<&str>) -> (Arc<dyn EcrApi>, Arc<dyn EcsApi>)
     let ecr = aws_sdk_ecr::Client::from_conf(
         aws_sdk_ecr::config::Builder::from(&sdk)
             .interceptor(CallLogger)
-            .retry_config(retry())
+            .retry_config(standard_retry())
             .build(),
     );
     let quotas = aws_sdk_servicequotas::Client::from_conf(
         aws_sdk_servicequotas::config::Builder::from(&sdk)
             .interceptor(CallLogger)
-            .retry_config(retry())
+            .retry_config(standard_retry())
             .build(),
     );
-    let ecs = aws_sdk_ecs::Client::from_conf(
-        aws_sdk_ecs::config::Builder::from(&sdk)
-            .interceptor(CallLogger)
-            .retry_config(retry())
-            .build(),
-    );
-    (Arc::new(AwsEcr { ecr, quotas }), Arc::new(AwsEcs { ecs }))
+    (
+        Arc::new(AwsEcr { ecr, quotas }),
+        Arc::new(super::ecs::AwsEcs::new(&sdk)),
+    )
 }
 
 /// ECR and Service Quotas through the SDK.
@@ -114,8 +90,7 @@ impl EcrApi for AwsEcr {
                 out.push(EcrImage {
                     digest: digest.to_owned(),
                     tags: d.image_tags().to_vec(),
-                    // A missing push time must not make an image look ancient: treat it as new.
-                    pushed_at: time(d.image_pushed_at()).unwrap_or_else(Utc::now),
+                    pushed_at: time(d.image_pushed_at()),
                     size: d.image_size_in_bytes().map_or(0, |s| s.max(0) as u64),
                     last_pulled: time(d.last_recorded_pull_time()),
                     manifest_media_type: d.image_manifest_media_type().map(str::to_owned),
@@ -176,9 +151,10 @@ impl EcrApi for AwsEcr {
                     .and_then(|i| i.image_digest().or(i.image_tag()))
                     .unwrap_or("?")
                     .to_owned(),
-                code: f
-                    .failure_code()
-                    .map_or_else(|| "Unknown".to_owned(), |c| c.as_str().to_owned()),
+                code: f.failure_code().map_or_else(
+                    || FailureCode::Other("Unknown".to_owned()),
+                    |c| FailureCode::from_code(c.as_str()),
+                ),
                 reason: f.failure_reason().unwrap_or_default().to_owned(),
             })
             .collect())
@@ -198,140 +174,5 @@ impl EcrApi for AwsEcr {
             .and_then(|q| q.value())
             .filter(|v| *v >= 1.0)
             .map(|v| v as u64))
-    }
-}
-
-/// ECS through the SDK.
-pub struct AwsEcs {
-    ecs: aws_sdk_ecs::Client,
-}
-
-#[async_trait::async_trait]
-impl EcsApi for AwsEcs {
-    async fn list_clusters(&self) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
-            .ecs
-            .list_clusters()
-            .max_results(100)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListClusters", e))?;
-            out.extend(page.cluster_arns().iter().cloned());
-        }
-        Ok(out)
-    }
-
-    async fn list_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
-            .ecs
-            .list_tasks()
-            .cluster(cluster)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListTasks", e))?;
-            out.extend(page.task_arns().iter().cloned());
-        }
-        Ok(out)
-    }
-
-    async fn describe_tasks(
-        &self,
-        cluster: &str,
-        tasks: &[String],
-    ) -> Result<Vec<TaskImages>, ApiError> {
-        let out = self
-            .ecs
-            .describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(tasks.to_vec()))
-            .send()
-            .await
-            .map_err(|e| api_error("DescribeTasks", e))?;
-        Ok(out
-            .tasks()
-            .iter()
-            .map(|t| TaskImages {
-                task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),
-                images: t
-                    .containers()
-                    .iter()
-                    .filter_map(|c| c.image().map(str::to_owned))
-                    .collect(),
-                digests: t
-                    .containers()
-                    .iter()
-                    .filter_map(|c| c.image_digest().map(str::to_owned))
-                    .collect(),
-            })
-            .collect())
-    }
-
-    async fn list_services(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
-            .ecs
-            .list_services()
-            .cluster(cluster)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListServices", e))?;
-            out.extend(page.service_arns().iter().cloned());
-        }
-        Ok(out)
-    }
-
-    async fn describe_services(
-        &self,
-        cluster: &str,
-        services: &[String],
-    ) -> Result<Vec<String>, ApiError> {
-        let out = self
-            .ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(services.to_vec()))
-            .send()
-            .await
-            .map_err(|e| api_error("DescribeServices", e))?;
-        let mut tds = Vec::new();
-        for s in out.services() {
-            let deployments: Vec<String> = s
-                .deployments()
-                .iter()
-                .filter(|d| matches!(d.status(), Some("PRIMARY") | Some("ACTIVE")))
-                .filter_map(|d| d.task_definition().map(str::to_owned))
-                .collect();
-            if deployments.is_empty() {
-                tds.extend(s.task_definition().map(str::to_owned));
-            }
-            tds.extend(deployments);
-        }
-        Ok(tds)
-    }
-
-    async fn task_definition_images(&self, task_definition: &str) -> Result<Vec<String>, ApiError> {
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(task_definition)
-            .send()
-            .await
-            .map_err(|e| api_error("DescribeTaskDefinition", e))?;
-        Ok(out
-            .task_definition()
-            .map(|td| {
-                td.container_definitions()
-                    .iter()
-                    .filter_map(|c| c.image().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 }

@@ -6,4 +6,5 @@ pub mod clock;
 pub mod docker;
 pub mod docker_watch;
 pub mod ecr;
+pub mod ecs;
 pub mod secrets;

@@ -1,24 +1,80 @@
 //! Carrying out one repository's plan: BatchDeleteImage with at most 100 digests per
 //! call, indexes before their children (a new call starts where the deletion stage
-//! changes, since ECR refuses to delete a manifest an index still lists), every
-//! `failures[]` entry reported (ImageNotFound counts as gone), stopping between calls
-//! when cancelled.
+//! changes, since ECR refuses to delete a manifest an index still lists), stopping
+//! between calls when cancelled. The plan is never changed: the executor returns what
+//! happened to each image beside it (ImageNotFound counts as gone).
+
+use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
 use super::planner::RepoPlan;
-use crate::ports::ecr::{DeleteFailure, EcrApi, ECR_BATCH_MAX};
+use crate::ports::ecr::{ApiError, DeleteFailure, EcrApi, FailureCode, ECR_BATCH_MAX};
 
-/// What happened to one repository's deletions.
+/// Why an image the plan expires was not tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The run was cancelled before its call.
+    Cancelled,
+    /// An earlier call failed as a whole; the rest is left for the next run.
+    EarlierCallFailed,
+}
+
+/// What happened to one image the plan expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageOutcome {
+    Deleted,
+    /// ECR no longer had it (ImageNotFound): as good as deleted.
+    AlreadyGone,
+    /// ECR refused to delete it (a `failures[]` entry).
+    Failed {
+        code: FailureCode,
+        reason: String,
+    },
+    /// Its BatchDeleteImage call failed as a whole (after the SDK's retries).
+    CallFailed,
+    NotAttempted(Skip),
+}
+
+/// What happened to one repository's deletions: every digest of
+/// `RepoPlan::deletions`, in that order, with its outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// Digests ECR deleted (or already had not).
-    pub deleted: usize,
-    /// Failures other than ImageNotFound.
-    pub failures: Vec<DeleteFailure>,
-    /// A whole call failed (after the SDK's retries); the rest was not attempted.
-    pub error: Option<String>,
-    pub cancelled: bool,
+pub struct Deletion {
+    pub images: Vec<(String, ImageOutcome)>,
+    /// The call that failed as a whole, if one did; no later call was made.
+    pub call_error: Option<ApiError>,
+}
+
+impl Deletion {
+    /// Images ECR deleted, or already had not.
+    pub fn deleted(&self) -> usize {
+        self.images
+            .iter()
+            .filter(|(_, o)| matches!(o, ImageOutcome::Deleted | ImageOutcome::AlreadyGone))
+            .count()
+    }
+
+    /// The images ECR refused to delete, as its `failures[]` entries.
+    pub fn failures(&self) -> Vec<DeleteFailure> {
+        self.images
+            .iter()
+            .filter_map(|(digest, o)| match o {
+                ImageOutcome::Failed { code, reason } => Some(DeleteFailure {
+                    digest: digest.clone(),
+                    code: code.clone(),
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Did cancellation leave some images untried?
+    pub fn cancelled(&self) -> bool {
+        self.images
+            .iter()
+            .any(|(_, o)| *o == ImageOutcome::NotAttempted(Skip::Cancelled))
+    }
 }
 
 /// Split the ordered deletions into calls: at most 100 ids, and a stage never shares a
@@ -42,40 +98,90 @@ pub fn batches(deletions: &[(String, u8)]) -> Vec<Vec<String>> {
 }
 
 /// Delete what `plan` expires. The caller has already checked the plan is not refused.
-pub async fn execute(ecr: &dyn EcrApi, plan: &RepoPlan, cancel: &CancellationToken) -> Outcome {
-    let mut outcome = Outcome::default();
+pub async fn execute(ecr: &dyn EcrApi, plan: &RepoPlan, cancel: &CancellationToken) -> Deletion {
+    let mut deletion = Deletion::default();
+    let mut skip: Option<Skip> = None;
     for batch in batches(&plan.deletions()) {
-        if cancel.is_cancelled() {
-            outcome.cancelled = true;
-            break;
+        if skip.is_none() && cancel.is_cancelled() {
+            skip = Some(Skip::Cancelled);
+        }
+        if let Some(why) = skip {
+            deletion.images.extend(
+                batch
+                    .into_iter()
+                    .map(|d| (d, ImageOutcome::NotAttempted(why))),
+            );
+            continue;
         }
         match ecr.batch_delete(&plan.name, &batch).await {
-            Ok(failures) => {
-                let mut failed = 0;
-                for f in failures {
-                    if f.code == "ImageNotFound" {
-                        tracing::debug!(repository = %plan.name, image = %f.digest, "already gone");
-                        continue;
-                    }
-                    tracing::warn!(
-                        repository = %plan.name,
-                        image = %f.digest,
-                        code = %f.code,
-                        reason = %f.reason,
-                        "delete failed"
-                    );
-                    failed += 1;
-                    outcome.failures.push(f);
-                }
-                outcome.deleted += batch.len() - failed;
-            }
+            Ok(failures) => deletion
+                .images
+                .extend(batch_outcomes(&plan.name, batch, failures)),
             Err(e) => {
-                outcome.error = Some(e.to_string());
-                break;
+                deletion
+                    .images
+                    .extend(batch.into_iter().map(|d| (d, ImageOutcome::CallFailed)));
+                deletion.call_error = Some(e);
+                skip = Some(Skip::EarlierCallFailed);
             }
         }
     }
-    outcome
+    deletion
+}
+
+/// One call's outcomes: each digest of `batch` with its `failures[]` entry, if any.
+/// An entry naming no digest of the batch is kept (reported), not dropped.
+fn batch_outcomes(
+    repository: &str,
+    batch: Vec<String>,
+    failures: Vec<DeleteFailure>,
+) -> Vec<(String, ImageOutcome)> {
+    let mut by_digest: HashMap<String, DeleteFailure> = HashMap::new();
+    let mut stray = Vec::new();
+    for f in failures {
+        if batch.contains(&f.digest) && !by_digest.contains_key(&f.digest) {
+            by_digest.insert(f.digest.clone(), f);
+        } else {
+            stray.push(f);
+        }
+    }
+    let mut out: Vec<(String, ImageOutcome)> = batch
+        .into_iter()
+        .map(|digest| {
+            let outcome = match by_digest.remove(&digest) {
+                None => ImageOutcome::Deleted,
+                Some(f) => failure_outcome(repository, f),
+            };
+            (digest, outcome)
+        })
+        .collect();
+    // A stray "not found" changes nothing; a stray refusal must still be reported.
+    out.extend(stray.into_iter().filter_map(|f| {
+        let digest = f.digest.clone();
+        match failure_outcome(repository, f) {
+            ImageOutcome::AlreadyGone => None,
+            outcome => Some((digest, outcome)),
+        }
+    }));
+    out
+}
+
+fn failure_outcome(repository: &str, f: DeleteFailure) -> ImageOutcome {
+    if f.code == FailureCode::ImageNotFound {
+        tracing::debug!(repository = %repository, image = %f.digest, "already gone");
+        return ImageOutcome::AlreadyGone;
+    }
+    tracing::warn!(
+        repository = %repository,
+        image = %f.digest,
+        code = %f.code,
+        reason = %f.reason,
+        "delete failed"
+    );
+    ImageOutcome::Failed {
+        code: f.code,
+        reason: f.reason,
+    }
 }
 
 #[cfg(test)]
@@ -83,16 +189,17 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::ecr_prune::planner::{Action, Reason, UnitPlan};
-    use crate::ecr_prune::units::group;
-    use crate::testing::ecr::{image, index, FakeEcr};
+    use crate::ecr_prune::grouping::group;
+    use crate::ecr_prune::planner::{Reason, UnitPlan};
+    use crate::ecr_prune::rules::Action;
+    use crate::testing::ecr::{image, index, now, FakeEcr};
 
     fn expire_all(
         name: &str,
         images: &[crate::ports::ecr::EcrImage],
         children: &HashMap<String, Vec<String>>,
     ) -> RepoPlan {
-        let units = group(images, children);
+        let units = group(images, children, now());
         RepoPlan {
             name: name.into(),
             images_before: images.len(),
@@ -135,7 +242,8 @@ mod tests {
             &CancellationToken::new(),
         )
         .await;
-        assert_eq!(out.deleted, 250);
+        assert_eq!(out.deleted(), 250);
+        assert!(out.images.iter().all(|(_, o)| *o == ImageOutcome::Deleted));
         assert_eq!(*ecr.delete_batches.lock().unwrap(), vec![100, 100, 50]);
         assert!(ecr.digests("app").is_empty());
     }
@@ -158,7 +266,7 @@ mod tests {
             &CancellationToken::new(),
         )
         .await;
-        assert_eq!(out.deleted, 3);
+        assert_eq!(out.deleted(), 3);
         assert_eq!(*ecr.delete_batches.lock().unwrap(), vec![1, 2]);
     }
 
@@ -166,19 +274,34 @@ mod tests {
     async fn failures_are_reported_and_not_found_is_fine() {
         let images = vec![image("a", &[], 1), image("b", &[], 1), image("c", &[], 1)];
         let mut ecr = FakeEcr::with(vec![("app", images.clone())]);
+        ecr.delete_failures.insert(
+            "sha256:b".into(),
+            FailureCode::ImageReferencedByManifestList,
+        );
         ecr.delete_failures
-            .insert("sha256:b".into(), "ImageReferencedByManifestList".into());
-        ecr.delete_failures
-            .insert("sha256:c".into(), "ImageNotFound".into());
+            .insert("sha256:c".into(), FailureCode::ImageNotFound);
         let out = execute(
             &ecr,
             &expire_all("app", &images, &HashMap::new()),
             &CancellationToken::new(),
         )
         .await;
-        assert_eq!(out.deleted, 2);
-        assert_eq!(out.failures.len(), 1);
-        assert_eq!(out.failures[0].code, "ImageReferencedByManifestList");
+        assert_eq!(out.deleted(), 2);
+        assert_eq!(
+            out.images,
+            vec![
+                ("sha256:a".into(), ImageOutcome::Deleted),
+                (
+                    "sha256:b".into(),
+                    ImageOutcome::Failed {
+                        code: FailureCode::ImageReferencedByManifestList,
+                        reason: "injected".into()
+                    }
+                ),
+                ("sha256:c".into(), ImageOutcome::AlreadyGone),
+            ]
+        );
+        assert_eq!(out.failures().len(), 1);
     }
 
     #[tokio::test]
@@ -188,7 +311,62 @@ mod tests {
         let cancel = CancellationToken::new();
         cancel.cancel();
         let out = execute(&ecr, &expire_all("app", &images, &HashMap::new()), &cancel).await;
-        assert!(out.cancelled);
+        assert!(out.cancelled());
+        assert_eq!(out.images.len(), 5);
+        assert_eq!(out.deleted(), 0);
         assert_eq!(ecr.calls("BatchDeleteImage"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_stops_the_repository_and_marks_the_rest_untried() {
+        let images: Vec<_> = (0..150)
+            .map(|i| image(&format!("x{i:03}"), &[], 1))
+            .collect();
+        let mut ecr = FakeEcr::with(vec![("app", images.clone())]);
+        ecr.delete_call_fails = true;
+        let out = execute(
+            &ecr,
+            &expire_all("app", &images, &HashMap::new()),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(ecr.calls("BatchDeleteImage"), 1);
+        assert_eq!(
+            out.call_error.as_ref().map(|e| e.operation),
+            Some("BatchDeleteImage")
+        );
+        let count = |want: &ImageOutcome| out.images.iter().filter(|(_, o)| o == want).count();
+        assert_eq!(count(&ImageOutcome::CallFailed), 100);
+        assert_eq!(
+            count(&ImageOutcome::NotAttempted(Skip::EarlierCallFailed)),
+            50
+        );
+        assert!(!out.cancelled());
+    }
+
+    #[test]
+    fn a_stray_failure_is_reported_and_a_stray_not_found_ignored() {
+        let failure = |digest: &str, code| DeleteFailure {
+            digest: digest.into(),
+            code,
+            reason: String::new(),
+        };
+        let out = batch_outcomes(
+            "app",
+            vec!["sha256:a".into()],
+            vec![
+                failure("?", FailureCode::KmsError),
+                failure("sha256:zzz", FailureCode::ImageNotFound),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], ("sha256:a".into(), ImageOutcome::Deleted));
+        assert!(matches!(
+            &out[1].1,
+            ImageOutcome::Failed {
+                code: FailureCode::KmsError,
+                ..
+            }
+        ));
     }
 }

@@ -3,52 +3,17 @@
 //! protected tags, min age, newest unit), quota mode, and the per-repository safety cap.
 //! No I/O, no clock, no SDK types; every unit in the plan carries its `Reason`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use globset::GlobSet;
 
-use super::rules::{Action as RuleAction, Criterion, Rules, TagStatus};
-use super::units::{self, Unit};
-use crate::ports::ecr::{EcrImage, Repository};
-
-/// Everything the planner looks at, read once at scan time.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub repositories: Vec<RepoSnapshot>,
-    pub ecs: EcsUsage,
-}
-
-/// One repository's manifests and the children of its indexes.
-#[derive(Debug, Clone)]
-pub struct RepoSnapshot {
-    pub repository: Repository,
-    pub images: Vec<EcrImage>,
-    /// Index digest → digests its manifest lists.
-    pub children: HashMap<String, Vec<String>>,
-}
-
-/// What the protected ECS clusters run or are about to run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EcsUsage {
-    /// Digests the agent resolved for running tasks, and `@sha256:` references.
-    pub digests: BTreeSet<String>,
-    /// Image references (`repo-uri:tag` or `repo-uri@digest`) of tasks and of the task
-    /// definitions of services' PRIMARY and ACTIVE deployments.
-    pub references: BTreeSet<String>,
-}
-
-impl EcsUsage {
-    /// Record an image reference ECS uses, and its digest when it is pinned (`…@sha256:…`).
-    pub fn add_image(&mut self, image: String) {
-        if let Some((_, digest)) = image.split_once('@') {
-            self.digests.insert(digest.to_owned());
-        }
-        self.references.insert(image);
-    }
-}
+use super::grouping::{self, Unit};
+use super::rules::{Action, Criterion, Rules, TagStatus};
+use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
+use crate::ports::ecr::Repository;
 
 /// The validated policy the planner applies.
 #[derive(Debug, Clone)]
@@ -62,14 +27,6 @@ pub struct Policy {
     pub max_images: Option<u64>,
     pub max_delete_percent: u8,
     pub force: bool,
-}
-
-/// Keep or expire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Keep,
-    Expire,
 }
 
 /// Why a unit is kept or expired.
@@ -119,8 +76,9 @@ pub struct UnitPlan {
     pub reason: Reason,
 }
 
-/// Why a repository's plan is not carried out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a repository's plan is not carried out: it deletes more than
+/// `--max-delete-percent` of the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     pub deleting: usize,
     pub of: usize,
@@ -202,7 +160,7 @@ pub fn plan_repository(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RepoPlan {
-    let units = units::group(&repo.images, &repo.children);
+    let units = grouping::group(&repo.images, &repo.children, now);
     let outcomes = apply_rules(&units, &policy.rules, now);
     let in_use = ecs_digests(repo, ecs);
     let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
@@ -294,16 +252,16 @@ fn apply_rules(
                 .is_ok_and(|age| age > d)
         };
         let candidates: Vec<usize> = match (rule.action, rule.criterion) {
-            (RuleAction::Keep, _) | (_, Criterion::None) => matched.clone(),
-            (RuleAction::Expire, Criterion::ImageCountMoreThan(n)) => {
+            (Action::Keep, _) | (_, Criterion::None) => matched.clone(),
+            (Action::Expire, Criterion::ImageCountMoreThan(n)) => {
                 matched.iter().copied().skip(n as usize).collect()
             }
-            (RuleAction::Expire, Criterion::SinceImagePushed(d)) => matched
+            (Action::Expire, Criterion::SinceImagePushed(d)) => matched
                 .iter()
                 .copied()
                 .filter(|&i| older_than(units[i].pushed_at, d))
                 .collect(),
-            (RuleAction::Expire, Criterion::SinceImagePulled(d)) => matched
+            (Action::Expire, Criterion::SinceImagePulled(d)) => matched
                 .iter()
                 .copied()
                 .filter(|&i| older_than(units[i].last_used, d))
@@ -312,8 +270,8 @@ fn apply_rules(
         for i in candidates {
             if marked[i].is_none() && !shielded[i] {
                 marked[i] = Some(match rule.action {
-                    RuleAction::Expire => RuleOutcome::Expire(rule.priority),
-                    RuleAction::Keep => RuleOutcome::Keep(rule.priority),
+                    Action::Expire => RuleOutcome::Expire(rule.priority),
+                    Action::Keep => RuleOutcome::Keep(rule.priority),
                 });
             }
         }

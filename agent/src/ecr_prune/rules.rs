@@ -81,7 +81,8 @@ pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S
     s.serialize_str(&crate::config::value::format_duration(*d))
 }
 
-/// What a rule does with the units it picks.
+/// Keep or expire: what a rule does with the units it picks, and so also what the plan
+/// does with each unit (`planner::UnitPlan::action`). The one action enum of `ecr-prune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -211,6 +212,9 @@ fn positive_int(value: &serde_json::Value, label: &str, field: &str) -> Result<u
         })
 }
 
+/// One rule as ECR validates it. The checks run in a fixed order (priority, selection,
+/// action, storage class, tag status, tag lists, count), so a rule with several faults
+/// always reports the same one first.
 fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, RuleError> {
     let priority = positive_int(
         raw.rule_priority
@@ -221,12 +225,35 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, RuleError> {
     )?;
     let label = format!("{label} (rulePriority {priority})");
     let label = label.as_str();
-    let sel = raw
+    let mut sel = raw
         .selection
         .ok_or_else(|| field_error(label, "selection", "is required"))?;
+    let action = rule_action(raw.action.as_ref(), label)?;
+    check_storage_class(&sel, label)?;
+    let tag_status = tag_status(&sel, label)?;
+    let tag_filter = tag_filter(
+        tag_status,
+        sel.tag_prefix_list.take(),
+        sel.tag_pattern_list.take(),
+        label,
+    )?;
+    let criterion = match action {
+        Action::Keep => keep_criterion(&sel, label)?,
+        Action::Expire => expire_criterion(&sel, label)?,
+    };
+    Ok(Rule {
+        priority,
+        description: raw.description,
+        tag_status,
+        tag_filter,
+        criterion,
+        action,
+    })
+}
+
+/// `action.type` (and the archive-only `action.targetStorageClass`).
+fn rule_action(raw: Option<&RawAction>, label: &str) -> Result<Action, RuleError> {
     let action = match raw
-        .action
-        .as_ref()
         .and_then(|a| a.kind.as_deref())
         .ok_or_else(|| field_error(label, "action.type", "is required (\"expire\" or \"keep\")"))?
     {
@@ -245,45 +272,57 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, RuleError> {
             ))
         }
     };
-    if raw
-        .action
-        .as_ref()
-        .is_some_and(|a| a.target_storage_class.is_some())
-    {
+    if raw.is_some_and(|a| a.target_storage_class.is_some()) {
         return Err(field_error(
             label,
             "action.targetStorageClass",
             "is only valid with action \"transition\", which shipshape does not support",
         ));
     }
-    if let Some(class) = sel.storage_class.as_deref() {
-        if class != "standard" {
-            return Err(field_error(
-                label,
-                "selection.storageClass",
-                &format!("{class:?} is not supported; only \"standard\""),
-            ));
-        }
+    Ok(action)
+}
+
+/// `selection.storageClass`: only the standard class (archived images are out of scope).
+fn check_storage_class(sel: &RawSelection, label: &str) -> Result<(), RuleError> {
+    match sel.storage_class.as_deref() {
+        Some(class) if class != "standard" => Err(field_error(
+            label,
+            "selection.storageClass",
+            &format!("{class:?} is not supported; only \"standard\""),
+        )),
+        _ => Ok(()),
     }
-    let tag_status = match sel.tag_status.as_deref().ok_or_else(|| {
+}
+
+/// `selection.tagStatus`.
+fn tag_status(sel: &RawSelection, label: &str) -> Result<TagStatus, RuleError> {
+    match sel.tag_status.as_deref().ok_or_else(|| {
         field_error(
             label,
             "selection.tagStatus",
             "is required (tagged, untagged or any)",
         )
     })? {
-        "tagged" => TagStatus::Tagged,
-        "untagged" => TagStatus::Untagged,
-        "any" => TagStatus::Any,
-        other => {
-            return Err(field_error(
-                label,
-                "selection.tagStatus",
-                &format!("{other:?} is not one of tagged, untagged, any"),
-            ))
-        }
-    };
-    let tag_filter = match (sel.tag_prefix_list, sel.tag_pattern_list) {
+        "tagged" => Ok(TagStatus::Tagged),
+        "untagged" => Ok(TagStatus::Untagged),
+        "any" => Ok(TagStatus::Any),
+        other => Err(field_error(
+            label,
+            "selection.tagStatus",
+            &format!("{other:?} is not one of tagged, untagged, any"),
+        )),
+    }
+}
+
+/// `selection.tagPrefixList` / `selection.tagPatternList`: exactly one of them, and
+/// only (and always) with tagStatus "tagged".
+fn tag_filter(
+    tag_status: TagStatus,
+    prefixes: Option<Vec<String>>,
+    patterns: Option<Vec<String>>,
+    label: &str,
+) -> Result<Option<TagFilter>, RuleError> {
+    let given = match (prefixes, patterns) {
         (Some(_), Some(_)) => {
             return Err(field_error(
                 label,
@@ -295,131 +334,132 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, RuleError> {
         (None, Some(list)) => Some(("selection.tagPatternList", TagFilter::Patterns(list))),
         (None, None) => None,
     };
-    let tag_filter = match (tag_status, tag_filter) {
-        (TagStatus::Tagged, None) => {
-            return Err(field_error(
-                label,
-                "selection.tagPrefixList",
-                "or selection.tagPatternList is required when tagStatus is \"tagged\"",
-            ))
-        }
+    match (tag_status, given) {
+        (TagStatus::Tagged, None) => Err(field_error(
+            label,
+            "selection.tagPrefixList",
+            "or selection.tagPatternList is required when tagStatus is \"tagged\"",
+        )),
         (TagStatus::Tagged, Some((field, filter))) => {
-            let list = match &filter {
-                TagFilter::Prefixes(l) | TagFilter::Patterns(l) => l,
-            };
-            if list.is_empty() {
-                return Err(field_error(label, field, "must not be empty"));
-            }
-            for entry in list {
-                if entry.is_empty() {
-                    return Err(field_error(
-                        label,
-                        field,
-                        "must not contain an empty string",
-                    ));
-                }
-                if let TagFilter::Patterns(_) = filter {
-                    if entry.matches('*').count() > 4 {
-                        return Err(field_error(
-                            label,
-                            field,
-                            &format!("entry {entry:?} has more than 4 wildcards (*)"),
-                        ));
-                    }
-                }
-            }
-            Some(filter)
+            check_tag_list(&filter, field, label)?;
+            Ok(Some(filter))
         }
-        (_, Some((field, _))) => {
+        (_, Some((field, _))) => Err(field_error(
+            label,
+            field,
+            "can only be used when tagStatus is \"tagged\"",
+        )),
+        (_, None) => Ok(None),
+    }
+}
+
+/// A tag list is non-empty, has no empty entry, and a pattern has at most 4 wildcards.
+fn check_tag_list(filter: &TagFilter, field: &str, label: &str) -> Result<(), RuleError> {
+    let list = match filter {
+        TagFilter::Prefixes(l) | TagFilter::Patterns(l) => l,
+    };
+    if list.is_empty() {
+        return Err(field_error(label, field, "must not be empty"));
+    }
+    for entry in list {
+        if entry.is_empty() {
             return Err(field_error(
                 label,
                 field,
-                "can only be used when tagStatus is \"tagged\"",
-            ))
+                "must not contain an empty string",
+            ));
         }
-        (_, None) => None,
-    };
-    let criterion = match action {
-        Action::Keep => {
-            if sel.count_type.is_some() || sel.count_number.is_some() || sel.count_unit.is_some() {
+        if matches!(filter, TagFilter::Patterns(_)) && entry.matches('*').count() > 4 {
+            return Err(field_error(
+                label,
+                field,
+                &format!("entry {entry:?} has more than 4 wildcards (*)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `keep` rule keeps everything it selects: no count fields.
+fn keep_criterion(sel: &RawSelection, label: &str) -> Result<Criterion, RuleError> {
+    if sel.count_type.is_some() || sel.count_number.is_some() || sel.count_unit.is_some() {
+        return Err(field_error(
+            label,
+            "selection.countType",
+            "must be omitted for action \"keep\" (it keeps everything it selects)",
+        ));
+    }
+    Ok(Criterion::None)
+}
+
+/// An `expire` rule's countType, countNumber and countUnit.
+fn expire_criterion(sel: &RawSelection, label: &str) -> Result<Criterion, RuleError> {
+    let count_type = sel.count_type.as_deref().ok_or_else(|| {
+        field_error(
+            label,
+            "selection.countType",
+            "is required (imageCountMoreThan, sinceImagePushed or sinceImagePulled)",
+        )
+    })?;
+    let number = positive_int(
+        sel.count_number
+            .as_ref()
+            .ok_or_else(|| field_error(label, "selection.countNumber", "is required"))?,
+        label,
+        "selection.countNumber",
+    )?;
+    match count_type {
+        "imageCountMoreThan" => {
+            if sel.count_unit.is_some() {
                 return Err(field_error(
                     label,
-                    "selection.countType",
-                    "must be omitted for action \"keep\" (it keeps everything it selects)",
+                    "selection.countUnit",
+                    "must be omitted with countType imageCountMoreThan",
                 ));
             }
-            Criterion::None
+            Ok(Criterion::ImageCountMoreThan(number))
         }
-        Action::Expire => {
-            let count_type = sel.count_type.as_deref().ok_or_else(|| {
-                field_error(
-                    label,
-                    "selection.countType",
-                    "is required (imageCountMoreThan, sinceImagePushed or sinceImagePulled)",
-                )
-            })?;
-            let number = positive_int(
-                sel.count_number
-                    .as_ref()
-                    .ok_or_else(|| field_error(label, "selection.countNumber", "is required"))?,
-                label,
-                "selection.countNumber",
-            )?;
-            let days = |ctype: &str| -> Result<Duration, RuleError> {
-                match sel.count_unit.as_deref() {
-                    Some("days") => Ok(Duration::from_secs(u64::from(number) * 86_400)),
-                    Some(other) => Err(field_error(
-                        label,
-                        "selection.countUnit",
-                        &format!("{other:?} is not valid; only \"days\""),
-                    )),
-                    None => Err(field_error(
-                        label,
-                        "selection.countUnit",
-                        &format!("is required (\"days\") with countType {ctype}"),
-                    )),
-                }
-            };
-            match count_type {
-                "imageCountMoreThan" => {
-                    if sel.count_unit.is_some() {
-                        return Err(field_error(
-                            label,
-                            "selection.countUnit",
-                            "must be omitted with countType imageCountMoreThan",
-                        ));
-                    }
-                    Criterion::ImageCountMoreThan(number)
-                }
-                "sinceImagePushed" => Criterion::SinceImagePushed(days(count_type)?),
-                "sinceImagePulled" => Criterion::SinceImagePulled(days(count_type)?),
-                "sinceImageTransitioned" => {
-                    return Err(field_error(
-                        label,
-                        "selection.countType",
-                        "sinceImageTransitioned (archive) is not supported by shipshape",
-                    ))
-                }
-                other => {
-                    return Err(field_error(
-                        label,
-                        "selection.countType",
-                        &format!(
-                            "{other:?} is not one of imageCountMoreThan, sinceImagePushed, sinceImagePulled"
-                        ),
-                    ))
-                }
-            }
-        }
-    };
-    Ok(Rule {
-        priority,
-        description: raw.description,
-        tag_status,
-        tag_filter,
-        criterion,
-        action,
-    })
+        "sinceImagePushed" => Ok(Criterion::SinceImagePushed(days(
+            sel, number, count_type, label,
+        )?)),
+        "sinceImagePulled" => Ok(Criterion::SinceImagePulled(days(
+            sel, number, count_type, label,
+        )?)),
+        "sinceImageTransitioned" => Err(field_error(
+            label,
+            "selection.countType",
+            "sinceImageTransitioned (archive) is not supported by shipshape",
+        )),
+        other => Err(field_error(
+            label,
+            "selection.countType",
+            &format!(
+                "{other:?} is not one of imageCountMoreThan, sinceImagePushed, sinceImagePulled"
+            ),
+        )),
+    }
+}
+
+/// `countNumber` days, for the age criteria (`countUnit` must be "days").
+fn days(
+    sel: &RawSelection,
+    number: u32,
+    count_type: &str,
+    label: &str,
+) -> Result<Duration, RuleError> {
+    match sel.count_unit.as_deref() {
+        Some("days") => Ok(Duration::from_secs(u64::from(number) * 86_400)),
+        Some(other) => Err(field_error(
+            label,
+            "selection.countUnit",
+            &format!("{other:?} is not valid; only \"days\""),
+        )),
+        None => Err(field_error(
+            label,
+            "selection.countUnit",
+            &format!("is required (\"days\") with countType {count_type}"),
+        )),
+    }
 }
 
 /// The checks ECR makes across rules: unique priorities, one untagged rule, `any`

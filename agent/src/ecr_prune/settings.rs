@@ -16,8 +16,6 @@ use crate::config::value::{ser_duration, with_default, HumanDuration, MaxImages,
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
 pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Service Quotas code of "Images per repository".
-pub const IMAGES_QUOTA_CODE: &str = "L-03A36CE1";
 /// ECR's default images-per-repository quota, used when Service Quotas can't be read.
 pub const DEFAULT_IMAGES_QUOTA: u64 = 10_000;
 /// `--max-images auto` keeps repositories under this share of the quota.

@@ -1,6 +1,9 @@
-//! Port traits for `ecr-prune`: what the core needs from ECR, ECS and Service Quotas,
-//! in this crate's own types. Each method is one API operation (or its pagination), so
-//! the snapshot code controls batching and the call count stays visible.
+//! The ECR port of `ecr-prune`: what the core needs from ECR (and the images quota from
+//! Service Quotas), in this crate's own types. Each method is one API operation (or its
+//! pagination), so the snapshot code controls batching and the call count stays
+//! visible. The port returns facts as ECR gives them; the core decides what they mean.
+
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 
@@ -17,7 +20,8 @@ pub struct Repository {
 pub struct EcrImage {
     pub digest: String,
     pub tags: Vec<String>,
-    pub pushed_at: DateTime<Utc>,
+    /// `imagePushedAt`; ECR may leave it out (the core decides what that means).
+    pub pushed_at: Option<DateTime<Utc>>,
     pub size: u64,
     pub last_pulled: Option<DateTime<Utc>>,
     pub manifest_media_type: Option<String>,
@@ -37,11 +41,86 @@ impl EcrImage {
     }
 }
 
+/// Why ECR did not delete one image (BatchDeleteImage `failures[].failureCode`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureCode {
+    /// The image is already gone: for a prune, as good as deleted.
+    ImageNotFound,
+    /// An index still lists this manifest.
+    ImageReferencedByManifestList,
+    ImageInaccessible,
+    ImageTagDoesNotMatchDigest,
+    InvalidImageDigest,
+    InvalidImageTag,
+    KmsError,
+    MissingDigestAndTag,
+    UpstreamAccessDenied,
+    UpstreamTooManyRequests,
+    UpstreamUnavailable,
+    /// A code this build does not know, as ECR sent it (`Unknown` when none was sent).
+    Other(String),
+}
+
+impl FailureCode {
+    /// ECR's code names, as the API documents them.
+    const NAMED: [(&'static str, FailureCode); 11] = [
+        ("ImageNotFound", Self::ImageNotFound),
+        (
+            "ImageReferencedByManifestList",
+            Self::ImageReferencedByManifestList,
+        ),
+        ("ImageInaccessible", Self::ImageInaccessible),
+        (
+            "ImageTagDoesNotMatchDigest",
+            Self::ImageTagDoesNotMatchDigest,
+        ),
+        ("InvalidImageDigest", Self::InvalidImageDigest),
+        ("InvalidImageTag", Self::InvalidImageTag),
+        ("KmsError", Self::KmsError),
+        ("MissingDigestAndTag", Self::MissingDigestAndTag),
+        ("UpstreamAccessDenied", Self::UpstreamAccessDenied),
+        ("UpstreamTooManyRequests", Self::UpstreamTooManyRequests),
+        ("UpstreamUnavailable", Self::UpstreamUnavailable),
+    ];
+
+    /// The code for ECR's name of it; unknown names are kept as they are.
+    pub fn from_code(code: &str) -> Self {
+        Self::NAMED
+            .iter()
+            .find(|(name, _)| *name == code)
+            .map_or_else(|| Self::Other(code.to_owned()), |(_, c)| c.clone())
+    }
+
+    /// ECR's name of the code (what reports show).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Other(code) => code,
+            known => Self::NAMED
+                .iter()
+                .find(|(_, c)| c == known)
+                .map_or("Unknown", |(name, _)| name),
+        }
+    }
+}
+
+impl fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for FailureCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One entry of BatchDeleteImage's `failures[]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteFailure {
     pub digest: String,
-    pub code: String,
+    pub code: FailureCode,
+    /// `failureReason`, ECR's words.
     pub reason: String,
 }
 
@@ -55,10 +134,6 @@ pub struct ApiError {
 
 /// Largest id list BatchGetImage and BatchDeleteImage accept.
 pub const ECR_BATCH_MAX: usize = 100;
-/// Largest task list DescribeTasks accepts.
-pub const ECS_TASKS_BATCH_MAX: usize = 100;
-/// Largest service list DescribeServices accepts.
-pub const ECS_SERVICES_BATCH_MAX: usize = 10;
 
 #[async_trait::async_trait]
 pub trait EcrApi: Send + Sync {
@@ -78,41 +153,22 @@ pub trait EcrApi: Send + Sync {
         repo: &str,
         digests: &[String],
     ) -> Result<Vec<DeleteFailure>, ApiError>;
-    /// The account's images-per-repository quota (Service Quotas L-03A36CE1), if readable.
+    /// The account's images-per-repository quota (Service Quotas), if readable.
     async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError>;
 }
 
-/// What DescribeTasks tells about one task.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TaskImages {
-    pub task_definition: String,
-    /// Container `image` references as the task runs them.
-    pub images: Vec<String>,
-    /// Container `imageDigest`s resolved by the agent.
-    pub digests: Vec<String>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[async_trait::async_trait]
-pub trait EcsApi: Send + Sync {
-    /// Every cluster ARN (ListClusters, all pages).
-    async fn list_clusters(&self) -> Result<Vec<String>, ApiError>;
-    /// ARNs of tasks not yet stopped (ListTasks, desired status RUNNING, all pages).
-    async fn list_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError>;
-    /// One DescribeTasks call for at most 100 tasks.
-    async fn describe_tasks(
-        &self,
-        cluster: &str,
-        tasks: &[String],
-    ) -> Result<Vec<TaskImages>, ApiError>;
-    /// Service ARNs (ListServices, all pages of 100).
-    async fn list_services(&self, cluster: &str) -> Result<Vec<String>, ApiError>;
-    /// One DescribeServices call for at most 10 services: the task definitions of their
-    /// PRIMARY and ACTIVE deployments.
-    async fn describe_services(
-        &self,
-        cluster: &str,
-        services: &[String],
-    ) -> Result<Vec<String>, ApiError>;
-    /// Container images of one task definition (DescribeTaskDefinition).
-    async fn task_definition_images(&self, task_definition: &str) -> Result<Vec<String>, ApiError>;
+    #[test]
+    fn failure_codes_round_trip_and_unknown_ones_are_kept() {
+        for (name, code) in &FailureCode::NAMED {
+            assert_eq!(&FailureCode::from_code(name), code);
+            assert_eq!(code.as_str(), *name);
+        }
+        let other = FailureCode::from_code("SomethingNew");
+        assert_eq!(other, FailureCode::Other("SomethingNew".into()));
+        assert_eq!(other.to_string(), "SomethingNew");
+    }
 }

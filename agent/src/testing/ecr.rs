@@ -1,5 +1,6 @@
 //! Fakes and builders for `ecr-prune` tests: images with readable digests and times,
-//! and in-memory ECR/ECS ports that count calls and can inject failures.
+//! services with deployments, and in-memory ECR/ECS ports that count calls and can
+//! inject failures.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -7,8 +8,9 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::ports::ecr::{
-    ApiError, DeleteFailure, EcrApi, EcrImage, EcsApi, Repository, TaskImages, ECR_BATCH_MAX,
+    ApiError, DeleteFailure, EcrApi, EcrImage, FailureCode, Repository, ECR_BATCH_MAX,
 };
+use crate::ports::ecs::{Deployment, DeploymentStatus, EcsApi, Service, TaskImages};
 
 /// Day `d` of the test calendar (day 0 = 2026-01-01).
 pub fn ts(day: i64) -> DateTime<Utc> {
@@ -28,7 +30,7 @@ pub fn image(name: &str, tags: &[&str], day: i64) -> EcrImage {
     EcrImage {
         digest: format!("sha256:{name}"),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-        pushed_at: ts(day),
+        pushed_at: Some(ts(day)),
         size: 1000,
         last_pulled: None,
         manifest_media_type: Some("application/vnd.oci.image.manifest.v1+json".to_owned()),
@@ -47,6 +49,26 @@ pub fn index(name: &str, tags: &[&str], day: i64) -> EcrImage {
     EcrImage {
         manifest_media_type: Some("application/vnd.oci.image.index.v1+json".to_owned()),
         ..image(name, tags, day)
+    }
+}
+
+/// A service whose PRIMARY deployment runs the first task definition and whose ACTIVE
+/// deployments run the others (a rollout in progress).
+pub fn service(task_definitions: &[&str]) -> Service {
+    Service {
+        task_definition: task_definitions.first().map(|t| (*t).to_owned()),
+        deployments: task_definitions
+            .iter()
+            .enumerate()
+            .map(|(i, td)| Deployment {
+                status: Some(if i == 0 {
+                    DeploymentStatus::Primary
+                } else {
+                    DeploymentStatus::Active
+                }),
+                task_definition: Some((*td).to_owned()),
+            })
+            .collect(),
     }
 }
 
@@ -79,10 +101,14 @@ pub struct FakeEcr {
     pub manifests: HashMap<String, String>,
     pub calls: CallCounter,
     /// digest → failure code BatchDeleteImage reports for it.
-    pub delete_failures: HashMap<String, String>,
+    pub delete_failures: HashMap<String, FailureCode>,
     /// Repositories whose DescribeImages fails.
     pub broken: Vec<String>,
     pub quota: Option<u64>,
+    /// GetServiceQuota fails.
+    pub quota_unreadable: bool,
+    /// Every BatchDeleteImage call fails as a whole (after the SDK's retries).
+    pub delete_call_fails: bool,
     /// Batch sizes seen by BatchDeleteImage.
     pub delete_batches: Mutex<Vec<usize>>,
 }
@@ -168,6 +194,12 @@ impl EcrApi for FakeEcr {
             .lock()
             .expect("lock")
             .push(digests.len());
+        if self.delete_call_fails {
+            return Err(ApiError {
+                operation: "BatchDeleteImage",
+                message: format!("{repo}: ThrottlingException"),
+            });
+        }
         let mut failures = Vec::new();
         let mut repos = self.repos.lock().expect("lock");
         let images = repos.get_mut(repo).expect("repo exists");
@@ -185,7 +217,7 @@ impl EcrApi for FakeEcr {
             if images.len() == before {
                 failures.push(DeleteFailure {
                     digest: d.clone(),
-                    code: "ImageNotFound".into(),
+                    code: FailureCode::ImageNotFound,
                     reason: "gone".into(),
                 });
             }
@@ -195,6 +227,12 @@ impl EcrApi for FakeEcr {
 
     async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError> {
         self.count("GetServiceQuota");
+        if self.quota_unreadable {
+            return Err(ApiError {
+                operation: "GetServiceQuota",
+                message: "AccessDenied".into(),
+            });
+        }
         Ok(self.quota)
     }
 }
@@ -203,9 +241,11 @@ impl EcrApi for FakeEcr {
 #[derive(Default)]
 pub struct FakeEcs {
     pub tasks: BTreeMap<String, Vec<TaskImages>>,
-    /// cluster → services → task definitions of their deployments.
-    pub services: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    /// cluster → (service name, what DescribeServices says about it).
+    pub services: BTreeMap<String, Vec<(String, Service)>>,
     pub task_definitions: HashMap<String, Vec<String>>,
+    /// ListClusters fails.
+    pub broken: bool,
     pub calls: CallCounter,
 }
 
@@ -223,6 +263,12 @@ impl FakeEcs {
 impl EcsApi for FakeEcs {
     async fn list_clusters(&self) -> Result<Vec<String>, ApiError> {
         self.count("ListClusters");
+        if self.broken {
+            return Err(ApiError {
+                operation: "ListClusters",
+                message: "AccessDenied".into(),
+            });
+        }
         let mut all: Vec<String> = self
             .tasks
             .keys()
@@ -269,7 +315,7 @@ impl EcsApi for FakeEcs {
         &self,
         cluster: &str,
         services: &[String],
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Vec<Service>, ApiError> {
         self.count("DescribeServices");
         assert!(services.len() <= 10);
         Ok(self
@@ -278,7 +324,7 @@ impl EcsApi for FakeEcs {
             .map(|all| {
                 all.iter()
                     .filter(|(n, _)| services.contains(n))
-                    .flat_map(|(_, tds)| tds.clone())
+                    .map(|(_, s)| s.clone())
                     .collect()
             })
             .unwrap_or_default())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::ecr_prune::rules::{parse_policy_json, with_shortcuts, Rules};
+use crate::ports::ecr::EcrImage;
 use crate::testing::ecr::{image_ago, index, now, repository};
 
 fn rules(json_rules: &str) -> Rules {
@@ -352,7 +353,7 @@ fn multi_arch(children_pushed_days_ago: i64) -> RepoSnapshot {
     let mut r = repo(vec![
         {
             let mut i = index("idx", &["v2"], 100 - children_pushed_days_ago);
-            i.pushed_at = now() - chrono::Duration::days(children_pushed_days_ago);
+            i.pushed_at = Some(now() - chrono::Duration::days(children_pushed_days_ago));
             i
         },
         image_ago("amd64", &[], children_pushed_days_ago),
@@ -605,9 +606,14 @@ fn safety_cap_refuses_and_force_overrides() {
     let mut pol = keep_one();
     pol.max_delete_percent = 50;
     let p = run(&four_tagged(), &pol);
-    let refusal = p.refused.clone().expect("refused");
-    assert_eq!((refusal.deleting, refusal.of), (3, 4));
-    assert!(refusal.to_string().contains("--force"));
+    assert_eq!(
+        p.refused,
+        Some(Refusal {
+            deleting: 3,
+            of: 4,
+            max_percent: 50
+        })
+    );
     pol.force = true;
     assert!(run(&four_tagged(), &pol).refused.is_none());
 }
@@ -672,4 +678,79 @@ fn protect_tag_matches_a_signature_tag_too() {
     pol.protect_tags = vec!["*.sig".into()];
     let p = run(&signed_repo(), &pol);
     assert!(p.deletions().is_empty());
+}
+
+#[test]
+fn image_without_push_time_is_young_not_ancient() {
+    let unknown = || EcrImage {
+        pushed_at: None,
+        ..image_ago("unknown", &["v0"], 90)
+    };
+    let r = repo(vec![
+        unknown(),
+        image_ago("old", &["v1"], 60),
+        image_ago("new", &["v2"], 50),
+    ]);
+    let p = run(
+        &r,
+        &policy(rules(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":30},"action":{"type":"expire"}}"#,
+        )),
+    );
+    assert_eq!(
+        outcome(&p)["unknown"],
+        (Action::Keep, Reason::WithinRule(1))
+    );
+    assert_eq!(expired(&p), vec!["new", "old"]);
+    // Pushed "now": younger than any min age.
+    let mut pol = keep_one();
+    pol.min_age = Duration::from_secs(3600);
+    let p = run(&repo(vec![unknown(), image_ago("later", &["v3"], 0)]), &pol);
+    assert_eq!(
+        outcome(&p)["unknown"],
+        (Action::Keep, Reason::YoungerThanMinAge)
+    );
+}
+
+// --- how reasons read (the one Display test; the other cases assert variants) ----
+
+#[test]
+fn reasons_and_refusal_read_as_the_spec_shows_them() {
+    let shown: Vec<String> = [
+        Reason::Rule(3),
+        Reason::Quota(9000),
+        Reason::InUseByEcs("repo:v1".into()),
+        Reason::ProtectedTag("release-*".into()),
+        Reason::Newest,
+        Reason::YoungerThanMinAge,
+        Reason::KeepRule(1),
+        Reason::WithinRule(2),
+        Reason::NoRule,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            "rule 3",
+            "quota watermark 9000 images",
+            "in use by ECS (repo:v1)",
+            "protected tag release-*",
+            "newest in repository",
+            "younger than min-age",
+            "keep rule 1",
+            "within rule 2",
+            "no rule selects it",
+        ]
+    );
+    let refusal = Refusal {
+        deleting: 8,
+        of: 10,
+        max_percent: 50,
+    };
+    assert_eq!(
+        refusal.to_string(),
+        "refused: the plan deletes 8 of 10 images, more than --max-delete-percent 50%; review the plan, then raise --max-delete-percent or pass --force"
+    );
 }

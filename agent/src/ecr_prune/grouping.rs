@@ -1,7 +1,8 @@
 //! Grouping a repository's manifests into units (pure): an image index with its child
 //! and attestation manifests, plus its referrers (`subjectManifestDigest`, or cosign's
 //! `sha256-<hex>.sig|.att|.sbom` tags). Rules count and age units, never bare children,
-//! so a multi-arch image or a signature is kept or expired as a whole.
+//! so a multi-arch image or a signature is kept or expired as a whole. An image ECR
+//! gives no push time counts as pushed `now`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -36,6 +37,13 @@ impl Unit {
     pub fn contains(&self, digest: &str) -> bool {
         self.members.iter().any(|(d, _)| d == digest)
     }
+}
+
+/// When an image was pushed, for rules and protections. ECR may leave `imagePushedAt`
+/// out; an unknown age must never make an image look old enough to expire, so such an
+/// image counts as pushed `now`.
+pub fn pushed_at(image: &EcrImage, now: DateTime<Utc>) -> DateTime<Utc> {
+    image.pushed_at.unwrap_or(now)
 }
 
 /// The subject digest a cosign tag points at (`sha256-<hex>.sig` → `sha256:<hex>`).
@@ -73,8 +81,13 @@ impl UnionFind {
 
 /// Group `images` into units. `children` maps an index digest to the digests its
 /// manifest lists. A child shared by two indexes joins them into one unit (it may go
-/// only when both go). Units come back newest first.
-pub fn group(images: &[EcrImage], children: &HashMap<String, Vec<String>>) -> Vec<Unit> {
+/// only when both go). Units come back newest first; `now` stands in for a missing push
+/// time (`pushed_at`).
+pub fn group(
+    images: &[EcrImage],
+    children: &HashMap<String, Vec<String>>,
+    now: DateTime<Utc>,
+) -> Vec<Unit> {
     let position: HashMap<&str, usize> = images
         .iter()
         .enumerate()
@@ -118,7 +131,7 @@ pub fn group(images: &[EcrImage], children: &HashMap<String, Vec<String>>) -> Ve
     }
     let mut units: Vec<Unit> = components
         .into_values()
-        .map(|members| build_unit(images, &members, &parents, &is_referrer))
+        .map(|members| build_unit(images, &members, &parents, &is_referrer, now))
         .collect();
     units.sort_by(|a, b| {
         b.pushed_at
@@ -133,7 +146,9 @@ fn build_unit(
     members: &[usize],
     parents: &HashMap<usize, Vec<usize>>,
     is_referrer: &[bool],
+    now: DateTime<Utc>,
 ) -> Unit {
+    let pushed = |i: usize| pushed_at(&images[i], now);
     let is_child = |i: usize| parents.contains_key(&i);
     let mut roots: Vec<usize> = members
         .iter()
@@ -153,9 +168,8 @@ fn build_unit(
         .iter()
         .copied()
         .max_by(|&a, &b| {
-            images[a]
-                .pushed_at
-                .cmp(&images[b].pushed_at)
+            pushed(a)
+                .cmp(&pushed(b))
                 .then_with(|| images[b].digest.cmp(&images[a].digest))
         })
         .unwrap_or(members[0]);
@@ -166,10 +180,10 @@ fn build_unit(
         .collect();
     let last_used = members
         .iter()
-        .map(|&i| images[i].last_pulled.unwrap_or(images[i].pushed_at))
+        .map(|&i| images[i].last_pulled.unwrap_or_else(|| pushed(i)))
         .max()
-        .unwrap_or(images[newest].pushed_at)
-        .max(images[newest].pushed_at);
+        .unwrap_or_else(|| pushed(newest))
+        .max(pushed(newest));
     let mut ordered: Vec<(String, u8)> = members
         .iter()
         .map(|&i| {
@@ -184,7 +198,7 @@ fn build_unit(
         digest: images[newest].digest.clone(),
         tags: tags.into_iter().collect(),
         all_tags: all_tags.into_iter().collect(),
-        pushed_at: images[newest].pushed_at,
+        pushed_at: pushed(newest),
         last_used,
         bytes: members.iter().map(|&i| images[i].size).sum(),
         members: ordered,
@@ -211,7 +225,22 @@ fn stage(i: usize, parents: &HashMap<usize, Vec<usize>>, seen: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::ecr::{image, index, ts};
+    use crate::testing::ecr::{image, index, now, ts};
+
+    fn group(images: &[EcrImage], children: &HashMap<String, Vec<String>>) -> Vec<Unit> {
+        super::group(images, children, now())
+    }
+
+    #[test]
+    fn missing_push_time_counts_as_now() {
+        let mut unknown = image("unknown", &["v0"], 1);
+        unknown.pushed_at = None;
+        assert_eq!(pushed_at(&unknown, now()), now());
+        let units = group(&[image("a", &["v1"], 50), unknown], &HashMap::new());
+        assert_eq!(units[0].digest, "sha256:unknown", "newest first");
+        assert_eq!(units[0].pushed_at, now());
+        assert_eq!(units[0].last_used, now());
+    }
 
     #[test]
     fn plain_images_are_one_unit_each() {
