@@ -26,5 +26,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod units;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
