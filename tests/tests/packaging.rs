@@ -492,13 +492,32 @@ fn pascal(snake: &str) -> String {
         .collect()
 }
 
+/// The host's target triple (`host:` in `rustc -vV`), for `cargo metadata --filter-platform`.
+fn host_triple() -> String {
+    let out = run(Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into())).arg("-vV"));
+    ok(&out, "rustc -vV");
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|| panic!("no host line in rustc -vV:\n{}", out.stdout))
+}
+
 /// SDK crate name (`aws_sdk_ecr`) → its operations (`describe_images`…), read from the
 /// crates' own `src/operation/` directories as resolved by `cargo metadata`.
+///
+/// `--filter-platform <host>` makes cargo resolve (and need on disk) only the packages a
+/// build for this machine uses — the ones the build of this test already fetched — so
+/// `--offline` holds on a machine whose cargo cache never saw the other targets' crates
+/// (without it, cargo wants every package of the lock file, windows and android ones
+/// included). `--offline` stays: the test must not depend on the network.
 fn sdk_operations() -> BTreeMap<String, BTreeSet<String>> {
     let out = run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(workspace_root())
-            .args(["metadata", "--format-version", "1", "--offline", "--locked"]),
+            .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+            .arg("--filter-platform")
+            .arg(host_triple()),
     );
     ok(&out, "cargo metadata");
     let meta: serde_json::Value = serde_json::from_str(&out.stdout).expect("cargo metadata JSON");
