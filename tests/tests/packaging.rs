@@ -494,7 +494,8 @@ fn pascal(snake: &str) -> String {
 
 /// The host's target triple (`host:` in `rustc -vV`), for `cargo metadata --filter-platform`.
 fn host_triple() -> String {
-    let out = run(Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into())).arg("-vV"));
+    let out =
+        run(Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into())).arg("-vV"));
     ok(&out, "rustc -vV");
     out.stdout
         .lines()
