@@ -27,4 +27,6 @@ pub mod telemetry;
 pub mod units;
 
 #[cfg(any(test, feature = "test-util"))]
+// Test support, also outside `cfg(test)` with `test-util`: a fake may unwrap, like a test.
+#[allow(clippy::unwrap_used)]
 pub mod testing;
