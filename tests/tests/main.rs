@@ -9,4 +9,5 @@ mod daemon;
 mod ecr_prune;
 mod gc;
 mod harness;
+mod layering;
 mod packaging;
