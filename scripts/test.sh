@@ -42,7 +42,7 @@ fi
 echo "dockerd: $(command -v dockerd)"
 echo "busybox: /bin/busybox"
 
-# ---- packaging prerequisites (tests/tests/packaging.rs) ------------------------------
+# ---- packaging prerequisites (tests/tests/packaging/) --------------------------------
 # Debian packages: systemd-analyze (verify/security of the units), shellcheck and
 # cloud-init (user data), rpm (rpm -qpl), packer (template validation), dpkg-deb,
 # objdump (glibc symbol versions of the binary).

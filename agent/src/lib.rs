@@ -26,5 +26,7 @@ pub mod shared;
 pub mod shutdown;
 pub mod telemetry;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
+// Test support, also outside `cfg(test)` with `test-util`: a fake may unwrap, like a test.
+#[allow(clippy::unwrap_used)]
 pub mod testing;

@@ -336,6 +336,21 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The full IDs of the images in this daemon (`docker images -q --no-trunc`).
+    pub fn image_ids(&self) -> std::collections::BTreeSet<String> {
+        self.docker_ok(["images", "-q", "--no-trunc"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How full the data root's filesystem is, in percent of its blocks (statvfs).
+    pub fn data_root_used_pct(&self) -> f64 {
+        let st = nix::sys::statvfs::statvfs(&self.data_root()).expect("statvfs");
+        let total = st.blocks() as f64;
+        100.0 * (total - st.blocks_free() as f64) / total
+    }
+
     /// A bollard client for this daemon with the API version negotiated (20.10 = 1.41).
     pub async fn client(&self) -> bollard::Docker {
         let socket = self.socket_path();

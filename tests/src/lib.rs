@@ -1,12 +1,22 @@
-//! Fixtures for the shipshape integration tests: a real `moto_server` ([`moto`]), a private
-//! `dockerd` ([`dockerd`]), generated images ([`images`]) and the built binary ([`bin`]).
-//! Fixtures never skip: when a component cannot start they panic with a message saying
-//! what to run (`bash scripts/test.sh` installs everything).
+//! Fixtures for the shipshape integration tests (`tests/tests/main.rs`): a real
+//! `moto_server` ([`moto`]) seeded through the SDK ([`aws`]) and a proxy in front of it
+//! ([`proxy`]), a private `dockerd` ([`dockerd`]) with generated images ([`images`]), the
+//! built binary ([`bin`]) and the daemon run as systemd would ([`daemon`], [`prometheus`]),
+//! the planted secret ([`canary`]), and the packaging tools and throwaway roots ([`tools`],
+//! [`packaging`]). Fixtures never skip: when a component cannot start they panic with a
+//! message saying what to run (`bash scripts/test.sh` installs everything).
 
+pub mod aws;
 pub mod bin;
+pub mod canary;
+pub mod daemon;
 pub mod dockerd;
 pub mod images;
 pub mod moto;
+pub mod packaging;
+pub mod prometheus;
+pub mod proxy;
+pub mod tools;
 
 use std::path::PathBuf;
 
@@ -29,6 +39,16 @@ pub fn target_dir() -> PathBuf {
         }
         _ => workspace_root().join("target"),
     }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound, read, released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("cannot read the bound port: {e}"))
+        .port()
 }
 
 /// How waiting for a freshly spawned server process ended.

@@ -1,9 +1,10 @@
-//! A real `moto_server` on a free 127.0.0.1 port, one per test for isolation.
+//! A real `moto_server` on a free 127.0.0.1 port, one per test for isolation, optionally
+//! enforcing IAM; the test venv's AWS CLI against it.
 //! The binary comes from `SHIPSHAPE_MOTO_SERVER` or `<workspace>/target/venv/bin/moto_server`
 //! (installed by `scripts/test.sh`); the process is killed when the fixture drops.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,15 +32,6 @@ pub fn moto_server_path() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => crate::workspace_root().join("target/venv/bin/moto_server"),
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("cannot read the bound port: {e}"))
-        .port()
 }
 
 /// One HTTP/1.0 request over a raw TCP socket; returns (status, body).
@@ -70,6 +62,18 @@ impl Moto {
     /// Starts `moto_server` and waits until it answers HTTP. Panics (never skips) when the
     /// binary is missing or the server does not come up.
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// A moto that enforces IAM: the first `free_actions` requests are unauthenticated
+    /// (for set-up), every later one is checked against the IAM policies created in it.
+    pub fn start_enforcing_iam(free_actions: u32) -> Moto {
+        Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())])
+    }
+
+    /// Starts `moto_server` with extra environment variables (moto's settings). The
+    /// readiness probe is a moto-api call, which IAM enforcement does not count.
+    fn start_with(env: &[(&str, String)]) -> Moto {
         let bin = moto_server_path();
         if !bin.exists() {
             panic!(
@@ -82,7 +86,7 @@ impl Moto {
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir for moto: {e}"));
         let log_path = dir.path().join("moto.log");
-        let port = free_port();
+        let port = crate::free_port();
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let log_err = log
@@ -90,6 +94,7 @@ impl Moto {
             .unwrap_or_else(|e| panic!("cannot clone the moto log handle: {e}"));
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -163,6 +168,40 @@ impl Moto {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// [`Moto::env`] with `AWS_ENDPOINT_URL` replaced, e.g. by a proxy or a closed port.
+    pub fn env_with_endpoint(&self, endpoint: &str) -> Vec<(String, String)> {
+        self.env()
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "AWS_ENDPOINT_URL" {
+                    (k, endpoint.to_owned())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the AWS CLI of the test venv (next to `moto_server`) against this moto with
+    /// `--output text`; returns its trimmed stdout, panics when it fails.
+    pub fn aws_cli(&self, args: &[&str]) -> String {
+        let aws_cli = moto_server_path().with_file_name("aws");
+        let out = Command::new(&aws_cli)
+            .args(args)
+            .args(["--output", "text"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", aws_cli.display()));
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// An SDK config pointing at this moto (us-east-1, static test credentials).

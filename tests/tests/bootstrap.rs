@@ -8,38 +8,19 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use shipshape_tests::aws::{creds, Aws};
 use shipshape_tests::bin::{run_shipshape, Output};
-use shipshape_tests::moto::{moto_server_path, Moto};
+use shipshape_tests::canary::{assert_no_canary, CANARY};
+use shipshape_tests::moto::Moto;
 
-const CANARY: &str = "CANARY-7f3a9c-pw";
 const HUB: &str = "https://index.docker.io/v1/";
 
 /// Passwords ecs-init must read back exactly.
 const NASTY: &str = "p\"w\\d$HOME=x'y z:ü€🚀";
-
-fn canary_forms() -> Vec<String> {
-    vec![
-        CANARY.to_owned(),
-        B64.encode(CANARY),
-        B64.encode(format!("canary-user:{CANARY}")),
-    ]
-}
-
-fn assert_no_canary(out: &Output, what: &str) {
-    for form in canary_forms() {
-        assert!(
-            !out.stdout.contains(&form) && !out.stderr.contains(&form),
-            "{what}: canary form {form:?} leaked\nstdout: {}\nstderr: {}",
-            out.stdout,
-            out.stderr
-        );
-    }
-}
 
 /// Read a file the way ecs-init does: split each line at the first `=`, strip nothing.
 fn ecs_init_read(text: &str) -> HashMap<String, String> {
@@ -76,61 +57,6 @@ fn decode_auth(auth_type: &str, data: &str) -> HashMap<String, (String, String)>
         .collect()
 }
 
-struct Aws {
-    sdk: aws_config::SdkConfig,
-}
-
-impl Aws {
-    async fn new(moto: &Moto) -> Self {
-        Self {
-            sdk: moto.sdk_config().await,
-        }
-    }
-
-    fn secrets(&self, region: &str) -> aws_sdk_secretsmanager::Client {
-        let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk)
-            .region(aws_config::Region::new(region.to_owned()))
-            .build();
-        aws_sdk_secretsmanager::Client::from_conf(conf)
-    }
-
-    /// Create a secret; returns its ARN.
-    async fn secret(&self, region: &str, name: &str, value: &str) -> String {
-        let out = self
-            .secrets(region)
-            .create_secret()
-            .name(name)
-            .secret_string(value)
-            .send()
-            .await
-            .expect("CreateSecret");
-        out.arn().expect("arn").to_owned()
-    }
-
-    fn s3(&self) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
-    }
-
-    async fn object(&self, bucket: &str, key: &str, body: &str) {
-        let s3 = self.s3();
-        let _ = s3.create_bucket().bucket(bucket).send().await;
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-            .await
-            .expect("PutObject");
-    }
-}
-
-fn creds(user: &str, pass: &str) -> String {
-    serde_json::json!({"username": user, "password": pass}).to_string()
-}
-
 fn run(moto_env: &[(String, String)], args: &[&str]) -> Output {
     let mut all = vec!["--log-level", "trace", "bootstrap"];
     all.extend_from_slice(args);
@@ -152,29 +78,42 @@ fn dir_entries(dir: &Path) -> Vec<String> {
 
 const EXISTING: &str = "# written by the AMI build\nECS_LOGLEVEL=debug\n\nECS_CLUSTER=default\nECS_RESERVED_MEMORY=256\nECS_RESERVED_MEMORY=512\nECS_CLUSTER=stale-duplicate\n";
 
-#[tokio::test]
-async fn issue_example_round_trips_for_both_auth_types() {
-    let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
-    aws.secret(
-        "us-east-1",
-        "prod/gitlab-registry",
-        &creds("gitlab-bot", NASTY),
-    )
-    .await;
-    let hub_pw = "hub \"pass\" \\ $x = 'q' ü";
-    let hub_arn = aws
-        .secret("eu-west-1", "hub", &creds("hubuser", hub_pw))
-        .await;
-    assert!(hub_arn.starts_with("arn:aws:secretsmanager:eu-west-1:"));
-    aws.object(
-        "my-config",
-        "ecs/base.config",
-        "ECS_ENABLE_TASK_IAM_ROLE=true\nECS_LOGLEVEL=info\n",
-    )
-    .await;
+/// The issue's example, once per auth type: two registries (one secret by ARN in another
+/// region), an S3 fragment, a seeded file with unmanaged duplicates.
+mod issue_example_round_trips {
+    use super::*;
 
-    for auth_type in ["docker", "dockercfg"] {
+    #[tokio::test]
+    async fn with_auth_type_docker() {
+        round_trip("docker").await;
+    }
+
+    #[tokio::test]
+    async fn with_auth_type_dockercfg() {
+        round_trip("dockercfg").await;
+    }
+
+    async fn round_trip(auth_type: &str) {
+        let moto = Moto::start();
+        let aws = Aws::new(&moto).await;
+        aws.secret(
+            "us-east-1",
+            "prod/gitlab-registry",
+            &creds("gitlab-bot", NASTY),
+        )
+        .await;
+        let hub_pw = "hub \"pass\" \\ $x = 'q' ü";
+        let hub_arn = aws
+            .secret("eu-west-1", "hub", &creds("hubuser", hub_pw))
+            .await;
+        assert!(hub_arn.starts_with("arn:aws:secretsmanager:eu-west-1:"));
+        aws.object(
+            "my-config",
+            "ecs/base.config",
+            "ECS_ENABLE_TASK_IAM_ROLE=true\nECS_LOGLEVEL=info\n",
+        )
+        .await;
+
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ecs.config");
         fs::write(&path, EXISTING).expect("seed");
@@ -405,207 +344,88 @@ async fn auth_secret_formats_and_s3_auth_json() {
     assert_eq!(v[HUB]["email"], "ops@example.com");
 }
 
-struct FailCase {
-    name: &'static str,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    code: i32,
-    message: Vec<&'static str>,
-}
+/// Fail-closed cases, one test each: every failure exits non-zero with one
+/// `shipshape: error:` line naming what failed, leaves ecs.config byte-identical (mode
+/// too), leaves no stray file, prints nothing on stdout and never the canary.
+mod failures_leave_files_byte_identical_and_never_leak {
+    use super::*;
 
-#[tokio::test]
-async fn failures_leave_files_byte_identical_and_never_leak() {
-    let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
-    aws.secret("us-east-1", "notjson", &format!("{CANARY} is not json"))
-        .await;
-    aws.secret(
-        "us-east-1",
-        "shape",
-        &format!(r#"{{"user":"canary-user","pass":"{CANARY}"}}"#),
-    )
-    .await;
-    aws.secret("us-east-1", "emptyuser", &creds("", CANARY))
-        .await;
-    aws.secret("us-east-1", "emptypass", &creds("canary-user", ""))
-        .await;
-    aws.secret("us-east-1", "good", &creds("canary-user", CANARY))
-        .await;
-    aws.secret(
-        "us-east-1",
-        "authshape",
-        &format!(r#"{{"ghcr.io":{{"token":"{CANARY}"}}}}"#),
-    )
-    .await;
-    aws.object("cfg", "bad.config", &format!("A=1\nbad key={CANARY}\n"))
-        .await;
-    aws.object(
-        "cfg",
-        "badauth.config",
-        &format!("ECS_ENGINE_AUTH_DATA={{\"r\":{{\"password\":\"{CANARY}\"}}}}\n"),
-    )
-    .await;
+    /// Where the binary's AWS calls go.
+    enum Endpoint {
+        /// The seeded moto.
+        Moto,
+        /// A port nothing listens on.
+        Unreachable,
+        /// The seeded moto, without any `*REGION` variable.
+        NoRegion,
+    }
 
-    let closed_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let unreachable: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "AWS_ENDPOINT_URL" {
-                (k, format!("http://127.0.0.1:{closed_port}"))
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    struct Case {
+        args: Vec<String>,
+        code: i32,
+        message: &'static [&'static str],
+        endpoint: Endpoint,
+    }
 
-    let no_region: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .filter(|(k, _)| !k.ends_with("REGION"))
-        .collect();
-    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
-    // Most cases run against the plain moto endpoint.
-    let case = |name, args, code, message| FailCase {
-        name,
-        args,
-        env: moto.env(),
-        code,
-        message,
-    };
-    let cases = vec![
-        case(
-            "secret not found",
-            s(&["--registry-secret", "ghcr.io=does/not/exist"]),
-            1,
-            vec![
-                "secret does/not/exist",
-                "not found",
-                "ResourceNotFoundException",
-            ],
-        ),
-        case(
-            "secret not JSON",
-            s(&["--registry-secret", "ghcr.io=notjson"]),
-            1,
-            vec!["secret notjson", "is not JSON"],
-        ),
-        case(
-            "unknown shape",
-            s(&["--registry-secret", "ghcr.io=shape"]),
-            1,
-            vec!["secret shape", "unknown shape"],
-        ),
-        case(
-            "auth map unknown shape",
-            s(&["--auth-secret", "authshape"]),
-            1,
-            vec!["secret authshape", "neither \"auth\""],
-        ),
-        case(
-            "empty username",
-            s(&["--registry-secret", "ghcr.io=emptyuser"]),
-            1,
-            vec!["secret emptyuser", "empty username"],
-        ),
-        case(
-            "empty password",
-            s(&["--registry-secret", "ghcr.io=emptypass"]),
-            1,
-            vec!["secret emptypass", "empty password"],
-        ),
-        case(
-            "S3 object missing",
-            s(&[
-                "--from-s3",
-                "s3://cfg/missing.config",
-                "--registry-secret",
-                "ghcr.io=good",
-            ]),
-            1,
-            vec!["s3://cfg/missing.config", "not found"],
-        ),
-        case(
-            "S3 bucket missing",
-            s(&["--from-s3", "s3://no-such-bucket/x"]),
-            1,
-            vec!["s3://no-such-bucket/x", "not found"],
-        ),
-        case(
-            "fragment with bad key",
-            s(&["--from-s3", "s3://cfg/bad.config"]),
-            1,
-            vec!["s3://cfg/bad.config", "line 2"],
-        ),
-        case(
-            "fragment auth data bad",
-            s(&["--from-s3", "s3://cfg/badauth.config"]),
-            1,
-            vec!["s3://cfg/badauth.config", "ECS_ENGINE_AUTH_DATA"],
-        ),
-        case(
-            "value with a newline",
-            vec![
-                "--registry-secret".into(),
-                "ghcr.io=good".into(),
-                "--set".into(),
-                format!("ECS_X=a\n{CANARY}"),
-            ],
-            2,
-            vec!["--set", "ECS_X", "line break"],
-        ),
-        case(
-            "invalid --set key",
-            s(&["--set", "ecs_lower=1", "--registry-secret", "ghcr.io=good"]),
-            2,
-            vec!["--set", "ecs_lower"],
-        ),
-        case(
-            "auth key via --set",
-            vec!["--set".into(), format!("ECS_ENGINE_AUTH_DATA={CANARY}")],
-            2,
-            vec!["ECS_ENGINE_AUTH_DATA cannot be set"],
-        ),
-        case(
-            "bad --registry-secret syntax",
-            s(&["--registry-secret", "ghcr.io"]),
-            2,
-            vec!["--registry-secret", "REGISTRY=SECRET_ID"],
-        ),
-        case(
-            "ECR registry",
-            s(&[
-                "--registry-secret",
-                "123456789012.dkr.ecr.eu-west-1.amazonaws.com=good",
-            ]),
-            2,
-            vec!["ECR", "dkr.ecr"],
-        ),
-        FailCase {
-            env: unreachable,
-            ..case(
-                "timeout, endpoint unreachable",
-                s(&["--registry-secret", "ghcr.io=good", "--timeout", "2s"]),
-                1,
-                vec!["gave up on secret good", "after 2s", "Connection refused"],
-            )
-        },
-        FailCase {
-            env: no_region,
-            ..case(
-                "no region",
-                s(&["--registry-secret", "ghcr.io=good"]),
-                2,
-                vec!["no AWS region", "secret good", "--region"],
-            )
-        },
-        case("nothing to do", vec![], 2, vec!["nothing to write"]),
-    ];
+    fn case<S: ToString>(args: &[S], code: i32, message: &'static [&'static str]) -> Case {
+        Case {
+            args: args.iter().map(ToString::to_string).collect(),
+            code,
+            message,
+            endpoint: Endpoint::Moto,
+        }
+    }
 
-    for case in cases {
+    /// A moto holding every secret and object the cases read, each broken its own way.
+    async fn seeded_moto() -> Moto {
+        let moto = Moto::start();
+        let aws = Aws::new(&moto).await;
+        aws.secret("us-east-1", "notjson", &format!("{CANARY} is not json"))
+            .await;
+        aws.secret(
+            "us-east-1",
+            "shape",
+            &format!(r#"{{"user":"canary-user","pass":"{CANARY}"}}"#),
+        )
+        .await;
+        aws.secret("us-east-1", "emptyuser", &creds("", CANARY))
+            .await;
+        aws.secret("us-east-1", "emptypass", &creds("canary-user", ""))
+            .await;
+        aws.secret("us-east-1", "good", &creds("canary-user", CANARY))
+            .await;
+        aws.secret(
+            "us-east-1",
+            "authshape",
+            &format!(r#"{{"ghcr.io":{{"token":"{CANARY}"}}}}"#),
+        )
+        .await;
+        aws.object("cfg", "bad.config", &format!("A=1\nbad key={CANARY}\n"))
+            .await;
+        aws.object(
+            "cfg",
+            "badauth.config",
+            &format!("ECS_ENGINE_AUTH_DATA={{\"r\":{{\"password\":\"{CANARY}\"}}}}\n"),
+        )
+        .await;
+        moto
+    }
+
+    /// Runs `case` against a freshly seeded moto and checks that it failed closed.
+    async fn fails_closed(name: &str, case: Case) {
+        let moto = seeded_moto().await;
+        let env = match case.endpoint {
+            Endpoint::Moto => moto.env(),
+            Endpoint::Unreachable => moto.env_with_endpoint(&format!(
+                "http://127.0.0.1:{}",
+                shipshape_tests::free_port()
+            )),
+            Endpoint::NoRegion => moto
+                .env()
+                .into_iter()
+                .filter(|(k, _)| !k.ends_with("REGION"))
+                .collect(),
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ecs.config");
         fs::write(&path, EXISTING).expect("seed");
@@ -614,43 +434,143 @@ async fn failures_leave_files_byte_identical_and_never_leak() {
         args.extend(case.args.iter().cloned());
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let started = Instant::now();
-        let out = run(&case.env, &arg_refs);
+        let out = run(&env, &arg_refs);
         let took = started.elapsed();
-        assert_eq!(out.code, case.code, "{}: {}", case.name, out.stderr);
+        assert_eq!(out.code, case.code, "{name}: {}", out.stderr);
         let last = out.stderr.lines().last().unwrap_or_default();
-        assert!(
-            last.starts_with("shipshape: error: "),
-            "{}: {last}",
-            case.name
-        );
-        for m in &case.message {
-            assert!(
-                last.contains(m),
-                "{}: expected {m:?} in {last:?}",
-                case.name
-            );
+        assert!(last.starts_with("shipshape: error: "), "{name}: {last}");
+        for m in case.message {
+            assert!(last.contains(m), "{name}: expected {m:?} in {last:?}");
         }
         assert_eq!(
             fs::read_to_string(&path).expect("read"),
             EXISTING,
-            "{}: file changed",
-            case.name
+            "{name}: file changed"
         );
-        assert_eq!(mode(&path), 0o644, "{}: mode changed", case.name);
+        assert_eq!(mode(&path), 0o644, "{name}: mode changed");
         assert_eq!(
             dir_entries(dir.path()),
             vec!["ecs.config"],
-            "{}: stray files",
-            case.name
+            "{name}: stray files"
         );
-        assert_eq!(out.stdout, "", "{}: stdout", case.name);
-        assert_no_canary(&out, case.name);
-        if case.name.starts_with("timeout") {
+        assert_eq!(out.stdout, "", "{name}: stdout");
+        assert_no_canary(&out, name);
+        if matches!(case.endpoint, Endpoint::Unreachable) {
             assert!(
                 took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
                 "timeout took {took:?}"
             );
         }
+    }
+
+    /// One `#[tokio::test]` per case, so that one failing case does not hide the others.
+    macro_rules! cases {
+        ($($test:ident: $case:expr;)*) => {$(
+            #[tokio::test]
+            async fn $test() {
+                fails_closed(stringify!($test), $case).await;
+            }
+        )*};
+    }
+
+    cases! {
+        secret_not_found: case(
+            &["--registry-secret", "ghcr.io=does/not/exist"],
+            1,
+            &["secret does/not/exist", "not found", "ResourceNotFoundException"],
+        );
+        secret_not_json: case(
+            &["--registry-secret", "ghcr.io=notjson"],
+            1,
+            &["secret notjson", "is not JSON"],
+        );
+        unknown_shape: case(
+            &["--registry-secret", "ghcr.io=shape"],
+            1,
+            &["secret shape", "unknown shape"],
+        );
+        auth_map_unknown_shape: case(
+            &["--auth-secret", "authshape"],
+            1,
+            &["secret authshape", "neither \"auth\""],
+        );
+        empty_username: case(
+            &["--registry-secret", "ghcr.io=emptyuser"],
+            1,
+            &["secret emptyuser", "empty username"],
+        );
+        empty_password: case(
+            &["--registry-secret", "ghcr.io=emptypass"],
+            1,
+            &["secret emptypass", "empty password"],
+        );
+        s3_object_missing: case(
+            &["--from-s3", "s3://cfg/missing.config", "--registry-secret", "ghcr.io=good"],
+            1,
+            &["s3://cfg/missing.config", "not found"],
+        );
+        s3_bucket_missing: case(
+            &["--from-s3", "s3://no-such-bucket/x"],
+            1,
+            &["s3://no-such-bucket/x", "not found"],
+        );
+        fragment_with_bad_key: case(
+            &["--from-s3", "s3://cfg/bad.config"],
+            1,
+            &["s3://cfg/bad.config", "line 2"],
+        );
+        fragment_auth_data_bad: case(
+            &["--from-s3", "s3://cfg/badauth.config"],
+            1,
+            &["s3://cfg/badauth.config", "ECS_ENGINE_AUTH_DATA"],
+        );
+        value_with_a_newline: case(
+            &[
+                "--registry-secret".to_owned(),
+                "ghcr.io=good".to_owned(),
+                "--set".to_owned(),
+                format!("ECS_X=a\n{CANARY}"),
+            ],
+            2,
+            &["--set", "ECS_X", "line break"],
+        );
+        invalid_set_key: case(
+            &["--set", "ecs_lower=1", "--registry-secret", "ghcr.io=good"],
+            2,
+            &["--set", "ecs_lower"],
+        );
+        auth_key_via_set: case(
+            &["--set".to_owned(), format!("ECS_ENGINE_AUTH_DATA={CANARY}")],
+            2,
+            &["ECS_ENGINE_AUTH_DATA cannot be set"],
+        );
+        bad_registry_secret_syntax: case(
+            &["--registry-secret", "ghcr.io"],
+            2,
+            &["--registry-secret", "REGISTRY=SECRET_ID"],
+        );
+        ecr_registry: case(
+            &["--registry-secret", "123456789012.dkr.ecr.eu-west-1.amazonaws.com=good"],
+            2,
+            &["ECR", "dkr.ecr"],
+        );
+        timeout_endpoint_unreachable: Case {
+            endpoint: Endpoint::Unreachable,
+            ..case(
+                &["--registry-secret", "ghcr.io=good", "--timeout", "2s"],
+                1,
+                &["gave up on secret good", "after 2s", "Connection refused"],
+            )
+        };
+        no_region: Case {
+            endpoint: Endpoint::NoRegion,
+            ..case(
+                &["--registry-secret", "ghcr.io=good"],
+                2,
+                &["no AWS region", "secret good", "--region"],
+            )
+        };
+        nothing_to_do: case(&[] as &[&str], 2, &["nothing to write"]);
     }
 }
 
@@ -688,73 +608,11 @@ async fn docker_config_failure_leaves_both_files_alone() {
     assert_no_canary(&out, "docker config failure");
 }
 
-/// A moto_server with IAM enforcement: the first `free_actions` requests are
-/// unauthenticated (for setup), every later one is checked against IAM policies.
-struct EnforcingMoto {
-    child: Child,
-    port: u16,
-}
-
-impl EnforcingMoto {
-    fn start(free_actions: u32) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(moto_server_path())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "enforcing moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for EnforcingMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn access_denied_is_reported_and_changes_nothing() {
     // Four setup calls: CreateUser, CreateAccessKey, PutUserPolicy, CreateSecret.
-    let moto = EnforcingMoto::start(4);
-    let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    // The AWS CLI from the test venv (next to moto_server) does the IAM setup.
-    let aws_cli = moto_server_path().with_file_name("aws");
-    let cli = |args: &[&str]| -> String {
-        let out = Command::new(&aws_cli)
-            .args(args)
-            .args(["--output", "text"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", aws_cli.display()));
-        assert!(
-            out.status.success(),
-            "aws {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let moto = Moto::start_enforcing_iam(4);
+    let cli = |args: &[&str]| moto.aws_cli(args);
     cli(&["iam", "create-user", "--user-name", "boot"]);
     let keys = cli(&[
         "iam",
@@ -785,7 +643,7 @@ async fn access_denied_is_reported_and_changes_nothing() {
     ]);
 
     let env: Vec<(String, String)> = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
         ("AWS_ACCESS_KEY_ID", key_id),
         ("AWS_SECRET_ACCESS_KEY", secret_key.trim()),
         ("AWS_REGION", "us-east-1"),

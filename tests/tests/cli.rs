@@ -117,12 +117,21 @@ fn a_bad_watermark_names_its_key() {
     assert_usage_error(&out, &["high_water", "lots"]);
 }
 
-#[test]
-fn a_bad_cron_expression_names_the_job() {
-    let (out, _dir) = check("[daemon.jobs.gc]\nschedule = \"every tuesday\"\n");
-    assert_usage_error(&out, &["daemon.jobs.gc.schedule"]);
-    let (out, _dir) = check("[daemon.jobs.gc]\nschedule = \"61 * * * *\"\n");
-    assert_usage_error(&out, &["daemon.jobs.gc.schedule"]);
+/// One test per kind of bad schedule.
+mod a_bad_cron_expression_names_the_job {
+    use super::*;
+
+    #[test]
+    fn not_cron_at_all() {
+        let (out, _dir) = check("[daemon.jobs.gc]\nschedule = \"every tuesday\"\n");
+        assert_usage_error(&out, &["daemon.jobs.gc.schedule"]);
+    }
+
+    #[test]
+    fn minute_out_of_range() {
+        let (out, _dir) = check("[daemon.jobs.gc]\nschedule = \"61 * * * *\"\n");
+        assert_usage_error(&out, &["daemon.jobs.gc.schedule"]);
+    }
 }
 
 #[test]

@@ -3,210 +3,21 @@
 //! surviving a dockerd restart, SIGHUP with a broken config, disk-pressure GC on a
 //! small tmpfs data root, SIGTERM during GC, and `/metrics` read with a real parser.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use shipshape::last_use::LastUseState;
+use chrono::Utc;
+use shipshape_tests::aws::Aws;
+use shipshape_tests::daemon::Daemon;
 use shipshape_tests::dockerd::Dockerd;
+use shipshape_tests::free_port;
 use shipshape_tests::images::{self, ImageSpec};
+use shipshape_tests::prometheus::{sample, scrape};
 
 const OLD: i64 = 1_600_000_000; // 2020-09-13
 
-/// Messages received on the notify socket, with their arrival time.
-type Received = Arc<Mutex<Vec<(Instant, String)>>>;
-
-/// A running `shipshape daemon` with its own notify socket, config and log.
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    notes: Received,
-    listening: Arc<AtomicBool>,
-}
-
-impl Daemon {
-    fn start(d: &Dockerd, config: &str, env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = config.replace(
-            "@STATE@",
-            &dir.path().join("state.json").display().to_string(),
-        );
-        std::fs::write(dir.path().join("shipshape.toml"), config).expect("write config");
-        let sock_path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let notes: Received = Arc::default();
-        let listening = Arc::new(AtomicBool::new(true));
-        {
-            let notes = Arc::clone(&notes);
-            let listening = Arc::clone(&listening);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while listening.load(Ordering::Relaxed) {
-                    if let Ok(n) = sock.recv(&mut buf) {
-                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                        for line in text.lines() {
-                            notes
-                                .lock()
-                                .expect("lock")
-                                .push((Instant::now(), line.to_owned()));
-                        }
-                    }
-                }
-            });
-        }
-        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
-        let mut cmd = shipshape_tests::bin::shipshape();
-        cmd.arg("--config")
-            .arg(dir.path().join("shipshape.toml"))
-            .args(["--docker-host", &d.host(), "--log-level", "debug", "daemon"])
-            .env("NOTIFY_SOCKET", &sock_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn shipshape daemon");
-        let daemon = Daemon {
-            child,
-            dir,
-            notes,
-            listening,
-        };
-        daemon.wait_for("READY=1", Duration::from_secs(30), || {
-            daemon.noted("READY=1")
-        });
-        daemon
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
-    }
-
-    fn noted(&self, line: &str) -> bool {
-        self.notes
-            .lock()
-            .expect("lock")
-            .iter()
-            .any(|(_, l)| l == line)
-    }
-
-    fn notes_matching(&self, prefix: &str) -> Vec<(Instant, String)> {
-        self.notes
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(_, l)| l.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-
-    fn last_status(&self) -> String {
-        self.notes_matching("STATUS=")
-            .last()
-            .map(|(_, s)| s.clone())
-            .unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn state(&self) -> Option<LastUseState> {
-        LastUseState::load(&self.path("state.json")).expect("state file readable")
-    }
-
-    fn last_used(&self, id: &str) -> Option<DateTime<Utc>> {
-        self.state().and_then(|s| s.last_used(id))
-    }
-
-    /// Poll `cond` until true; panic naming `what` with the daemon log.
-    fn wait_for(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if cond() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, sig).expect("signal daemon");
-    }
-
-    /// SIGTERM and wait (bounded); returns the exit code and how long it took.
-    fn terminate(&mut self, limit: Duration) -> (i32, Duration) {
-        let t0 = Instant::now();
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status.code().unwrap_or(-1), t0.elapsed());
-            }
-            if t0.elapsed() > limit {
-                let _ = self.child.kill();
-                panic!("daemon did not exit within {limit:?}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.listening.store(false, Ordering::Relaxed);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn scrape(port: u16) -> prometheus_parse::Scrape {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
-    let s = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
-    match s.value {
-        prometheus_parse::Value::Counter(v)
-        | prometheus_parse::Value::Gauge(v)
-        | prometheus_parse::Value::Untyped(v) => v,
-        ref other => panic!("{name}: {other:?}"),
-    }
-}
-
 fn image_count(d: &Dockerd) -> usize {
-    d.docker_ok(["images", "-q", "--no-trunc"]).lines().count()
+    d.image_ids().len()
 }
 
 const QUIET: &str = r#"
@@ -442,12 +253,6 @@ listen = "127.0.0.1:{port}"
     assert_eq!(code, 0);
 }
 
-fn used_pct(path: &Path) -> f64 {
-    let st = nix::sys::statvfs::statvfs(path).expect("statvfs");
-    let total = st.blocks() as f64;
-    100.0 * (total - st.blocks_free() as f64) / total
-}
-
 #[test]
 fn disk_above_high_water_triggers_gc_down_to_low_water() {
     let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
@@ -457,7 +262,7 @@ fn disk_above_high_water_triggers_gc_down_to_low_water() {
     for chunk in specs.chunks(4) {
         images::load(&d, chunk);
     }
-    let before = used_pct(&d.data_root());
+    let before = d.data_root_used_pct();
     assert!(before > 35.0, "test set-up: only {before:.1}% used");
     let high = before + 3.0;
     let low = before - 15.0;
@@ -480,7 +285,7 @@ enabled = false
     // Cross high water with a plain file on Docker's filesystem (GC cannot remove it).
     std::fs::write(d.data_root().join("filler"), vec![7u8; 16 << 20]).expect("filler");
     let crossed = Instant::now();
-    let now_pct = used_pct(&d.data_root());
+    let now_pct = d.data_root_used_pct();
     assert!(
         now_pct > high,
         "test set-up: {now_pct:.1}% is not above {high:.1}%"
@@ -498,13 +303,13 @@ enabled = false
         std::thread::sleep(Duration::from_millis(20));
     };
     daemon.wait_for("usage under low water", Duration::from_secs(60), || {
-        used_pct(&d.data_root()) <= low + 0.5
+        d.data_root_used_pct() <= low + 0.5
     });
     eprintln!(
         "disk-pressure reaction: {} ms from crossing high water to GC start (check interval 1s); {:.1}% -> {:.1}%",
         reaction.as_millis(),
         now_pct,
-        used_pct(&d.data_root())
+        d.data_root_used_pct()
     );
     assert!(reaction < Duration::from_secs(3), "{reaction:?}");
     let left = image_count(&d);
@@ -609,16 +414,10 @@ fn registry_password(ecs_config: &Path, registry: &str) -> String {
 fn refresh_auth_runs_on_change_only_when_ecs_config_changed_and_never_leaks_the_secret() {
     let moto = shipshape_tests::moto::Moto::start();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let sm = rt.block_on(async { aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await) });
+    let aws = rt.block_on(Aws::new(&moto));
     let secret =
         |password: &str| serde_json::json!({"username": "ci", "password": password}).to_string();
-    rt.block_on(
-        sm.create_secret()
-            .name("prod/registry")
-            .secret_string(secret(CANARY))
-            .send(),
-    )
-    .expect("create secret");
+    rt.block_on(aws.secret("us-east-1", "prod/registry", &secret(CANARY)));
 
     let d = Dockerd::start();
     let work = tempfile::tempdir().expect("tempdir");
@@ -690,13 +489,7 @@ on_change = ["{hook}", "ecs.config changed"]
     );
 
     // Rotating the secret changes the file and runs on_change exactly once more.
-    rt.block_on(
-        sm.put_secret_value()
-            .secret_id("prod/registry")
-            .secret_string(secret(CANARY_ROTATED))
-            .send(),
-    )
-    .expect("rotate secret");
+    rt.block_on(aws.rotate_secret("us-east-1", "prod/registry", &secret(CANARY_ROTATED)));
     daemon.wait_for(
         "refresh after rotation to run on_change",
         Duration::from_secs(30),

@@ -5,289 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
+use shipshape_tests::aws::{ec2_run_instance, Aws};
 use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::Moto;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
-
-struct Aws {
-    ecr: aws_sdk_ecr::Client,
-    ecs: aws_sdk_ecs::Client,
-}
-
-async fn aws(moto: &Moto) -> Aws {
-    let sdk = moto.sdk_config().await;
-    Aws {
-        ecr: aws_sdk_ecr::Client::new(&sdk),
-        ecs: aws_sdk_ecs::Client::new(&sdk),
-    }
-}
-
-impl Aws {
-    /// Creates the repository; returns its URI.
-    async fn repo(&self, name: &str) -> String {
-        let out = self
-            .ecr
-            .create_repository()
-            .repository_name(name)
-            .send()
-            .await
-            .expect("CreateRepository");
-        out.repository()
-            .and_then(|r| r.repository_uri())
-            .expect("repository uri")
-            .to_owned()
-    }
-
-    /// Pushes `manifest` with `imageDigest` = its sha256 (moto otherwise derives one).
-    async fn put(&self, repo: &str, tag: Option<&str>, manifest: &str, media_type: &str) -> String {
-        let digest = sha256(manifest.as_bytes());
-        self.ecr
-            .put_image()
-            .repository_name(repo)
-            .image_manifest(manifest)
-            .image_manifest_media_type(media_type)
-            .image_digest(&digest)
-            .set_image_tag(tag.map(str::to_owned))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("PutImage {repo}:{tag:?}: {e:?}"));
-        digest
-    }
-
-    /// A unique single-platform image.
-    async fn image(&self, repo: &str, tag: Option<&str>, seed: &str) -> String {
-        self.put(repo, tag, &image_manifest(seed), OCI_MANIFEST)
-            .await
-    }
-
-    async fn index(&self, repo: &str, tag: Option<&str>, children: &[String]) -> String {
-        let entries: Vec<serde_json::Value> = children
-            .iter()
-            .map(|d| serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 500, "platform": {"architecture": "amd64", "os": "linux"}}))
-            .collect();
-        let manifest =
-            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
-                .to_string();
-        self.put(repo, tag, &manifest, OCI_INDEX).await
-    }
-
-    async fn digests(&self, repo: &str) -> Vec<String> {
-        let out = self
-            .ecr
-            .describe_images()
-            .repository_name(repo)
-            .send()
-            .await
-            .expect("DescribeImages");
-        let mut v: Vec<String> = out
-            .image_details()
-            .iter()
-            .filter_map(|d| d.image_digest().map(str::to_owned))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-fn image_manifest(seed: &str) -> String {
-    let config = sha256(format!("config-{seed}").as_bytes());
-    let layer = sha256(format!("layer-{seed}").as_bytes());
-    serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 1234},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": 4096}],
-    })
-    .to_string()
-}
-
-/// A proxy in front of moto. moto 5 echoes a task's container `cpu` as a JSON number,
-/// which the Rust SDK rejects (ECS sends a string), so no DescribeTasks/RunTask answer
-/// from moto parses: the proxy turns those numbers into strings. It can also answer the
-/// first N requests of an operation with ThrottlingException, as ECR does under load.
-struct TaskShapeProxy {
-    port: u16,
-}
-
-impl TaskShapeProxy {
-    fn start(moto: &Moto) -> Self {
-        Self::start_throttling(moto, "", 0)
-    }
-
-    /// Throttle the first `times` requests whose `x-amz-target` ends with `.{operation}`.
-    fn start_throttling(moto: &Moto, operation: &str, times: usize) -> Self {
-        let throttle = std::sync::Arc::new(std::sync::Mutex::new((
-            format!(".{}", operation.to_lowercase()),
-            times,
-        )));
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
-        let upstream = moto.port();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let throttle = throttle.clone();
-                std::thread::spawn(move || {
-                    let _ = Self::serve(conn, upstream, &throttle);
-                });
-            }
-        });
-        Self { port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// `moto.env()` with the endpoint pointed at the proxy.
-    fn env(&self, moto: &Moto) -> Vec<(String, String)> {
-        moto.env()
-            .into_iter()
-            .map(|(k, v)| {
-                if k == "AWS_ENDPOINT_URL" {
-                    (k, self.endpoint())
-                } else {
-                    (k, v)
-                }
-            })
-            .collect()
-    }
-
-    fn serve(
-        mut client: std::net::TcpStream,
-        upstream: u16,
-        throttle: &std::sync::Mutex<(String, usize)>,
-    ) -> std::io::Result<()> {
-        use std::io::{Read, Write};
-        let mut request = Vec::new();
-        let mut buf = [0u8; 65536];
-        let header_end = loop {
-            let n = client.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            request.extend_from_slice(&buf[..n]);
-            if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&request[..header_end]).to_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while request.len() < header_end + length {
-            let n = client.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            request.extend_from_slice(&buf[..n]);
-        }
-        let target = head
-            .lines()
-            .find_map(|l| l.strip_prefix("x-amz-target:"))
-            .map(str::trim);
-        {
-            let mut t = throttle.lock().expect("throttle lock");
-            if t.1 > 0 && target.is_some_and(|x| x.ends_with(t.0.as_str())) {
-                t.1 -= 1;
-                let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-                let reply = format!(
-                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                return client.write_all(reply.as_bytes());
-            }
-        }
-        let mut moto = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
-        moto.write_all(&request)?;
-        let mut response = Vec::new();
-        moto.read_to_end(&mut response)?;
-        let Some(split) = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| i + 4)
-        else {
-            return client.write_all(&response);
-        };
-        let body = &response[split..];
-        let fixed = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|mut v| {
-                let tasks = v.get_mut("tasks")?.as_array_mut()?;
-                for task in tasks {
-                    for c in task
-                        .get_mut("containers")
-                        .and_then(|c| c.as_array_mut())
-                        .into_iter()
-                        .flatten()
-                    {
-                        for key in ["cpu", "memory", "memoryReservation"] {
-                            if let Some(n) =
-                                c.get(key).filter(|x| x.is_number()).map(|x| x.to_string())
-                            {
-                                c[key] = serde_json::Value::String(n);
-                            }
-                        }
-                    }
-                }
-                serde_json::to_vec(&v).ok()
-            });
-        match fixed {
-            None => client.write_all(&response),
-            Some(new_body) => {
-                let head = String::from_utf8_lossy(&response[..split]);
-                let mut out = String::new();
-                for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-                    if line.to_lowercase().starts_with("content-length:") {
-                        out.push_str(&format!("Content-Length: {}\r\n", new_body.len()));
-                    } else {
-                        out.push_str(line);
-                        out.push_str("\r\n");
-                    }
-                }
-                out.push_str("\r\n");
-                client.write_all(out.as_bytes())?;
-                client.write_all(&new_body)
-            }
-        }
-    }
-}
-
-/// One EC2 instance in moto (ECS RegisterContainerInstance wants a real instance id).
-/// A raw query-protocol request: the tests crate does not carry the large EC2 SDK.
-fn ec2_run_instance(moto: &Moto) -> String {
-    use std::io::{Read, Write};
-    let body = "Action=RunInstances&Version=2016-11-15&ImageId=ami-12c6146b&MinCount=1&MaxCount=1&InstanceType=t3.micro";
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", moto.port())).expect("connect to moto");
-    let request = format!(
-        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .expect("send RunInstances");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read RunInstances");
-    let start = response
-        .find("<instanceId>")
-        .map(|i| i + "<instanceId>".len());
-    let end = response.find("</instanceId>");
-    match (start, end) {
-        (Some(s), Some(e)) if s < e => response[s..e].to_owned(),
-        _ => panic!("RunInstances in moto failed: {response:.400}"),
-    }
-}
+use shipshape_tests::proxy::AwsProxy;
 
 /// moto's `imagePushedAt` has one-second resolution: space pushes that must be ordered.
 fn tick() {
@@ -351,7 +72,7 @@ fn reason_of<'a>(repo: &'a serde_json::Value, digest: &str) -> &'a str {
 #[tokio::test]
 async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("multi").await;
     let loose = aws.image("multi", None, "loose").await;
     let old_children = vec![
@@ -413,7 +134,7 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
 #[tokio::test]
 async fn signature_of_a_kept_image_survives() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("signed").await;
     let old = aws.image("signed", Some("v1"), "v1").await;
     let old_sig = aws
@@ -472,17 +193,8 @@ async fn signature_of_a_kept_image_survives() {
 async fn images_used_by_ecs_tasks_and_services_survive_keep_last_1() {
     let moto = Moto::start();
     moto.set_ecs_manual_transitions();
-    let proxy = TaskShapeProxy::start(&moto);
-    let sdk = moto
-        .sdk_config()
-        .await
-        .into_builder()
-        .endpoint_url(proxy.endpoint())
-        .build();
-    let aws = Aws {
-        ecr: aws_sdk_ecr::Client::new(&sdk),
-        ecs: aws_sdk_ecs::Client::new(&sdk),
-    };
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let uri = aws.repo("web").await;
     let mut digests = Vec::new();
     for i in 0..5 {
@@ -608,7 +320,7 @@ async fn images_used_by_ecs_tasks_and_services_survive_keep_last_1() {
 #[tokio::test]
 async fn safety_cap_refuses_one_repository_and_the_others_go_ahead() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("big").await;
     aws.repo("small").await;
     for i in 0..10 {
@@ -647,7 +359,7 @@ async fn safety_cap_refuses_one_repository_and_the_others_go_ahead() {
 #[tokio::test]
 async fn two_hundred_fifty_deletions_take_three_calls() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("ci").await;
     let seeds: Vec<String> = (0..251).map(|i| format!("ci-{i}")).collect();
     futures_util::future::join_all(seeds.iter().map(|s| aws.image("ci", Some(s), s))).await;
@@ -666,7 +378,7 @@ async fn two_hundred_fifty_deletions_take_three_calls() {
 #[tokio::test]
 async fn plan_mode_deletes_nothing_and_prints_spec_json() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("plan").await;
     for i in 0..4 {
         aws.image("plan", Some(&format!("p{i}")), &format!("plan-{i}"))
@@ -708,7 +420,7 @@ async fn plan_mode_deletes_nothing_and_prints_spec_json() {
 #[tokio::test]
 async fn quota_mode_auto_reads_service_quotas_and_count_mode_trims() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("quota").await;
     for i in 0..5 {
         aws.image("quota", Some(&format!("q{i}")), &format!("quota-{i}"))
@@ -753,60 +465,78 @@ async fn quota_mode_auto_reads_service_quotas_and_count_mode_trims() {
     assert_eq!(reasons, vec!["quota watermark 3 images"; 2]);
 }
 
-#[tokio::test]
-async fn invalid_policy_is_rejected_naming_rule_and_field() {
-    let moto = Moto::start();
-    let aws = aws(&moto).await;
-    aws.repo("safe").await;
-    aws.image("safe", Some("a"), "a").await;
-    aws.image("safe", Some("b"), "b").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("policy.json");
-    std::fs::write(
-        &path,
-        r#"{"rules":[
+/// One test per invalid input: exit 2 naming the rule and field (or the flag), no panic,
+/// nothing deleted, no AWS call before validation.
+mod invalid_policy_is_rejected_naming_rule_and_field {
+    use super::*;
+
+    /// Runs ecr-prune with `args` (a policy file `policy` when given) against a moto
+    /// holding two deletable images; checks the refusal and returns stderr.
+    async fn refused(policy: Option<&str>, args: &[&str]) -> String {
+        let moto = Moto::start();
+        let aws = Aws::new(&moto).await;
+        aws.repo("safe").await;
+        aws.image("safe", Some("a"), "a").await;
+        aws.image("safe", Some("b"), "b").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.json");
+        let mut all: Vec<&str> = Vec::new();
+        if let Some(policy) = policy {
+            std::fs::write(&path, policy).expect("write policy");
+            all.extend(["--policy", path.to_str().expect("utf8")]);
+        }
+        all.extend_from_slice(args);
+        let out = prune(&moto, &all);
+        assert_eq!(out.code, 2, "stderr: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert_eq!(aws.digests("safe").await.len(), 2);
+        assert!(calls(&out).is_empty(), "no AWS call before validation");
+        out.stderr
+    }
+
+    #[tokio::test]
+    async fn rule_priorities_out_of_order() {
+        let stderr = refused(
+            Some(
+                r#"{"rules":[
           {"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
           {"rulePriority":2,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#,
-    )
-    .expect("write policy");
-    let out = prune(
-        &moto,
-        &[
-            "--policy",
-            path.to_str().expect("utf8"),
-            "--apply",
-            "--force",
-        ],
-    );
-    assert_eq!(out.code, 2, "stderr: {}", out.stderr);
-    assert!(
-        out.stderr.contains("rulePriority 1") && out.stderr.contains("highest rulePriority"),
-        "{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"));
-    assert_eq!(aws.digests("safe").await.len(), 2);
-    assert!(calls(&out).is_empty(), "no AWS call before validation");
+            ),
+            &["--apply", "--force"],
+        )
+        .await;
+        assert!(
+            stderr.contains("rulePriority 1") && stderr.contains("highest rulePriority"),
+            "{stderr}"
+        );
+    }
 
-    std::fs::write(&path, r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countNumber":1},"action":{"type":"expire"}}]}"#)
-        .expect("write policy");
-    let out = prune(&moto, &["--policy", path.to_str().expect("utf8")]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("selection.countUnit is required"),
-        "{}",
-        out.stderr
-    );
+    #[tokio::test]
+    async fn since_image_pushed_without_count_unit() {
+        let stderr = refused(
+            Some(
+                r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countNumber":1},"action":{"type":"expire"}}]}"#,
+            ),
+            &[],
+        )
+        .await;
+        assert!(
+            stderr.contains("selection.countUnit is required"),
+            "{stderr}"
+        );
+    }
 
-    let out = prune(&moto, &["--shard", "2/2"]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("shard"), "{}", out.stderr);
+    #[tokio::test]
+    async fn shard_out_of_range() {
+        let stderr = refused(None, &["--shard", "2/2"]).await;
+        assert!(stderr.contains("shard"), "{stderr}");
+    }
 }
 
 #[tokio::test]
 async fn shards_split_repositories_between_runs() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     for i in 0..8 {
         aws.repo(&format!("svc-{i}")).await;
     }
@@ -826,11 +556,11 @@ async fn shards_split_repositories_between_runs() {
 #[tokio::test]
 async fn throttled_deletes_are_retried_with_backoff() {
     let moto = Moto::start();
-    let aws = aws(&moto).await;
+    let aws = Aws::new(&moto).await;
     aws.repo("busy").await;
     let seeds: Vec<String> = (0..151).map(|i| format!("busy-{i}")).collect();
     futures_util::future::join_all(seeds.iter().map(|s| aws.image("busy", Some(s), s))).await;
-    let proxy = TaskShapeProxy::start_throttling(&moto, "BatchDeleteImage", 2);
+    let proxy = AwsProxy::start_throttling(&moto, "BatchDeleteImage", 2);
     let out = prune_env(
         &proxy.env(&moto),
         &[

@@ -48,13 +48,6 @@ fn decisions(doc: &Value) -> std::collections::BTreeMap<String, (String, String)
         .collect()
 }
 
-fn image_ids(d: &Dockerd) -> BTreeSet<String> {
-    d.docker_ok(["images", "-q", "--no-trunc"])
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
     let d = Dockerd::start();
@@ -79,7 +72,7 @@ fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
     images::run_container(&d, "keep/running:1", "runner", &["sleep", "1000"]);
     images::create_container(&d, "keep/stopped:1", "stopped", &[]);
 
-    let before = image_ids(&d);
+    let before = d.image_ids();
     let args = [
         "--output",
         "json",
@@ -93,7 +86,7 @@ fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
     let mut dry_args = args.to_vec();
     dry_args.push("--dry-run");
     let dry = json(&gc(&d, &dry_args));
-    assert_eq!(image_ids(&d), before, "--dry-run changed the engine");
+    assert_eq!(d.image_ids(), before, "--dry-run changed the engine");
     assert_eq!(dry["dry_run"], Value::Bool(true));
     let planned = decisions(&dry);
     assert_eq!(planned.len(), before.len(), "every image appears once");
@@ -140,7 +133,7 @@ fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
         done, would,
         "the real run deleted other images than the dry run reported"
     );
-    let after = image_ids(&d);
+    let after = d.image_ids();
     let survivors: BTreeSet<String> = before.difference(&would).cloned().collect();
     assert_eq!(after, survivors);
     assert!(real["reclaimed_bytes"].as_u64().unwrap_or(0) > 0);
@@ -294,7 +287,7 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
         (stats.conflicts, stats.failures, stats.images_deleted),
         (1, 0, 1)
     );
-    let left = image_ids(&d);
+    let left = d.image_ids();
     assert!(
         left.contains(&ids[0]) && !left.contains(&ids[1]),
         "{left:?}"
@@ -360,40 +353,52 @@ fn unreachable_docker_is_exit_1_with_a_clear_message() {
     assert!(out.stdout.is_empty());
 }
 
-#[test]
-fn bad_exclude_pattern_or_size_is_exit_2_naming_it_and_changes_nothing() {
-    let d = Dockerd::start();
-    images::load(&d, &[ImageSpec::new("app:1", OLD)]);
-    let before = image_ids(&d);
-    let out = gc(&d, &["--min-age", "0s", "--exclude", "app:[1"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("--exclude") && out.stderr.contains("app:[1"),
-        "{}",
-        out.stderr
-    );
-    let out = gc(
-        &d,
-        &[
-            "--min-age",
-            "0s",
-            "--high-water",
-            "lots",
-            "--low-water",
-            "10%",
-        ],
-    );
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("--high-water") && out.stderr.contains("lots"),
-        "{}",
-        out.stderr
-    );
-    let out = gc(&d, &["--min-age", "soon"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("--min-age"), "{}", out.stderr);
-    assert_eq!(image_ids(&d), before);
-    assert!(out.stdout.is_empty());
+/// One test per bad value: exit 2 naming the flag and value, nothing printed on stdout,
+/// nothing deleted.
+mod bad_exclude_pattern_or_size_is_exit_2_naming_it_and_changes_nothing {
+    use super::*;
+
+    /// Runs gc with `args` on an engine holding one deletable image.
+    fn refused(args: &[&str], needles: &[&str]) {
+        let d = Dockerd::start();
+        images::load(&d, &[ImageSpec::new("app:1", OLD)]);
+        let before = d.image_ids();
+        let out = gc(&d, args);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        for n in needles {
+            assert!(out.stderr.contains(n), "{n:?} missing: {}", out.stderr);
+        }
+        assert_eq!(d.image_ids(), before);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+
+    #[test]
+    fn exclude_pattern() {
+        refused(
+            &["--min-age", "0s", "--exclude", "app:[1"],
+            &["--exclude", "app:[1"],
+        );
+    }
+
+    #[test]
+    fn high_water() {
+        refused(
+            &[
+                "--min-age",
+                "0s",
+                "--high-water",
+                "lots",
+                "--low-water",
+                "10%",
+            ],
+            &["--high-water", "lots"],
+        );
+    }
+
+    #[test]
+    fn min_age() {
+        refused(&["--min-age", "soon"], &["--min-age"]);
+    }
 }
 
 #[test]
@@ -404,11 +409,7 @@ fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
         .collect();
     // In batches: `docker load` stages the archive on the same small filesystem.
     let ids: Vec<String> = specs.chunks(4).flat_map(|c| images::load(&d, c)).collect();
-    let used_pct = || {
-        let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
-        let total = st.blocks() as f64;
-        100.0 * (total - st.blocks_free() as f64) / total
-    };
+    let used_pct = || d.data_root_used_pct();
     let before = used_pct();
     assert!(before > 45.0, "test set-up: only {before:.1}% used");
     let low = before - 20.0;
@@ -439,7 +440,7 @@ fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
     assert!(decisions(&calm)
         .values()
         .all(|(a, r)| a == "kept" && r.contains("high water")));
-    assert_eq!(image_ids(&d).len(), 16);
+    assert_eq!(d.image_ids().len(), 16);
 
     let mut args = base.to_vec();
     args.extend(["--output", "json"]);
@@ -449,7 +450,7 @@ fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
         after <= low + 0.5,
         "stopped at {after:.1}%, low water {low:.1}%"
     );
-    let left = image_ids(&d);
+    let left = d.image_ids();
     assert!(!left.is_empty() && left.len() < 16, "{} left", left.len());
     // Oldest first: the survivors are exactly the newest ones.
     let deleted = 16 - left.len();
@@ -557,7 +558,7 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
         .filter(|id| plan[id.as_str()].0 == "deleted")
         .collect();
     assert_eq!(deleted.len(), 2, "--max-deletions 2: {plan:?}");
-    let left = image_ids(&d);
+    let left = d.image_ids();
     assert_eq!(left.len(), 4, "{left:?}");
     for id in [&ids[0], &ids[1], &ids[5]] {
         assert!(
@@ -577,5 +578,5 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
         "{}",
         out.stderr
     );
-    assert_eq!(image_ids(&d), left);
+    assert_eq!(d.image_ids(), left);
 }

@@ -1,0 +1,130 @@
+//! The CloudFormation template and the IAM policy files under cfn-lint (which checks IAM
+//! action names, rule W3037 — proven by a misspelt action it must reject), and the
+//! template's task role carrying exactly the committed task policy.
+
+use shipshape_tests::packaging::{cfn_lint, yaml_to_json};
+use shipshape_tests::tools::{ok, read, repo, tempdir, write};
+
+/// `{"Fn::Sub": "s"}` → `"s"`, recursively.
+fn unsub(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => {
+            m["Fn::Sub"].clone()
+        }
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), unsub(v))).collect())
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(unsub).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn cloudformation_template_passes_cfn_lint() {
+    let out = cfn_lint(&repo(
+        "packaging/cloudformation/ecr-prune-scheduled-task.yaml",
+    ));
+    ok(&out, "cfn-lint");
+    assert!(
+        out.stdout.trim().is_empty(),
+        "cfn-lint findings:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn cfn_lint_rejects_an_unknown_iam_action() {
+    // Proof that cfn-lint checks action names (rule W3037), which the next test relies on.
+    let dir = tempdir();
+    let bad = dir.path().join("bad.yaml");
+    let text = read(&repo(
+        "packaging/cloudformation/ecr-prune-scheduled-task.yaml",
+    ))
+    .replace("ecr:BatchDeleteImage", "ecr:BatchDeleteImages");
+    write(&bad, &text);
+    let out = cfn_lint(&bad);
+    assert_ne!(out.code, 0, "cfn-lint accepted ecr:BatchDeleteImages");
+    assert!(out.stdout.contains("W3037"), "{}", out.stdout);
+}
+
+#[test]
+fn cloudformation_task_role_uses_the_committed_task_policy() {
+    let template = yaml_to_json(&repo(
+        "packaging/cloudformation/ecr-prune-scheduled-task.yaml",
+    ));
+    let doc = &template["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    let file: serde_json::Value =
+        serde_json::from_str(&read(&repo("packaging/iam/ecr-prune-task-policy.json")))
+            .expect("task policy JSON");
+    assert_eq!(
+        unsub(doc),
+        file,
+        "TaskRole policy in the template differs from packaging/iam/ecr-prune-task-policy.json"
+    );
+    // Every shard runs the prune with --apply and its own I/N.
+    let input = template["Resources"]["Fn::ForEach::Shard"][2]["Schedule${Index}"]["Properties"]
+        ["Target"]["Input"]["Fn::ToJsonString"]["containerOverrides"][0]["command"]
+        .clone();
+    let args: Vec<serde_json::Value> = input.as_array().expect("command").clone();
+    assert_eq!(args[0], "ecr-prune");
+    assert!(args.contains(&serde_json::json!("--apply")));
+    assert!(args.contains(&serde_json::json!({"Fn::Sub": "${Index}/${ShardCount}"})));
+}
+
+/// cfn-lint of one policy file, wrapped in a throwaway template so that cfn-lint checks
+/// its action names.
+fn lint_policy(rel: &str) {
+    let dir = tempdir();
+    let doc: serde_json::Value = serde_json::from_str(&read(&repo(rel))).expect("policy JSON");
+    let mut params = serde_json::Map::new();
+    let text = doc.to_string();
+    for p in [
+        "RegistrySecretName",
+        "ConfigBucket",
+        "ConfigPrefix",
+        "SecretsKmsKeyId",
+    ] {
+        if text.contains(&format!("${{{p}}}")) {
+            params.insert(p.into(), serde_json::json!({"Type": "String"}));
+        }
+    }
+    let subbed = subify(&doc);
+    let template = serde_json::json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": params,
+        "Resources": {"Policy": {"Type": "AWS::IAM::ManagedPolicy",
+            "Properties": {"PolicyDocument": subbed}}}
+    });
+    let path = dir.path().join("policy.json");
+    write(&path, &template.to_string());
+    let out = cfn_lint(&path);
+    ok(&out, &format!("cfn-lint of {rel}"));
+    assert!(out.stdout.trim().is_empty(), "{rel}:\n{}", out.stdout);
+}
+
+/// One test per policy file.
+mod iam_policies_use_valid_actions_per_cfn_lint {
+    use super::lint_policy;
+
+    #[test]
+    fn instance_role_policy() {
+        lint_policy("packaging/iam/instance-role-policy.json");
+    }
+
+    #[test]
+    fn ecr_prune_task_policy() {
+        lint_policy("packaging/iam/ecr-prune-task-policy.json");
+    }
+}
+
+/// Strings containing `${` become `{"Fn::Sub": s}`.
+fn subify(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) if s.contains("${") => serde_json::json!({"Fn::Sub": s}),
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), subify(v))).collect())
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(subify).collect()),
+        other => other.clone(),
+    }
+}
