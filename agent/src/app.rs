@@ -53,7 +53,7 @@ pub async fn run(cli: Cli, raw: RawConfig, source: ConfigSource) -> Result<Statu
         Command::Bootstrap(args) => {
             Ok(crate::bootstrap::run(&globals, &raw.bootstrap, args).await?)
         }
-        Command::Gc(args) => Ok(crate::image_gc::run(&globals, &raw.gc, args).await?),
+        Command::Gc(args) => Ok(crate::image_gc::cli_entry(&globals, &raw.gc, args).await?),
         Command::EcrPrune(args) => Ok(crate::ecr_prune::run(&globals, &raw.ecr, args).await?),
         Command::Daemon(_) => Ok(crate::daemon::run(&globals, raw).await?),
         Command::Check(args) => check(&globals, &raw, args),

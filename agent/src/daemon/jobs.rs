@@ -98,7 +98,7 @@ async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), String> {
         args.low_water.clone_from(&ctx.config.gc.low_water);
     }
     let summary =
-        crate::image_gc::run_pass(&ctx.globals, &ctx.config.gc, &args, ctx.shutdown.clone())
+        crate::image_gc::daemon_entry(&ctx.globals, &ctx.config.gc, &args, ctx.shutdown.clone())
             .await
             .map_err(|e| e.to_string())?;
     ctx.metrics.record_gc(&summary);

@@ -147,6 +147,7 @@ impl Core {
         }
         tokio::spawn(disk::pressure_loop(
             Arc::clone(&ctx),
+            Arc::new(crate::adapters::statvfs::Statvfs),
             self.root_dir.clone(),
             self.guards.clone(),
             self.jobs.clone(),
@@ -190,12 +191,13 @@ pub async fn run(globals: &Globals, raw: RawConfig) -> Result<Status, DaemonErro
     let board = notify::StatusBoard::new();
     let (root_tx, root_rx) = watch::channel(None);
     let (first_tx, mut first_rx) = watch::channel(false);
-    let docker_host = crate::adapters::docker::resolve_host(globals.docker_host.as_deref());
+    let docker_host = crate::adapters::bollard::resolve_host(globals.docker_host.as_deref());
     background.spawn(
         events::Tracker {
-            connector: Arc::new(crate::adapters::docker_watch::BollardConnector::new(
-                docker_host,
-            )),
+            docker: Arc::new(
+                crate::adapters::bollard::BollardEngine::new(docker_host)
+                    .with_request_timeout(events::REQUEST_TIMEOUT),
+            ),
             store: store.clone(),
             clock: Arc::clone(&clock),
             board: board.clone(),

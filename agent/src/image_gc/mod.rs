@@ -1,12 +1,13 @@
 //! `gc`: one garbage-collection pass over this host's Docker engine — images,
 //! and on request stopped containers, dangling volumes and build cache.
 //! snapshot (one listing each) → pure planner (protection rules, ordering, disk
-//! mode) → executor (no force; 404 fine, 409 skipped) → report (table or JSON).
-//! `run` is the CLI command; `run_pass` is the same work for the daemon.
+//! mode) → executor (no force; 404 fine, 409 skipped) → report (plan + outcomes,
+//! table or JSON). `run` is the job; it takes its ports, `now` and a cancel token.
 
 pub mod executor;
 pub mod planner;
 pub mod policy;
+pub mod reason;
 pub mod report;
 pub mod settings;
 pub mod snapshot;
@@ -17,16 +18,14 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::clock::SystemClock;
-use crate::adapters::docker::DockerClient;
 use crate::app::Globals;
 use crate::cli::{GcArgs, OutputFormat};
 use crate::config::RawGc;
 use crate::error::Status;
-use crate::ports::docker::{DockerApi, DockerError};
-use crate::ports::Clock;
+use crate::ports::disk::{Disk, DiskError};
+use crate::ports::docker::{DockerEngine, DockerError};
 
-pub use report::Report;
+pub use report::{GcSummary, Report};
 pub use settings::GcSettings;
 
 /// Errors of this command area.
@@ -40,8 +39,21 @@ pub enum GcError {
         "{0}; check that dockerd is running and that --docker-host or DOCKER_HOST points to it"
     )]
     Connect(DockerError),
-    #[error("{0}")]
-    Snapshot(#[from] snapshot::SnapshotError),
+    /// A step of the snapshot failed (`step` reads "list images", "read engine info"…).
+    #[error("cannot {step}: {source}")]
+    Snapshot {
+        step: &'static str,
+        #[source]
+        source: DockerError,
+    },
+    /// Disk-pressure mode needs the usage of Docker's filesystem.
+    #[error(
+        "cannot measure disk usage: cannot measure Docker's filesystem at {} (statvfs: {}); \
+         disk-pressure mode needs to run on the Docker host",
+        .0.path.display(),
+        .0.source
+    )]
+    Disk(DiskError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -50,26 +62,88 @@ impl GcError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Invalid { .. } | Self::ExcludeFile { .. } => crate::error::EXIT_USAGE,
-            Self::Connect(_) | Self::Snapshot(_) | Self::Output(_) => crate::error::EXIT_RUNTIME,
+            Self::Connect(_) | Self::Snapshot { .. } | Self::Disk(_) | Self::Output(_) => {
+                crate::error::EXIT_RUNTIME
+            }
         }
     }
 }
 
+/// One pass: snapshot, plan, and (unless dry run) execute. Never builds an
+/// adapter, prints or reads the clock; stops between deletion chunks on `cancel`.
+pub async fn run(
+    settings: &GcSettings,
+    docker: &dyn DockerEngine,
+    disk: &dyn Disk,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> Result<Report, GcError> {
+    let calls_before = docker.api_calls();
+    let options = snapshot::SnapshotOptions {
+        require_disk: settings.disk.is_some(),
+        container_grace: settings.containers.then_some(settings.container_grace),
+        volumes: settings.volumes,
+        state_path: Some(settings.state.clone()),
+    };
+    let snap = snapshot::take(docker, disk, &options, now).await?;
+    let plan_api_calls = docker.api_calls() - calls_before;
+    let plan = planner::plan(&snap, &settings.policy(), now);
+    tracing::debug!(
+        images = snap.images.len(),
+        containers = snap.containers.len(),
+        candidates = plan.deletions().count(),
+        api_calls = plan_api_calls,
+        "planned"
+    );
+    let (outcomes, stats) = if settings.dry_run {
+        (executor::dry_run(&plan), None)
+    } else {
+        let exec = executor::ExecOptions {
+            concurrency: settings.concurrency,
+            root_dir: snap.root_dir.clone(),
+            build_cache: settings.build_cache.then_some(settings.min_age),
+        };
+        let done = executor::execute(docker, disk, &plan, &exec, cancel).await;
+        let stats = &done.stats;
+        tracing::info!(
+            images_deleted = stats.images_deleted,
+            containers_deleted = stats.containers_deleted,
+            volumes_deleted = stats.volumes_deleted,
+            reclaimed_bytes = stats.reclaimed_bytes,
+            conflicts = stats.conflicts,
+            failures = stats.failures,
+            "gc pass done"
+        );
+        (done.outcomes, Some(done.stats))
+    };
+    Ok(Report {
+        dry_run: settings.dry_run,
+        plan,
+        outcomes,
+        stats,
+        disk_before: snap.disk,
+        plan_api_calls,
+    })
+}
+
 /// The effective settings of this section as JSON (secrets redacted), for `check`.
+// lead: moves to app.rs (`check`), with the settings rewrite.
 pub fn effective(raw: &RawGc) -> Result<serde_json::Value, GcError> {
     Ok(GcSettings::resolve(raw, &GcArgs::default())?.to_json())
 }
 
-/// Run the command: validate, connect, plan, execute (unless `--dry-run`), print.
-pub async fn run(globals: &Globals, raw: &RawGc, args: &GcArgs) -> Result<Status, GcError> {
+/// The CLI command: validate, connect, run, print the report.
+// lead: moves to app.rs
+pub async fn cli_entry(globals: &Globals, raw: &RawGc, args: &GcArgs) -> Result<Status, GcError> {
+    use crate::ports::Clock;
     let settings = GcSettings::resolve(raw, args)?;
-    let client = DockerClient::connect(globals.docker_host.as_deref())
-        .await
-        .map_err(GcError::Connect)?;
-    let report = pass(
-        &client,
+    let docker = connect(globals).await?;
+    let now = crate::adapters::clock::SystemClock.now();
+    let report = run(
         &settings,
-        SystemClock.now(),
+        &docker,
+        &crate::adapters::statvfs::Statvfs,
+        now,
         &CancellationToken::new(),
     )
     .await?;
@@ -86,99 +160,38 @@ pub async fn run(globals: &Globals, raw: &RawGc, args: &GcArgs) -> Result<Status
     })
 }
 
-/// One pass through any `DockerApi`: snapshot, plan, and (unless dry run) execute.
-pub async fn pass(
-    api: &dyn DockerApi,
-    settings: &GcSettings,
-    now: DateTime<Utc>,
-    cancel: &CancellationToken,
-) -> Result<Report, GcError> {
-    let calls_before = api.api_calls();
-    let options = snapshot::SnapshotOptions {
-        require_disk: settings.disk.is_some(),
-        container_grace: settings.containers.then_some(settings.container_grace),
-        volumes: settings.volumes,
-        state_path: Some(settings.state.clone()),
-    };
-    let snap = snapshot::take(api, &options, now).await?;
-    let plan_api_calls = api.api_calls() - calls_before;
-    let mut plan = planner::plan(&snap, &settings.policy(), now);
-    tracing::debug!(
-        images = snap.images.len(),
-        containers = snap.containers.len(),
-        candidates = plan.deletions().count(),
-        api_calls = plan_api_calls,
-        "planned"
-    );
-    let stats = if settings.dry_run {
-        planner::apply_estimate(&mut plan);
-        None
-    } else {
-        let exec = executor::ExecOptions {
-            concurrency: settings.concurrency,
-            root_dir: snap.root_dir.clone(),
-            build_cache: settings.build_cache.then_some(settings.min_age),
-        };
-        let stats = executor::execute(api, &mut plan, &exec, cancel).await;
-        tracing::info!(
-            images_deleted = stats.images_deleted,
-            containers_deleted = stats.containers_deleted,
-            volumes_deleted = stats.volumes_deleted,
-            reclaimed_bytes = stats.reclaimed_bytes,
-            conflicts = stats.conflicts,
-            failures = stats.failures,
-            "gc pass done"
-        );
-        Some(stats)
-    };
-    Ok(Report {
-        dry_run: settings.dry_run,
-        plan,
-        stats,
-        disk_before: snap.disk,
-        plan_api_calls,
-    })
-}
-
-/// What one GC pass did, for the daemon's metrics and logs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GcSummary {
-    pub images_deleted: u64,
-    pub containers_deleted: u64,
-    pub volumes_deleted: u64,
-    pub bytes_reclaimed: u64,
-    /// Usage ratio (0..1) of Docker's filesystem after the pass, when measured.
-    pub disk_usage_ratio: Option<f64>,
-}
-
-impl GcSummary {
-    pub fn from_report(report: &Report) -> Self {
-        let stats = report.stats.clone().unwrap_or_default();
-        Self {
-            images_deleted: stats.images_deleted,
-            containers_deleted: stats.containers_deleted,
-            volumes_deleted: stats.volumes_deleted,
-            bytes_reclaimed: stats.reclaimed_bytes,
-            disk_usage_ratio: report
-                .disk_after()
-                .or(report.disk_before)
-                .map(|u| u.bytes_ratio()),
-        }
-    }
-}
-
-/// Daemon entry: one GC pass with `[gc]` settings (and `args` overrides, e.g. disk
-/// mode), stopping between deletion chunks when `cancel` fires. Prints nothing.
-pub async fn run_pass(
+/// The daemon's pass: `[gc]` settings (and `args` overrides, e.g. disk mode),
+/// stopping between deletion chunks when `cancel` fires. Prints nothing.
+// lead: moves to app.rs
+pub async fn daemon_entry(
     globals: &Globals,
     raw: &RawGc,
     args: &GcArgs,
     cancel: CancellationToken,
 ) -> Result<GcSummary, GcError> {
+    use crate::ports::Clock;
     let settings = GcSettings::resolve(raw, args)?;
-    let client = DockerClient::connect(globals.docker_host.as_deref())
-        .await
-        .map_err(GcError::Connect)?;
-    let report = pass(&client, &settings, SystemClock.now(), &cancel).await?;
+    let docker = connect(globals).await?;
+    let now = crate::adapters::clock::SystemClock.now();
+    let report = run(
+        &settings,
+        &docker,
+        &crate::adapters::statvfs::Statvfs,
+        now,
+        &cancel,
+    )
+    .await?;
     Ok(GcSummary::from_report(&report))
 }
+
+// lead: moves to app.rs
+async fn connect(globals: &Globals) -> Result<crate::adapters::bollard::BollardEngine, GcError> {
+    let host = crate::adapters::bollard::resolve_host(globals.docker_host.as_deref());
+    crate::adapters::bollard::BollardEngine::connect_to(host)
+        .await
+        .map_err(GcError::Connect)
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
