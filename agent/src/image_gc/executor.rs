@@ -85,16 +85,17 @@ pub fn dry_run(plan: &Plan) -> Outcomes {
             stop.clone()
         });
     }
-    let all = |actions: &mut dyn Iterator<Item = Action>| -> Vec<Option<Outcome>> {
-        actions
-            .map(|a| (a == Action::Delete).then_some(Outcome::Deleted))
-            .collect()
-    };
     Outcomes {
         images,
-        containers: all(&mut plan.containers.iter().map(|c| c.action)),
-        volumes: all(&mut plan.volumes.iter().map(|v| v.action)),
+        containers: all_deleted(plan.containers.iter().map(|c| c.action)),
+        volumes: all_deleted(plan.volumes.iter().map(|v| v.action)),
     }
+}
+
+fn all_deleted(actions: impl Iterator<Item = Action>) -> Vec<Option<Outcome>> {
+    actions
+        .map(|a| (a == Action::Delete).then_some(Outcome::Deleted))
+        .collect()
 }
 
 /// Execute `plan`: containers, then images, then volumes, then build cache.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tabwriter::TabWriter;
 
 use super::executor::{ExecStats, Outcomes};
-use super::planner::{Action, Plan};
+use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
 use super::policy::short_id;
 use super::reason::Outcome;
 use crate::ports::disk::FsUsage;
@@ -63,21 +63,21 @@ impl Report {
         }
     }
 
-    fn images(&self) -> impl Iterator<Item = (&super::planner::ImageEntry, Shown)> {
+    fn images(&self) -> impl Iterator<Item = (&ImageEntry, Shown)> {
         self.plan.images.iter().enumerate().map(|(i, e)| {
             let outcome = self.outcomes.images.get(i).and_then(Option::as_ref);
             (e, self.shown(e.action, &e.reason, outcome))
         })
     }
 
-    fn containers(&self) -> impl Iterator<Item = (&super::planner::ContainerEntry, Shown)> {
+    fn containers(&self) -> impl Iterator<Item = (&ContainerEntry, Shown)> {
         self.plan.containers.iter().enumerate().map(|(i, c)| {
             let outcome = self.outcomes.containers.get(i).and_then(Option::as_ref);
             (c, self.shown(c.action, &c.reason, outcome))
         })
     }
 
-    fn volumes(&self) -> impl Iterator<Item = (&super::planner::VolumeEntry, Shown)> {
+    fn volumes(&self) -> impl Iterator<Item = (&VolumeEntry, Shown)> {
         self.plan.volumes.iter().enumerate().map(|(i, v)| {
             let outcome = self.outcomes.volumes.get(i).and_then(Option::as_ref);
             (v, self.shown(v.action, &v.reason, outcome))
