@@ -24,7 +24,7 @@ use crate::daemon::{Config as DaemonConfig, DaemonDeps, DaemonError, Reloader};
 use crate::ecr_prune::settings::Settings as EcrSettings;
 use crate::error::Error;
 use crate::exit::Status;
-use crate::image_gc::GcSettings;
+use crate::image_gc::{GcError, GcSettings};
 use crate::ports::Clock as _;
 
 /// Options every command shares.
@@ -70,7 +70,18 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
             let mut settings = GcSettings::resolve(Layered::new(&cmd.options, &file.gc, text))
                 .map_err(|e| loaded.invalid(e))?;
             settings.dry_run = cmd.dry_run;
-            Ok(crate::image_gc::run(&globals, &settings, cmd.output).await?)
+            let report = gc(&globals, &settings, &CancellationToken::new()).await?;
+            let mut out = std::io::stdout().lock();
+            match cmd.output {
+                OutputFormat::Json => report.write_json(&mut out)?,
+                OutputFormat::Text => report.write_text(&mut out)?,
+            }
+            out.flush()?;
+            Ok(if report.failed() {
+                Status::PartialFailure
+            } else {
+                Status::Ok
+            })
         }
         Command::EcrPrune(cmd) => {
             let settings = EcrSettings::resolve(Layered::new(&cmd.options, &file.ecr, text))
@@ -119,6 +130,22 @@ async fn bootstrap(
     crate::bootstrap::run(settings, dry_run, &aws, &aws, deadline, cancel).await
 }
 
+/// One gc pass on this host's engine (the negotiated API version) and filesystem,
+/// planned for the system clock's `now`.
+async fn gc(
+    globals: &Globals,
+    settings: &GcSettings,
+    cancel: &CancellationToken,
+) -> Result<crate::image_gc::Report, GcError> {
+    use crate::adapters::bollard::{resolve_host, BollardEngine};
+    let host = resolve_host(globals.docker_host.as_deref());
+    let docker = BollardEngine::connect_to(host)
+        .await
+        .map_err(GcError::Connect)?;
+    let now = crate::adapters::clock::SystemClock.now();
+    crate::image_gc::run(settings, &docker, &crate::adapters::statvfs::Statvfs, now, cancel).await
+}
+
 /// One ecr-prune pass on AWS, planned for the system clock's `now`.
 async fn ecr_prune(
     globals: &Globals,
@@ -136,11 +163,13 @@ async fn ecr_prune(
 async fn daemon(globals: &Globals, loaded: &Loaded) -> Result<Status, DaemonError> {
     let config = daemon_config(globals, loaded).map_err(|e| DaemonError::Config(e.to_string()))?;
     let signals = crate::shutdown::install().map_err(DaemonError::Signals)?;
-    let docker_host = crate::adapters::docker::resolve_host(globals.docker_host.as_deref());
+    let docker_host = crate::adapters::bollard::resolve_host(globals.docker_host.as_deref());
     let deps = DaemonDeps {
-        docker: Arc::new(crate::adapters::docker_watch::BollardConnector::new(
-            docker_host,
-        )),
+        docker: Arc::new(
+            crate::adapters::bollard::BollardEngine::new(docker_host)
+                .with_request_timeout(crate::daemon::events::REQUEST_TIMEOUT),
+        ),
+        disk: Arc::new(crate::adapters::statvfs::Statvfs),
         clock: Arc::new(crate::adapters::clock::SystemClock),
         reloader: Arc::new(ConfigFileReloader {
             globals: globals.clone(),
@@ -229,9 +258,10 @@ impl Jobs for CoreJobs {
         let _ = mode;
         let mut settings = self.sections.gc.clone();
         settings.state.clone_from(&self.state);
-        let s = crate::image_gc::run_pass(&self.globals, &settings, cancel)
+        let report = gc(&self.globals, &settings, &cancel)
             .await
             .map_err(JobError::failed)?;
+        let s = crate::image_gc::GcSummary::from_report(&report);
         Ok(GcOutcome {
             images_deleted: s.images_deleted,
             containers_deleted: s.containers_deleted,

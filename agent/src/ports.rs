@@ -1,11 +1,11 @@
 //! Ports: the traits the core needs from the outside world, in this crate's own
-//! types. Adapters (`crate::adapters`) implement them with bollard and the AWS SDK;
+//! types. Adapters (`crate::adapters`) implement them with bollard, statvfs and the AWS SDK;
 //! fakes for tests live in `crate::testing`.
 
 use chrono::{DateTime, Utc};
 
+pub mod disk;
 pub mod docker;
-pub mod docker_watch;
 pub mod ecr;
 pub mod ecs;
 pub mod secrets;

@@ -224,8 +224,10 @@ fn the_plan_makes_a_constant_number_of_engine_api_calls() {
 
 #[tokio::test]
 async fn container_created_between_plan_and_delete_keeps_the_image_with_a_conflict() {
-    use shipshape::adapters::docker::DockerClient;
+    use shipshape::adapters::bollard::BollardEngine;
+    use shipshape::adapters::statvfs::Statvfs;
     use shipshape::image_gc::planner::{plan, Action};
+    use shipshape::image_gc::reason::Outcome;
     use shipshape::image_gc::{executor, snapshot, GcSettings};
     use tokio_util::sync::CancellationToken;
 
@@ -237,9 +239,7 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
             ImageSpec::new("race/b:1", OLD),
         ],
     );
-    let client = DockerClient::connect(Some(&d.host()))
-        .await
-        .expect("connect");
+    let client = BollardEngine::connect_to(d.host()).await.expect("connect");
     let flags = shipshape::image_gc::settings::GcOptions {
         min_age: Some("0s".parse().expect("duration")),
         state: Some("/nonexistent/state.json".into()),
@@ -258,10 +258,10 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
         state_path: None,
     };
     let now = chrono::Utc::now();
-    let snap = snapshot::take(&client, &options, now)
+    let snap = snapshot::take(&client, &Statvfs, &options, now)
         .await
         .expect("snapshot");
-    let mut the_plan = plan(&snap, &settings.policy(), now);
+    let the_plan = plan(&snap, &settings.policy(), now);
     assert_eq!(the_plan.deletions().count(), 2);
 
     // Meanwhile someone creates a container from the first candidate.
@@ -272,17 +272,28 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
         root_dir: snap.root_dir.clone(),
         build_cache: None,
     };
-    let stats = executor::execute(&client, &mut the_plan, &exec, &CancellationToken::new()).await;
-    let entry = |id: &str| {
-        the_plan
+    let done = executor::execute(
+        &client,
+        &Statvfs,
+        &the_plan,
+        &exec,
+        &CancellationToken::new(),
+    )
+    .await;
+    let stats = &done.stats;
+    // The plan stays as planned; what happened is beside it.
+    let outcome = |id: &str| {
+        let i = the_plan
             .images
             .iter()
-            .find(|e| e.id == id)
-            .expect("in plan")
+            .position(|e| e.id == id)
+            .expect("in plan");
+        assert_eq!(the_plan.images[i].action, Action::Delete);
+        done.outcomes.images[i].clone()
     };
-    assert_eq!(entry(&ids[0]).action, Action::Keep);
-    assert_eq!(entry(&ids[0]).reason.to_string(), "conflict: in use");
-    assert_eq!(entry(&ids[1]).action, Action::Delete);
+    assert_eq!(outcome(&ids[0]), Some(Outcome::Conflict));
+    assert_eq!(Outcome::Conflict.to_string(), "conflict: in use");
+    assert_eq!(outcome(&ids[1]), Some(Outcome::Deleted));
     assert_eq!(
         (stats.conflicts, stats.failures, stats.images_deleted),
         (1, 0, 1)

@@ -18,7 +18,7 @@ use super::metrics::Metrics;
 use super::notify::{self, StatusBoard};
 use crate::last_use::store::DEFAULT_DEBOUNCE;
 use crate::last_use::StateStore;
-use crate::ports::docker_watch::DockerConnector;
+use crate::ports::docker::DockerEngine;
 use crate::ports::Clock;
 
 /// How long READY waits for the first Docker connection attempt to conclude.
@@ -28,7 +28,7 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 
 /// What the background tasks are made of.
 pub struct Parts {
-    pub docker: Arc<dyn DockerConnector>,
+    pub docker: Arc<dyn DockerEngine>,
     pub store: StateStore,
     pub clock: Arc<dyn Clock>,
     pub board: StatusBoard,
@@ -58,7 +58,7 @@ impl Background {
         let (first_tx, first_rx) = watch::channel(false);
         tasks.spawn(
             Tracker {
-                connector: parts.docker,
+                docker: parts.docker,
                 store: parts.store.clone(),
                 clock: Arc::clone(&parts.clock),
                 board: parts.board,

@@ -1,11 +1,11 @@
 //! Disk pressure: every `disk_check_interval`, measure the filesystem holding
-//! Docker's root dir (statvfs) and, above `[gc] high_water` in bytes or inodes, start
-//! a GC pass in disk mode at once — unless a gc run is already going.
+//! Docker's root dir (through the disk port) and, above `[gc] high_water` in bytes or
+//! inodes, start a GC pass in disk mode at once — unless a gc run is already going.
 //!
-//! The measurement is the one `gc` acts on (used = total - free, over total), so the
+//! The measurement and the rule (`FsUsage::above`) are the ones `gc` acts on, so the
 //! daemon never starts a disk-mode pass that gc would find unnecessary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -15,26 +15,12 @@ use tokio_util::task::TaskTracker;
 use super::job_run::{run_job, JobContext, Trigger};
 use super::scheduler::JobGuards;
 use super::settings::JobKind;
-use crate::ports::docker::FsUsage;
-use crate::config::value::Watermark;
-
-/// statvfs of `path`, as the `FsUsage` gc measures.
-pub fn measure(path: &Path) -> std::io::Result<FsUsage> {
-    crate::adapters::docker::statvfs_usage(path)
-}
-
-/// Is `usage` above `high`? Bytes always count; a percentage applies to inodes too
-/// (an inode-exhausted filesystem is as full as a byte-exhausted one), the rule gc's
-/// planner applies, so a pass started here is never one gc finds unnecessary.
-fn above(high: &Watermark, usage: &FsUsage) -> bool {
-    high.exceeded_by(usage.used_bytes, usage.total_bytes)
-        || matches!(high, Watermark::Percent(_))
-            && high.exceeded_by(usage.used_inodes, usage.total_inodes)
-}
+use crate::ports::disk::Disk;
 
 /// Check every `interval` until `stop`; start disk-mode GC above `high_water`.
 pub async fn pressure_loop(
     ctx: Arc<JobContext>,
+    disk: Arc<dyn Disk>,
     root_dir: watch::Receiver<Option<PathBuf>>,
     guards: JobGuards,
     jobs: TaskTracker,
@@ -54,8 +40,8 @@ pub async fn pressure_loop(
             continue; // not connected to Docker yet
         };
         let measured = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || measure(&dir)).await
+            let (disk, dir) = (Arc::clone(&disk), dir.clone());
+            tokio::task::spawn_blocking(move || disk.usage(&dir)).await
         };
         let usage = match measured {
             Ok(Ok(u)) => {
@@ -64,7 +50,7 @@ pub async fn pressure_loop(
             }
             Ok(Err(e)) => {
                 if !warned {
-                    tracing::warn!(path = %dir.display(), error = %e, "cannot measure Docker's filesystem");
+                    tracing::warn!(path = %dir.display(), error = %e.source, "cannot measure Docker's filesystem");
                     warned = true;
                 }
                 continue;
@@ -73,7 +59,7 @@ pub async fn pressure_loop(
         };
         ctx.metrics.disk_usage_ratio.set(usage.bytes_ratio());
         let Some(high) = high else { continue };
-        if !above(&high, &usage) {
+        if !usage.above(&high) {
             continue;
         }
         match guards.try_start(JobKind::Gc) {
@@ -101,36 +87,66 @@ pub async fn pressure_loop(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
     use super::*;
+    use crate::daemon::fakes::{FakeJobs, TokioClock};
+    use crate::daemon::metrics::Metrics;
+    use crate::daemon::notify::StatusBoard;
+    use crate::daemon::settings::DaemonSettings;
+    use crate::last_use::StateStore;
+    use crate::ports::disk::FsUsage;
+    use crate::testing::docker::{now, FakeDisk};
 
-    fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> FsUsage {
-        FsUsage {
-            used_bytes: used,
-            total_bytes: cap,
-            used_inodes: iu,
-            total_inodes: ic,
-        }
-    }
-
-    #[test]
-    fn above_counts_bytes_and_inodes_for_percentages() {
-        let high = Watermark::Percent(85.0);
-        assert!(!above(&high, &usage(80, 100, 10, 100)));
-        assert!(above(&high, &usage(86, 100, 10, 100)));
-        assert!(above(&high, &usage(10, 100, 90, 100)), "inodes exhausted");
-        let bytes = Watermark::Bytes(50);
-        assert!(above(&bytes, &usage(51, 100, 0, 0)));
+    #[tokio::test(start_paused = true)]
+    async fn measures_docker_root_dir_through_the_disk_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = DaemonSettings::defaults();
+        let interval = settings.disk_check_interval;
+        let ctx = Arc::new(JobContext {
+            settings,
+            jobs: Arc::new(FakeJobs {
+                label: "disk",
+                run_for: Duration::ZERO,
+                ignores_cancel: false,
+                log: Arc::default(),
+            }),
+            store: StateStore::open(&dir.path().join("s.json"), now()).unwrap(),
+            metrics: Arc::new(Metrics::new()),
+            board: StatusBoard::new(),
+            clock: TokioClock::new(now()),
+            shutdown: CancellationToken::new(),
+        });
+        let disk = Arc::new(FakeDisk::new(Some(FsUsage {
+            total_bytes: 100,
+            used_bytes: 42,
+            total_inodes: 10,
+            used_inodes: 1,
+        })));
+        let (root_tx, root_rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(pressure_loop(
+            Arc::clone(&ctx),
+            disk.clone(),
+            root_rx,
+            JobGuards::new(),
+            TaskTracker::new(),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(
-            !above(&bytes, &usage(50, 100, 99, 100)),
-            "a size mark is about bytes"
+            disk.measured.lock().unwrap().is_empty(),
+            "not connected yet"
         );
-    }
-
-    #[test]
-    fn measure_reads_a_real_filesystem() {
-        let u = measure(Path::new("/")).unwrap();
-        assert!(u.total_bytes > 0);
-        assert!(u.used_bytes <= u.total_bytes);
-        assert!((0.0..=1.0).contains(&u.bytes_ratio()));
+        root_tx.send_replace(Some(PathBuf::from("/var/lib/docker")));
+        tokio::time::sleep(interval + Duration::from_millis(10)).await;
+        assert_eq!(
+            disk.measured.lock().unwrap().first().map(PathBuf::as_path),
+            Some(Path::new("/var/lib/docker"))
+        );
+        assert_eq!(ctx.metrics.disk_usage_ratio.get(), 0.42);
+        stop.cancel();
+        task.await.unwrap();
     }
 }

@@ -22,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::Metrics;
 use super::notify::{DockerState, StatusBoard};
 use crate::last_use::{ListedImage, StateStore};
-use crate::ports::docker_watch::{
-    DockerConnector, DockerEvent, DockerWatch, EventScope, WatchError,
+use crate::ports::docker::{
+    ContainerState, DockerEngine, DockerError, DockerEvent, EventAction, EventScope,
 };
 use crate::ports::Clock;
 
 /// How often the engine is pinged while the stream is quiet.
 pub const LIVENESS_INTERVAL: Duration = Duration::from_secs(15);
+/// Bound on each request to the engine; the event stream itself is not bounded by it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -45,7 +47,8 @@ pub fn reconnect_delays() -> ExponentialBackoff {
 
 /// The tracker's wiring.
 pub struct Tracker {
-    pub connector: Arc<dyn DockerConnector>,
+    /// Reconnected (`DockerEngine::connect`) after every loss.
+    pub docker: Arc<dyn DockerEngine>,
     pub store: StateStore,
     pub clock: Arc<dyn Clock>,
     pub board: StatusBoard,
@@ -73,20 +76,20 @@ impl Tracker {
         loop {
             let connected = tokio::select! {
                 () = stop.cancelled() => return,
-                c = self.connector.connect() => c,
+                c = self.connect() => c,
             };
             let lost = match connected {
-                Ok(conn) => {
+                Ok(()) => {
                     if ever_connected {
                         self.metrics.docker_reconnects.inc();
                     }
-                    tracing::info!(host = self.connector.host(), "connected to Docker");
+                    tracing::info!(host = self.docker.host(), "connected to Docker");
                     ever_connected = true;
                     attempt = 0;
                     delays = reconnect_delays();
                     self.board.docker(DockerState::Connected);
                     self.metrics.docker_up.set(1);
-                    self.session(&*conn, &stop, &mut last_event, &mut containers)
+                    self.session(&*self.docker, &stop, &mut last_event, &mut containers)
                         .await
                 }
                 Err(e) => Lost::Error(e.to_string()),
@@ -114,17 +117,28 @@ impl Tracker {
         }
     }
 
+    /// A fresh, version-negotiated connection that answers a ping.
+    async fn connect(&self) -> Result<(), DockerError> {
+        self.docker.connect().await?;
+        self.docker.ping().await
+    }
+
     /// One connection's life: subscribe, reconcile, then follow events.
     async fn session(
         &self,
-        conn: &dyn DockerWatch,
+        conn: &dyn DockerEngine,
         stop: &CancellationToken,
         last_event: &mut Option<DateTime<Utc>>,
         containers: &mut HashMap<String, String>,
     ) -> Lost {
-        match conn.root_dir().await {
-            Ok(dir) => {
+        match conn.docker_root_dir().await {
+            Ok(Some(dir)) => {
                 self.root_dir.send_replace(Some(dir));
+            }
+            Ok(None) => {
+                return Lost::Error(
+                    "Docker /info failed: no DockerRootDir in the answer".to_owned(),
+                )
             }
             Err(e) => return Lost::Error(e.to_string()),
         }
@@ -146,8 +160,9 @@ impl Tracker {
                 () = stop.cancelled() => return Lost::Stopped,
                 item = stream.next() => match item {
                     Some(Ok(event)) => {
-                        *last_event = Some(last_event.map_or(event.time, |t| t.max(event.time)));
-                        self.handle(conn, &event, containers).await;
+                        let at = event.time.unwrap_or_else(|| self.clock.now());
+                        *last_event = Some(last_event.map_or(at, |t| t.max(at)));
+                        self.handle(conn, &event, at, containers).await;
                     }
                     Some(Err(e)) => return Lost::Error(e.to_string()),
                     None => return Lost::Error("event stream ended".to_owned()),
@@ -174,24 +189,28 @@ impl Tracker {
     /// Full listing → state; images of running containers count as used now.
     async fn reconcile(
         &self,
-        conn: &dyn DockerWatch,
+        conn: &dyn DockerEngine,
         containers: &mut HashMap<String, String>,
-    ) -> Result<(), WatchError> {
-        let images = conn.images().await?;
-        let listed = conn.containers().await?;
+    ) -> Result<(), DockerError> {
+        let images = conn.list_images().await?;
+        let listed = conn.list_containers().await?;
         let now = self.clock.now();
         let listing: Vec<ListedImage> = images
             .into_iter()
             .map(|i| ListedImage {
                 id: i.id,
-                tags: i.tags,
+                tags: i.repo_tags,
             })
             .collect();
         let outcome = self.store.reconcile(&listing, now);
         containers.clear();
-        for c in &listed {
+        // An entry without an ID or image ID says nothing about use.
+        for c in listed
+            .iter()
+            .filter(|c| !c.id.is_empty() && !c.image_id.is_empty())
+        {
             containers.insert(c.id.clone(), c.image_id.clone());
-            if c.running {
+            if c.state == ContainerState::Running {
                 self.store.touch(&c.image_id, None, now);
             }
         }
@@ -208,64 +227,72 @@ impl Tracker {
 
     async fn handle(
         &self,
-        conn: &dyn DockerWatch,
+        conn: &dyn DockerEngine,
         event: &DockerEvent,
+        at: DateTime<Utc>,
         containers: &mut HashMap<String, String>,
     ) {
         self.metrics.docker_events.inc();
-        if let Err(e) = self.apply(conn, event, containers).await {
+        if let Err(e) = self.apply(conn, event, at, containers).await {
             // The next reconciliation repairs whatever this event would have done.
             tracing::debug!(action = %event.action, actor = %event.actor_id, error = %e, "event not applied");
         }
         self.metrics.tracked_images.set(gauge(self.store.len()));
     }
 
+    /// `at`: when it happened (the engine's time, else the time it arrived).
     async fn apply(
         &self,
-        conn: &dyn DockerWatch,
+        conn: &dyn DockerEngine,
         event: &DockerEvent,
+        at: DateTime<Utc>,
         containers: &mut HashMap<String, String>,
-    ) -> Result<(), WatchError> {
-        let at = event.time;
-        match (event.scope, event.action.as_str()) {
-            (EventScope::Container, "create" | "start" | "die" | "destroy") => {
-                let known = if event.action == "destroy" {
+    ) -> Result<(), DockerError> {
+        use EventAction as A;
+        match (event.scope, &event.action) {
+            (EventScope::Container, A::Create | A::Start | A::Die | A::Destroy) => {
+                let destroyed = event.action == A::Destroy;
+                let known = if destroyed {
                     containers.remove(&event.actor_id)
                 } else {
                     containers.get(&event.actor_id).cloned()
                 };
                 let image_id = match known {
                     Some(id) => Some(id),
-                    None => match conn.container_image(&event.actor_id).await? {
+                    None => match conn
+                        .inspect_container(&event.actor_id)
+                        .await?
+                        .and_then(|c| c.image_id)
+                    {
                         Some(id) => Some(id),
                         // Gone already: fall back to the image it was created from.
                         None => match &event.image {
-                            Some(reference) => conn.image(reference).await?.map(|i| i.id),
+                            Some(reference) => conn.inspect_image(reference).await?.map(|i| i.id),
                             None => None,
                         },
                     },
                 };
                 if let Some(image_id) = image_id {
-                    if event.action != "destroy" {
+                    if !destroyed {
                         containers.insert(event.actor_id.clone(), image_id.clone());
                     }
                     tracing::debug!(action = %event.action, container = %short(&event.actor_id), image_id = %image_id, "image used");
                     self.store.touch(&image_id, None, at);
                 }
             }
-            (EventScope::Image, "pull" | "tag" | "load") => {
-                if let Some(image) = conn.image(&event.actor_id).await? {
+            (EventScope::Image, A::Pull | A::Tag | A::Load) => {
+                if let Some(image) = conn.inspect_image(&event.actor_id).await? {
                     tracing::debug!(action = %event.action, image_id = %image.id, "image used");
-                    self.store.touch(&image.id, Some(image.tags), at);
+                    self.store.touch(&image.id, Some(image.repo_tags), at);
                 }
             }
-            (EventScope::Image, "untag") => {
+            (EventScope::Image, A::Untag) => {
                 // Not a use: an untagged image should age, not look fresh.
-                if let Some(image) = conn.image(&event.actor_id).await? {
-                    self.store.set_tags(&image.id, image.tags);
+                if let Some(image) = conn.inspect_image(&event.actor_id).await? {
+                    self.store.set_tags(&image.id, image.repo_tags);
                 }
             }
-            (EventScope::Image, "delete") => {
+            (EventScope::Image, A::Delete) => {
                 tracing::debug!(image_id = %event.actor_id, "image deleted");
                 self.store.remove(&event.actor_id);
             }
@@ -288,150 +315,38 @@ pub fn unix_seconds(t: DateTime<Utc>) -> f64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::daemon::fakes::TokioClock;
-    use crate::ports::docker_watch::{ContainerRecord, ImageRecord};
-    use async_trait::async_trait;
+    use crate::ports::docker::{ContainerInfo, ImageInfo};
+    use crate::testing::docker::{container, FakeDocker};
     use chrono::TimeZone;
-    use futures_util::stream::BoxStream;
-    use std::sync::Mutex;
-    use tokio::sync::mpsc;
-
-    /// A scriptable engine: listings, an event feed per stream, up/down.
-    #[derive(Default)]
-    pub(crate) struct Engine {
-        up: bool,
-        images: Vec<ImageRecord>,
-        containers: Vec<ContainerRecord>,
-        /// Each opened stream's sender; a stream with no sender left ends.
-        feeds: Vec<mpsc::UnboundedSender<Result<DockerEvent, WatchError>>>,
-        /// `since` of each opened stream.
-        opened: Vec<Option<DateTime<Utc>>>,
-        connects: usize,
-        /// Streams opened while true never yield anything (bollard#113).
-        stall: bool,
-    }
-
-    #[derive(Clone, Default)]
-    pub(crate) struct Fake(pub(crate) Arc<Mutex<Engine>>);
-
-    impl Fake {
-        pub(crate) fn with(&self, f: impl FnOnce(&mut Engine)) {
-            f(&mut self.0.lock().unwrap());
-        }
-        fn emit(&self, e: DockerEvent) {
-            let engine = self.0.lock().unwrap();
-            if let Some(tx) = engine.feeds.last() {
-                let _ = tx.send(Ok(e));
-            }
-        }
-    }
-
-    #[async_trait]
-    impl DockerConnector for Fake {
-        fn host(&self) -> &str {
-            "fake"
-        }
-        async fn connect(&self) -> Result<Arc<dyn DockerWatch>, WatchError> {
-            let mut e = self.0.lock().unwrap();
-            e.connects += 1;
-            if e.up {
-                Ok(Arc::new(self.clone()))
-            } else {
-                Err(WatchError::Connect {
-                    host: "fake".into(),
-                    message: "connection refused".into(),
-                })
-            }
-        }
-    }
-
-    fn down() -> WatchError {
-        WatchError::Request {
-            what: "ping",
-            message: "connection refused".into(),
-        }
-    }
-
-    #[async_trait]
-    impl DockerWatch for Fake {
-        async fn ping(&self) -> Result<(), WatchError> {
-            if self.0.lock().unwrap().up {
-                Ok(())
-            } else {
-                Err(down())
-            }
-        }
-        async fn root_dir(&self) -> Result<PathBuf, WatchError> {
-            Ok(PathBuf::from("/var/lib/docker"))
-        }
-        async fn images(&self) -> Result<Vec<ImageRecord>, WatchError> {
-            let e = self.0.lock().unwrap();
-            if e.up {
-                Ok(e.images.clone())
-            } else {
-                Err(down())
-            }
-        }
-        async fn containers(&self) -> Result<Vec<ContainerRecord>, WatchError> {
-            let e = self.0.lock().unwrap();
-            if e.up {
-                Ok(e.containers.clone())
-            } else {
-                Err(down())
-            }
-        }
-        async fn container_image(&self, id: &str) -> Result<Option<String>, WatchError> {
-            let e = self.0.lock().unwrap();
-            Ok(e.containers
-                .iter()
-                .find(|c| c.id == id)
-                .map(|c| c.image_id.clone()))
-        }
-        async fn image(&self, reference: &str) -> Result<Option<ImageRecord>, WatchError> {
-            let e = self.0.lock().unwrap();
-            Ok(e.images
-                .iter()
-                .find(|i| i.id == reference || i.tags.iter().any(|t| t == reference))
-                .cloned())
-        }
-        fn events(
-            &self,
-            since: Option<DateTime<Utc>>,
-        ) -> BoxStream<'static, Result<DockerEvent, WatchError>> {
-            let mut e = self.0.lock().unwrap();
-            e.opened.push(since);
-            let (tx, rx) = mpsc::unbounded_channel();
-            if e.stall {
-                // Keep the sender out of reach: the stream stays open and silent.
-                std::mem::forget(tx);
-            } else {
-                e.feeds.push(tx);
-            }
-            tokio_stream_from(rx)
-        }
-    }
-
-    fn tokio_stream_from(
-        mut rx: mpsc::UnboundedReceiver<Result<DockerEvent, WatchError>>,
-    ) -> BoxStream<'static, Result<DockerEvent, WatchError>> {
-        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
-    }
 
     fn base() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
     }
 
-    pub(crate) fn img(id: &str, tag: &str) -> ImageRecord {
-        ImageRecord {
+    fn img(id: &str, tag: &str) -> ImageInfo {
+        ImageInfo {
             id: id.into(),
-            tags: vec![tag.into()],
+            parent_id: None,
+            repo_tags: vec![tag.into()],
+            repo_digests: Vec::new(),
+            created: base(),
+            size: 1,
+        }
+    }
+
+    fn stopped(id: &str, image_id: &str) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            image_id: image_id.into(),
+            ..container(id, "", "", ContainerState::Exited)
         }
     }
 
     struct Running {
-        fake: Fake,
+        fake: Arc<FakeDocker>,
         store: StateStore,
         board: StatusBoard,
         metrics: Arc<Metrics>,
@@ -440,14 +355,14 @@ pub(crate) mod tests {
         _dir: tempfile::TempDir,
     }
 
-    fn start(fake: Fake) -> Running {
+    fn start(fake: Arc<FakeDocker>) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(&dir.path().join("s.json"), base()).unwrap();
         let board = StatusBoard::new();
         let metrics = Arc::new(Metrics::new());
         let stop = CancellationToken::new();
         let tracker = Tracker {
-            connector: Arc::new(fake.clone()),
+            docker: Arc::clone(&fake) as Arc<dyn DockerEngine>,
             store: store.clone(),
             clock: TokioClock::new(base()),
             board: board.clone(),
@@ -483,20 +398,21 @@ pub(crate) mod tests {
     ) -> DockerEvent {
         DockerEvent {
             scope,
-            action: action.into(),
+            action: EventAction::parse(action),
             actor_id: actor.into(),
             image: image.map(str::to_owned),
-            time: base() + chrono::Duration::seconds(secs),
+            time: Some(base() + chrono::Duration::seconds(secs)),
         }
     }
 
-    pub(crate) fn up_engine(images: Vec<ImageRecord>) -> Fake {
-        let fake = Fake::default();
-        fake.with(|e| {
-            e.up = true;
-            e.images = images;
-        });
-        fake
+    fn up_engine(images: Vec<ImageInfo>) -> Arc<FakeDocker> {
+        Arc::new(FakeDocker::new(images, Vec::new()))
+    }
+
+    fn down_engine() -> Arc<FakeDocker> {
+        let fake = FakeDocker::default();
+        fake.set_up(false);
+        Arc::new(fake)
     }
 
     #[tokio::test(start_paused = true)]
@@ -519,13 +435,8 @@ pub(crate) mod tests {
             Some(base() + chrono::Duration::seconds(50))
         );
         // A container created and destroyed: destroy resolves via the remembered map.
-        r.fake.with(|e| {
-            e.containers.push(ContainerRecord {
-                id: "c1".into(),
-                image_id: "sha256:b".into(),
-                running: false,
-            })
-        });
+        r.fake
+            .with(|e| e.containers.push(stopped("c1", "sha256:b")));
         r.fake
             .emit(ev(EventScope::Container, "create", "c1", Some("web:1"), 60));
         settle().await;
@@ -571,7 +482,7 @@ pub(crate) mod tests {
             "reconciliation found it"
         );
         // The replacement stream works, and was opened with `since` for replay.
-        let opened = r.fake.0.lock().unwrap().opened.clone();
+        let opened = r.fake.state.lock().unwrap().opened.clone();
         assert_eq!(opened.len(), 2);
         assert_eq!(opened[1], Some(base()));
         r.fake
@@ -587,43 +498,35 @@ pub(crate) mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn docker_down_at_start_then_up_then_restarting() {
-        let fake = Fake::default();
-        let r = start(fake);
+        let r = start(down_engine());
         settle().await;
         assert!(
             r.board.text().starts_with(
-                "Docker unavailable (cannot reach Docker at fake: connection refused)"
+                "Docker unavailable (cannot reach the Docker engine at unix:///fake.sock: connection refused)"
             ),
             "{}",
             r.board.text()
         );
         assert_eq!(r.metrics.docker_up.get(), 0);
         tokio::time::sleep(Duration::from_secs(20)).await;
-        let tries = r.fake.0.lock().unwrap().connects;
+        let tries = r.fake.state.lock().unwrap().connects;
         assert!((3..=6).contains(&tries), "{tries} connects in 20s: backoff");
-        r.fake.with(|e| {
-            e.up = true;
-            e.images = vec![img("sha256:a", "app:1")];
-        });
+        r.fake.with(|e| e.images = vec![img("sha256:a", "app:1")]);
+        r.fake.set_up(true);
         tokio::time::sleep(Duration::from_secs(40)).await;
         settle().await;
         assert_eq!(r.board.text(), "Docker: connected; idle");
         assert!(r.store.last_used("sha256:a").is_some());
         // The engine restarts: the stream ends, the tracker reconnects and resumes.
-        r.fake.with(|e| {
-            e.up = false;
-            e.feeds.clear();
-        });
+        r.fake.set_up(false);
         settle().await;
         assert!(
             r.board.text().starts_with("Docker unavailable"),
             "{}",
             r.board.text()
         );
-        r.fake.with(|e| {
-            e.up = true;
-            e.images.push(img("sha256:b", "web:1"));
-        });
+        r.fake.with(|e| e.images.push(img("sha256:b", "web:1")));
+        r.fake.set_up(true);
         tokio::time::sleep(Duration::from_secs(5)).await;
         settle().await;
         assert_eq!(r.board.text(), "Docker: connected; idle");

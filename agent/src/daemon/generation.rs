@@ -29,6 +29,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// Process shutdown: stops the loops and is handed to every run.
     pub shutdown: CancellationToken,
+    /// Measures Docker's filesystem for the disk check.
+    pub disk: Arc<dyn crate::ports::disk::Disk>,
     /// Docker's root dir as the tracker last saw it (for the disk check).
     pub root_dir: watch::Receiver<Option<PathBuf>>,
 }
@@ -111,6 +113,7 @@ impl Generations {
         }
         tokio::spawn(disk::pressure_loop(
             ctx,
+            Arc::clone(&self.shared.disk),
             self.shared.root_dir.clone(),
             self.guards.clone(),
             self.runs.clone(),

@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exit::Status;
 use crate::last_use::StateStore;
-use crate::ports::docker_watch::DockerConnector;
+use crate::ports::disk::Disk;
+use crate::ports::docker::DockerEngine;
 use crate::ports::Clock;
 
 use self::background::Background;
@@ -89,7 +90,9 @@ pub trait Reloader: Send + Sync {
 
 /// The ports the daemon runs on, built by the composition root.
 pub struct DaemonDeps {
-    pub docker: Arc<dyn DockerConnector>,
+    pub docker: Arc<dyn DockerEngine>,
+    /// Measures Docker's filesystem for the disk-pressure check.
+    pub disk: Arc<dyn Disk>,
     pub clock: Arc<dyn Clock>,
     pub reloader: Arc<dyn Reloader>,
 }
@@ -134,6 +137,7 @@ pub async fn run(
         board,
         clock: deps.clock,
         shutdown: shutdown.clone(),
+        disk: deps.disk,
         root_dir,
     });
     generations.start(config);

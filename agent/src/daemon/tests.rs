@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::events::tests::{img, up_engine, Fake};
+use crate::testing::docker::{full_id, image, FakeDisk, FakeDocker};
 use super::fakes::{FakeJobs, JobLog, ScriptedReloader, TokioClock};
 use super::jobs::GcMode;
 use super::schedule::parse_schedule;
@@ -77,7 +77,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(make: impl FnOnce(&Path, &Arc<JobLog>) -> Config, docker: Fake) -> Self {
+    fn start(make: impl FnOnce(&Path, &Arc<JobLog>) -> Config, docker: FakeDocker) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(JobLog::default());
         let reloader = Arc::new(ScriptedReloader::default());
@@ -85,6 +85,7 @@ impl Running {
         let (reloads, reload_rx) = mpsc::channel(1);
         let deps = DaemonDeps {
             docker: Arc::new(docker),
+            disk: Arc::new(FakeDisk::new(None)),
             clock: TokioClock::new(base()),
             reloader: Arc::clone(&reloader) as Arc<dyn super::Reloader>,
         };
@@ -152,7 +153,7 @@ async fn a_scheduled_job_fires_at_its_time_with_gc_as_configured() {
                 log,
             )
         },
-        up_engine(vec![img("sha256:a", "app:1")]),
+        FakeDocker::new(vec![image("a", &["app:1"], 2, 10)], Vec::new()),
     );
     advance(4 * 60).await;
     assert!(r.log.calls().is_empty(), "nothing due before 10:05");
@@ -165,7 +166,7 @@ async fn a_scheduled_job_fires_at_its_time_with_gc_as_configured() {
     let state = LastUseState::load(&r.dir.path().join("state.json"))
         .unwrap()
         .expect("state written before gc");
-    assert!(state.last_used("sha256:a").is_some());
+    assert!(state.last_used(&full_id("a")).is_some());
     advance(5 * 60).await;
     assert_eq!(r.log.calls().len(), 2);
     let (result, _, _) = r.stop().await;
@@ -184,7 +185,7 @@ async fn a_job_never_overlaps_itself_even_across_a_reload() {
                 log,
             )
         },
-        Fake::default(),
+        down_engine(),
     );
     advance(60).await; // 10:01:30: the first run is going
     r.script(Ok(config(
@@ -215,7 +216,7 @@ async fn reload_replaces_the_schedule_and_an_invalid_one_keeps_the_old() {
                 log,
             )
         },
-        Fake::default(),
+        down_engine(),
     );
     advance(60).await; // 10:01 ran
     r.script(Err(DaemonError::Invalid {
@@ -256,7 +257,7 @@ async fn shutdown_cancels_the_running_job_waits_for_it_and_saves_the_state() {
                 log,
             )
         },
-        up_engine(vec![img("sha256:a", "app:1")]),
+        FakeDocker::new(vec![image("a", &["app:1"], 2, 10)], Vec::new()),
     );
     advance(60).await; // the 10:01 run is going, for an hour
     assert_eq!(r.log.max_active.load(Ordering::SeqCst), 1);
@@ -273,7 +274,7 @@ async fn shutdown_cancels_the_running_job_waits_for_it_and_saves_the_state() {
     let state = LastUseState::load(&dir.path().join("state.json"))
         .unwrap()
         .expect("state saved at shutdown");
-    assert!(state.last_used("sha256:a").is_some());
+    assert!(state.last_used(&full_id("a")).is_some());
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,7 +289,7 @@ async fn shutdown_gives_up_on_a_run_after_the_shutdown_timeout() {
                 log: Arc::clone(log),
             }),
         },
-        Fake::default(),
+        down_engine(),
     );
     advance(60).await;
     let started = tokio::time::Instant::now();
@@ -309,7 +310,7 @@ async fn shutdown_gives_up_on_a_run_after_the_shutdown_timeout() {
 async fn shutdown_before_ready_returns_cleanly() {
     let r = Running::start(
         |dir, log| config(settings(dir, Vec::new()), "first", Duration::ZERO, log),
-        Fake::default(),
+        down_engine(),
     );
     let (result, log, _) = r.stop().await;
     assert_eq!(result.unwrap(), Status::Ok);
@@ -324,7 +325,7 @@ async fn an_unreadable_state_file_is_a_start_up_error() {
             std::fs::create_dir(dir.join("state.json")).unwrap();
             config(settings(dir, Vec::new()), "first", Duration::ZERO, log)
         },
-        Fake::default(),
+        down_engine(),
     );
     let err = r.task.await.unwrap().unwrap_err();
     assert!(matches!(err, DaemonError::State(_)), "{err}");
@@ -341,10 +342,17 @@ async fn a_taken_metrics_port_is_a_start_up_error() {
             s.metrics_listen = Some(addr);
             config(s, "first", Duration::ZERO, log)
         },
-        Fake::default(),
+        down_engine(),
     );
     let err = r.task.await.unwrap().unwrap_err();
     assert!(matches!(err, DaemonError::Metrics { .. }), "{err}");
     assert!(err.to_string().contains("[metrics] listen"), "{err}");
     assert_eq!(err.exit_code(), crate::exit::EXIT_USAGE);
+}
+
+/// An engine that never answers (the daemon keeps retrying).
+fn down_engine() -> FakeDocker {
+    let docker = FakeDocker::default();
+    docker.set_up(false);
+    docker
 }

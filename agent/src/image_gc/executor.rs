@@ -1,8 +1,9 @@
 //! The executor: carries a plan out through the Docker port and records what
-//! happened on each entry. Never forces: 404 means already gone (fine), 409 means
-//! the item became in use (kept, `conflict: in use`, the run goes on). Deletes in
-//! chunks with bounded concurrency; between chunks it honours cancellation and, in
-//! disk-pressure mode, re-measures the filesystem and stops at low water.
+//! happened to each item it deletes, beside the plan (which it never changes).
+//! Never forces: 404 means already gone (fine), 409 means the item became in use
+//! (kept, the run goes on). Deletes in chunks with bounded concurrency; between
+//! chunks it honours cancellation and, in disk-pressure mode, re-measures the
+//! filesystem and stops at low water.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,11 +12,11 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::planner::{
-    above, Action, ContainerEntry, DiskPlan, ImageEntry, Plan, Reason, VolumeEntry,
-};
+use super::planner::{Action, ContainerEntry, DiskPlan, ImageEntry, Plan, VolumeEntry};
 use super::policy::{repo_of, short_id};
-use crate::ports::docker::{DockerApi, DockerError, FsUsage};
+use super::reason::{Failure, Outcome};
+use crate::ports::disk::{Disk, FsUsage};
+use crate::ports::docker::{DockerEngine, DockerError};
 
 /// How to execute.
 #[derive(Debug, Clone)]
@@ -41,13 +42,21 @@ pub struct ExecStats {
     pub disk_after: Option<FsUsage>,
 }
 
-/// What happened to one image.
-#[derive(Debug, Clone, PartialEq)]
-enum Outcome {
-    Deleted,
-    AlreadyGone,
-    Conflict,
-    Failed(String),
+/// Per item of the plan, what happened: each vector is parallel to the plan's
+/// (`images[i]` is about `plan.images[i]`), `Some` exactly for the entries the
+/// plan deletes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcomes {
+    pub images: Vec<Option<Outcome>>,
+    pub containers: Vec<Option<Outcome>>,
+    pub volumes: Vec<Option<Outcome>>,
+}
+
+/// What one execution did: per-item outcomes and the totals.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Execution {
+    pub outcomes: Outcomes,
+    pub stats: ExecStats,
 }
 
 /// In default mode a chunk is large (cancellation is still checked between
@@ -55,25 +64,62 @@ enum Outcome {
 /// is re-measured often.
 const DEFAULT_CHUNK_ROUNDS: usize = 16;
 
-/// Execute `plan`, updating each entry's action and reason to what happened.
+/// What a dry run reports, since it cannot delete and re-measure: every planned
+/// deletion done, except that in disk-pressure mode only the first `estimated`
+/// are, the others stopping at low water.
+pub fn dry_run(plan: &Plan) -> Outcomes {
+    let (limit, stop) = match plan.disk {
+        DiskPlan::Pressure { low, estimated, .. } => (estimated, Outcome::LowWaterReached { low }),
+        DiskPlan::Off => (usize::MAX, Outcome::Deleted),
+    };
+    let mut images = vec![None; plan.images.len()];
+    let deletions = plan
+        .images
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action == Action::Delete);
+    for (n, (i, _)) in deletions.enumerate() {
+        images[i] = Some(if n < limit {
+            Outcome::Deleted
+        } else {
+            stop.clone()
+        });
+    }
+    Outcomes {
+        images,
+        containers: all_deleted(plan.containers.iter().map(|c| c.action)),
+        volumes: all_deleted(plan.volumes.iter().map(|v| v.action)),
+    }
+}
+
+fn all_deleted(actions: impl Iterator<Item = Action>) -> Vec<Option<Outcome>> {
+    actions
+        .map(|a| (a == Action::Delete).then_some(Outcome::Deleted))
+        .collect()
+}
+
+/// Execute `plan`: containers, then images, then volumes, then build cache.
 pub async fn execute(
-    api: &dyn DockerApi,
-    plan: &mut Plan,
+    docker: &dyn DockerEngine,
+    disk: &dyn Disk,
+    plan: &Plan,
     options: &ExecOptions,
     cancel: &CancellationToken,
-) -> ExecStats {
+) -> Execution {
     let mut stats = ExecStats::default();
     let concurrency = options.concurrency.max(1);
 
-    stats.containers_deleted =
-        remove_all(api, &mut plan.containers, concurrency, cancel, &mut stats).await;
-    remove_images(api, plan, options, concurrency, cancel, &mut stats).await;
-    stats.volumes_deleted =
-        remove_all(api, &mut plan.volumes, concurrency, cancel, &mut stats).await;
+    let (containers, containers_deleted) =
+        remove_all(docker, &plan.containers, concurrency, cancel, &mut stats).await;
+    stats.containers_deleted = containers_deleted;
+    let images = remove_images(docker, disk, plan, options, concurrency, cancel, &mut stats).await;
+    let (volumes, volumes_deleted) =
+        remove_all(docker, &plan.volumes, concurrency, cancel, &mut stats).await;
+    stats.volumes_deleted = volumes_deleted;
 
     if let Some(older_than) = options.build_cache {
         if !cancel.is_cancelled() {
-            match api.prune_build_cache(older_than).await {
+            match docker.prune_build_cache(older_than).await {
                 Ok(bytes) => {
                     stats.build_cache_bytes = Some(bytes);
                     stats.reclaimed_bytes += bytes;
@@ -88,18 +134,27 @@ pub async fn execute(
     stats.disk_after = options
         .root_dir
         .as_deref()
-        .and_then(|dir| api.fs_usage(dir).ok());
-    stats
+        .and_then(|dir| disk.usage(dir).ok());
+    Execution {
+        outcomes: Outcomes {
+            images,
+            containers,
+            volumes,
+        },
+        stats,
+    }
 }
 
 async fn remove_images(
-    api: &dyn DockerApi,
-    plan: &mut Plan,
+    docker: &dyn DockerEngine,
+    disk: &dyn Disk,
+    plan: &Plan,
     options: &ExecOptions,
     concurrency: usize,
     cancel: &CancellationToken,
     stats: &mut ExecStats,
-) {
+) -> Vec<Option<Outcome>> {
+    let mut outcomes = vec![None; plan.images.len()];
     let pressure = match plan.disk {
         DiskPlan::Pressure { low, .. } => Some(low),
         DiskPlan::Off => None,
@@ -109,32 +164,29 @@ async fn remove_images(
     } else {
         concurrency * DEFAULT_CHUNK_ROUNDS
     };
-    let todo: Vec<usize> = (0..plan.images.len())
-        .filter(|&i| plan.images[i].action == Action::Delete)
+    let images = &plan.images;
+    let todo: Vec<usize> = (0..images.len())
+        .filter(|&i| images[i].action == Action::Delete)
         .collect();
-    let chunks = chunk(&plan.images, &todo, chunk_size);
-    let mut stop: Option<Reason> = None;
-    for chunk in chunks {
+    let mut stop: Option<Outcome> = None;
+    for chunk in chunk(images, &todo, chunk_size) {
         if stop.is_none() && cancel.is_cancelled() {
-            stop = Some(Reason::Cancelled);
+            stop = Some(Outcome::Cancelled);
         }
-        if let Some(reason) = &stop {
+        if let Some(outcome) = &stop {
             for &i in &chunk {
-                plan.images[i].action = Action::Keep;
-                plan.images[i].reason = reason.clone();
+                outcomes[i] = Some(outcome.clone());
             }
             continue;
         }
-        let entries: Vec<(usize, ImageEntry)> =
-            chunk.iter().map(|&i| (i, plan.images[i].clone())).collect();
-        let results: Vec<(usize, Outcome)> = stream::iter(entries)
-            .map(|(i, entry)| async move { (i, delete_image(api, &entry).await) })
+        let results: Vec<(usize, Outcome)> = stream::iter(chunk)
+            .map(|i| async move { (i, delete_image(docker, &images[i]).await) })
             .buffer_unordered(concurrency)
             .collect()
             .await;
         for (i, outcome) in results {
-            let entry = &mut plan.images[i];
-            match outcome {
+            let entry = &images[i];
+            match &outcome {
                 Outcome::Deleted => {
                     tracing::info!(image = %short_id(&entry.id), reason = %entry.reason, size = entry.size, "deleted");
                     stats.images_deleted += 1;
@@ -146,37 +198,33 @@ async fn remove_images(
                 Outcome::Conflict => {
                     tracing::info!(image = %short_id(&entry.id), "kept: conflict, in use");
                     stats.conflicts += 1;
-                    entry.action = Action::Keep;
-                    entry.reason = Reason::Conflict;
                 }
-                Outcome::Failed(message) => {
-                    tracing::warn!(image = %short_id(&entry.id), error = %message, "delete failed");
+                Outcome::Failed(failure) => {
+                    tracing::warn!(image = %short_id(&entry.id), error = %failure, "delete failed");
                     stats.failures += 1;
-                    entry.action = Action::Keep;
-                    entry.reason = Reason::Failed { message };
                 }
+                // Decided between chunks, never by one deletion.
+                Outcome::Cancelled | Outcome::LowWaterReached { .. } => {}
             }
+            outcomes[i] = Some(outcome);
         }
         if let (Some(low), Some(dir)) = (pressure, options.root_dir.as_deref()) {
-            match api.fs_usage(dir) {
-                Ok(usage) if !above(&low, &usage) => {
+            match disk.usage(dir) {
+                Ok(usage) if !usage.above(&low) => {
                     tracing::info!(used_bytes = usage.used_bytes, low = %low, "low water reached");
-                    stop = Some(Reason::LowWaterReached {
-                        low: low.to_string(),
-                    });
+                    stop = Some(Outcome::LowWaterReached { low });
                 }
                 Ok(_) => {}
                 Err(e) => {
                     // Cannot tell where we are: stop rather than delete blind.
                     tracing::warn!(error = %e, "disk re-measure failed; stopping");
                     stats.failures += 1;
-                    stop = Some(Reason::Failed {
-                        message: e.to_string(),
-                    });
+                    stop = Some(Outcome::Failed(Failure::disk(&e)));
                 }
             }
         }
     }
+    outcomes
 }
 
 /// Split the ordered deletions into chunks; a parent never shares a chunk with
@@ -207,36 +255,37 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
 /// refuses an unforced delete by ID then. Removing by tag acts on whatever the
 /// tag names at that moment, so each tag is first checked to still name the
 /// planned image: a tag moved to a newer image since the plan is left alone.
-async fn delete_image(api: &dyn DockerApi, entry: &ImageEntry) -> Outcome {
+async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome {
+    let failed = |e: DockerError| Outcome::Failed(Failure::Engine(e));
     let repos: HashSet<&str> = entry.tags.iter().map(|t| repo_of(t)).collect();
     let mut removed_any = false;
     if repos.len() > 1 {
         for tag in &entry.tags {
-            match api.image_id_of(tag).await {
-                Ok(Some(id)) if id == entry.id => {}
+            match docker.inspect_image(tag).await {
+                Ok(Some(image)) if image.id == entry.id => {}
                 Ok(now) => {
                     tracing::debug!(
                         image = %short_id(&entry.id),
                         tag = %tag,
-                        now = now.as_deref().map(short_id).unwrap_or("nothing"),
+                        now = now.as_ref().map_or("nothing", |i| short_id(&i.id)),
                         "tag moved since the plan; left alone"
                     );
                     continue;
                 }
-                Err(e) => return Outcome::Failed(e.to_string()),
+                Err(e) => return failed(e),
             }
-            match api.remove_image(tag).await {
+            match docker.remove_image(tag).await {
                 Ok(()) => removed_any = true,
                 Err(DockerError::NotFound(_)) => {}
                 Err(DockerError::Conflict(message)) => {
                     tracing::debug!(image = %short_id(&entry.id), tag = %tag, message = %message, "conflict");
                     return Outcome::Conflict;
                 }
-                Err(e) => return Outcome::Failed(e.to_string()),
+                Err(e) => return failed(e),
             }
         }
     }
-    match api.remove_image(&entry.id).await {
+    match docker.remove_image(&entry.id).await {
         Ok(()) => Outcome::Deleted,
         Err(DockerError::NotFound(_)) if removed_any => Outcome::Deleted,
         Err(DockerError::NotFound(_)) => Outcome::AlreadyGone,
@@ -244,7 +293,7 @@ async fn delete_image(api: &dyn DockerApi, entry: &ImageEntry) -> Outcome {
             tracing::debug!(image = %short_id(&entry.id), message = %message, "conflict");
             Outcome::Conflict
         }
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => failed(e),
     }
 }
 
@@ -252,23 +301,23 @@ async fn delete_image(api: &dyn DockerApi, entry: &ImageEntry) -> Outcome {
 trait Removable {
     /// The name the engine knows it by.
     fn key(&self) -> &str;
-    fn decision(&mut self) -> (&mut Action, &mut Reason);
-    async fn remove(api: &dyn DockerApi, key: &str) -> Result<(), DockerError>;
-    fn log_outcome(&self);
+    fn action(&self) -> Action;
+    async fn remove(docker: &dyn DockerEngine, key: &str) -> Result<(), DockerError>;
+    fn log_outcome(&self, outcome: &Outcome);
 }
 
 impl Removable for ContainerEntry {
     fn key(&self) -> &str {
         &self.id
     }
-    fn decision(&mut self) -> (&mut Action, &mut Reason) {
-        (&mut self.action, &mut self.reason)
+    fn action(&self) -> Action {
+        self.action
     }
-    async fn remove(api: &dyn DockerApi, key: &str) -> Result<(), DockerError> {
-        api.remove_container(key).await
+    async fn remove(docker: &dyn DockerEngine, key: &str) -> Result<(), DockerError> {
+        docker.remove_container(key).await
     }
-    fn log_outcome(&self) {
-        tracing::debug!(container = %short_id(&self.id), reason = %self.reason, "container");
+    fn log_outcome(&self, outcome: &Outcome) {
+        tracing::debug!(container = %short_id(&self.id), reason = %self.reason, outcome = %outcome, "container");
     }
 }
 
@@ -276,78 +325,67 @@ impl Removable for VolumeEntry {
     fn key(&self) -> &str {
         &self.name
     }
-    fn decision(&mut self) -> (&mut Action, &mut Reason) {
-        (&mut self.action, &mut self.reason)
+    fn action(&self) -> Action {
+        self.action
     }
-    async fn remove(api: &dyn DockerApi, key: &str) -> Result<(), DockerError> {
-        api.remove_volume(key).await
+    async fn remove(docker: &dyn DockerEngine, key: &str) -> Result<(), DockerError> {
+        docker.remove_volume(key).await
     }
-    fn log_outcome(&self) {
-        tracing::debug!(volume = %self.name, reason = %self.reason, "volume");
+    fn log_outcome(&self, outcome: &Outcome) {
+        tracing::debug!(volume = %self.name, reason = %self.reason, outcome = %outcome, "volume");
     }
 }
 
-/// Remove the entries planned for deletion; returns how many are gone. An entry
-/// that stays (cancelled, conflict, failure) is marked kept with the reason.
+/// Remove the entries planned for deletion; returns their outcomes and how many
+/// are gone (a 404 counts).
 async fn remove_all<T: Removable>(
-    api: &dyn DockerApi,
-    entries: &mut [T],
+    docker: &dyn DockerEngine,
+    entries: &[T],
     concurrency: usize,
     cancel: &CancellationToken,
     stats: &mut ExecStats,
-) -> u64 {
+) -> (Vec<Option<Outcome>>, u64) {
+    let planned = |e: &T| e.action() == Action::Delete;
     if cancel.is_cancelled() {
-        mark_cancelled(entries.iter_mut().map(T::decision));
-        return 0;
+        let outcomes = entries
+            .iter()
+            .map(|e| planned(e).then_some(Outcome::Cancelled))
+            .collect();
+        return (outcomes, 0);
     }
-    let todo: Vec<(usize, String)> = entries
-        .iter_mut()
-        .enumerate()
-        .filter_map(|(i, e)| (*e.decision().0 == Action::Delete).then(|| (i, e.key().to_owned())))
+    let mut outcomes = vec![None; entries.len()];
+    let todo: Vec<usize> = (0..entries.len())
+        .filter(|&i| planned(&entries[i]))
         .collect();
     let results: Vec<(usize, Result<(), DockerError>)> = stream::iter(todo)
-        .map(|(i, key)| async move { (i, T::remove(api, &key).await) })
+        .map(|i| async move { (i, T::remove(docker, entries[i].key()).await) })
         .buffer_unordered(concurrency)
         .collect()
         .await;
     let mut deleted = 0;
     for (i, result) in results {
-        let entry = &mut entries[i];
-        match settle(result, stats) {
-            None => deleted += 1,
-            Some(why) => {
-                let (action, reason) = entry.decision();
-                *action = Action::Keep;
-                *reason = why;
-            }
+        let outcome = settle(result, stats);
+        if outcome.is_gone() {
+            deleted += 1;
         }
-        entry.log_outcome();
+        entries[i].log_outcome(&outcome);
+        outcomes[i] = Some(outcome);
     }
-    deleted
+    (outcomes, deleted)
 }
 
-/// A container/volume removal result: `None` when gone (404 counts), else why kept.
-fn settle(result: Result<(), DockerError>, stats: &mut ExecStats) -> Option<Reason> {
+/// A container/volume removal result as an outcome, counted.
+fn settle(result: Result<(), DockerError>, stats: &mut ExecStats) -> Outcome {
     match result {
-        Ok(()) | Err(DockerError::NotFound(_)) => None,
+        Ok(()) => Outcome::Deleted,
+        Err(DockerError::NotFound(_)) => Outcome::AlreadyGone,
         Err(DockerError::Conflict(_)) => {
             stats.conflicts += 1;
-            Some(Reason::Conflict)
+            Outcome::Conflict
         }
         Err(e) => {
             stats.failures += 1;
-            Some(Reason::Failed {
-                message: e.to_string(),
-            })
-        }
-    }
-}
-
-fn mark_cancelled<'a>(items: impl Iterator<Item = (&'a mut Action, &'a mut Reason)>) {
-    for (action, reason) in items {
-        if *action == Action::Delete {
-            *action = Action::Keep;
-            *reason = Reason::Cancelled;
+            Outcome::Failed(Failure::Engine(e))
         }
     }
 }

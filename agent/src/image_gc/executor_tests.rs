@@ -1,5 +1,6 @@
 //! Executor tests against the fake port: the 404/409 paths, tag-by-tag removal,
-//! disk-pressure stopping, cancellation and children before parents.
+//! disk-pressure stopping, cancellation, children before parents, and that the
+//! plan is never changed (outcomes come beside it).
 
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +31,33 @@ async fn planned(fake: &FakeDocker, policy: &Policy) -> Plan {
     plan(&snapshot, policy, now())
 }
 
-fn reason_of(plan: &Plan, id: &str) -> (Action, String) {
-    let e = plan.images.iter().find(|e| e.id == full_id(id)).unwrap();
-    (e.action, e.reason.to_string())
+/// Run `plan` against `fake` (as engine and disk), checking that the plan itself
+/// is left as the planner made it.
+async fn execute_with(
+    fake: &FakeDocker,
+    plan: &Plan,
+    concurrency: usize,
+    cancel: &CancellationToken,
+) -> Execution {
+    let before = plan.clone();
+    let done = execute(fake, fake, plan, &options(concurrency), cancel).await;
+    assert_eq!(*plan, before, "the executor changed the plan");
+    assert_eq!(done.outcomes.images.len(), plan.images.len());
+    done
+}
+
+async fn run(fake: &FakeDocker, plan: &Plan, concurrency: usize) -> Execution {
+    execute_with(fake, plan, concurrency, &CancellationToken::new()).await
+}
+
+/// The outcome of the image `id` (`None`: the plan keeps it).
+fn outcome_of(plan: &Plan, done: &Execution, id: &str) -> Option<Outcome> {
+    let i = plan
+        .images
+        .iter()
+        .position(|e| e.id == full_id(id))
+        .unwrap();
+    done.outcomes.images[i].clone()
 }
 
 #[tokio::test]
@@ -41,8 +66,9 @@ async fn deletes_candidates_and_counts_bytes() {
         vec![image("a1", &["app:1"], 48, 10), image("a2", &[], 48, 5)],
         vec![],
     );
-    let mut p = planned(&fake, &Policy::defaults()).await;
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
     assert_eq!(stats.images_deleted, 2);
     assert_eq!(stats.reclaimed_bytes, 15);
     assert!(fake.image_ids().is_empty());
@@ -51,12 +77,14 @@ async fn deletes_candidates_and_counts_bytes() {
 #[tokio::test]
 async fn not_found_is_success() {
     let fake = FakeDocker::new(vec![image("a1", &["app:1"], 48, 10)], vec![]);
-    let mut p = planned(&fake, &Policy::defaults()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
     fake.state.lock().unwrap().images.clear(); // someone else removed it meanwhile
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
     assert_eq!(stats.failures, 0);
     assert_eq!(stats.conflicts, 0);
-    assert_eq!(p.images[0].action, Action::Delete);
+    assert_eq!(stats.images_deleted, 0);
+    assert_eq!(done.outcomes.images[0], Some(Outcome::AlreadyGone));
 }
 
 #[tokio::test]
@@ -68,7 +96,7 @@ async fn conflict_keeps_the_image_and_the_run_goes_on() {
         ],
         vec![],
     );
-    let mut p = planned(&fake, &Policy::defaults()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
     // A container appears from a1 between plan and delete.
     fake.state.lock().unwrap().containers.push(container(
         "c1",
@@ -76,12 +104,10 @@ async fn conflict_keeps_the_image_and_the_run_goes_on() {
         "a1",
         ContainerState::Created,
     ));
-    let stats = execute(&fake, &mut p, &options(1), &CancellationToken::new()).await;
-    assert_eq!(
-        reason_of(&p, "a1"),
-        (Action::Keep, "conflict: in use".into())
-    );
-    assert_eq!(reason_of(&p, "a2").0, Action::Delete);
+    let done = run(&fake, &p, 1).await;
+    let stats = &done.stats;
+    assert_eq!(outcome_of(&p, &done, "a1"), Some(Outcome::Conflict));
+    assert_eq!(outcome_of(&p, &done, "a2"), Some(Outcome::Deleted));
     assert_eq!(
         (stats.conflicts, stats.failures, stats.images_deleted),
         (1, 0, 1)
@@ -99,17 +125,24 @@ async fn other_errors_are_failures_reported_per_image() {
             message: "driver failed".into(),
         },
     );
-    let mut p = planned(&fake, &Policy::defaults()).await;
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
     assert_eq!(stats.failures, 1);
-    assert!(p.images[0].reason.to_string().contains("driver failed"));
+    assert_eq!(
+        done.outcomes.images[0],
+        Some(Outcome::Failed(Failure::Engine(DockerError::Api {
+            status: 500,
+            message: "driver failed".into(),
+        })))
+    );
 }
 
 #[tokio::test]
 async fn single_repo_image_is_deleted_by_id_in_one_call() {
     let fake = FakeDocker::new(vec![image("a1", &["app:1", "app:latest"], 48, 10)], vec![]);
-    let mut p = planned(&fake, &Policy::defaults()).await;
-    execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
+    run(&fake, &p, 4).await;
     assert_eq!(fake.removals(), vec![full_id("a1")]);
     assert!(fake.image_ids().is_empty());
 }
@@ -120,8 +153,9 @@ async fn multi_repo_image_is_removed_tag_by_tag_then_by_id() {
         vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
         vec![],
     );
-    let mut p = planned(&fake, &Policy::defaults()).await;
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
     assert_eq!(
         fake.removals(),
         vec!["app:1".to_owned(), "mirror/app:1".to_owned(), full_id("a1")]
@@ -137,8 +171,9 @@ async fn multi_repo_conflict_on_a_tag_stops_that_image_only() {
         vec![],
     );
     fake.fault("mirror/app:1", DockerError::Conflict("in use".into()));
-    let mut p = planned(&fake, &Policy::defaults()).await;
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
     assert_eq!(stats.conflicts, 1);
     assert_eq!(
         fake.removals(),
@@ -153,14 +188,15 @@ async fn multi_repo_tag_moved_to_a_new_image_after_the_plan_is_left_alone() {
         vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
         vec![],
     );
-    let mut p = planned(&fake, &Policy::defaults()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
     {
         // Between plan and delete, a new build is tagged mirror/app:1.
         let mut s = fake.state.lock().unwrap();
         s.images[0].repo_tags.retain(|t| t != "mirror/app:1");
         s.images.push(image("b2", &["mirror/app:1"], 0, 10));
     }
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
     assert_eq!(fake.removals(), vec!["app:1".to_owned(), full_id("a1")]);
     assert_eq!(stats.images_deleted, 1);
     assert_eq!(fake.image_ids(), vec![full_id("b2")]);
@@ -175,8 +211,9 @@ async fn children_go_before_parents_even_with_concurrency() {
     let mut child = image("c1", &["app:2"], 48, 10);
     child.parent_id = Some(full_id("b0"));
     let fake = FakeDocker::new(vec![image("b0", &["base:1"], 72, 10), child], vec![]);
-    let mut p = planned(&fake, &Policy::defaults()).await;
-    let stats = execute(&fake, &mut p, &options(8), &CancellationToken::new()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 8).await;
+    let stats = &done.stats;
     assert_eq!((stats.images_deleted, stats.conflicts), (2, 0));
 }
 
@@ -197,14 +234,16 @@ async fn disk_mode_stops_when_remeasured_usage_reaches_low_water() {
         }),
         ..Policy::defaults()
     };
-    let mut p = planned(&fake, &policy).await;
-    let stats = execute(&fake, &mut p, &options(2), &CancellationToken::new()).await;
+    let p = planned(&fake, &policy).await;
+    let done = run(&fake, &p, 2).await;
+    let stats = &done.stats;
     // Chunks of 2: 90 → 80 → 70 GiB, at or below 75%: stop after 4.
     assert_eq!(stats.images_deleted, 4);
     assert_eq!(fake.image_ids().len(), 4);
+    let low = Watermark::Percent(75.0);
     assert_eq!(
-        reason_of(&p, "a5"),
-        (Action::Keep, "disk usage at or below low water 75%".into())
+        outcome_of(&p, &done, "a5"),
+        Some(Outcome::LowWaterReached { low })
     );
     assert_eq!(stats.disk_after.unwrap().used_bytes, 70 * GIB);
 }
@@ -212,12 +251,12 @@ async fn disk_mode_stops_when_remeasured_usage_reaches_low_water() {
 #[tokio::test]
 async fn cancellation_stops_before_the_next_chunk() {
     let fake = FakeDocker::new(vec![image("a1", &["app:1"], 48, 10)], vec![]);
-    let mut p = planned(&fake, &Policy::defaults()).await;
+    let p = planned(&fake, &Policy::defaults()).await;
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let stats = execute(&fake, &mut p, &options(4), &cancel).await;
-    assert_eq!(stats.images_deleted, 0);
-    assert_eq!(p.images[0].reason.to_string(), "cancelled by shutdown");
+    let done = execute_with(&fake, &p, 4, &cancel).await;
+    assert_eq!(done.stats.images_deleted, 0);
+    assert_eq!(done.outcomes.images[0], Some(Outcome::Cancelled));
     assert!(fake.removals().is_empty());
 }
 
@@ -230,14 +269,161 @@ async fn container_conflict_is_skipped_then_its_image_conflicts_too() {
         containers: true,
         ..Policy::defaults()
     };
-    let mut p = planned(&fake, &policy).await;
+    let p = planned(&fake, &policy).await;
     // It was restarted meanwhile.
     fake.state.lock().unwrap().containers[0].state = ContainerState::Running;
-    let stats = execute(&fake, &mut p, &options(4), &CancellationToken::new()).await;
-    assert_eq!(p.containers[0].reason.to_string(), "conflict: in use");
-    assert_eq!(
-        reason_of(&p, "a1"),
-        (Action::Keep, "conflict: in use".into())
-    );
+    let done = run(&fake, &p, 4).await;
+    let stats = &done.stats;
+    assert_eq!(done.outcomes.containers[0], Some(Outcome::Conflict));
+    assert_eq!(outcome_of(&p, &done, "a1"), Some(Outcome::Conflict));
     assert_eq!((stats.conflicts, stats.failures), (2, 0));
+}
+
+#[tokio::test]
+async fn cancellation_before_start_keeps_containers_and_volumes_too() {
+    let mut c = container("c1", "app:1", "a1", ContainerState::Exited);
+    c.finished_at = Some(now() - chrono::Duration::hours(5));
+    let fake = FakeDocker::new(vec![], vec![c]);
+    fake.with(|s| {
+        s.volumes.push(crate::ports::docker::VolumeInfo {
+            name: "v1".into(),
+            labels: Default::default(),
+        })
+    });
+    let policy = Policy {
+        containers: true,
+        volumes: true,
+        ..Policy::defaults()
+    };
+    let p = {
+        let s = fake.state.lock().unwrap();
+        let snapshot = Snapshot {
+            containers: s.containers.clone(),
+            volumes: s.volumes.clone(),
+            ..Default::default()
+        };
+        plan(&snapshot, &policy, now())
+    };
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let done = execute_with(&fake, &p, 4, &cancel).await;
+    assert_eq!(done.outcomes.containers, vec![Some(Outcome::Cancelled)]);
+    assert_eq!(done.outcomes.volumes, vec![Some(Outcome::Cancelled)]);
+    assert_eq!(
+        (done.stats.containers_deleted, done.stats.volumes_deleted),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn container_already_gone_counts_as_removed() {
+    let mut c = container("c1", "app:1", "a1", ContainerState::Exited);
+    c.finished_at = Some(now() - chrono::Duration::hours(5));
+    let fake = FakeDocker::new(vec![], vec![c]);
+    let policy = Policy {
+        containers: true,
+        ..Policy::defaults()
+    };
+    let p = planned(&fake, &policy).await;
+    fake.with(|s| s.containers.clear());
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(done.outcomes.containers, vec![Some(Outcome::AlreadyGone)]);
+    assert_eq!(done.stats.containers_deleted, 1);
+}
+
+#[tokio::test]
+async fn disk_remeasure_failure_stops_the_pass_as_a_failure() {
+    const GIB: u64 = 1 << 30;
+    let fake = FakeDocker::new(
+        (1..=4)
+            .map(|n| image(&format!("a{n}"), &[&format!("app:{n}")], 100 - n, GIB))
+            .collect(),
+        vec![],
+    )
+    .with_disk(90 * GIB, 100 * GIB);
+    let policy = Policy {
+        disk: Some(DiskWatermarks {
+            high: Watermark::Percent(85.0),
+            low: Watermark::Percent(75.0),
+        }),
+        ..Policy::defaults()
+    };
+    let p = planned(&fake, &policy).await;
+    // The filesystem goes away after the plan.
+    fake.with(|s| s.disk = None);
+    let done = run(&fake, &p, 1).await;
+    assert_eq!(outcome_of(&p, &done, "a1"), Some(Outcome::Deleted));
+    assert!(matches!(
+        outcome_of(&p, &done, "a2"),
+        Some(Outcome::Failed(Failure::DiskUnmeasured { .. }))
+    ));
+    assert_eq!((done.stats.images_deleted, done.stats.failures), (1, 1));
+}
+
+#[test]
+fn dry_run_in_disk_mode_reports_the_estimate_and_stops_at_low_water() {
+    const GIB: u64 = 1 << 30;
+    // 90 GiB of 100 used, low water 75%: the three oldest 5 GiB images suffice.
+    let snapshot = Snapshot {
+        images: (1..=6)
+            .map(|n| image(&format!("a{n}"), &[&format!("app:{n}")], 100 - n, 5 * GIB))
+            .collect(),
+        disk: Some(FsUsage {
+            total_bytes: 100 * GIB,
+            used_bytes: 90 * GIB,
+            total_inodes: 1000,
+            used_inodes: 10,
+        }),
+        ..Default::default()
+    };
+    let policy = Policy {
+        disk: Some(DiskWatermarks {
+            high: Watermark::Percent(85.0),
+            low: Watermark::Percent(75.0),
+        }),
+        ..Policy::defaults()
+    };
+    let p = plan(&snapshot, &policy, now());
+    let before = p.clone();
+    let outcomes = dry_run(&p);
+    assert_eq!(p, before);
+    let low = Watermark::Percent(75.0);
+    let got: Vec<Option<Outcome>> = ["a1", "a2", "a3", "a4", "a5", "a6"]
+        .iter()
+        .map(|id| {
+            let i = p.images.iter().position(|e| e.id == full_id(id)).unwrap();
+            outcomes.images[i].clone()
+        })
+        .collect();
+    let stop = Some(Outcome::LowWaterReached { low });
+    assert_eq!(
+        got,
+        vec![
+            Some(Outcome::Deleted),
+            Some(Outcome::Deleted),
+            Some(Outcome::Deleted),
+            stop.clone(),
+            stop.clone(),
+            stop,
+        ]
+    );
+}
+
+#[test]
+fn dry_run_in_default_mode_deletes_every_planned_item() {
+    let snapshot = Snapshot {
+        images: vec![
+            image("a1", &["app:1"], 48, 10),
+            image("a2", &["app:2"], 0, 10),
+        ],
+        ..Default::default()
+    };
+    let p = plan(&snapshot, &Policy::defaults(), now());
+    let outcomes = dry_run(&p);
+    let by_id = |id: &str| {
+        let i = p.images.iter().position(|e| e.id == full_id(id)).unwrap();
+        outcomes.images[i].clone()
+    };
+    assert_eq!(by_id("a1"), Some(Outcome::Deleted));
+    assert_eq!(by_id("a2"), None, "kept by the plan: no outcome");
 }

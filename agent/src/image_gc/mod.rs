@@ -1,30 +1,24 @@
 //! `gc`: one garbage-collection pass over this host's Docker engine — images,
 //! and on request stopped containers, dangling volumes and build cache.
 //! snapshot (one listing each) → pure planner (protection rules, ordering, disk
-//! mode) → executor (no force; 404 fine, 409 skipped) → report (table or JSON).
-//! `run` is the CLI command; `run_pass` is the same work for the daemon.
+//! mode) → executor (no force; 404 fine, 409 skipped) → report (plan + outcomes,
+//! table or JSON). `run` is the job; it takes its ports, `now` and a cancel token.
 
 pub mod executor;
 pub mod planner;
 pub mod policy;
+pub mod reason;
 pub mod report;
 pub mod settings;
 pub mod snapshot;
 
-use std::io::Write;
-
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::clock::SystemClock;
-use crate::adapters::docker::DockerClient;
-use crate::app::Globals;
-use crate::cli::OutputFormat;
-use crate::exit::Status;
-use crate::ports::docker::{DockerApi, DockerError};
-use crate::ports::Clock;
+use crate::ports::disk::{Disk, DiskError};
+use crate::ports::docker::{DockerEngine, DockerError};
 
-pub use report::Report;
+pub use report::{GcSummary, Report};
 pub use settings::GcSettings;
 
 /// Errors of this command area.
@@ -34,8 +28,21 @@ pub enum GcError {
         "{0}; check that dockerd is running and that --docker-host or DOCKER_HOST points to it"
     )]
     Connect(DockerError),
-    #[error("{0}")]
-    Snapshot(#[from] snapshot::SnapshotError),
+    /// A step of the snapshot failed (`step` reads "list images", "read engine info"…).
+    #[error("cannot {step}: {source}")]
+    Snapshot {
+        step: &'static str,
+        #[source]
+        source: DockerError,
+    },
+    /// Disk-pressure mode needs the usage of Docker's filesystem.
+    #[error(
+        "cannot measure disk usage: cannot measure Docker's filesystem at {} (statvfs: {}); \
+         disk-pressure mode needs to run on the Docker host",
+        .0.path.display(),
+        .0.source
+    )]
+    Disk(DiskError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -43,57 +50,32 @@ pub enum GcError {
 impl GcError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Connect(_) | Self::Snapshot(_) | Self::Output(_) => crate::exit::EXIT_RUNTIME,
+            Self::Connect(_) | Self::Snapshot { .. } | Self::Disk(_) | Self::Output(_) => {
+                crate::exit::EXIT_RUNTIME
+            }
         }
     }
 }
 
-/// Run the command: validate, connect, plan, execute (unless `--dry-run`), print.
+/// One pass: snapshot, plan, and (unless dry run) execute. Never builds an
+/// adapter, prints or reads the clock; stops between deletion chunks on `cancel`.
 pub async fn run(
-    globals: &Globals,
     settings: &GcSettings,
-    output: OutputFormat,
-) -> Result<Status, GcError> {
-    let client = DockerClient::connect(globals.docker_host.as_deref())
-        .await
-        .map_err(GcError::Connect)?;
-    let report = pass(
-        &client,
-        settings,
-        SystemClock.now(),
-        &CancellationToken::new(),
-    )
-    .await?;
-    let mut out = std::io::stdout().lock();
-    match output {
-        OutputFormat::Json => report.write_json(&mut out)?,
-        OutputFormat::Text => report.write_text(&mut out)?,
-    }
-    out.flush()?;
-    Ok(if report.failed() {
-        Status::PartialFailure
-    } else {
-        Status::Ok
-    })
-}
-
-/// One pass through any `DockerApi`: snapshot, plan, and (unless dry run) execute.
-pub async fn pass(
-    api: &dyn DockerApi,
-    settings: &GcSettings,
+    docker: &dyn DockerEngine,
+    disk: &dyn Disk,
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Report, GcError> {
-    let calls_before = api.api_calls();
+    let calls_before = docker.api_calls();
     let options = snapshot::SnapshotOptions {
         require_disk: settings.disk.is_some(),
         container_grace: settings.containers.then_some(settings.container_grace),
         volumes: settings.volumes,
         state_path: Some(settings.state.clone()),
     };
-    let snap = snapshot::take(api, &options, now).await?;
-    let plan_api_calls = api.api_calls() - calls_before;
-    let mut plan = planner::plan(&snap, &settings.policy(), now);
+    let snap = snapshot::take(docker, disk, &options, now).await?;
+    let plan_api_calls = docker.api_calls() - calls_before;
+    let plan = planner::plan(&snap, &settings.policy(), now);
     tracing::debug!(
         images = snap.images.len(),
         containers = snap.containers.len(),
@@ -101,16 +83,16 @@ pub async fn pass(
         api_calls = plan_api_calls,
         "planned"
     );
-    let stats = if settings.dry_run {
-        planner::apply_estimate(&mut plan);
-        None
+    let (outcomes, stats) = if settings.dry_run {
+        (executor::dry_run(&plan), None)
     } else {
         let exec = executor::ExecOptions {
             concurrency: settings.concurrency,
             root_dir: snap.root_dir.clone(),
             build_cache: settings.build_cache.then_some(settings.min_age),
         };
-        let stats = executor::execute(api, &mut plan, &exec, cancel).await;
+        let done = executor::execute(docker, disk, &plan, &exec, cancel).await;
+        let stats = &done.stats;
         tracing::info!(
             images_deleted = stats.images_deleted,
             containers_deleted = stats.containers_deleted,
@@ -120,54 +102,18 @@ pub async fn pass(
             failures = stats.failures,
             "gc pass done"
         );
-        Some(stats)
+        (done.outcomes, Some(done.stats))
     };
     Ok(Report {
         dry_run: settings.dry_run,
         plan,
+        outcomes,
         stats,
         disk_before: snap.disk,
         plan_api_calls,
     })
 }
 
-/// What one GC pass did, for the daemon's metrics and logs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GcSummary {
-    pub images_deleted: u64,
-    pub containers_deleted: u64,
-    pub volumes_deleted: u64,
-    pub bytes_reclaimed: u64,
-    /// Usage ratio (0..1) of Docker's filesystem after the pass, when measured.
-    pub disk_usage_ratio: Option<f64>,
-}
-
-impl GcSummary {
-    pub fn from_report(report: &Report) -> Self {
-        let stats = report.stats.clone().unwrap_or_default();
-        Self {
-            images_deleted: stats.images_deleted,
-            containers_deleted: stats.containers_deleted,
-            volumes_deleted: stats.volumes_deleted,
-            bytes_reclaimed: stats.reclaimed_bytes,
-            disk_usage_ratio: report
-                .disk_after()
-                .or(report.disk_before)
-                .map(|u| u.bytes_ratio()),
-        }
-    }
-}
-
-/// Daemon entry: one GC pass with `[gc]` settings (and `args` overrides, e.g. disk
-/// mode), stopping between deletion chunks when `cancel` fires. Prints nothing.
-pub async fn run_pass(
-    globals: &Globals,
-    settings: &GcSettings,
-    cancel: CancellationToken,
-) -> Result<GcSummary, GcError> {
-    let client = DockerClient::connect(globals.docker_host.as_deref())
-        .await
-        .map_err(GcError::Connect)?;
-    let report = pass(&client, settings, SystemClock.now(), &cancel).await?;
-    Ok(GcSummary::from_report(&report))
-}
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

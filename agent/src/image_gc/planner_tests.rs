@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use super::*;
 use crate::image_gc::policy::{DiskWatermarks, ExcludeSet, Policy};
-use crate::ports::docker::{ContainerState, FsUsage, VolumeInfo};
+use crate::ports::disk::FsUsage;
+use crate::ports::docker::{ContainerInfo, ContainerState, VolumeInfo};
 use crate::testing::docker::{container, full_id, hours_ago, image, now};
 use crate::config::value::Watermark;
 
 const GIB: u64 = 1 << 30;
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn snap(images: Vec<ImageInfo>, containers: Vec<ContainerInfo>) -> Snapshot {
     Snapshot {
@@ -40,9 +42,9 @@ fn entry<'a>(plan: &'a Plan, id: &str) -> &'a ImageEntry {
         .unwrap_or_else(|| panic!("{id} not in plan"))
 }
 
-fn decision(plan: &Plan, id: &str) -> (Action, String) {
+fn decision(plan: &Plan, id: &str) -> (Action, ImageReason) {
     let e = entry(plan, id);
-    (e.action, e.reason.to_string())
+    (e.action, e.reason.clone())
 }
 
 fn deleted_order(plan: &Plan) -> Vec<String> {
@@ -55,13 +57,40 @@ fn deleted_order(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-fn kept(reason: &str) -> (Action, String) {
-    (Action::Keep, reason.to_owned())
+fn kept<R>(reason: R) -> (Action, R) {
+    (Action::Keep, reason)
 }
 
-fn deleted(reason: &str) -> (Action, String) {
-    (Action::Delete, reason.to_owned())
+fn deleted<R>(reason: R) -> (Action, R) {
+    (Action::Delete, reason)
 }
+
+fn in_use(container: &str) -> ImageReason {
+    ImageReason::InUse {
+        container: container.to_owned(),
+    }
+}
+
+fn excluded(pattern: &str) -> ImageReason {
+    ImageReason::Excluded {
+        pattern: pattern.to_owned(),
+    }
+}
+
+fn newest(keep: u32, repo: &str) -> ImageReason {
+    ImageReason::NewestOfRepo {
+        keep,
+        repo: repo.to_owned(),
+    }
+}
+
+fn parent_of(child: &str) -> ImageReason {
+    ImageReason::ParentOfKept {
+        child: child.to_owned(),
+    }
+}
+
+const YOUNG: ImageReason = ImageReason::Young { min_age: HOUR };
 
 #[test]
 fn old_unused_image_is_deleted_as_least_recently_used() {
@@ -70,7 +99,7 @@ fn old_unused_image_is_deleted_as_least_recently_used() {
         &policy(),
         now(),
     );
-    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+    assert_eq!(decision(&p, "a1"), deleted(ImageReason::LeastRecentlyUsed));
 }
 
 #[test]
@@ -81,7 +110,7 @@ fn image_of_running_container_is_kept() {
     );
     assert_eq!(
         decision(&plan(&s, &policy(), now()), "a1"),
-        kept("in use by container c0ffee000000")
+        kept(in_use("c0ffee000000"))
     );
 }
 
@@ -114,11 +143,8 @@ fn tag_moved_to_new_image_while_container_runs_old_id() {
         vec![container("c1", "app:1", "01d", ContainerState::Running)],
     );
     let p = plan(&s, &policy(), now());
-    assert_eq!(
-        decision(&p, "01d"),
-        kept("in use by container c10000000000")
-    );
-    assert_eq!(decision(&p, "0e1"), deleted("least recently used"));
+    assert_eq!(decision(&p, "01d"), kept(in_use("c10000000000")));
+    assert_eq!(decision(&p, "0e1"), deleted(ImageReason::LeastRecentlyUsed));
 }
 
 #[test]
@@ -126,7 +152,7 @@ fn excluded_by_glob_is_kept() {
     let s = snap(vec![image("a1", &["redis:7"], 48, 10)], vec![]);
     assert_eq!(
         decision(&plan(&s, &excluding(&["redis:*"]), now()), "a1"),
-        kept("excluded by redis:*")
+        kept(excluded("redis:*"))
     );
 }
 
@@ -144,7 +170,7 @@ fn excluded_and_old_is_kept_as_excluded() {
         },
         now(),
     );
-    assert_eq!(decision(&p, "a1"), kept("excluded by */base:*"));
+    assert_eq!(decision(&p, "a1"), kept(excluded("*/base:*")));
 }
 
 #[test]
@@ -154,8 +180,8 @@ fn excluded_by_image_id_prefix() {
         vec![],
     );
     let p = plan(&s, &excluding(&["sha256:abcd"]), now());
-    assert_eq!(decision(&p, "abcdef"), kept("excluded by sha256:abcd"));
-    assert_eq!(decision(&p, "bbb"), deleted("dangling"));
+    assert_eq!(decision(&p, "abcdef"), kept(excluded("sha256:abcd")));
+    assert_eq!(decision(&p, "bbb"), deleted(ImageReason::Dangling));
 }
 
 #[test]
@@ -175,7 +201,7 @@ fn ecs_agent_images_are_kept() {
     );
     let p = plan(&s, &policy(), now());
     for id in ["a1", "a2", "a3"] {
-        assert_eq!(decision(&p, id), kept("ECS agent image"));
+        assert_eq!(decision(&p, id), kept(ImageReason::EcsAgent));
     }
 }
 
@@ -199,30 +225,21 @@ fn ecs_agent_images_can_be_unprotected() {
 #[test]
 fn young_image_is_kept() {
     let s = snap(vec![image("a1", &["app:1"], 0, 10)], vec![]);
-    assert_eq!(
-        decision(&plan(&s, &policy(), now()), "a1"),
-        kept("younger than 1h")
-    );
+    assert_eq!(decision(&plan(&s, &policy(), now()), "a1"), kept(YOUNG));
 }
 
 #[test]
 fn age_counts_from_last_use_when_later_than_creation() {
     let mut s = snap(vec![image("a1", &["app:1"], 500, 10)], vec![]);
     s.last_use = HashMap::from([(full_id("a1"), now() - chrono::Duration::minutes(10))]);
-    assert_eq!(
-        decision(&plan(&s, &policy(), now()), "a1"),
-        kept("younger than 1h")
-    );
+    assert_eq!(decision(&plan(&s, &policy(), now()), "a1"), kept(YOUNG));
 }
 
 #[test]
 fn last_use_before_creation_is_ignored() {
     let mut s = snap(vec![image("a1", &["app:1"], 0, 10)], vec![]);
     s.last_use = HashMap::from([(full_id("a1"), hours_ago(100))]);
-    assert_eq!(
-        decision(&plan(&s, &policy(), now()), "a1"),
-        kept("younger than 1h")
-    );
+    assert_eq!(decision(&plan(&s, &policy(), now()), "a1"), kept(YOUNG));
 }
 
 #[test]
@@ -258,10 +275,10 @@ fn keeps_newest_n_per_repo_by_creation() {
         },
         now(),
     );
-    assert_eq!(decision(&p, "a3"), kept("newest 2 of repo app"));
-    assert_eq!(decision(&p, "a2"), kept("newest 2 of repo app"));
-    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
-    assert_eq!(decision(&p, "b1"), kept("newest 2 of repo web"));
+    assert_eq!(decision(&p, "a3"), kept(newest(2, "app")));
+    assert_eq!(decision(&p, "a2"), kept(newest(2, "app")));
+    assert_eq!(decision(&p, "a1"), deleted(ImageReason::LeastRecentlyUsed));
+    assert_eq!(decision(&p, "b1"), kept(newest(2, "web")));
 }
 
 #[test]
@@ -285,10 +302,10 @@ fn keep_per_repo_ignores_dangling_images() {
         },
         now(),
     );
-    assert_eq!(decision(&p, "d1"), deleted("dangling"));
-    assert_eq!(decision(&p, "d2"), deleted("dangling"));
-    assert_eq!(decision(&p, "a2"), kept("newest 1 of repo app"));
-    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+    assert_eq!(decision(&p, "d1"), deleted(ImageReason::Dangling));
+    assert_eq!(decision(&p, "d2"), deleted(ImageReason::Dangling));
+    assert_eq!(decision(&p, "a2"), kept(newest(1, "app")));
+    assert_eq!(decision(&p, "a1"), deleted(ImageReason::LeastRecentlyUsed));
 }
 
 #[test]
@@ -309,8 +326,8 @@ fn image_tagged_in_two_repos_counts_in_both() {
         now(),
     );
     // Not the newest of app, but the newest of mirror/app.
-    assert_eq!(decision(&p, "a1"), kept("newest 1 of repo mirror/app"));
-    assert_eq!(decision(&p, "a2"), kept("newest 1 of repo app"));
+    assert_eq!(decision(&p, "a1"), kept(newest(1, "mirror/app")));
+    assert_eq!(decision(&p, "a2"), kept(newest(1, "app")));
 }
 
 #[test]
@@ -324,14 +341,8 @@ fn parent_of_protected_image_is_kept() {
         vec![container("k1", "app:2", "c1", ContainerState::Running)],
     );
     let p = plan(&s, &policy(), now());
-    assert_eq!(
-        decision(&p, "b0"),
-        kept("parent of kept image c10000000000")
-    );
-    assert_eq!(
-        decision(&p, "a0"),
-        kept("parent of kept image b00000000000")
-    );
+    assert_eq!(decision(&p, "b0"), kept(parent_of("c10000000000")));
+    assert_eq!(decision(&p, "a0"), kept(parent_of("b00000000000")));
 }
 
 #[test]
@@ -399,7 +410,10 @@ fn max_deletions_caps_the_run_in_order() {
         now(),
     );
     assert_eq!(deleted_order(&p), vec!["a2", "a3"]);
-    assert_eq!(decision(&p, "a1"), kept("max deletions (2) reached"));
+    assert_eq!(
+        decision(&p, "a1"),
+        kept(ImageReason::MaxDeletions { max: 2 })
+    );
 }
 
 fn disk_policy(high: f64, low: f64) -> Policy {
@@ -428,7 +442,9 @@ fn disk_mode_below_high_water_deletes_nothing() {
     let p = plan(&s, &disk_policy(85.0, 75.0), now());
     assert_eq!(
         decision(&p, "a1"),
-        kept("disk usage not above high water 85%")
+        kept(ImageReason::BelowHighWater {
+            high: Watermark::Percent(85.0)
+        })
     );
     assert_eq!(p.disk, DiskPlan::Off);
 }
@@ -443,19 +459,14 @@ fn disk_mode_stops_at_low_water() {
         vec![],
     );
     s.disk = usage(90 * GIB, 100 * GIB);
-    let mut p = plan(&s, &disk_policy(85.0, 75.0), now());
+    let p = plan(&s, &disk_policy(85.0, 75.0), now());
     match p.disk {
         DiskPlan::Pressure { estimated, .. } => assert_eq!(estimated, 3),
         other => panic!("{other:?}"),
     }
-    // The executor re-measures; a dry run shows the estimate.
-    assert_eq!(p.deletions().count(), 6);
-    apply_estimate(&mut p);
-    assert_eq!(deleted_order(&p), vec!["a1", "a2", "a3"]);
-    assert_eq!(
-        decision(&p, "a4"),
-        kept("disk usage at or below low water 75%")
-    );
+    // The executor re-measures (a dry run shows the estimate): all six are planned,
+    // oldest first.
+    assert_eq!(deleted_order(&p), vec!["a1", "a2", "a3", "a4", "a5", "a6"]);
 }
 
 #[test]
@@ -513,8 +524,11 @@ fn containers_exited_past_grace_are_removed_and_free_their_image() {
     );
     let p = plan(&s, &with_containers(), now());
     assert_eq!(p.containers[0].action, Action::Delete);
-    assert_eq!(p.containers[0].reason.to_string(), "finished over 1h ago");
-    assert_eq!(decision(&p, "a1"), deleted("least recently used"));
+    assert_eq!(
+        p.containers[0].reason,
+        ContainerReason::FinishedLongAgo { grace: HOUR }
+    );
+    assert_eq!(decision(&p, "a1"), deleted(ImageReason::LeastRecentlyUsed));
 }
 
 #[test]
@@ -531,17 +545,19 @@ fn containers_within_grace_or_active_are_kept() {
     let reasons: Vec<_> = p
         .containers
         .iter()
-        .map(|c| (c.action, c.reason.to_string()))
+        .map(|c| (c.action, c.reason.clone()))
         .collect();
     assert_eq!(
         reasons,
         vec![
-            kept("finished less than 1h ago"),
-            kept("running"),
-            deleted("finished over 1h ago"),
+            kept(ContainerReason::FinishedRecently { grace: HOUR }),
+            kept(ContainerReason::Active {
+                state: ContainerState::Running
+            }),
+            deleted(ContainerReason::FinishedLongAgo { grace: HOUR }),
         ]
     );
-    assert_eq!(decision(&p, "a1"), kept("in use by container c10000000000"));
+    assert_eq!(decision(&p, "a1"), kept(in_use("c10000000000")));
 }
 
 #[test]
@@ -550,8 +566,14 @@ fn created_containers_only_after_24h() {
     young.created = hours_ago(2);
     let old = container("c2", "app:1", "a1", ContainerState::Created);
     let p = plan(&snap(vec![], vec![young, old]), &with_containers(), now());
-    assert_eq!(p.containers[0].action, Action::Keep);
-    assert_eq!(p.containers[1].action, Action::Delete);
+    assert_eq!(
+        (p.containers[0].action, &p.containers[0].reason),
+        kept(&ContainerReason::CreatedRecently)
+    );
+    assert_eq!(
+        (p.containers[1].action, &p.containers[1].reason),
+        deleted(&ContainerReason::CreatedLongAgo)
+    );
 }
 
 #[test]
@@ -562,10 +584,7 @@ fn ecs_managed_containers_are_left_to_the_agent() {
         "arn:aws:ecs:x".to_owned(),
     )]);
     let p = plan(&snap(vec![], vec![c.clone()]), &with_containers(), now());
-    assert_eq!(
-        p.containers[0].reason.to_string(),
-        "managed by the ECS agent"
-    );
+    assert_eq!(p.containers[0].reason, ContainerReason::EcsManaged);
     let p = plan(
         &snap(vec![], vec![c]),
         &Policy {
@@ -610,7 +629,13 @@ fn dangling_volumes_are_removed_when_asked() {
         },
         now(),
     );
-    assert_eq!(p.volumes[0].action, Action::Delete);
-    assert_eq!(p.volumes[1].action, Action::Keep);
+    assert_eq!(
+        (p.volumes[0].action, p.volumes[0].reason),
+        deleted(VolumeReason::Dangling)
+    );
+    assert_eq!(
+        (p.volumes[1].action, p.volumes[1].reason),
+        kept(VolumeReason::EcsManaged)
+    );
     assert!(plan(&s, &policy(), now()).volumes.is_empty());
 }

@@ -1,22 +1,30 @@
-//! What a `gc` run reports: a table a person can scan (image, tags, size, action,
-//! reason, then containers, volumes and the total reclaimed) or the JSON document
-//! of SPEC.md. Rendering only; a dry run and a real run differ only in the verbs.
+//! What a `gc` run reports: the plan and, beside it, what happened to each item
+//! (or, for a dry run, what would). Rendered as a table a person can scan (image,
+//! tags, size, action, reason, then containers, volumes and the total reclaimed)
+//! or as the JSON document of SPEC.md, through the `#[derive(Serialize)]` types
+//! below. `GcSummary` is the daemon's digest of it.
 
+use std::fmt::Display;
 use std::io::{self, Write};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use tabwriter::TabWriter;
 
-use super::executor::ExecStats;
-use super::planner::{Action, Plan};
+use super::executor::{ExecStats, Outcomes};
+use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
 use super::policy::short_id;
-use crate::ports::docker::FsUsage;
+use super::reason::Outcome;
+use crate::ports::disk::FsUsage;
 use crate::config::value::format_size;
 
 /// The result of one pass, ready to print or summarise.
 #[derive(Debug, Clone)]
 pub struct Report {
     pub dry_run: bool,
+    /// The plan as the planner made it.
     pub plan: Plan,
+    /// What happened to the items the plan deletes (a dry run: what would).
+    pub outcomes: Outcomes,
     /// `None` for a dry run.
     pub stats: Option<ExecStats>,
     pub disk_before: Option<FsUsage>,
@@ -24,8 +32,15 @@ pub struct Report {
     pub plan_api_calls: u64,
 }
 
+/// One item as the report shows it: what was done (or would be) and why.
+struct Shown {
+    action: &'static str,
+    reason: String,
+}
+
 impl Report {
-    pub fn action(&self, action: Action) -> &'static str {
+    /// The verb for an action, in this run's tense.
+    pub fn verb(&self, action: Action) -> &'static str {
         match (action, self.dry_run) {
             (Action::Delete, true) => "would delete",
             (Action::Delete, false) => "deleted",
@@ -33,11 +48,64 @@ impl Report {
         }
     }
 
+    /// An item whose deletion did not happen is kept, with the outcome as reason;
+    /// everything else reads as planned.
+    fn shown(&self, action: Action, reason: &dyn Display, outcome: Option<&Outcome>) -> Shown {
+        match outcome {
+            Some(outcome) if !outcome.is_gone() => Shown {
+                action: self.verb(Action::Keep),
+                reason: outcome.to_string(),
+            },
+            _ => Shown {
+                action: self.verb(action),
+                reason: reason.to_string(),
+            },
+        }
+    }
+
+    fn images(&self) -> impl Iterator<Item = (&ImageEntry, Shown)> {
+        self.plan.images.iter().enumerate().map(|(i, e)| {
+            let outcome = self.outcomes.images.get(i).and_then(Option::as_ref);
+            (e, self.shown(e.action, &e.reason, outcome))
+        })
+    }
+
+    fn containers(&self) -> impl Iterator<Item = (&ContainerEntry, Shown)> {
+        self.plan.containers.iter().enumerate().map(|(i, c)| {
+            let outcome = self.outcomes.containers.get(i).and_then(Option::as_ref);
+            (c, self.shown(c.action, &c.reason, outcome))
+        })
+    }
+
+    fn volumes(&self) -> impl Iterator<Item = (&VolumeEntry, Shown)> {
+        self.plan.volumes.iter().enumerate().map(|(i, v)| {
+            let outcome = self.outcomes.volumes.get(i).and_then(Option::as_ref);
+            (v, self.shown(v.action, &v.reason, outcome))
+        })
+    }
+
+    /// Images gone (or, in a dry run, that would go).
+    pub fn images_deleted(&self) -> usize {
+        self.outcomes
+            .images
+            .iter()
+            .flatten()
+            .filter(|o| o.is_gone())
+            .count()
+    }
+
     /// Bytes reclaimed (or, in a dry run, that would be: the sum of image sizes).
     pub fn reclaimed_bytes(&self) -> u64 {
         match &self.stats {
             Some(s) => s.reclaimed_bytes,
-            None => self.plan.deletions().map(|e| e.size).sum(),
+            None => self
+                .plan
+                .images
+                .iter()
+                .zip(&self.outcomes.images)
+                .filter(|(_, o)| o.as_ref().is_some_and(Outcome::is_gone))
+                .map(|(e, _)| e.size)
+                .sum(),
         }
     }
 
@@ -50,72 +118,56 @@ impl Report {
         self.stats.as_ref().is_some_and(|s| s.failures > 0)
     }
 
-    pub fn to_json(&self) -> Value {
-        let images: Vec<Value> = self
-            .plan
-            .images
-            .iter()
-            .map(|e| {
-                json!({
-                    "id": e.id,
-                    "tags": e.tags,
-                    "size": e.size,
-                    "action": self.action(e.action),
-                    "reason": e.reason.to_string(),
+    /// The SPEC JSON document.
+    pub fn to_dto(&self) -> ReportDto<'_> {
+        ReportDto {
+            build_cache_reclaimed_bytes: self.stats.as_ref().and_then(|s| s.build_cache_bytes),
+            containers: self
+                .containers()
+                .map(|(c, shown)| ContainerDto {
+                    action: shown.action,
+                    id: &c.id,
+                    image: &c.image,
+                    name: &c.name,
+                    reason: shown.reason,
                 })
-            })
-            .collect();
-        let containers: Vec<Value> = self
-            .plan
-            .containers
-            .iter()
-            .map(|c| {
-                json!({
-                    "id": c.id,
-                    "name": c.name,
-                    "image": c.image,
-                    "action": self.action(c.action),
-                    "reason": c.reason.to_string(),
+                .collect(),
+            disk: DiskDto {
+                after: self.disk_after().map(UsageDto::from),
+                before: self.disk_before.map(UsageDto::from),
+            },
+            dry_run: self.dry_run,
+            images: self
+                .images()
+                .map(|(e, shown)| ImageDto {
+                    action: shown.action,
+                    id: &e.id,
+                    reason: shown.reason,
+                    size: e.size,
+                    tags: &e.tags,
                 })
-            })
-            .collect();
-        let volumes: Vec<Value> = self
-            .plan
-            .volumes
-            .iter()
-            .map(|v| {
-                json!({
-                    "name": v.name,
-                    "action": self.action(v.action),
-                    "reason": v.reason.to_string(),
+                .collect(),
+            reclaimed_bytes: self.reclaimed_bytes(),
+            volumes: self
+                .volumes()
+                .map(|(v, shown)| VolumeDto {
+                    action: shown.action,
+                    name: &v.name,
+                    reason: shown.reason,
                 })
-            })
-            .collect();
-        let mut doc = json!({
-            "dry_run": self.dry_run,
-            "images": images,
-            "containers": containers,
-            "volumes": volumes,
-            "reclaimed_bytes": self.reclaimed_bytes(),
-            "disk": {"before": self.disk_before, "after": self.disk_after()},
-        });
-        if let Some(bytes) = self.stats.as_ref().and_then(|s| s.build_cache_bytes) {
-            doc["build_cache_reclaimed_bytes"] = json!(bytes);
+                .collect(),
         }
-        doc
     }
 
     pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, &self.to_json())?;
+        serde_json::to_writer_pretty(&mut *out, &self.to_dto())?;
         writeln!(out)
     }
 
     pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
         let rows: Vec<[String; 5]> = self
-            .plan
-            .images
-            .iter()
-            .map(|e| {
+            .images()
+            .map(|(e, shown)| {
                 [
                     short_id(&e.id).to_owned(),
                     if e.tags.is_empty() {
@@ -124,8 +176,8 @@ impl Report {
                         e.tags.join(",")
                     },
                     format_size(e.size),
-                    self.action(e.action).to_owned(),
-                    e.reason.to_string(),
+                    shown.action.to_owned(),
+                    shown.reason,
                 ]
             })
             .collect();
@@ -133,16 +185,14 @@ impl Report {
         if !self.plan.containers.is_empty() {
             writeln!(out)?;
             let rows: Vec<[String; 5]> = self
-                .plan
-                .containers
-                .iter()
-                .map(|c| {
+                .containers()
+                .map(|(c, shown)| {
                     [
                         short_id(&c.id).to_owned(),
                         c.name.clone(),
                         c.image.clone(),
-                        self.action(c.action).to_owned(),
-                        c.reason.to_string(),
+                        shown.action.to_owned(),
+                        shown.reason,
                     ]
                 })
                 .collect();
@@ -155,21 +205,13 @@ impl Report {
         if !self.plan.volumes.is_empty() {
             writeln!(out)?;
             let rows: Vec<[String; 3]> = self
-                .plan
-                .volumes
-                .iter()
-                .map(|v| {
-                    [
-                        v.name.clone(),
-                        self.action(v.action).to_owned(),
-                        v.reason.to_string(),
-                    ]
-                })
+                .volumes()
+                .map(|(v, shown)| [v.name.clone(), shown.action.to_owned(), shown.reason])
                 .collect();
             table(out, ["VOLUME", "ACTION", "REASON"], &rows)?;
         }
         writeln!(out)?;
-        let deleted = self.plan.deletions().count();
+        let deleted = self.images_deleted();
         let kept = self.plan.images.len() - deleted;
         let (done, verb) = if self.dry_run {
             ("to delete", "would reclaim")
@@ -199,32 +241,119 @@ impl Report {
     }
 }
 
+/// Left-aligned columns two spaces apart; the last column is not padded and no
+/// line ends in blanks.
 fn table<const N: usize>(
     out: &mut impl Write,
     header: [&str; N],
     rows: &[[String; N]],
 ) -> io::Result<()> {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut tw = TabWriter::new(Vec::new()).minwidth(0).padding(2);
+    for cells in std::iter::once(header.map(str::to_owned)).chain(rows.iter().cloned()) {
+        // A tab would end a cell early; the engine allows none in these fields.
+        let cells = cells.map(|c| c.replace('\t', " "));
+        writeln!(tw, "{}", cells.join("\t"))?;
     }
-    let line = |out: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
-        let mut text = String::new();
-        for (n, cell) in cells.iter().enumerate() {
-            if n + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[n]));
-            }
-        }
-        writeln!(out, "{}", text.trim_end())
-    };
-    line(out, &header)?;
-    for row in rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(out, &cells)?;
+    let text = tw
+        .into_inner()
+        .map_err(|e| io::Error::new(e.error().kind(), e.to_string()))?;
+    for line in String::from_utf8_lossy(&text).lines() {
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
+
+/// The JSON report (SPEC.md, `gc`). Fields are in alphabetical order, as every
+/// version of shipshape has printed them.
+#[derive(Debug, Serialize)]
+pub struct ReportDto<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_cache_reclaimed_bytes: Option<u64>,
+    pub containers: Vec<ContainerDto<'a>>,
+    pub disk: DiskDto,
+    pub dry_run: bool,
+    pub images: Vec<ImageDto<'a>>,
+    pub reclaimed_bytes: u64,
+    pub volumes: Vec<VolumeDto<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageDto<'a> {
+    pub action: &'static str,
+    pub id: &'a str,
+    pub reason: String,
+    pub size: u64,
+    pub tags: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerDto<'a> {
+    pub action: &'static str,
+    pub id: &'a str,
+    pub image: &'a str,
+    pub name: &'a str,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VolumeDto<'a> {
+    pub action: &'static str,
+    pub name: &'a str,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiskDto {
+    pub after: Option<UsageDto>,
+    pub before: Option<UsageDto>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageDto {
+    pub total_bytes: u64,
+    pub total_inodes: u64,
+    pub used_bytes: u64,
+    pub used_inodes: u64,
+}
+
+impl From<FsUsage> for UsageDto {
+    fn from(u: FsUsage) -> Self {
+        Self {
+            total_bytes: u.total_bytes,
+            total_inodes: u.total_inodes,
+            used_bytes: u.used_bytes,
+            used_inodes: u.used_inodes,
+        }
+    }
+}
+
+/// What one GC pass did, for the daemon's metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GcSummary {
+    pub images_deleted: u64,
+    pub containers_deleted: u64,
+    pub volumes_deleted: u64,
+    pub bytes_reclaimed: u64,
+    /// Usage ratio (0..1) of Docker's filesystem after the pass, when measured.
+    pub disk_usage_ratio: Option<f64>,
+}
+
+impl GcSummary {
+    pub fn from_report(report: &Report) -> Self {
+        let stats = report.stats.clone().unwrap_or_default();
+        Self {
+            images_deleted: stats.images_deleted,
+            containers_deleted: stats.containers_deleted,
+            volumes_deleted: stats.volumes_deleted,
+            bytes_reclaimed: stats.reclaimed_bytes,
+            disk_usage_ratio: report
+                .disk_after()
+                .or(report.disk_before)
+                .map(|u| u.bytes_ratio()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod tests;

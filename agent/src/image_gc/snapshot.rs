@@ -1,6 +1,6 @@
-//! The snapshot: everything the planner needs, read once through the Docker port —
-//! one listing each of images and containers, `/info` for Docker's root directory,
-//! statvfs of it, and image last-use from the daemon's state file. The image plan
+//! The snapshot: everything the planner needs, read once through the ports — one
+//! listing each of images and containers, `/info` for Docker's root directory, the
+//! disk usage of it, and image last-use from the daemon's state file. The image plan
 //! costs a constant number of Engine API calls whatever the number of images.
 
 use std::collections::HashMap;
@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::GcError;
 use crate::last_use::LastUseState;
+use crate::ports::disk::{Disk, FsUsage};
 use crate::ports::docker::{
-    ContainerInfo, ContainerState, DockerApi, DockerError, FsUsage, ImageInfo, VolumeInfo,
+    ContainerInfo, ContainerState, DockerEngine, DockerError, ImageInfo, VolumeInfo,
 };
+
+/// Where Docker keeps its data when `/info` does not say.
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/docker";
 
 /// The engine's state at one moment.
 #[derive(Debug, Clone, Default)]
@@ -37,53 +42,48 @@ pub struct SnapshotOptions {
     pub state_path: Option<PathBuf>,
 }
 
-/// Which step of the snapshot failed.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {step}: {source}")]
-pub struct SnapshotError {
-    pub step: &'static str,
-    #[source]
-    pub source: DockerError,
-}
-
-fn step(step: &'static str) -> impl FnOnce(DockerError) -> SnapshotError {
-    move |source| SnapshotError { step, source }
+fn step(step: &'static str) -> impl FnOnce(DockerError) -> GcError {
+    move |source| GcError::Snapshot { step, source }
 }
 
 /// Read the engine's state.
 pub async fn take(
-    api: &dyn DockerApi,
+    docker: &dyn DockerEngine,
+    disk: &dyn Disk,
     options: &SnapshotOptions,
     now: DateTime<Utc>,
-) -> Result<Snapshot, SnapshotError> {
+) -> Result<Snapshot, GcError> {
     let (images, containers, root_dir) = tokio::try_join!(
-        async { api.list_images().await.map_err(step("list images")) },
-        async { api.list_containers().await.map_err(step("list containers")) },
+        async { docker.list_images().await.map_err(step("list images")) },
         async {
-            api.docker_root_dir()
+            docker
+                .list_containers()
+                .await
+                .map_err(step("list containers"))
+        },
+        async {
+            docker
+                .docker_root_dir()
                 .await
                 .map_err(step("read engine info"))
         },
     )?;
+    let root_dir = root_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT_DIR));
     let mut containers = containers;
     if let Some(grace) = options.container_grace {
-        fill_finished_at(api, &mut containers, grace, now).await?;
+        fill_finished_at(docker, &mut containers, grace, now).await?;
     }
-    let disk = match api.fs_usage(&root_dir) {
+    let disk = match disk.usage(&root_dir) {
         Ok(usage) => Some(usage),
-        Err(e) if options.require_disk => {
-            return Err(SnapshotError {
-                step: "measure disk usage",
-                source: e,
-            })
-        }
+        Err(e) if options.require_disk => return Err(GcError::Disk(e)),
         Err(e) => {
             tracing::debug!(error = %e, "disk usage not measured");
             None
         }
     };
     let volumes = if options.volumes {
-        api.list_dangling_volumes()
+        docker
+            .list_dangling_volumes()
             .await
             .map_err(step("list volumes"))?
     } else {
@@ -107,20 +107,22 @@ pub async fn take(
 /// `FinishedAt` is not in the listing: inspect only stopped containers that could
 /// be past the grace (created before `now - grace`); the others are kept anyway.
 async fn fill_finished_at(
-    api: &dyn DockerApi,
+    docker: &dyn DockerEngine,
     containers: &mut [ContainerInfo],
     grace: Duration,
     now: DateTime<Utc>,
-) -> Result<(), SnapshotError> {
+) -> Result<(), GcError> {
     let cutoff = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     for c in containers.iter_mut() {
         let stopped = matches!(c.state, ContainerState::Exited | ContainerState::Dead);
         if stopped && c.created <= cutoff {
-            match api.container_finished_at(&c.id).await {
-                Ok(finished) => c.finished_at = finished,
-                // Removed meanwhile: nothing to plan for it.
-                Err(DockerError::NotFound(_)) => {}
-                Err(e) => return Err(step("inspect container")(e)),
+            // Removed meanwhile (`None`): nothing to plan for it.
+            if let Some(details) = docker
+                .inspect_container(&c.id)
+                .await
+                .map_err(step("inspect container"))?
+            {
+                c.finished_at = details.finished_at;
             }
         }
     }

@@ -1,14 +1,16 @@
-//! The Docker Engine port: what `gc` (and the daemon) need from the engine, in this
-//! crate's own types. The bollard adapter is `crate::adapters::docker`; the fake for
-//! planner and executor tests is `crate::testing::docker`. Filesystem usage (statvfs)
-//! is an effect too, so it sits behind this port as well.
+//! The Docker Engine port: everything `gc` and the daemon need from the engine —
+//! listings, inspection, removal, pruning, the event stream and ping — in this
+//! crate's own types. One trait, one adapter (`crate::adapters::bollard`), one fake
+//! (`crate::testing::docker`). It returns facts; what they mean is the cores' call.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 
 /// One image as listed by `GET /images/json` (top-level images only).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,14 @@ pub struct ImageInfo {
     pub created: DateTime<Utc>,
     /// Bytes, as the engine reports them (shared layers counted in full).
     pub size: u64,
+}
+
+/// What `GET /images/{reference}/json` says about the image a reference names now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageDetails {
+    pub id: String,
+    /// `repo:tag` references (`<none>:<none>` dropped).
+    pub repo_tags: Vec<String>,
 }
 
 /// A container's lifecycle state as the engine names it.
@@ -54,6 +64,12 @@ impl ContainerState {
     }
 }
 
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One container as listed by `GET /containers/json?all=1`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerInfo {
@@ -72,6 +88,15 @@ pub struct ContainerInfo {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// What `GET /containers/{id}/json` adds to the listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerDetails {
+    /// The image ID the container runs.
+    pub image_id: Option<String>,
+    /// `State.FinishedAt`; `None` when it never finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 /// A dangling volume.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VolumeInfo {
@@ -79,27 +104,96 @@ pub struct VolumeInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Usage of one filesystem (statvfs): bytes and inodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct FsUsage {
-    pub total_bytes: u64,
-    pub used_bytes: u64,
-    pub total_inodes: u64,
-    pub used_inodes: u64,
+/// Which kind of object an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventScope {
+    Container,
+    Image,
+    Other,
 }
 
-impl FsUsage {
-    /// Share of bytes in use (0..1).
-    pub fn bytes_ratio(&self) -> f64 {
-        if self.total_bytes == 0 {
-            0.0
-        } else {
-            self.used_bytes as f64 / self.total_bytes as f64
+/// What happened, as the engine names it. The stream is filtered to
+/// [`EventAction::TRACKED`]; anything else the engine sends is `Other`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAction {
+    Create,
+    Start,
+    Die,
+    Destroy,
+    Pull,
+    Tag,
+    Untag,
+    Delete,
+    Load,
+    Other(String),
+}
+
+impl EventAction {
+    /// The actions subscribed to (container and image ones share the filter).
+    pub const TRACKED: &'static [EventAction] = &[
+        Self::Create,
+        Self::Start,
+        Self::Die,
+        Self::Destroy,
+        Self::Pull,
+        Self::Tag,
+        Self::Untag,
+        Self::Delete,
+        Self::Load,
+    ];
+
+    /// The engine's name for an action.
+    pub fn parse(action: &str) -> Self {
+        match action {
+            "create" => Self::Create,
+            "start" => Self::Start,
+            "die" => Self::Die,
+            "destroy" => Self::Destroy,
+            "pull" => Self::Pull,
+            "tag" => Self::Tag,
+            "untag" => Self::Untag,
+            "delete" => Self::Delete,
+            "load" => Self::Load,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Create => "create",
+            Self::Start => "start",
+            Self::Die => "die",
+            Self::Destroy => "destroy",
+            Self::Pull => "pull",
+            Self::Tag => "tag",
+            Self::Untag => "untag",
+            Self::Delete => "delete",
+            Self::Load => "load",
+            Self::Other(other) => other,
         }
     }
 }
 
-/// Failures of the engine, classified the way `gc` must treat them.
+impl fmt::Display for EventAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Docker event, in this crate's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerEvent {
+    pub scope: EventScope,
+    pub action: EventAction,
+    /// Container ID, or image ID / reference (pull reports the reference).
+    pub actor_id: String,
+    /// Container events: the image as the container was created from (`image`).
+    pub image: Option<String>,
+    /// When the engine says it happened; `None` when the message carries no time.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// Failures of the engine, classified the way the cores must treat them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DockerError {
     /// The engine could not be reached at all (socket missing, refused, timeout).
@@ -111,30 +205,32 @@ pub enum DockerError {
     /// 409: the object is in use (a container appeared, a child image exists…).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// Any other API error.
+    /// Any other API error (status 0: an answer the client could not read).
     #[error("Docker API error {status}: {message}")]
     Api { status: u16, message: String },
-    /// A local failure (statvfs of Docker's root directory).
-    #[error("{0}")]
-    Local(String),
 }
 
-/// What `gc` and the daemon need from the Docker Engine.
+/// The Docker Engine, as `gc` and the daemon use it.
 #[async_trait]
-pub trait DockerApi: Send + Sync {
+pub trait DockerEngine: Send + Sync {
+    /// The engine address this client talks to.
+    fn host(&self) -> &str;
+    /// Open (or, after the engine restarted, reopen) the connection and negotiate
+    /// the API version (`GET /version`). Fails with `Unreachable` when nobody answers.
+    async fn connect(&self) -> Result<(), DockerError>;
+    /// `GET /_ping`.
+    async fn ping(&self) -> Result<(), DockerError>;
+    /// `GET /info` → `DockerRootDir` (`None` when the answer has none).
+    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError>;
     /// `GET /images/json` — one call for all top-level images.
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError>;
     /// `GET /containers/json?all=1` — one call for all containers, any state.
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>, DockerError>;
-    /// `GET /containers/{id}/json` → `State.FinishedAt` (None when never finished).
-    async fn container_finished_at(&self, id: &str) -> Result<Option<DateTime<Utc>>, DockerError>;
-    /// `GET /info` → `DockerRootDir`.
-    async fn docker_root_dir(&self) -> Result<PathBuf, DockerError>;
-    /// statvfs of `path` (Docker's root directory): bytes and inodes.
-    fn fs_usage(&self, path: &Path) -> Result<FsUsage, DockerError>;
-    /// `GET /images/{reference}/json` → the image ID the reference names now
-    /// (`None` when there is no such image).
-    async fn image_id_of(&self, reference: &str) -> Result<Option<String>, DockerError>;
+    /// `GET /containers/{id}/json`; `None` when there is no such container.
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerDetails>, DockerError>;
+    /// `GET /images/{reference}/json` → the image the reference (tag or ID) names
+    /// now; `None` when there is no such image.
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError>;
     /// `DELETE /images/{reference}` without force, pruning untagged parents as
     /// `docker rmi` does. A reference is a `repo:tag` or an ID.
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;
@@ -146,6 +242,12 @@ pub trait DockerApi: Send + Sync {
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError>;
     /// `POST /build/prune?filters={"until":…}` → bytes reclaimed.
     async fn prune_build_cache(&self, older_than: Duration) -> Result<u64, DockerError>;
+    /// `GET /events`: container and image events of [`EventAction::TRACKED`] from
+    /// `since` (replayed by the engine) on. Not bounded by the request timeout.
+    fn events(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> BoxStream<'static, Result<DockerEvent, DockerError>>;
     /// Engine API calls made so far through this client (for the API-economy checks).
     fn api_calls(&self) -> u64;
 }

@@ -1,19 +1,28 @@
-//! A fake Docker engine for planner and executor tests: images, containers and
-//! volumes in memory, removal with the engine's 404/409 rules, scripted faults,
-//! and a disk whose usage drops by the size of each deleted image.
+//! A fake Docker engine for planner, executor, gc-run and event-tracker tests:
+//! images, containers and volumes in memory, removal with the engine's 404/409
+//! rules, scripted faults, an event feed per opened stream, up/down, and a disk
+//! (the `Disk` port too) whose usage drops by the size of each deleted image.
+//! `FakeDisk` is a disk alone, with fixed usage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use futures_util::stream::{BoxStream, StreamExt};
+use tokio::sync::mpsc;
 
 use crate::image_gc::policy::repo_of;
+use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
-    ContainerInfo, ContainerState, DockerApi, DockerError, FsUsage, ImageInfo, VolumeInfo,
+    ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
+    ImageDetails, ImageInfo, VolumeInfo,
 };
+
+/// The address the fake says it is at.
+pub const FAKE_HOST: &str = "unix:///fake.sock";
 
 /// A fixed "now" for tests: 2026-06-01T12:00:00Z.
 pub fn now() -> DateTime<Utc> {
@@ -60,6 +69,8 @@ pub fn container(
     }
 }
 
+type Feed = mpsc::UnboundedSender<Result<DockerEvent, DockerError>>;
+
 #[derive(Debug, Default)]
 pub struct FakeState {
     pub images: Vec<ImageInfo>,
@@ -71,7 +82,16 @@ pub struct FakeState {
     /// Every reference `remove_image` was called with, in order.
     pub removals: Vec<String>,
     pub calls: u64,
+    /// Every call fails with `Unreachable` (and an open event stream ends on `down`).
     pub unreachable: bool,
+    /// How often `connect` was called.
+    pub connects: usize,
+    /// Each opened event stream's sender; a stream with no sender left ends.
+    pub feeds: Vec<Feed>,
+    /// `since` of each opened event stream.
+    pub opened: Vec<Option<DateTime<Utc>>>,
+    /// Streams opened while true never yield anything (bollard#113).
+    pub stall: bool,
 }
 
 #[derive(Debug, Default)]
@@ -91,7 +111,7 @@ impl FakeDocker {
     }
 
     pub fn with_disk(self, used_bytes: u64, total_bytes: u64) -> Self {
-        self.state.lock().unwrap().disk = Some(FsUsage {
+        self.lock().disk = Some(FsUsage {
             total_bytes,
             used_bytes,
             total_inodes: 1_000_000,
@@ -100,38 +120,59 @@ impl FakeDocker {
         self
     }
 
+    /// Change the state in place.
+    pub fn with(&self, f: impl FnOnce(&mut FakeState)) {
+        f(&mut self.lock());
+    }
+
     pub fn fault(&self, reference: &str, error: DockerError) {
-        self.state
-            .lock()
-            .unwrap()
-            .image_faults
-            .insert(reference.to_owned(), error);
+        self.lock().image_faults.insert(reference.to_owned(), error);
     }
 
     pub fn image_ids(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .images
-            .iter()
-            .map(|i| i.id.clone())
-            .collect()
+        self.lock().images.iter().map(|i| i.id.clone()).collect()
     }
 
     pub fn removals(&self) -> Vec<String> {
-        self.state.lock().unwrap().removals.clone()
+        self.lock().removals.clone()
     }
 
-    fn enter(&self) -> Result<std::sync::MutexGuard<'_, FakeState>, DockerError> {
-        let mut s = self.state.lock().unwrap();
+    /// Send `event` on the most recently opened stream.
+    pub fn emit(&self, event: DockerEvent) {
+        if let Some(tx) = self.lock().feeds.last() {
+            let _ = tx.send(Ok(event));
+        }
+    }
+
+    /// The engine goes away (or comes back): calls fail, open streams end.
+    pub fn set_up(&self, up: bool) {
+        let mut s = self.lock();
+        s.unreachable = !up;
+        if !up {
+            s.feeds.clear();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enter(&self) -> Result<MutexGuard<'_, FakeState>, DockerError> {
+        let mut s = self.lock();
         s.calls += 1;
         if s.unreachable {
-            return Err(DockerError::Unreachable {
-                host: "unix:///fake.sock".into(),
-                message: "connection refused".into(),
-            });
+            return Err(unreachable());
         }
         Ok(s)
+    }
+}
+
+fn unreachable() -> DockerError {
+    DockerError::Unreachable {
+        host: FAKE_HOST.into(),
+        message: "connection refused".into(),
     }
 }
 
@@ -142,39 +183,55 @@ fn drop_image(s: &mut FakeState, idx: usize) {
     }
 }
 
+/// Docker's root directory, as the fake engine reports it.
+pub const FAKE_ROOT_DIR: &str = "/var/lib/docker";
+
 #[async_trait]
-impl DockerApi for FakeDocker {
+impl DockerEngine for FakeDocker {
+    fn host(&self) -> &str {
+        FAKE_HOST
+    }
+    async fn connect(&self) -> Result<(), DockerError> {
+        let mut s = self.lock();
+        s.connects += 1;
+        if s.unreachable {
+            return Err(unreachable());
+        }
+        Ok(())
+    }
+    async fn ping(&self) -> Result<(), DockerError> {
+        drop(self.enter()?);
+        Ok(())
+    }
+    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError> {
+        drop(self.enter()?);
+        Ok(Some(PathBuf::from(FAKE_ROOT_DIR)))
+    }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
         Ok(self.enter()?.images.clone())
     }
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>, DockerError> {
         Ok(self.enter()?.containers.clone())
     }
-    async fn container_finished_at(&self, id: &str) -> Result<Option<DateTime<Utc>>, DockerError> {
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerDetails>, DockerError> {
         let s = self.enter()?;
-        s.containers
+        Ok(s.containers
             .iter()
             .find(|c| c.id == id)
-            .map(|c| c.finished_at)
-            .ok_or_else(|| DockerError::NotFound(id.to_owned()))
+            .map(|c| ContainerDetails {
+                image_id: Some(c.image_id.clone()),
+                finished_at: c.finished_at,
+            }))
     }
-    async fn docker_root_dir(&self) -> Result<PathBuf, DockerError> {
-        drop(self.enter()?);
-        Ok(PathBuf::from("/var/lib/docker"))
-    }
-    fn fs_usage(&self, _path: &Path) -> Result<FsUsage, DockerError> {
-        self.state
-            .lock()
-            .unwrap()
-            .disk
-            .ok_or_else(|| DockerError::Local("no disk in this fake".into()))
-    }
-    async fn image_id_of(&self, reference: &str) -> Result<Option<String>, DockerError> {
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError> {
         let s = self.enter()?;
         Ok(s.images
             .iter()
             .find(|i| i.id == reference || i.repo_tags.iter().any(|t| t == reference))
-            .map(|i| i.id.clone()))
+            .map(|i| ImageDetails {
+                id: i.id.clone(),
+                repo_tags: i.repo_tags.clone(),
+            }))
     }
 
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
@@ -192,8 +249,7 @@ impl DockerApi for FakeDocker {
                     "image is being used by a container".into(),
                 ));
             }
-            let repos: std::collections::HashSet<&str> =
-                s.images[idx].repo_tags.iter().map(|t| repo_of(t)).collect();
+            let repos: HashSet<&str> = s.images[idx].repo_tags.iter().map(|t| repo_of(t)).collect();
             if repos.len() > 1 {
                 return Err(DockerError::Conflict(
                     "image is referenced in multiple repositories".into(),
@@ -259,7 +315,69 @@ impl DockerApi for FakeDocker {
         drop(self.enter()?);
         Ok(0)
     }
+    fn events(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> BoxStream<'static, Result<DockerEvent, DockerError>> {
+        let mut s = self.lock();
+        s.calls += 1;
+        s.opened.push(since);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if s.unreachable {
+            let _ = tx.send(Err(unreachable()));
+        } else if s.stall {
+            // Keep the sender out of reach: the stream stays open and silent.
+            std::mem::forget(tx);
+        } else {
+            s.feeds.push(tx);
+        }
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
     fn api_calls(&self) -> u64 {
-        self.state.lock().unwrap().calls
+        self.lock().calls
+    }
+}
+
+/// The fake engine's disk: what `with_disk` set, shrinking as images go.
+impl Disk for FakeDocker {
+    fn usage(&self, path: &Path) -> Result<FsUsage, DiskError> {
+        self.lock().disk.ok_or_else(|| no_disk(path))
+    }
+}
+
+fn no_disk(path: &Path) -> DiskError {
+    DiskError {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no disk in this fake"),
+    }
+}
+
+/// A disk alone: fixed usage (or none, then every measure fails), and the paths
+/// it was asked about.
+#[derive(Debug, Default)]
+pub struct FakeDisk {
+    pub usage: Mutex<Option<FsUsage>>,
+    pub measured: Mutex<Vec<PathBuf>>,
+}
+
+impl FakeDisk {
+    pub fn new(usage: Option<FsUsage>) -> Self {
+        Self {
+            usage: Mutex::new(usage),
+            measured: Mutex::default(),
+        }
+    }
+}
+
+impl Disk for FakeDisk {
+    fn usage(&self, path: &Path) -> Result<FsUsage, DiskError> {
+        self.measured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(path.to_owned());
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ok_or_else(|| no_disk(path))
     }
 }

@@ -1,0 +1,484 @@
+//! The Docker Engine adapter: `BollardEngine` implements the `DockerEngine` port
+//! with bollard, negotiating the API version (engines from 20.10/API 1.41 to
+//! 29/min 1.44), mapping 404/409 to the port's error kinds and translating the
+//! event stream. Every Engine API call is counted and logged at debug (target
+//! `shipshape::docker_call`) so tests can check that a plan costs a constant number
+//! of calls. Translation only: defaults and what a missing field means are the
+//! cores' decision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum};
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListVolumesOptions, PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
+    RemoveVolumeOptions,
+};
+use bollard::Docker;
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use crate::ports::docker::{
+    ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
+    EventAction, EventScope, ImageDetails, ImageInfo, VolumeInfo,
+};
+
+/// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// The address to use: the flag, else `DOCKER_HOST`, else the default socket.
+pub fn resolve_host(host: Option<&str>) -> String {
+    host.map(str::to_owned)
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned())
+}
+
+/// A version-negotiated Engine API client. `connect` (re)opens it, so one value
+/// outlives engine restarts. Cheap to share behind an `Arc`.
+pub struct BollardEngine {
+    host: String,
+    /// Bounds each request until the engine answers (bollard's default when `None`).
+    request_timeout: Option<Duration>,
+    /// `None` until the first successful `connect`.
+    client: RwLock<Option<Docker>>,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for BollardEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BollardEngine")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BollardEngine {
+    /// A client for `host` (`unix://`, `tcp://`, `http://`…), not connected yet:
+    /// every call fails with `Unreachable` until `DockerEngine::connect` succeeds.
+    pub fn new(host: String) -> Self {
+        Self {
+            host,
+            request_timeout: None,
+            client: RwLock::new(None),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Bound each request by `timeout`. bollard does not apply it to a streamed
+    /// body, so the event stream is not cut by it.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// `new(host)` connected at once.
+    pub async fn connect_to(host: String) -> Result<Self, DockerError> {
+        let engine = Self::new(host);
+        engine.connect().await?;
+        Ok(engine)
+    }
+
+    fn count(&self, endpoint: &'static str) {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(target: "shipshape::docker_call", endpoint, n, "docker call");
+    }
+
+    /// The current client (a cheap clone), counting the call to `endpoint`.
+    fn docker(&self, endpoint: &'static str) -> Result<Docker, DockerError> {
+        self.count(endpoint);
+        let client = self
+            .client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        client.clone().ok_or_else(|| DockerError::Unreachable {
+            host: self.host.clone(),
+            message: "not connected".to_owned(),
+        })
+    }
+
+    fn map_err(&self, e: BollardError) -> DockerError {
+        classify(&self.host, e)
+    }
+
+    /// A 404 is a fact ("no such object"), not a failure.
+    fn absent_on_404<T>(&self, result: Result<T, BollardError>) -> Result<Option<T>, DockerError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => match self.map_err(e) {
+                DockerError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// The port's error kind for a bollard error: 404 and 409 by name, other answers
+/// as API errors, and anything that got no answer as unreachable.
+fn classify(host: &str, e: BollardError) -> DockerError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => match status_code {
+            404 => DockerError::NotFound(message),
+            409 => DockerError::Conflict(message),
+            status => DockerError::Api {
+                status,
+                message: message.trim().to_owned(),
+            },
+        },
+        BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. } => {
+            DockerError::Api {
+                status: 0,
+                message: format!("unexpected response from the engine: {e}"),
+            }
+        }
+        other => DockerError::Unreachable {
+            host: host.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Engines before API 1.44 list a dangling image's tags as `<none>:<none>`;
+/// those are no tags.
+fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
+    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
+}
+
+fn from_unix(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+fn state_of(state: Option<ContainerSummaryStateEnum>) -> ContainerState {
+    use ContainerSummaryStateEnum as S;
+    match state {
+        Some(S::CREATED) => ContainerState::Created,
+        Some(S::RUNNING) => ContainerState::Running,
+        Some(S::PAUSED) => ContainerState::Paused,
+        Some(S::RESTARTING) => ContainerState::Restarting,
+        Some(S::REMOVING) => ContainerState::Removing,
+        Some(S::EXITED) => ContainerState::Exited,
+        Some(S::DEAD) => ContainerState::Dead,
+        _ => ContainerState::Unknown,
+    }
+}
+
+fn to_btree(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    map.unwrap_or_default().into_iter().collect()
+}
+
+fn convert_event(m: EventMessage) -> DockerEvent {
+    let scope = match m.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => EventScope::Container,
+        Some(EventMessageTypeEnum::IMAGE) => EventScope::Image,
+        _ => EventScope::Other,
+    };
+    let (actor_id, attributes) = match m.actor {
+        Some(a) => (a.id.unwrap_or_default(), a.attributes.unwrap_or_default()),
+        None => (String::new(), HashMap::new()),
+    };
+    let time = m
+        .time_nano
+        .map(|n| Utc.timestamp_nanos(n))
+        .or_else(|| m.time.and_then(|s| Utc.timestamp_opt(s, 0).single()));
+    DockerEvent {
+        scope,
+        action: EventAction::parse(m.action.as_deref().unwrap_or_default()),
+        actor_id,
+        image: attributes.get("image").cloned(),
+        time,
+    }
+}
+
+#[async_trait]
+impl DockerEngine for BollardEngine {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn connect(&self) -> Result<(), DockerError> {
+        self.count("GET /version");
+        let unreachable = |e: BollardError| DockerError::Unreachable {
+            host: self.host.clone(),
+            message: e.to_string(),
+        };
+        let mut docker = Docker::connect_with_host(&self.host)
+            .map_err(unreachable)?
+            .negotiate_version()
+            .await
+            .map_err(unreachable)?;
+        if let Some(timeout) = self.request_timeout {
+            docker = docker.with_timeout(timeout);
+        }
+        tracing::debug!(host = %self.host, api_version = %docker.client_version(), "connected to Docker");
+        *self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(docker);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), DockerError> {
+        self.docker("GET /_ping")?
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_err(e))
+    }
+
+    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError> {
+        let info = self
+            .docker("GET /info")?
+            .info()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(info.docker_root_dir.map(PathBuf::from))
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
+        let options = ListImagesOptions {
+            all: false,
+            ..Default::default()
+        };
+        let images = self
+            .docker("GET /images/json")?
+            .list_images(Some(options))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                parent_id: Some(i.parent_id).filter(|p| !p.is_empty()),
+                repo_tags: real_tags(i.repo_tags),
+                repo_digests: i
+                    .repo_digests
+                    .into_iter()
+                    .filter(|d| d != "<none>@<none>")
+                    .collect(),
+                created: from_unix(i.created),
+                size: u64::try_from(i.size).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn list_containers(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        let options = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let containers = self
+            .docker("GET /containers/json")?
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(containers
+            .into_iter()
+            .map(|c| ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                image_id: c.image_id.unwrap_or_default(),
+                state: state_of(c.state),
+                created: from_unix(c.created.unwrap_or(0)),
+                labels: to_btree(c.labels),
+                finished_at: None,
+            })
+            .collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerDetails>, DockerError> {
+        let inspect = self
+            .docker("GET /containers/{id}/json")?
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
+        Ok(self.absent_on_404(inspect)?.map(|c| ContainerDetails {
+            image_id: c.image,
+            finished_at: c
+                .state
+                .and_then(|s| s.finished_at)
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                // The engine reports "0001-01-01T00:00:00Z" for never.
+                .filter(|t| t.timestamp() > 0),
+        }))
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError> {
+        let inspect = self
+            .docker("GET /images/{name}/json")?
+            .inspect_image(reference)
+            .await;
+        Ok(self.absent_on_404(inspect)?.and_then(|i| {
+            Some(ImageDetails {
+                id: i.id?,
+                repo_tags: real_tags(i.repo_tags.unwrap_or_default()),
+            })
+        }))
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
+        // Never force; let the engine prune untagged parents as `docker rmi` does.
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..Default::default()
+        };
+        self.docker("DELETE /images/{name}")?
+            .remove_image(reference, Some(options), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_err(e))
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptions {
+            force: false,
+            v: false,
+            link: false,
+        };
+        self.docker("DELETE /containers/{id}")?
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| self.map_err(e))
+    }
+
+    async fn list_dangling_volumes(&self) -> Result<Vec<VolumeInfo>, DockerError> {
+        let filters = HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
+        let options = ListVolumesOptions {
+            filters: Some(filters),
+        };
+        let list = self
+            .docker("GET /volumes")?
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeInfo {
+                name: v.name,
+                labels: v.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        self.docker("DELETE /volumes/{name}")?
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+            .map_err(|e| self.map_err(e))
+    }
+
+    async fn prune_build_cache(&self, older_than: Duration) -> Result<u64, DockerError> {
+        let filters = HashMap::from([(
+            "until".to_owned(),
+            vec![format!("{}s", older_than.as_secs())],
+        )]);
+        let options = PruneBuildOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let response = self
+            .docker("POST /build/prune")?
+            .prune_build(Some(options))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(u64::try_from(response.space_reclaimed.unwrap_or(0)).unwrap_or(0))
+    }
+
+    fn events(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> BoxStream<'static, Result<DockerEvent, DockerError>> {
+        let docker = match self.docker("GET /events") {
+            Ok(docker) => docker,
+            Err(e) => return stream::once(async move { Err(e) }).boxed(),
+        };
+        let filters = HashMap::from([
+            (
+                "type".to_owned(),
+                vec!["container".to_owned(), "image".to_owned()],
+            ),
+            (
+                "event".to_owned(),
+                EventAction::TRACKED
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+            ),
+        ]);
+        let options = EventsOptions {
+            since: since.map(|t| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())),
+            until: None,
+            filters: Some(filters),
+        };
+        let host = self.host.clone();
+        docker
+            .events(Some(options))
+            .map(move |item| item.map(convert_event).map_err(|e| classify(&host, e)))
+            .boxed()
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dangling_placeholder_tags_are_no_tags() {
+        assert_eq!(
+            real_tags(["<none>:<none>".to_owned(), "app:1".to_owned()]),
+            vec!["app:1".to_owned()]
+        );
+    }
+
+    #[test]
+    fn events_keep_the_engine_time_or_none() {
+        let message = EventMessage {
+            typ: Some(EventMessageTypeEnum::IMAGE),
+            action: Some("untag".to_owned()),
+            time_nano: Some(1_700_000_000_123_000_000),
+            ..Default::default()
+        };
+        let event = convert_event(message);
+        assert_eq!(event.scope, EventScope::Image);
+        assert_eq!(event.action, EventAction::Untag);
+        assert_eq!(
+            event.time,
+            Some(Utc.timestamp_nanos(1_700_000_000_123_000_000))
+        );
+        let event = convert_event(EventMessage {
+            action: Some("exec_start".to_owned()),
+            ..Default::default()
+        });
+        assert_eq!(event.time, None);
+        assert_eq!(event.action, EventAction::Other("exec_start".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn calls_before_connect_are_unreachable() {
+        let engine = BollardEngine::new("unix:///nonexistent.sock".to_owned());
+        let err = engine.list_images().await.unwrap_err();
+        assert!(
+            matches!(err, DockerError::Unreachable { ref host, .. } if host == "unix:///nonexistent.sock"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! The disk port: how full a filesystem is (bytes and inodes). `gc` measures
+//! Docker's root directory through it, and so does the daemon's disk-pressure check,
+//! so both act on the same figure. The adapter is `crate::adapters::statvfs`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::value::Watermark;
+
+/// Usage of one filesystem: bytes and inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FsUsage {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub total_inodes: u64,
+    pub used_inodes: u64,
+}
+
+impl FsUsage {
+    /// Share of bytes in use (0..1).
+    pub fn bytes_ratio(&self) -> f64 {
+        if self.total_bytes == 0 {
+            0.0
+        } else {
+            self.used_bytes as f64 / self.total_bytes as f64
+        }
+    }
+
+    /// Is usage above `mark`? Percentages apply to bytes and to inodes; a size
+    /// mark is about bytes only.
+    pub fn above(&self, mark: &Watermark) -> bool {
+        mark.exceeded_by(self.used_bytes, self.total_bytes)
+            || matches!(mark, Watermark::Percent(_))
+                && mark.exceeded_by(self.used_inodes, self.total_inodes)
+    }
+}
+
+/// A filesystem that could not be measured.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot measure the filesystem at {} (statvfs: {source})", path.display())]
+pub struct DiskError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Measures filesystems. Blocking but quick (one syscall).
+pub trait Disk: Send + Sync {
+    /// Usage of the filesystem holding `path`.
+    fn usage(&self, path: &Path) -> Result<FsUsage, DiskError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(used: u64, cap: u64, iu: u64, ic: u64) -> FsUsage {
+        FsUsage {
+            used_bytes: used,
+            total_bytes: cap,
+            used_inodes: iu,
+            total_inodes: ic,
+        }
+    }
+
+    #[test]
+    fn above_counts_bytes_and_inodes_for_percentages() {
+        let high = Watermark::Percent(85.0);
+        assert!(!usage(80, 100, 10, 100).above(&high));
+        assert!(usage(86, 100, 10, 100).above(&high));
+        assert!(usage(10, 100, 90, 100).above(&high), "inodes exhausted");
+        let bytes = Watermark::Bytes(50);
+        assert!(usage(51, 100, 0, 0).above(&bytes));
+        assert!(
+            !usage(50, 100, 99, 100).above(&bytes),
+            "a size mark is about bytes"
+        );
+    }
+
+    #[test]
+    fn bytes_ratio_of_an_empty_filesystem_is_zero() {
+        assert_eq!(usage(0, 0, 0, 0).bytes_ratio(), 0.0);
+        assert_eq!(usage(1, 4, 0, 0).bytes_ratio(), 0.25);
+    }
+}
