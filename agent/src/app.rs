@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::bootstrap::settings::Settings as BootstrapSettings;
 use crate::bootstrap::BootstrapError;
 use crate::cli::{CheckCommand, Cli, Command, OutputFormat};
-use crate::telemetry::{LogFormat, LogLevel};
 use crate::config::layer::Layered;
 use crate::config::{ConfigError, Loaded};
 use crate::daemon::jobs::{AuthOutcome, EcrOutcome, GcMode, GcOutcome, JobError, Jobs};
@@ -27,33 +26,29 @@ use crate::exit::Status;
 use crate::image_gc::{GcError, GcSettings};
 use crate::ports::Clock as _;
 
-/// Options every command shares.
+/// Where the adapters connect and where the config came from: the global flags the
+/// composition root needs (logging was set up by `main`).
 #[derive(Debug, Clone)]
-pub struct Globals {
-    pub region: Option<String>,
-    pub docker_host: Option<String>,
+struct Endpoints {
+    region: Option<String>,
+    docker_host: Option<String>,
     /// `--config` as given (the daemon re-reads it on SIGHUP).
-    pub config_path: Option<PathBuf>,
-    /// `--log-level`/`--log-format` (the daemon sets up its own logging: journald or stderr).
-    pub log_level: LogLevel,
-    pub log_format: LogFormat,
+    config_path: Option<PathBuf>,
 }
 
-impl Globals {
-    pub fn from_cli(cli: &Cli) -> Self {
+impl Endpoints {
+    fn from_cli(cli: &Cli) -> Self {
         Self {
             region: cli.region.clone(),
             docker_host: cli.docker_host.clone(),
             config_path: cli.config.clone(),
-            log_level: cli.log_level.unwrap_or(LogLevel::Info),
-            log_format: cli.log_format.unwrap_or(LogFormat::Text),
         }
     }
 }
 
 /// Run the command the user asked for.
 pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
-    let globals = Globals::from_cli(&cli);
+    let globals = Endpoints::from_cli(&cli);
     let text = &loaded.text;
     let file = &loaded.file;
     match &cli.command {
@@ -63,7 +58,11 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
                     .map_err(|e| loaded.invalid(e))?;
             let report =
                 bootstrap(&globals, &settings, cmd.dry_run, &CancellationToken::new()).await?;
-            crate::bootstrap::report::render(&report, cmd.output, &mut std::io::stdout().lock())?;
+            let mut out = std::io::stdout().lock();
+            match cmd.output {
+                OutputFormat::Json => report.write_json(&mut out)?,
+                OutputFormat::Text => report.write_text(&mut out)?,
+            }
             Ok(Status::Ok)
         }
         Command::Gc(cmd) => {
@@ -106,12 +105,12 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
 /// Bootstrap on AWS: the adapters are built only when a source needs them (so a
 /// `--cluster`-only run never waits for IMDS), within the `--timeout` budget.
 async fn bootstrap(
-    globals: &Globals,
+    globals: &Endpoints,
     settings: &BootstrapSettings,
     dry_run: bool,
     cancel: &CancellationToken,
 ) -> Result<crate::bootstrap::Report, BootstrapError> {
-    use crate::adapters::secrets::{AwsSecrets, NotConnected};
+    use crate::adapters::aws::secrets::{AwsSecrets, NotConnected};
     let deadline = Instant::now() + settings.timeout;
     if !settings.needs_aws() {
         let none = NotConnected;
@@ -133,7 +132,7 @@ async fn bootstrap(
 /// One gc pass on this host's engine (the negotiated API version) and filesystem,
 /// planned for the system clock's `now`.
 async fn gc(
-    globals: &Globals,
+    globals: &Endpoints,
     settings: &GcSettings,
     cancel: &CancellationToken,
 ) -> Result<crate::image_gc::Report, GcError> {
@@ -143,16 +142,23 @@ async fn gc(
         .await
         .map_err(GcError::Connect)?;
     let now = crate::adapters::clock::SystemClock.now();
-    crate::image_gc::run(settings, &docker, &crate::adapters::statvfs::Statvfs, now, cancel).await
+    crate::image_gc::run(
+        settings,
+        &docker,
+        &crate::adapters::statvfs::Statvfs,
+        now,
+        cancel,
+    )
+    .await
 }
 
 /// One ecr-prune pass on AWS, planned for the system clock's `now`.
 async fn ecr_prune(
-    globals: &Globals,
+    globals: &Endpoints,
     settings: &EcrSettings,
     cancel: &CancellationToken,
 ) -> Result<crate::ecr_prune::report::Report, crate::ecr_prune::EcrError> {
-    let (ecr, ecs) = crate::adapters::ecr::clients(globals.region.as_deref()).await;
+    let (ecr, ecs) = crate::adapters::aws::ecr::clients(globals.region.as_deref()).await;
     let now = crate::adapters::clock::SystemClock.now();
     crate::ecr_prune::run(settings, ecr.as_ref(), ecs.as_ref(), now, cancel).await
 }
@@ -160,7 +166,7 @@ async fn ecr_prune(
 /// `shipshape daemon`: resolve, build the adapters, install the signal handlers (here,
 /// inside the runtime and only for the daemon: a handler replaces the default action),
 /// run the core until SIGTERM.
-async fn daemon(globals: &Globals, loaded: &Loaded) -> Result<Status, DaemonError> {
+async fn daemon(globals: &Endpoints, loaded: &Loaded) -> Result<Status, DaemonError> {
     let config = daemon_config(globals, loaded).map_err(|e| DaemonError::Config(e.to_string()))?;
     let signals = crate::shutdown::install().map_err(DaemonError::Signals)?;
     let docker_host = crate::adapters::bollard::resolve_host(globals.docker_host.as_deref());
@@ -216,7 +222,7 @@ fn resolve_daemon(loaded: &Loaded) -> Result<(JobSections, DaemonSettings), Conf
 }
 
 /// The daemon's settings and its jobs wired for one configuration.
-fn daemon_config(globals: &Globals, loaded: &Loaded) -> Result<DaemonConfig, ConfigError> {
+fn daemon_config(globals: &Endpoints, loaded: &Loaded) -> Result<DaemonConfig, ConfigError> {
     let (sections, settings) = resolve_daemon(loaded)?;
     let jobs = Arc::new(CoreJobs {
         globals: globals.clone(),
@@ -228,7 +234,7 @@ fn daemon_config(globals: &Globals, loaded: &Loaded) -> Result<DaemonConfig, Con
 
 /// Re-reads `--config` (or the default file) on SIGHUP.
 struct ConfigFileReloader {
-    globals: Globals,
+    globals: Endpoints,
 }
 
 impl Reloader for ConfigFileReloader {
@@ -244,7 +250,7 @@ impl Reloader for ConfigFileReloader {
 /// The daemon's jobs: each one core pass with its adapters and this configuration's
 /// resolved sections.
 struct CoreJobs {
-    globals: Globals,
+    globals: Endpoints,
     sections: JobSections,
     /// The daemon's state file: gc reads last use from it.
     state: PathBuf,
@@ -276,7 +282,11 @@ impl Jobs for CoreJobs {
         apply: bool,
         cancel: CancellationToken,
     ) -> Result<EcrOutcome, JobError> {
-        let mut settings = self.sections.ecr.clone().unwrap_or_else(EcrSettings::defaults);
+        let mut settings = self
+            .sections
+            .ecr
+            .clone()
+            .unwrap_or_else(EcrSettings::defaults);
         settings.apply |= apply;
         let s = ecr_prune(&self.globals, &settings, &cancel)
             .await

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bootstrap::settings::BootstrapOptions;
-use crate::telemetry::{LogFormat, LogLevel};
 use crate::ecr_prune::settings::EcrOptions;
 use crate::image_gc::settings::GcOptions;
+use crate::telemetry::{LogFormat, LogLevel};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 use shipshape::cli::Cli;
-use shipshape::telemetry::{LogFormat, LogLevel};
 use shipshape::error::Error;
 use shipshape::exit::EXIT_USAGE;
 use shipshape::telemetry::LogTarget;
+use shipshape::telemetry::{LogFormat, LogLevel};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -70,3 +70,26 @@ pub fn ok(out: &Output, what: &str) {
         out.code, out.stdout, out.stderr
     );
 }
+
+/// Every `.rs` file below `dir`, sorted, with its path relative to `dir`.
+pub fn rs_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path
+                    .strip_prefix(dir)
+                    .expect("below dir")
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -4,7 +4,4 @@
 pub mod aws;
 pub mod bollard;
 pub mod clock;
-pub mod ecr;
-pub mod ecs;
-pub mod secrets;
 pub mod statvfs;

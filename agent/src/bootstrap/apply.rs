@@ -92,7 +92,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ecs.config");
         assert!(write_if_changed(&p, None, b"A=1\n", 0o755).unwrap());
-        let old = SystemTime::now() - Duration::from_secs(3600);
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         fs::File::options()
             .write(true)
             .open(&p)

@@ -20,9 +20,9 @@ use crate::ports::secrets::{ObjectStore, SecretSource};
 pub use error::BootstrapError;
 use plan::{managed_entries, Plan};
 pub use report::{DockerConfigReport, DroppedLine, Report};
-use settings::Settings;
 #[cfg(test)]
 use settings::BootstrapOptions;
+use settings::Settings;
 use snapshot::Snapshot;
 
 /// Fetch every source, plan both files and (unless `dry_run`) write them. Nothing

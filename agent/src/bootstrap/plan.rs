@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::auth::{self, render_auth_data, AuthMap};
 use super::ecs_config::{self, merge, Entry};
+use super::settings::AuthType;
 use super::settings::Settings;
 use super::BootstrapError;
-use super::settings::AuthType;
 
 /// A file's current content (None: it does not exist) and the content it should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +183,10 @@ mod tests {
     fn managed_entry_order_and_precedence() {
         let s = settings(BootstrapOptions {
             cluster: Some("prod".into()),
-            set: vec!["ECS_LOGLEVEL=debug".parse().unwrap(), "ECS_CLUSTER=ignored".parse().unwrap()],
+            set: vec![
+                "ECS_LOGLEVEL=debug".parse().unwrap(),
+                "ECS_CLUSTER=ignored".parse().unwrap(),
+            ],
             ..Default::default()
         });
         let frag = vec![entry("ECS_LOGLEVEL", "info"), entry("ECS_X", "1")];

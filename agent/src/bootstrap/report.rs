@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use super::ecs_config::line_key;
 use super::plan::Plan;
-use crate::cli::OutputFormat;
-use crate::config::is_secret_key;
+use crate::config::value::is_secret_key;
 
 /// The report of one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,15 +95,23 @@ pub fn redacted(bytes: &[u8], registries: usize) -> String {
     out
 }
 
-/// Print the report as `--output` asks: pretty JSON, or the text lines (a dry run
-/// prints the redacted file and logs a summary line).
-pub fn render(report: &Report, format: OutputFormat, out: &mut dyn Write) -> io::Result<()> {
-    match format {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, report).map_err(io::Error::from)?;
-            writeln!(out)?;
-        }
-        OutputFormat::Text if report.dry_run => {
+impl Report {
+    /// `--output json`: the report, pretty-printed.
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self).map_err(io::Error::from)?;
+        writeln!(out)
+    }
+
+    /// `--output text`: a dry run prints the redacted file (and logs a summary
+    /// line); a real run one line per file written.
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        write_text(self, out)
+    }
+}
+
+fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    match report.dry_run {
+        true => {
             write!(out, "{}", report.content.as_deref().unwrap_or_default())?;
             let verb = if report.changed {
                 "would be updated"
@@ -113,7 +120,7 @@ pub fn render(report: &Report, format: OutputFormat, out: &mut dyn Write) -> io:
             };
             tracing::info!(path = %report.path.display(), "dry run: ecs.config {verb}, nothing written");
         }
-        OutputFormat::Text => {
+        false => {
             let verb = if report.changed {
                 "updated"
             } else {
@@ -170,9 +177,18 @@ mod tests {
         }
     }
 
-    fn rendered(report: &Report, format: OutputFormat) -> String {
+    #[derive(Clone, Copy)]
+    enum Format {
+        Json,
+        Text,
+    }
+
+    fn rendered(report: &Report, format: Format) -> String {
         let mut out = Vec::new();
-        render(report, format, &mut out).unwrap();
+        match format {
+            Format::Json => report.write_json(&mut out).unwrap(),
+            Format::Text => report.write_text(&mut out).unwrap(),
+        }
         String::from_utf8(out).unwrap()
     }
 
@@ -205,14 +221,14 @@ mod tests {
   }
 }
 "#;
-        assert_eq!(rendered(&sample(false), OutputFormat::Json), want);
+        assert_eq!(rendered(&sample(false), Format::Json), want);
     }
 
     #[test]
     fn dry_run_json_adds_the_redacted_content_and_null_docker_config() {
         let mut r = sample(true);
         r.docker_config = None;
-        let v: serde_json::Value = serde_json::from_str(&rendered(&r, OutputFormat::Json)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rendered(&r, Format::Json)).unwrap();
         assert_eq!(v["dry_run"], true);
         assert_eq!(v["docker_config"], serde_json::Value::Null);
         assert_eq!(
@@ -224,7 +240,7 @@ mod tests {
     #[test]
     fn text_is_one_line_per_file() {
         assert_eq!(
-            rendered(&sample(false), OutputFormat::Text),
+            rendered(&sample(false), Format::Text),
             "ecs.config /etc/ecs/ecs.config updated (3 keys, 1 registries)\n\
              docker config /root/.docker/config.json unchanged (1 registries)\n"
         );
@@ -232,7 +248,7 @@ mod tests {
         r.changed = false;
         r.docker_config = None;
         assert_eq!(
-            rendered(&r, OutputFormat::Text),
+            rendered(&r, Format::Text),
             "ecs.config /etc/ecs/ecs.config unchanged (3 keys, 1 registries)\n"
         );
     }
@@ -240,7 +256,7 @@ mod tests {
     #[test]
     fn dry_run_text_is_the_redacted_file() {
         assert_eq!(
-            rendered(&sample(true), OutputFormat::Text),
+            rendered(&sample(true), Format::Text),
             "ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA=<redacted: 1 registries>\n"
         );
     }

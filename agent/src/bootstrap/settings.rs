@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::auth::normalize_registry;
 use super::ecs_config::{validate, EntryError};
 use crate::config::layer::{Invalid, Key, Layered};
+use crate::config::value::is_secret_key;
 use crate::config::value::{
     key_value_table, ser_duration, with_default, HumanDuration, KeyValue, S3Location,
 };
-use crate::config::is_secret_key;
 
 pub const DEFAULT_ECS_CONFIG: &str = "/etc/ecs/ecs.config";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -140,9 +140,11 @@ impl Settings {
                 .map(|kv| (from_flag, kv.clone()))
                 .collect::<Vec<_>>()
         };
-        for (from_flag, kv) in tagged(false, &file.set).into_iter().chain(tagged(true, &flags.set)) {
-            check_set_entry(&kv.key, &kv.value)
-                .map_err(|m| l.invalid(SET, from_flag, true, m))?;
+        for (from_flag, kv) in tagged(false, &file.set)
+            .into_iter()
+            .chain(tagged(true, &flags.set))
+        {
+            check_set_entry(&kv.key, &kv.value).map_err(|m| l.invalid(SET, from_flag, true, m))?;
             upsert(&mut set, kv.key, kv.value);
         }
 
@@ -174,9 +176,17 @@ impl Settings {
             auth_secrets.push(id.to_owned());
         }
 
-        let timeout = flags.timeout.or(file.timeout).map_or(DEFAULT_TIMEOUT, |d| d.0);
+        let timeout = flags
+            .timeout
+            .or(file.timeout)
+            .map_or(DEFAULT_TIMEOUT, |d| d.0);
         if timeout.is_zero() {
-            return Err(l.invalid(TIMEOUT, flags.timeout.is_some(), true, "must be more than 0s"));
+            return Err(l.invalid(
+                TIMEOUT,
+                flags.timeout.is_some(),
+                true,
+                "must be more than 0s",
+            ));
         }
 
         Ok(Self {
@@ -190,7 +200,10 @@ impl Settings {
             registry_secrets,
             auth_secrets,
             from_s3: file.from_s3.iter().chain(&flags.from_s3).cloned().collect(),
-            auth_type: flags.auth_type.or(file.auth_type).unwrap_or(DEFAULT_AUTH_TYPE),
+            auth_type: flags
+                .auth_type
+                .or(file.auth_type)
+                .unwrap_or(DEFAULT_AUTH_TYPE),
             docker_config: flags
                 .docker_config
                 .clone()
@@ -211,15 +224,23 @@ impl Settings {
         let flags = Flags::try_parse_from(std::iter::once("bootstrap").chain(args.iter().copied()))
             .expect("flags parse")
             .options;
-        Self::resolve(Layered::new(&flags, &BootstrapOptions::default(), &Default::default()))
-            .expect("valid flags")
+        Self::resolve(Layered::new(
+            &flags,
+            &BootstrapOptions::default(),
+            &Default::default(),
+        ))
+        .expect("valid flags")
     }
 
     /// Settings from these options as flags alone (tests of the areas that use them).
     #[cfg(test)]
     pub(crate) fn from_options(flags: &BootstrapOptions) -> Self {
-        Self::resolve(Layered::new(flags, &BootstrapOptions::default(), &Default::default()))
-            .expect("valid options")
+        Self::resolve(Layered::new(
+            flags,
+            &BootstrapOptions::default(),
+            &Default::default(),
+        ))
+        .expect("valid options")
     }
 
     /// Whether any source needs AWS.
@@ -345,7 +366,9 @@ mod tests {
     #[test]
     fn set_without_equals_does_not_echo_value() {
         let err = try_flags(&["--set", "some secret value"]).unwrap_err();
-        let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        let source = std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(!source.contains("secret value"), "{source}");
     }
 
@@ -377,7 +400,13 @@ mod tests {
         let s = resolve(&["--from-s3", "s3://my-config/ecs/base.config"], "").unwrap();
         assert_eq!(s.from_s3[0].bucket, "my-config");
         assert_eq!(s.from_s3[0].key, "ecs/base.config");
-        for bad in ["my-config/x", "s3://bucket", "s3:///k", "s3://b/", "https://b/k"] {
+        for bad in [
+            "my-config/x",
+            "s3://bucket",
+            "s3:///k",
+            "s3://b/",
+            "https://b/k",
+        ] {
             assert!(try_flags(&["--from-s3", bad]).is_err(), "{bad}");
         }
     }

@@ -245,7 +245,6 @@ mod tests {
     use crate::bootstrap::auth::DOCKER_HUB;
     use crate::testing::secrets::{FakeSecrets, FakeStore};
 
-
     /// `--registry-secret ghcr.io=id`, nothing else.
     fn ghcr_from_secret_id() -> Settings {
         Settings::from_flags(&["--registry-secret", "ghcr.io=id"])

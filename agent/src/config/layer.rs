@@ -52,7 +52,9 @@ impl Key {
 pub enum Origin {
     Flag,
     /// The config file, with the line of the key when it could be found.
-    File { line: Option<usize> },
+    File {
+        line: Option<usize>,
+    },
     Default,
 }
 
@@ -188,7 +190,10 @@ mod tests {
             origin: Origin::File { line: Some(3) },
             ..e
         };
-        assert_eq!(e.to_string(), "invalid gc.min_age (--min-age) at line 3: bad");
+        assert_eq!(
+            e.to_string(),
+            "invalid gc.min_age (--min-age) at line 3: bad"
+        );
         let e = Invalid {
             key: Key::file_only("gc", "concurrency"),
             origin: Origin::Default,

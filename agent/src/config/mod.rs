@@ -146,14 +146,6 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     None
 }
 
-/// Keys in `set`-style maps whose values are redacted when shown.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    ["AUTH", "PASSWORD", "SECRET", "TOKEN", "CREDENTIAL"]
-        .iter()
-        .any(|s| k.contains(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,7 +85,6 @@ impl fmt::Display for Watermark {
     }
 }
 
-
 /// Values that are written as text in flags and in the file: one `FromStr` serves clap,
 /// serde and `check` (which shows them back with `Display`).
 macro_rules! text_value {
@@ -301,6 +300,14 @@ pub fn key_value_table<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>,
         .collect())
 }
 
+/// Keys in `set`-style maps whose values are redacted when shown.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    ["AUTH", "PASSWORD", "SECRET", "TOKEN", "CREDENTIAL"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
 /// `[default: …]` help text built from the default value itself, so the default is
 /// written once and `--help` cannot drift from it.
 pub fn with_default(help: &str, default: impl fmt::Display) -> String {
@@ -346,7 +353,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"1h 30m\"");
         let kv: KeyValue = "A=b=c".parse().unwrap();
         assert_eq!((kv.key.as_str(), kv.value.as_str()), ("A", "b=c"));
-        assert!(!"hunter2".parse::<KeyValue>().unwrap_err().contains("hunter2"));
+        assert!(!"hunter2"
+            .parse::<KeyValue>()
+            .unwrap_err()
+            .contains("hunter2"));
     }
 
     #[test]

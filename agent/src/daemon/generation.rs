@@ -17,9 +17,9 @@ use super::notify::StatusBoard;
 use super::scheduler::{JobGuards, JobLoop, JobRunner};
 use super::settings::{DaemonSettings, JobKind};
 use super::Config;
+use crate::config::value::format_duration;
 use crate::last_use::StateStore;
 use crate::ports::Clock;
-use crate::config::value::format_duration;
 
 /// What every generation shares: the long-lived pieces of the daemon.
 pub struct Shared {

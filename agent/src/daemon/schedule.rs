@@ -139,7 +139,6 @@ fn crontab_weekday_item(item: &str) -> Result<String, String> {
     }
 }
 
-
 /// The first instant of `schedule` strictly after `after`.
 pub fn next_fire(schedule: &cron::Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     schedule.after(&after).next()
@@ -169,7 +168,6 @@ pub fn next_due(
         Some(candidate)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -208,7 +206,6 @@ mod tests {
             );
         }
     }
-
 
     fn next(expr: &str, after: DateTime<Utc>) -> DateTime<Utc> {
         parse_schedule(expr).unwrap().after(&after).next().unwrap()

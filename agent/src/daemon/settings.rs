@@ -79,9 +79,9 @@ impl FromStr for ListenAddr {
         if let Ok(port) = t.trim_start_matches(':').parse::<u16>() {
             return Ok(Self(SocketAddr::new(LOOPBACK, port)));
         }
-        t.parse::<SocketAddr>().map(Self).map_err(|_| {
-            format!("{t:?} is not an address; use e.g. \"127.0.0.1:9101\" or a port")
-        })
+        t.parse::<SocketAddr>()
+            .map(Self)
+            .map_err(|_| format!("{t:?} is not an address; use e.g. \"127.0.0.1:9101\" or a port"))
     }
 }
 
@@ -228,7 +228,11 @@ impl DaemonSettings {
         let positive = |name: &'static str, value: Option<HumanDuration>, default: Duration| {
             let d = value.map_or(default, |d| d.0);
             if d.is_zero() {
-                return Err(invalid(text, key("daemon", name), "must be greater than zero"));
+                return Err(invalid(
+                    text,
+                    key("daemon", name),
+                    "must be greater than zero",
+                ));
             }
             Ok(d)
         };

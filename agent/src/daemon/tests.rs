@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::testing::docker::{full_id, image, FakeDisk, FakeDocker};
 use super::fakes::{FakeJobs, JobLog, ScriptedReloader, TokioClock};
 use super::jobs::GcMode;
 use super::schedule::parse_schedule;
@@ -20,6 +19,7 @@ use super::settings::{DaemonSettings, JobKind, JobSettings};
 use super::{run, Config, DaemonDeps, DaemonError};
 use crate::exit::Status;
 use crate::last_use::LastUseState;
+use crate::testing::docker::{full_id, image, FakeDisk, FakeDocker};
 
 fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 4, 10, 0, 30).unwrap()

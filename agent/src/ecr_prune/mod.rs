@@ -38,9 +38,7 @@ pub enum EcrError {
 impl EcrError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::ListRepositories(_) | Self::Ecs(_) | Self::Output(_) => {
-                crate::exit::EXIT_RUNTIME
-            }
+            Self::ListRepositories(_) | Self::Ecs(_) | Self::Output(_) => crate::exit::EXIT_RUNTIME,
         }
     }
 }

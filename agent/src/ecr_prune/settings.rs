@@ -167,7 +167,12 @@ fn load_rules(l: &Layered<'_, EcrOptions>) -> Result<(Rules, String), Invalid> {
         .or(file.expire_untagged_after)
         .map(|d| d.0);
     if keep_last == Some(0) {
-        return Err(l.invalid(KEEP_LAST, flags.keep_last.is_some(), true, "must be at least 1"));
+        return Err(l.invalid(
+            KEEP_LAST,
+            flags.keep_last.is_some(),
+            true,
+            "must be at least 1",
+        ));
     }
     if keep_last.is_none() && untagged.is_none() {
         return Ok((base, origin));
@@ -199,9 +204,10 @@ impl Settings {
         let repository_set = if repository.is_empty() {
             None
         } else {
-            Some(glob_set(&repository).map_err(|m| {
-                l.invalid(REPOSITORY, !flags.repository.is_empty(), true, m)
-            })?)
+            Some(
+                glob_set(&repository)
+                    .map_err(|m| l.invalid(REPOSITORY, !flags.repository.is_empty(), true, m))?,
+            )
         };
         let clusters = list(&flags.protect_ecs_cluster, &file.protect_ecs_cluster).to_vec();
         let protect_ecs_cluster = if clusters.is_empty() || clusters.iter().any(|c| c == "all") {
@@ -370,7 +376,10 @@ mod tests {
     #[test]
     fn zero_concurrency_is_refused_with_its_line() {
         let e = resolve(&[], "[ecr]\n\nconcurrency = 0\n").unwrap_err();
-        assert_eq!((e.key, e.origin), (CONCURRENCY, Origin::File { line: Some(3) }));
+        assert_eq!(
+            (e.key, e.origin),
+            (CONCURRENCY, Origin::File { line: Some(3) })
+        );
     }
 
     #[test]

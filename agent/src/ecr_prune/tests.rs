@@ -2,19 +2,23 @@
 //! quota mode, failures of the account-wide reads, and cancellation.
 
 use super::*;
-use crate::ecr_prune::settings::EcrOptions;
 use crate::ecr_prune::executor::ImageOutcome;
 use crate::ecr_prune::planner::Refusal;
 use crate::ecr_prune::report::RepoError;
 use crate::ecr_prune::rules::Action;
+use crate::ecr_prune::settings::EcrOptions;
 use crate::ports::ecr::EcrImage;
 use crate::ports::ecs::TaskImages;
 use crate::testing::ecr::{image_ago, now, service, FakeEcr, FakeEcs};
 
 fn settings(flags: EcrOptions) -> Settings {
     let file = EcrOptions::default();
-    Settings::resolve(crate::config::layer::Layered::new(&flags, &file, &Default::default()))
-        .expect("valid")
+    Settings::resolve(crate::config::layer::Layered::new(
+        &flags,
+        &file,
+        &Default::default(),
+    ))
+    .expect("valid")
 }
 
 fn many(n: usize) -> Vec<EcrImage> {

@@ -5,12 +5,12 @@
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::config::value::Watermark;
 use crate::image_gc::planner::plan;
 use crate::image_gc::policy::{DiskWatermarks, Policy};
 use crate::image_gc::snapshot::Snapshot;
 use crate::ports::docker::ContainerState;
 use crate::testing::docker::{container, full_id, image, now, FakeDocker};
-use crate::config::value::Watermark;
 
 fn options(concurrency: usize) -> ExecOptions {
     ExecOptions {

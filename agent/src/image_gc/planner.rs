@@ -19,9 +19,9 @@ use chrono::{DateTime, Utc};
 use super::policy::{short_id, Policy};
 use super::reason::{ContainerReason, ImageReason, VolumeReason};
 use super::snapshot::Snapshot;
+use crate::config::value::Watermark;
 use crate::ports::disk::FsUsage;
 use crate::ports::docker::ImageInfo;
-use crate::config::value::Watermark;
 
 /// Delete or keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

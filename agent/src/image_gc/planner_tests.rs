@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::*;
+use crate::config::value::Watermark;
 use crate::image_gc::policy::{DiskWatermarks, ExcludeSet, Policy};
 use crate::ports::disk::FsUsage;
 use crate::ports::docker::{ContainerInfo, ContainerState, VolumeInfo};
 use crate::testing::docker::{container, full_id, hours_ago, image, now};
-use crate::config::value::Watermark;
 
 const GIB: u64 = 1 << 30;
 const HOUR: Duration = Duration::from_secs(3600);

@@ -7,9 +7,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::value::{format_duration, Watermark};
 use crate::ports::disk::DiskError;
 use crate::ports::docker::{ContainerState, DockerError};
-use crate::config::value::{format_duration, Watermark};
 
 /// Why an image is deleted or kept.
 #[derive(Debug, Clone, PartialEq)]

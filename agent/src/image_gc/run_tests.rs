@@ -3,9 +3,9 @@
 //! snapshot failures that end a pass.
 
 use super::*;
-use crate::image_gc::settings::GcOptions;
 use crate::image_gc::planner::Action;
 use crate::image_gc::reason::{ImageReason, Outcome};
+use crate::image_gc::settings::GcOptions;
 use crate::ports::docker::ContainerState;
 use crate::testing::docker::{container, full_id, image, now, FakeDocker, FAKE_ROOT_DIR};
 

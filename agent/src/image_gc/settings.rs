@@ -168,11 +168,13 @@ impl GcSettings {
             ));
         }
         let mut exclude = list(&flags.exclude, &file.exclude).to_vec();
-        let exclude_file = flags.exclude_file.clone().or_else(|| file.exclude_file.clone());
+        let exclude_file = flags
+            .exclude_file
+            .clone()
+            .or_else(|| file.exclude_file.clone());
         if let Some(path) = &exclude_file {
-            let lines = read_exclude_file(path).map_err(|m| {
-                l.invalid(EXCLUDE_FILE, flags.exclude_file.is_some(), true, m)
-            })?;
+            let lines = read_exclude_file(path)
+                .map_err(|m| l.invalid(EXCLUDE_FILE, flags.exclude_file.is_some(), true, m))?;
             exclude.extend(lines);
         }
         let excludes = ExcludeSet::new(&exclude).map_err(|e| {
@@ -337,7 +339,10 @@ mod tests {
         use clap::CommandFactory;
         let help = Flags::command().render_long_help().to_string();
         assert!(help.contains("[default: 1h]"), "{help}");
-        assert!(help.contains("[default: /var/lib/shipshape/state.json]"), "{help}");
+        assert!(
+            help.contains("[default: /var/lib/shipshape/state.json]"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use shipshape_tests::bin::run;
-use shipshape_tests::tools::{ok, read, repo};
+use shipshape_tests::tools::{ok, read, repo, rs_files};
 use shipshape_tests::workspace_root;
 
 /// IAM action of an SDK operation, where it is not `prefix:PascalCase(op)`.
@@ -124,7 +124,7 @@ struct Call {
     file: String,
 }
 
-/// The SDK calls in `agent/src/adapters/*.rs`, as IAM actions.
+/// The SDK calls in `agent/src/adapters/**.rs`, as IAM actions.
 fn adapter_calls() -> Vec<Call> {
     let ops = sdk_operations();
     let exceptions: BTreeMap<(&str, &str), &str> = ACTION_EXCEPTIONS
@@ -132,18 +132,8 @@ fn adapter_calls() -> Vec<Call> {
         .map(|(s, o, a)| ((*s, *o), *a))
         .collect();
     let mut out = Vec::new();
-    let dir = repo("agent/src/adapters");
-    for entry in std::fs::read_dir(&dir).expect("read adapters dir") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
+    for (file, path) in rs_files(&repo("agent/src/adapters")) {
         let text = read(&path);
-        let file = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
         let mut by_op: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let calls = method_calls(&text);
         for (krate, crate_ops) in &ops {

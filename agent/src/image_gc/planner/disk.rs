@@ -4,11 +4,11 @@
 //! low water; the plan carries the estimate the image sizes suggest.
 
 use super::DiskPlan;
+use crate::config::value::Watermark;
 use crate::image_gc::policy::Policy;
 use crate::image_gc::reason::ImageReason;
 use crate::ports::disk::FsUsage;
 use crate::ports::docker::ImageInfo;
-use crate::config::value::Watermark;
 
 /// The cut through the candidate list.
 pub(super) struct Cut {

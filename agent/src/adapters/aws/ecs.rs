@@ -3,7 +3,7 @@
 //! file. Translation only: every deployment is returned with its status, and the core
 //! decides which ones protect an image.
 
-use super::aws::{api_error, standard_retry, CallLogger};
+use super::{api_error, standard_retry, CallLogger};
 use crate::ports::ecs::{ApiError, Deployment, DeploymentStatus, EcsApi, Service, TaskImages};
 
 /// ECS through the SDK.

@@ -17,7 +17,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
 
-use super::aws::{sdk_config, CallLogger};
+use super::{sdk_config, CallLogger};
 use crate::ports::secrets::{arn_region, FetchError, ObjectStore, SecretSource, SecretText};
 
 /// Per-attempt bounds; the caller's deadline bounds the total.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_sdk_ecr::types::ImageIdentifier;
 
-use super::aws::{api_error, sdk_config, standard_retry, time, CallLogger};
+use super::{api_error, sdk_config, standard_retry, time, CallLogger};
 use crate::ports::ecr::{ApiError, DeleteFailure, EcrApi, EcrImage, FailureCode, Repository};
 use crate::ports::ecs::EcsApi;
 

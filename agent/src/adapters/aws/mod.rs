@@ -2,6 +2,10 @@
 //! region from `--region`, the environment or IMDS, and `AWS_ENDPOINT_URL[_<SERVICE>]`
 //! honoured by the SDK itself (the tests point it at moto this way).
 
+pub mod ecr;
+pub mod ecs;
+pub mod secrets;
+
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
