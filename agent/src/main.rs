@@ -63,8 +63,7 @@ fn usage(e: &clap::Error) -> ExitCode {
     let reason = std::error::Error::source(e).map(ToString::to_string);
     let line = match (e.kind(), arg, reason) {
         (ErrorKind::ValueValidation, Some(arg), Some(reason)) => {
-            let flag = arg.split_whitespace().next().unwrap_or(&arg).to_owned();
-            format!("invalid {flag}: {reason}")
+            format!("invalid {arg}: {reason}")
         }
         _ => e
             .to_string()

@@ -285,7 +285,7 @@ impl FromStr for KeyValue {
                 key: key.to_owned(),
                 value: value.to_owned(),
             }),
-            None => Err("expected KEY=VALUE (no `=` found)".to_owned()),
+            None => Err("no `=` found".to_owned()),
         }
     }
 }
