@@ -8,10 +8,25 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::settings::AuthType;
+/// `ECS_ENGINE_AUTH_TYPE`: how registry credentials are encoded in ecs.config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    Docker,
+    Dockercfg,
+}
+
+impl std::fmt::Display for AuthType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Docker => "docker",
+            Self::Dockercfg => "dockercfg",
+        })
+    }
+}
 
 /// The one Docker Hub key both ecs-agent and the Docker CLI look up.
 pub const DOCKER_HUB: &str = "https://index.docker.io/v1/";

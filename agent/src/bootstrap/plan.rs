@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::auth::AuthType;
 use super::auth::{self, render_auth_data, AuthMap};
 use super::ecs_config::{self, merge, Entry};
-use super::settings::AuthType;
 use super::settings::Settings;
 use super::BootstrapError;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::auth::normalize_registry;
+use super::auth::{normalize_registry, AuthType};
 use super::ecs_config::{validate, EntryError};
 use crate::config::layer::{Invalid, Key, Layered};
 use crate::config::value::is_secret_key;
@@ -30,23 +30,6 @@ const SET: Key = Key::new(SECTION, "set");
 const REGISTRY_SECRET: Key = Key::new(SECTION, "registry_secret");
 const AUTH_SECRET: Key = Key::new(SECTION, "auth_secret");
 const TIMEOUT: Key = Key::new(SECTION, "timeout");
-
-/// `ECS_ENGINE_AUTH_TYPE`: how registry credentials are encoded in ecs.config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthType {
-    Docker,
-    Dockercfg,
-}
-
-impl std::fmt::Display for AuthType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Docker => "docker",
-            Self::Dockercfg => "dockercfg",
-        })
-    }
-}
 
 /// `[bootstrap]` in the file and the flags of `bootstrap`.
 #[derive(Debug, Default, Clone, PartialEq, clap::Args, Deserialize)]
