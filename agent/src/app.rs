@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::exit::Status;
 use crate::image_gc::{GcError, GcSettings};
 use crate::ports::Clock as _;
+use crate::shutdown::Signals;
 
 /// Where the adapters connect and where the config came from: the global flags the
 /// composition root needs (logging was set up by `main`).
@@ -46,8 +47,9 @@ impl Endpoints {
     }
 }
 
-/// Run the command the user asked for.
-pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
+/// Run the command the user asked for. `signals` are the daemon's (installed by
+/// `main`, for the daemon only).
+pub async fn run(cli: Cli, loaded: Loaded, signals: Option<Signals>) -> Result<Status, Error> {
     let globals = Endpoints::from_cli(&cli);
     let text = &loaded.text;
     let file = &loaded.file;
@@ -97,7 +99,12 @@ pub async fn run(cli: Cli, loaded: Loaded) -> Result<Status, Error> {
                 Status::Ok
             })
         }
-        Command::Daemon(_) => Ok(daemon(&globals, &loaded).await?),
+        Command::Daemon(_) => {
+            let signals = signals
+                .map_or_else(crate::shutdown::install, Ok)
+                .map_err(DaemonError::Signals)?;
+            Ok(daemon(&globals, &loaded, signals).await?)
+        }
         Command::Check(cmd) => check(&loaded, cmd),
     }
 }
@@ -163,12 +170,13 @@ async fn ecr_prune(
     crate::ecr_prune::run(settings, ecr.as_ref(), ecs.as_ref(), now, cancel).await
 }
 
-/// `shipshape daemon`: resolve, build the adapters, install the signal handlers (here,
-/// inside the runtime and only for the daemon: a handler replaces the default action),
-/// run the core until SIGTERM.
-async fn daemon(globals: &Endpoints, loaded: &Loaded) -> Result<Status, DaemonError> {
+/// `shipshape daemon`: resolve, build the adapters, run the core until SIGTERM.
+async fn daemon(
+    globals: &Endpoints,
+    loaded: &Loaded,
+    signals: Signals,
+) -> Result<Status, DaemonError> {
     let config = daemon_config(globals, loaded).map_err(|e| DaemonError::Config(e.to_string()))?;
-    let signals = crate::shutdown::install().map_err(DaemonError::Signals)?;
     let docker_host = crate::adapters::bollard::resolve_host(globals.docker_host.as_deref());
     let deps = DaemonDeps {
         docker: Arc::new(

@@ -18,10 +18,12 @@ fn main() -> ExitCode {
     };
     let level = cli.log_level.unwrap_or(LogLevel::Info);
     let format = cli.log_format.unwrap_or(LogFormat::Text);
+    let daemon = matches!(cli.command, shipshape::cli::Command::Daemon(_));
     // Only the daemon logs to the journal; one-shot commands keep to their stderr.
-    let target = match cli.command {
-        shipshape::cli::Command::Daemon(_) => LogTarget::JournalWhenAttached,
-        _ => LogTarget::Stderr,
+    let target = if daemon {
+        LogTarget::JournalWhenAttached
+    } else {
+        LogTarget::Stderr
     };
     if let Err(e) = shipshape::telemetry::init(level, format, target) {
         return fail(&Error::Telemetry(e.to_string()));
@@ -37,7 +39,17 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::Output(e)),
     };
-    match runtime.block_on(shipshape::app::run(cli, loaded)) {
+    // Signal handlers only for the daemon: a handler replaces the default action, and a
+    // one-shot command must keep dying on SIGTERM as it always did.
+    let signals = if daemon {
+        match runtime.block_on(async { shipshape::shutdown::install() }) {
+            Ok(signals) => Some(signals),
+            Err(e) => return fail(&Error::Output(e)),
+        }
+    } else {
+        None
+    };
+    match runtime.block_on(shipshape::app::run(cli, loaded, signals)) {
         Ok(status) => ExitCode::from(status.exit_code()),
         Err(e) => fail(&e),
     }
