@@ -18,7 +18,7 @@ use bollard::models::{ContainerSummaryStateEnum, EventMessage, EventMessageTypeE
 use bollard::query_parameters::{
     EventsOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
     ListVolumesOptions, PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
-    RemoveVolumeOptions,
+    RemoveVolumeOptions, TagImageOptions,
 };
 use bollard::Docker;
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,7 +26,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    EventAction, EventScope, ImageDetails, ImageInfo, VolumeInfo,
+    EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
@@ -328,17 +328,34 @@ impl DockerEngine for BollardEngine {
         }))
     }
 
-    async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
+    async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError> {
         // Never force; let the engine prune untagged parents as `docker rmi` does.
         let options = RemoveImageOptions {
             force: false,
             noprune: false,
             ..Default::default()
         };
-        self.docker("DELETE /images/{name}")?
+        let records = self
+            .docker("DELETE /images/{name}")?
             .remove_image(reference, Some(options), None)
             .await
-            .map(|_| ())
+            .map_err(|e| self.map_err(e))?;
+        let mut removed = Removed::default();
+        for record in records {
+            removed.untagged.extend(record.untagged);
+            removed.deleted.extend(record.deleted);
+        }
+        Ok(removed)
+    }
+
+    async fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let options = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.docker("POST /images/{name}/tag")?
+            .tag_image(id, Some(options))
+            .await
             .map_err(|e| self.map_err(e))
     }
 

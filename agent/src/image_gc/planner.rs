@@ -35,6 +35,8 @@ pub enum Action {
 pub struct ImageEntry {
     pub id: String,
     pub tags: Vec<String>,
+    /// `repo@sha256:…` references: deleting the image must remove them too.
+    pub digests: Vec<String>,
     pub size: u64,
     pub action: Action,
     pub reason: ImageReason,
@@ -141,6 +143,7 @@ fn plan_images(
     let entry = |i: usize, action: Action, reason: ImageReason| ImageEntry {
         id: images[i].id.clone(),
         tags: images[i].repo_tags.clone(),
+        digests: images[i].repo_digests.clone(),
         size: images[i].size,
         action,
         reason,

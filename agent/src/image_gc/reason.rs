@@ -150,6 +150,11 @@ pub enum Failure {
     /// Disk-pressure mode could not re-measure the filesystem, so the pass stopped
     /// before this item rather than delete blind.
     DiskUnmeasured { path: PathBuf, error: String },
+    /// A tag checked to name the planned image named another by the time the
+    /// untag arrived, and the engine deleted that other image.
+    TagMoved { tag: String, deleted: String },
+    /// A tag this run removed could not be put back after a conflict.
+    Restore { tag: String, error: String },
 }
 
 impl Failure {
@@ -170,6 +175,16 @@ impl fmt::Display for Failure {
                 "cannot measure Docker's filesystem at {} (statvfs: {error}); \
                  disk-pressure mode needs to run on the Docker host",
                 path.display()
+            ),
+            Self::TagMoved { tag, deleted } => write!(
+                f,
+                "tag {tag} moved to image {deleted} while it was being removed, \
+                 and the engine deleted that image; pull it again"
+            ),
+            Self::Restore { tag, error } => write!(
+                f,
+                "conflict: in use, and tag {tag} could not be put back ({error}); \
+                 run `docker tag` to restore it"
             ),
         }
     }

@@ -18,6 +18,7 @@ fn image(id: &str, tags: &[&str], size: u64, action: Action, reason: ImageReason
         reason,
         last_used: now(),
         parent_id: None,
+        digests: Vec::new(),
     }
 }
 

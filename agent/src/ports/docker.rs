@@ -36,6 +36,15 @@ pub struct ImageDetails {
     pub repo_tags: Vec<String>,
 }
 
+/// The answer of `DELETE /images/{reference}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// References removed (`Untagged` records, in the engine's familiar form).
+    pub untagged: Vec<String>,
+    /// Image IDs deleted (`Deleted` records; layer chain IDs included as the engine lists them).
+    pub deleted: Vec<String>,
+}
+
 /// A container's lifecycle state as the engine names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerState {
@@ -232,8 +241,12 @@ pub trait DockerEngine: Send + Sync {
     /// now; `None` when there is no such image.
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError>;
     /// `DELETE /images/{reference}` without force, pruning untagged parents as
-    /// `docker rmi` does. A reference is a `repo:tag` or an ID.
-    async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;
+    /// `docker rmi` does. A reference is a `repo:tag`, a `repo@sha256:…` or an ID.
+    /// Returns what the engine says it did (its `Untagged`/`Deleted` records).
+    async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError>;
+    /// `POST /images/{id}/tag?repo=…&tag=…`: point `repo:tag` at the image `id`
+    /// (moving it if it names another image).
+    async fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), DockerError>;
     /// `DELETE /containers/{id}` without force (volumes of the container kept).
     async fn remove_container(&self, id: &str) -> Result<(), DockerError>;
     /// `GET /volumes?filters={"dangling":["true"]}`.
