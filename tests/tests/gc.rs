@@ -591,3 +591,171 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
     );
     assert_eq!(d.image_ids(), left);
 }
+
+/// The tags of `id` now (`None`: no such image).
+fn tags_now(d: &Dockerd, id: &str) -> Option<BTreeSet<String>> {
+    let out = d
+        .docker()
+        .args(["image", "inspect", "--format", "{{json .RepoTags}}", id])
+        .output()
+        .expect("docker image inspect");
+    if !out.status.success() {
+        return None;
+    }
+    let tags: Vec<String> = serde_json::from_slice(&out.stdout).expect("RepoTags JSON");
+    Some(tags.into_iter().collect())
+}
+
+fn two_tags(tags: &[&str], created: i64) -> ImageSpec {
+    let mut spec = ImageSpec::new(tags[0], created);
+    spec.repo_tags = tags.iter().map(|t| t.to_string()).collect();
+    spec
+}
+
+#[test]
+fn every_reference_shape_is_deleted_in_one_pass_without_a_conflict() {
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            two_tags(&["ci/app:0a1b2c3d", "ci/app:latest"], OLD), // 0 the common CI image
+            two_tags(&["ci/app:1.2.3", "ci/app:stable", "ci/app:v1"], OLD), // 1 three tags
+            two_tags(&["m1/y:1", "m2/y:1"], OLD),                 // 2 across repos
+            ImageSpec::new("lonely:1", OLD),                      // 3 one tag
+            ImageSpec::dangling(OLD),                             // 4 dangling
+            ImageSpec::new("chain/base:1", OLD),                  // 5 legacy parent
+            ImageSpec::child("chain/app:1", OLD, 5),              // 6 its child
+        ],
+    );
+    let before = d.image_ids();
+    let dry = json(&gc(
+        &d,
+        &["--output", "json", "--min-age", "0s", "--dry-run"],
+    ));
+    let would: BTreeSet<String> = decisions(&dry)
+        .into_iter()
+        .filter(|(_, (a, _))| a == "would delete")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(would, ids.iter().cloned().collect(), "{dry}");
+    let real = json(&gc(&d, &["--output", "json", "--min-age", "0s"]));
+    let done = decisions(&real);
+    for id in &ids {
+        assert_eq!(done[id].0, "deleted", "{id}: {:?}\n{real}", done[id]);
+    }
+    assert!(!real.to_string().contains("conflict"), "{real}");
+    let left: BTreeSet<String> = d.image_ids();
+    assert!(left.is_disjoint(&before), "left behind: {left:?}");
+}
+
+#[test]
+fn an_image_that_gains_a_container_mid_run_keeps_every_tag() {
+    use shipshape_tests::dockerd::HoldingProxy;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[two_tags(
+            &["race:0a1b2c3d", "race:latest", "mirror/race:1"],
+            OLD,
+        )],
+    );
+    let hex = ids[0].trim_start_matches("sha256:").to_owned();
+    // Hold the final delete by ID: by then the other tags are off the image.
+    let proxy = HoldingProxy::start(&d, "DELETE", &hex);
+    let host = proxy.host();
+    let run = std::thread::spawn(move || {
+        run_shipshape(
+            [
+                "--docker-host",
+                host.as_str(),
+                "gc",
+                "--output",
+                "json",
+                "--min-age",
+                "0s",
+                "--state",
+                "/nonexistent/state.json",
+            ],
+            &[],
+        )
+    });
+    proxy.wait_held(std::time::Duration::from_secs(60));
+    assert_eq!(
+        tags_now(&d, &ids[0]),
+        Some(BTreeSet::from(["race:latest".to_owned()])),
+        "the other tags should be off before the delete by ID"
+    );
+    d.docker_ok([
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "late",
+        &ids[0],
+        "sh",
+    ]);
+    proxy.release();
+    let out = run.join().expect("gc thread");
+    let doc = json(&out);
+    assert_eq!(
+        decisions(&doc)[&ids[0]],
+        ("kept".to_owned(), "conflict: in use".to_owned())
+    );
+    assert_eq!(
+        tags_now(&d, &ids[0]),
+        Some(BTreeSet::from([
+            "mirror/race:1".to_owned(),
+            "race:0a1b2c3d".to_owned(),
+            "race:latest".to_owned()
+        ])),
+        "the image lost tags"
+    );
+}
+
+#[test]
+fn a_tag_moved_to_a_new_build_mid_run_stays_on_it() {
+    use shipshape_tests::dockerd::HoldingProxy;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            two_tags(&["web:0a1b2c3d", "web:latest"], OLD),
+            ImageSpec::new("web:1b2c3d4e", OLD + 10),
+        ],
+    );
+    // Hold the untag of the commit tag; meanwhile CI moves `latest` to a new build.
+    let proxy = HoldingProxy::start(&d, "DELETE", "web:0a1b2c3d");
+    let host = proxy.host();
+    let run = std::thread::spawn(move || {
+        run_shipshape(
+            [
+                "--docker-host",
+                host.as_str(),
+                "gc",
+                "--output",
+                "json",
+                "--min-age",
+                "0s",
+                "--keep-per-repo",
+                "1",
+                "--state",
+                "/nonexistent/state.json",
+            ],
+            &[],
+        )
+    });
+    proxy.wait_held(std::time::Duration::from_secs(60));
+    d.docker_ok(["tag", &ids[1], "web:latest"]);
+    proxy.release();
+    let doc = json(&run.join().expect("gc thread"));
+    assert_eq!(decisions(&doc)[&ids[0]].0, "deleted", "{doc}");
+    assert_eq!(tags_now(&d, &ids[0]), None);
+    assert_eq!(
+        tags_now(&d, &ids[1]),
+        Some(BTreeSet::from([
+            "web:1b2c3d4e".to_owned(),
+            "web:latest".to_owned()
+        ])),
+        "the moved tag must stay on the new build"
+    );
+}

@@ -342,8 +342,13 @@ async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome 
                 if is_tag {
                     removed.push(reference);
                 }
-                // This image keeps `keep` throughout, so an untag that deleted an
-                // image (its first `Deleted` record) deleted another one.
+                // This image keeps `keep` unless `keep` moved away meanwhile; then
+                // this untag took its last reference and deleted it: planned. An
+                // untag that deleted another image (its first `Deleted` record) hit a
+                // tag that moved in the one round trip since the check.
+                if answer.deleted.first() == Some(&entry.id) {
+                    return Outcome::Deleted;
+                }
                 if let Some(other) = answer.deleted.first() {
                     tracing::warn!(image = %short_id(&entry.id), tag = %reference, deleted = %other, "tag moved between check and untag");
                     return Outcome::Failed(Failure::TagMoved {
