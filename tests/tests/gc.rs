@@ -528,18 +528,36 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
             ImageSpec::new("app:2", OLD + 3),
             ImageSpec::new("app:3", OLD + 4),
             ImageSpec::new("pinned:1", OLD + 5),
+            ImageSpec::new("redis:7", OLD + 6),
+            ImageSpec::new("spotify/cassandra:2", OLD + 7),
+            ImageSpec::new("web:latest", OLD + 8),
+            ImageSpec::new("redis-extra:1", OLD + 9),
         ],
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("exclude");
-    // docker-gc's file: a pattern a line, comments and blank lines, image-ID prefixes.
+    // docker-gc's file: a grep basic regex a line (a glob line such as `redis:*`
+    // would be a regex too, protecting nothing), a short image ID.
     let pinned_prefix = &ids[5]["sha256:".len().."sha256:".len() + 12];
-    std::fs::write(
-        &file,
-        format!("# keep the CI base images\n*ci-base:*\n\n{pinned_prefix}\n"),
-    )
-    .expect("write exclude file");
+    let lines = format!(
+        "# keep the CI base images\n.*ci-base:.*\n\n{pinned_prefix}\nredis:.*\nspotify/.*\n.*:latest\n"
+    );
+    std::fs::write(&file, &lines).expect("write exclude file");
     let file_arg = file.display().to_string();
+
+    // What docker-gc's own rule (compute_exclude_ids) excludes, run as it runs it.
+    let script = r#"sed 's/^\(.*\)$/ \1 /' "$1" | sed '/^ *$/d' > "$1.p"
+docker images | tail -n+2 | sed 's/^\([^ ]*\) *\([^ ]*\) *\([^ ]*\).*/ \1:\2 \3 /' | grep -f "$1.p" | cut -d' ' -f3"#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script, "docker-gc", &file_arg])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", dir.path())
+        .output()
+        .expect("run docker-gc's rule");
+    let docker_gc_keeps: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
 
     let out = gc(
         &d,
@@ -548,6 +566,8 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
             "0s",
             "--exclude-file",
             &file_arg,
+            "--exclude",
+            "redis-extra:*",
             "--max-deletions",
             "2",
             "--output",
@@ -556,22 +576,35 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
     );
     let doc = json(&out);
     let plan = decisions(&doc);
-    for kept in [&ids[0], &ids[1], &ids[5]] {
-        assert_eq!(plan[kept.as_str()].0, "kept", "{:?}", plan[kept.as_str()]);
-        assert!(
-            plan[kept.as_str()].1.starts_with("excluded by "),
-            "{:?}",
-            plan[kept.as_str()]
-        );
-    }
+    let excluded_by_file: BTreeSet<String> = plan
+        .iter()
+        .filter(|(_, (_, reason))| {
+            reason.starts_with("excluded by ") && reason != "excluded by redis-extra:*"
+        })
+        .map(|(id, _)| id["sha256:".len().."sha256:".len() + 12].to_owned())
+        .collect();
+    assert_eq!(
+        excluded_by_file, docker_gc_keeps,
+        "shipshape and docker-gc disagree"
+    );
+    let short = |i: usize| ids[i]["sha256:".len().."sha256:".len() + 12].to_owned();
+    let expected: BTreeSet<String> = [0, 1, 5, 6, 7, 8].into_iter().map(short).collect();
+    assert_eq!(docker_gc_keeps, expected);
+    assert_eq!(
+        plan[&ids[9]],
+        ("kept".into(), "excluded by redis-extra:*".into())
+    );
+    assert_eq!(plan[&ids[6]].1, "excluded by redis:.*");
     let deleted: Vec<&String> = ids
         .iter()
         .filter(|id| plan[id.as_str()].0 == "deleted")
         .collect();
     assert_eq!(deleted.len(), 2, "--max-deletions 2: {plan:?}");
     let left = d.image_ids();
-    assert_eq!(left.len(), 4, "{left:?}");
-    for id in [&ids[0], &ids[1], &ids[5]] {
+    assert_eq!(left.len(), 8, "{left:?}");
+    for id in [
+        &ids[0], &ids[1], &ids[5], &ids[6], &ids[7], &ids[8], &ids[9],
+    ] {
         assert!(
             left.contains(id.as_str()),
             "excluded image {id} was deleted"
@@ -589,6 +622,18 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
         "{}",
         out.stderr
     );
+    assert_eq!(d.image_ids(), left);
+
+    // An invalid line is a usage error naming the file and the line.
+    std::fs::write(&file, "redis:.*\napp:\\(\n").expect("write exclude file");
+    let out = gc(&d, &["--min-age", "0s", "--exclude-file", &file_arg]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("line 2") && out.stderr.contains(&file_arg),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     assert_eq!(d.image_ids(), left);
 }
 

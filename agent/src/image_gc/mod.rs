@@ -4,6 +4,7 @@
 //! mode) → executor (no force; 404 fine, 409 skipped) → report (plan + outcomes,
 //! table or JSON). `run` is the job; it takes its ports, `now` and a cancel token.
 
+pub mod docker_gc;
 pub mod executor;
 pub mod planner;
 pub mod policy;
