@@ -804,3 +804,94 @@ fn a_tag_moved_to_a_new_build_mid_run_stays_on_it() {
         "the moved tag must stay on the new build"
     );
 }
+
+/// `DOCKER_BUILDKIT=0 docker build -t <tag>` of `dockerfile` (the legacy builder, the
+/// default on 20.10): every step commits an intermediate image whose `Parent` is the
+/// step before.
+fn legacy_build(d: &Dockerd, tag: &str, dockerfile: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+    std::fs::write(dir.path().join("f"), tag).expect("context file");
+    let out = d
+        .docker()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "--network", "none", "-t", tag])
+        .arg(dir.path())
+        .output()
+        .expect("docker build");
+    assert!(
+        out.status.success(),
+        "legacy build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Every image, intermediates included.
+fn all_image_ids(d: &Dockerd) -> BTreeSet<String> {
+    d.docker_ok(["images", "-a", "-q", "--no-trunc"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn legacy_builder_chains_are_kept_whole_or_cleaned_in_one_pass() {
+    let d = Dockerd::start();
+    let base = images::busybox_image(&d, "bb:1");
+    let used = legacy_build(
+        &d,
+        "chain/a:1",
+        "FROM bb:1\nENV A=1\nCOPY f /f\nLABEL step=a\n",
+    );
+    let free = legacy_build(
+        &d,
+        "chain/b:1",
+        "FROM bb:1\nENV B=2\nCOPY f /g\nLABEL step=b\n",
+    );
+    images::create_container(&d, "chain/a:1", "user", &[]);
+    let before = all_image_ids(&d);
+    assert_eq!(before.len(), 7, "base + 3 steps per chain: {before:?}");
+
+    let args = ["--output", "json", "--min-age", "0s"];
+    let mut dry_args = args.to_vec();
+    dry_args.push("--dry-run");
+    let dry = decisions(&json(&gc(&d, &dry_args)));
+    assert_eq!(
+        dry.len(),
+        before.len(),
+        "intermediates must be listed: {dry:?}"
+    );
+    assert!(
+        dry[&used].1.starts_with("in use by container"),
+        "{:?}",
+        dry[&used]
+    );
+    assert!(
+        dry[&base].1.starts_with("parent of kept image"),
+        "{:?}",
+        dry[&base]
+    );
+    let kept_parents = dry
+        .values()
+        .filter(|(_, r)| r.starts_with("parent of kept image"))
+        .count();
+    assert_eq!(kept_parents, 3, "two intermediates and the base: {dry:?}");
+    let would: BTreeSet<String> = dry
+        .iter()
+        .filter(|(_, (a, _))| a == "would delete")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(would.contains(&free) && would.len() == 3, "{would:?}");
+
+    let real = json(&gc(&d, &args));
+    assert!(!real.to_string().contains("conflict"), "{real}");
+    let done: BTreeSet<String> = decisions(&real)
+        .into_iter()
+        .filter(|(_, (a, _))| a == "deleted")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(done, would, "the dry run did not predict the run");
+    let after = all_image_ids(&d);
+    assert_eq!(after, before.difference(&would).cloned().collect());
+}

@@ -216,7 +216,7 @@ fn scenarios() -> Vec<Scenario> {
             ],
             containers: vec![],
             // By ID: refused; by its last tag: untagged, kept for the child; the child's
-            // delete prunes the untagged parent.
+            // delete leaves the parent (`noprune`), which then goes by ID.
             steps: vec![
                 Remove("id:a2"),
                 Remove("base:1"),
@@ -276,7 +276,7 @@ fn the_contract_expects_the_engine_rules_the_executor_relies_on() {
     assert_eq!(expect("container-two-tags").unwrap(), ["ok", "409", "ok"]);
     assert_eq!(
         expect("dependent-child").unwrap(),
-        ["409", "ok", "ok", "404"]
+        ["409", "ok", "ok", "ok"]
     );
     assert_eq!(expect("not-found").unwrap(), ["404", "ok", "404", "404"]);
 }

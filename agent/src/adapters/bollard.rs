@@ -243,8 +243,10 @@ impl DockerEngine for BollardEngine {
     }
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
+        // `all`: the legacy builder's untagged intermediates too, so a parent
+        // chain can be walked to its end.
         let options = ListImagesOptions {
-            all: false,
+            all: true,
             ..Default::default()
         };
         let images = self
@@ -329,10 +331,11 @@ impl DockerEngine for BollardEngine {
     }
 
     async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError> {
-        // Never force; let the engine prune untagged parents as `docker rmi` does.
+        // Never force; never prune: an untagged parent goes only when the plan
+        // says so (its own delete, after its children's).
         let options = RemoveImageOptions {
             force: false,
-            noprune: false,
+            noprune: true,
             ..Default::default()
         };
         let records = self

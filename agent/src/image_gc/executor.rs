@@ -269,8 +269,11 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
 //   deleted unless it has a child or a container, then it stays, untagged, quietly.
 //   The reference is resolved when the call arrives: a tag acts on whatever image it
 //   names at that moment. A digest reference cannot move (it names content).
-// - Untagged parents of a deleted image are deleted with it (`noprune` unset), each
-//   only when unreferenced, childless and unused.
+// - Without `noprune`, untagged parents of a deleted image are deleted with it, each
+//   only when unreferenced, childless and unused. The adapter sets `noprune`: the
+//   listing includes intermediates, the plan names each one (children before
+//   parents, never in the same concurrent chunk), so every deletion is planned and
+//   reported, and the dry run names the same set.
 // - 404 when the reference names nothing.
 //
 // The engine has no conditional untag ("remove this tag only if it still names this

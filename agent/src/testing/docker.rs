@@ -247,24 +247,11 @@ fn references_of_empty(image: &ImageInfo) -> bool {
     image.repo_tags.is_empty() && image.repo_digests.is_empty()
 }
 
-/// Delete the image and, as the engine does without `noprune`, each parent that
-/// is left untagged, childless and unused.
-fn delete_and_prune(s: &mut FakeState, id: &str, deleted: &mut Vec<String>) {
-    let mut next = Some(id.to_owned());
-    while let Some(id) = next.take() {
-        let Some(idx) = s.images.iter().position(|i| i.id == id) else {
-            return;
-        };
-        let parent = s.images[idx].parent_id.clone();
+/// Delete the image; its parents stay (the adapter sets `noprune`).
+fn delete_one(s: &mut FakeState, id: &str, deleted: &mut Vec<String>) {
+    if let Some(idx) = s.images.iter().position(|i| i.id == id) {
         drop_image(s, idx);
-        deleted.push(id);
-        next = parent.filter(|p| {
-            s.images
-                .iter()
-                .find(|i| i.id == *p)
-                .is_some_and(references_of_empty)
-                && conflict(s, p, true).is_ok()
-        });
+        deleted.push(id.to_owned());
     }
 }
 
@@ -381,7 +368,7 @@ impl DockerEngine for FakeDocker {
                 return Ok(removed);
             }
         }
-        delete_and_prune(&mut s, &id, &mut removed.deleted);
+        delete_one(&mut s, &id, &mut removed.deleted);
         Ok(removed)
     }
 
