@@ -724,7 +724,9 @@ fn an_image_that_gains_a_container_mid_run_keeps_every_tag() {
             &[],
         )
     });
-    proxy.wait_held(std::time::Duration::from_secs(60));
+    let held = proxy.wait_held(std::time::Duration::from_secs(60));
+    // Requests carry the negotiated API version (20.10 here: 1.41).
+    assert!(held.contains(" /v1.41/images/"), "{held}");
     assert_eq!(
         tags_now(&d, &ids[0]),
         Some(BTreeSet::from(["race:latest".to_owned()])),

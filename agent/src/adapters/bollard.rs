@@ -146,6 +146,25 @@ fn classify(host: &str, e: BollardError) -> DockerError {
     }
 }
 
+/// `request` with `/v<version>` in front of its path (unless it has one).
+fn versioned(mut request: bollard::BollardRequest, version: &str) -> bollard::BollardRequest {
+    if let Some(uri) = versioned_uri(request.uri(), version) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+fn versioned_uri(uri: &hyper::Uri, version: &str) -> Option<hyper::Uri> {
+    use hyper::http::uri::PathAndQuery;
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    if path.starts_with("/v") && path[2..].starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(format!("/v{version}{path}")).ok()?);
+    hyper::Uri::from_parts(parts).ok()
+}
+
 /// Engines before API 1.44 list a dangling image's tags as `<none>:<none>`;
 /// those are no tags.
 fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -217,6 +236,11 @@ impl DockerEngine for BollardEngine {
         if let Some(timeout) = self.request_timeout {
             docker = docker.with_timeout(timeout);
         }
+        // bollard 0.21 builds `…/v1.41` + path with `Url::join`, which drops the
+        // version segment for an absolute path: requests would go out unversioned and
+        // the engine would answer in its own newest version. Put it back.
+        let version = docker.client_version().to_string();
+        docker = docker.with_request_modifier(move |request| versioned(request, &version));
         tracing::debug!(host = %self.host, api_version = %docker.client_version(), "connected to Docker");
         *self
             .client
@@ -490,6 +514,20 @@ mod tests {
         });
         assert_eq!(event.time, None);
         assert_eq!(event.action, EventAction::Other("exec_start".to_owned()));
+    }
+
+    #[test]
+    fn requests_carry_the_negotiated_version_once() {
+        let uri = |u: &str| u.parse::<hyper::Uri>().unwrap();
+        let out = versioned_uri(&uri("http://localhost/images/json?all=1"), "1.41");
+        assert_eq!(
+            out.map(|u| u.to_string()).as_deref(),
+            Some("http://localhost/v1.41/images/json?all=1")
+        );
+        assert_eq!(
+            versioned_uri(&uri("http://localhost/v1.44/_ping"), "1.41"),
+            None
+        );
     }
 
     #[tokio::test]

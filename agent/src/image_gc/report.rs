@@ -52,6 +52,11 @@ impl Report {
     /// everything else reads as planned.
     fn shown(&self, action: Action, reason: &dyn Display, outcome: Option<&Outcome>) -> Shown {
         match outcome {
+            // Someone else removed it meanwhile: gone, but not by this run.
+            Some(Outcome::AlreadyGone) => Shown {
+                action: self.verb(action),
+                reason: Outcome::AlreadyGone.to_string(),
+            },
             Some(outcome) if !outcome.is_gone() => Shown {
                 action: self.verb(Action::Keep),
                 reason: outcome.to_string(),

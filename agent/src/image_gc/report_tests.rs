@@ -181,7 +181,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
     {
       "action": "deleted",
       "name": "orphan",
-      "reason": "dangling"
+      "reason": "already gone"
     }
   ]
 }
@@ -239,7 +239,7 @@ CONTAINER     NAME  IMAGE  ACTION   REASON
 c1c1c1c1c1c1  done  app:1  deleted  finished over 1h ago
 
 VOLUME  ACTION   REASON
-orphan  deleted  dangling
+orphan  deleted  already gone
 
 Total: 1 images deleted, 2 kept; reclaimed 1.0 KiB
 Build cache: 1.0 KiB reclaimed
