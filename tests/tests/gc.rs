@@ -364,6 +364,37 @@ fn unreachable_docker_is_exit_1_with_a_clear_message() {
     assert!(out.stdout.is_empty());
 }
 
+#[test]
+fn a_docker_host_the_client_cannot_use_is_a_usage_error() {
+    for (host, hint) in [
+        ("/var/run/docker.sock", "use unix:///var/run/docker.sock"),
+        (
+            "ftp://example",
+            "use unix:///path/to/docker.sock or tcp://HOST:PORT",
+        ),
+    ] {
+        let env = [("DOCKER_HOST".to_owned(), host.to_owned())];
+        let out = run_shipshape(["gc", "--dry-run"], &env);
+        assert_eq!(out.code, 2, "{host}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("invalid DOCKER_HOST \"{host}\""))
+                && out.stderr.contains(hint),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+    let out = run_shipshape(["--docker-host", "docker.sock", "gc", "--dry-run"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid --docker-host"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// One test per bad value: exit 2 naming the flag and value, nothing printed on stdout,
 /// nothing deleted.
 mod bad_exclude_pattern_or_size_is_exit_2_naming_it_and_changes_nothing {

@@ -39,6 +39,28 @@ pub fn resolve_host(host: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned())
 }
 
+/// Refuse an engine address this client cannot use — a usage error, not an
+/// unreachable engine: `source` names where it came from (`--docker-host`,
+/// `DOCKER_HOST`).
+pub fn check_host(host: &str, source: &str) -> Result<(), String> {
+    let usable = match host.split_once("://") {
+        Some(("unix", path)) => path.starts_with('/'),
+        Some(("tcp" | "http" | "https", address)) => {
+            !address.is_empty() && !address.starts_with('/')
+        }
+        _ => false,
+    };
+    if usable {
+        return Ok(());
+    }
+    let hint = if host.starts_with('/') {
+        format!("use unix://{host}")
+    } else {
+        "use unix:///path/to/docker.sock or tcp://HOST:PORT".to_owned()
+    };
+    Err(format!("invalid {source} {host:?}: {hint}"))
+}
+
 /// A version-negotiated Engine API client. `connect` (re)opens it, so one value
 /// outlives engine restarts. Cheap to share behind an `Arc`.
 pub struct BollardEngine {
@@ -514,6 +536,21 @@ mod tests {
         });
         assert_eq!(event.time, None);
         assert_eq!(event.action, EventAction::Other("exec_start".to_owned()));
+    }
+
+    #[test]
+    fn engine_addresses_are_checked_before_connecting() {
+        assert!(check_host("unix:///var/run/docker.sock", "DOCKER_HOST").is_ok());
+        assert!(check_host("tcp://127.0.0.1:2375", "DOCKER_HOST").is_ok());
+        let e = check_host("/var/run/docker.sock", "DOCKER_HOST").unwrap_err();
+        assert_eq!(
+            e,
+            "invalid DOCKER_HOST \"/var/run/docker.sock\": use unix:///var/run/docker.sock"
+        );
+        assert!(check_host("ftp://x", "--docker-host")
+            .unwrap_err()
+            .starts_with("invalid --docker-host"));
+        assert!(check_host("unix://", "DOCKER_HOST").is_err());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum GcError {
         "{0}; check that dockerd is running and that --docker-host or DOCKER_HOST points to it"
     )]
     Connect(DockerError),
+    /// `--docker-host`/`DOCKER_HOST` is no address the client can use (exit 2).
+    #[error("{0}")]
+    Host(String),
     /// A step of the snapshot failed (`step` reads "list images", "read engine info"…).
     #[error("cannot {step}: {source}")]
     Snapshot {
@@ -51,6 +54,7 @@ pub enum GcError {
 impl GcError {
     pub fn exit_code(&self) -> u8 {
         match self {
+            Self::Host(_) => crate::exit::EXIT_USAGE,
             Self::Connect(_) | Self::Snapshot { .. } | Self::Disk(_) | Self::Output(_) => {
                 crate::exit::EXIT_RUNTIME
             }
