@@ -2,8 +2,8 @@
 //! happened to each item it deletes, beside the plan (which it never changes).
 //! Never forces: 404 means already gone (fine), 409 means the item became in use
 //! (kept, the run goes on). Deletes in chunks with bounded concurrency; between
-//! chunks it honours cancellation and, in disk-pressure mode, re-measures the
-//! filesystem and stops at low water.
+//! chunks it honours cancellation and, in disk-pressure mode (one deletion a
+//! chunk), re-measures the filesystem and stops at low water.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -60,8 +60,7 @@ pub struct Execution {
 }
 
 /// In default mode a chunk is large (cancellation is still checked between
-/// chunks); in disk-pressure mode it is one round of concurrent deletes so usage
-/// is re-measured often.
+/// chunks); in disk-pressure mode it is one deletion, re-measured after.
 const DEFAULT_CHUNK_ROUNDS: usize = 16;
 
 /// What a dry run reports, since it cannot delete and re-measure: every planned
@@ -159,8 +158,10 @@ async fn remove_images(
         DiskPlan::Pressure { low, .. } => Some(low),
         DiskPlan::Off => None,
     };
+    // Disk-pressure mode deletes one image at a time and re-measures after each, so
+    // it stops exactly at low water instead of a chunk past it.
     let chunk_size = if pressure.is_some() {
-        concurrency
+        1
     } else {
         concurrency * DEFAULT_CHUNK_ROUNDS
     };
