@@ -82,6 +82,10 @@ pub enum ContainerReason {
     FinishedLongAgo {
         grace: Duration,
     },
+    /// `--max-deletions` was used up (it caps containers, images and volumes together).
+    MaxDeletions {
+        max: u32,
+    },
 }
 
 impl fmt::Display for ContainerReason {
@@ -97,6 +101,7 @@ impl fmt::Display for ContainerReason {
             Self::FinishedLongAgo { grace } => {
                 write!(f, "finished over {} ago", format_duration(*grace))
             }
+            Self::MaxDeletions { max } => write!(f, "max deletions ({max}) reached"),
         }
     }
 }
@@ -107,6 +112,10 @@ pub enum VolumeReason {
     Dangling,
     /// Carries an ECS label: left to the ECS agent.
     EcsManaged,
+    /// `--max-deletions` was used up.
+    MaxDeletions {
+        max: u32,
+    },
 }
 
 impl fmt::Display for VolumeReason {
@@ -114,6 +123,7 @@ impl fmt::Display for VolumeReason {
         match self {
             Self::Dangling => f.write_str("dangling"),
             Self::EcsManaged => f.write_str("managed by the ECS agent"),
+            Self::MaxDeletions { max } => write!(f, "max deletions ({max}) reached"),
         }
     }
 }
