@@ -146,6 +146,7 @@ impl Report {
                 .images()
                 .map(|(e, shown)| ImageDto {
                     action: shown.action,
+                    digests: &e.digests,
                     id: &e.id,
                     reason: shown.reason,
                     size: e.size,
@@ -175,8 +176,11 @@ impl Report {
             .map(|(e, shown)| {
                 [
                     short_id(&e.id).to_owned(),
-                    if e.tags.is_empty() {
+                    // A digest-only image is named by its `repo@digest`s.
+                    if e.tags.is_empty() && e.digests.is_empty() {
                         "<none>".to_owned()
+                    } else if e.tags.is_empty() {
+                        e.digests.join(",")
                     } else {
                         e.tags.join(",")
                     },
@@ -285,6 +289,7 @@ pub struct ReportDto<'a> {
 #[derive(Debug, Serialize)]
 pub struct ImageDto<'a> {
     pub action: &'static str,
+    pub digests: &'a [String],
     pub id: &'a str,
     pub reason: String,
     pub size: u64,
