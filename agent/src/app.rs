@@ -143,8 +143,14 @@ async fn gc(
     settings: &GcSettings,
     cancel: &CancellationToken,
 ) -> Result<crate::image_gc::Report, GcError> {
-    use crate::adapters::bollard::{resolve_host, BollardEngine};
+    use crate::adapters::bollard::{check_host, resolve_host, BollardEngine};
     let host = resolve_host(globals.docker_host.as_deref());
+    let source = if globals.docker_host.is_some() {
+        "--docker-host"
+    } else {
+        "DOCKER_HOST"
+    };
+    check_host(&host, source).map_err(GcError::Host)?;
     let docker = BollardEngine::connect_to(host)
         .await
         .map_err(GcError::Connect)?;

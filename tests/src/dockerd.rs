@@ -454,3 +454,134 @@ impl Drop for Dockerd {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+/// A unix-socket proxy in front of a dockerd that holds the first request whose
+/// method and path match until the test releases it, so a race between "check" and
+/// "delete" happens exactly where the test wants it. Everything else passes through.
+pub struct HoldingProxy {
+    dir: PathBuf,
+    held: std::sync::mpsc::Receiver<String>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl HoldingProxy {
+    /// Proxy to `d`, holding the first `method` request whose path contains `needle`.
+    pub fn start(d: &Dockerd, method: &str, needle: &str) -> HoldingProxy {
+        use std::sync::{mpsc, Arc, Mutex};
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/tmp/shp-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+        let listener = std::os::unix::net::UnixListener::bind(dir.join("p.sock"))
+            .unwrap_or_else(|e| panic!("cannot bind the proxy socket: {e}"));
+        let (held_tx, held) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(Some((held_tx, release_rx))));
+        let upstream = d.socket_path();
+        let want = (method.to_owned(), needle.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let gate = Arc::clone(&gate);
+                let upstream = upstream.clone();
+                let want = want.clone();
+                std::thread::spawn(move || proxy_connection(client, &upstream, &want, &gate));
+            }
+        });
+        HoldingProxy { dir, held, release }
+    }
+
+    /// `unix://…` of the proxy.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("p.sock").display())
+    }
+
+    /// Waits until the matching request arrived and is held; returns its request line.
+    pub fn wait_held(&self, limit: Duration) -> String {
+        self.held
+            .recv_timeout(limit)
+            .unwrap_or_else(|e| panic!("no matching request within {limit:?}: {e}"))
+    }
+
+    /// Lets the held request go on to the engine.
+    pub fn release(&self) {
+        let _ = self.release.send(());
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+type Gate = std::sync::Mutex<
+    Option<(
+        std::sync::mpsc::Sender<String>,
+        std::sync::mpsc::Receiver<()>,
+    )>,
+>;
+
+/// Forward one client connection request by request (the engine's requests here carry
+/// `Content-Length` bodies, never chunked ones); responses stream back untouched.
+fn proxy_connection(
+    client: std::os::unix::net::UnixStream,
+    upstream: &Path,
+    want: &(String, String),
+    gate: &Gate,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Ok(mut server) = std::os::unix::net::UnixStream::connect(upstream) else {
+        return;
+    };
+    let (Ok(mut back), Ok(mut to_client)) = (server.try_clone(), client.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut back, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    let mut reader = BufReader::new(client);
+    loop {
+        let mut head = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => head.push_str(&line),
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())
+                    .flatten()
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request_line = head.lines().next().unwrap_or_default().to_owned();
+        let matches =
+            request_line.starts_with(&format!("{} ", want.0)) && request_line.contains(&want.1);
+        if matches {
+            let taken = gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some((held, release)) = taken {
+                let _ = held.send(request_line);
+                let _ = release.recv_timeout(Duration::from_secs(120));
+            }
+        }
+        if server.write_all(head.as_bytes()).is_err() || server.write_all(&body).is_err() {
+            return;
+        }
+    }
+}

@@ -33,6 +33,10 @@ pub struct ImageSpec {
     /// only. Layer registration costs ~150 ms each on overlay2 here, so use light images
     /// for thousands of images.
     pub own_layer: bool,
+    /// With `shares_base_with`: the manifest names that image as this one's `Parent`,
+    /// as the legacy builder records it (the engine then refuses to delete the parent
+    /// while this child exists).
+    pub child_of_base: bool,
 }
 
 impl ImageSpec {
@@ -45,7 +49,20 @@ impl ImageSpec {
             labels: BTreeMap::new(),
             shares_base_with: None,
             own_layer: true,
+            child_of_base: false,
         }
+    }
+
+    /// An image stacked on the earlier spec `base` with that image as its legacy
+    /// `Parent`.
+    pub fn child(tag: &str, created_unix: i64, base: usize) -> ImageSpec {
+        let mut spec = ImageSpec::new(tag, created_unix);
+        if tag.is_empty() {
+            spec.repo_tags.clear();
+        }
+        spec.shares_base_with = Some(base);
+        spec.child_of_base = true;
+        spec
     }
 
     /// A fast image: shares one layer with the other light images of the same load call
@@ -138,6 +155,8 @@ struct Built {
     layers: Vec<(String, Vec<u8>)>,
     config: Vec<u8>,
     repo_tags: Vec<String>,
+    /// Index of the built image recorded as `Parent`.
+    parent: Option<usize>,
 }
 
 fn config_json(
@@ -199,6 +218,7 @@ fn build_specs(specs: &[ImageSpec]) -> Vec<Built> {
                 layers: vec![(shared_diff.clone(), bytes)],
                 config,
                 repo_tags: spec.repo_tags.clone(),
+                parent: None,
             });
             continue;
         }
@@ -221,6 +241,7 @@ fn build_specs(specs: &[ImageSpec]) -> Vec<Built> {
             layers,
             config,
             repo_tags: spec.repo_tags.clone(),
+            parent: spec.shares_base_with.filter(|_| spec.child_of_base),
         });
     }
     built
@@ -245,6 +266,7 @@ fn load_built(d: &Dockerd, images: &[Built]) -> Vec<String> {
         let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, stdin));
         let mut manifest = Vec::with_capacity(images.len());
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let config_ids: Vec<String> = images.iter().map(|i| sha_hex(&i.config)).collect();
         for image in images {
             for (diff, bytes) in &image.layers {
                 // Shared layers are written once, by the image that owns the bytes.
@@ -262,11 +284,15 @@ fn load_built(d: &Dockerd, images: &[Built]) -> Vec<String> {
                         .insert(t.to_string(), id.clone());
                 }
             }
-            manifest.push(serde_json::json!({
+            let mut item = serde_json::json!({
                 "Config": format!("{id}.json"),
                 "RepoTags": if image.repo_tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(image.repo_tags) },
                 "Layers": image.layers.iter().map(|(d, _)| format!("{d}/layer.tar")).collect::<Vec<_>>(),
-            }));
+            });
+            if let Some(parent) = image.parent {
+                item["Parent"] = serde_json::json!(format!("sha256:{}", config_ids[parent]));
+            }
+            manifest.push(item);
             ids.push(format!("sha256:{id}"));
         }
         file(&mut tar, "manifest.json", &serde_json::to_vec(&manifest)?)?;
@@ -343,6 +369,7 @@ pub fn busybox_image(d: &Dockerd, tag: &str) -> String {
         layers: vec![(diff, layer)],
         config,
         repo_tags: vec![tag.to_string()],
+        parent: None,
     };
     load_built(d, std::slice::from_ref(&built))
         .pop()

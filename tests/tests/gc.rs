@@ -364,6 +364,37 @@ fn unreachable_docker_is_exit_1_with_a_clear_message() {
     assert!(out.stdout.is_empty());
 }
 
+#[test]
+fn a_docker_host_the_client_cannot_use_is_a_usage_error() {
+    for (host, hint) in [
+        ("/var/run/docker.sock", "use unix:///var/run/docker.sock"),
+        (
+            "ftp://example",
+            "use unix:///path/to/docker.sock or tcp://HOST:PORT",
+        ),
+    ] {
+        let env = [("DOCKER_HOST".to_owned(), host.to_owned())];
+        let out = run_shipshape(["gc", "--dry-run"], &env);
+        assert_eq!(out.code, 2, "{host}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("invalid DOCKER_HOST \"{host}\""))
+                && out.stderr.contains(hint),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+    let out = run_shipshape(["--docker-host", "docker.sock", "gc", "--dry-run"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid --docker-host"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// One test per bad value: exit 2 naming the flag and value, nothing printed on stdout,
 /// nothing deleted.
 mod bad_exclude_pattern_or_size_is_exit_2_naming_it_and_changes_nothing {
@@ -528,18 +559,36 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
             ImageSpec::new("app:2", OLD + 3),
             ImageSpec::new("app:3", OLD + 4),
             ImageSpec::new("pinned:1", OLD + 5),
+            ImageSpec::new("redis:7", OLD + 6),
+            ImageSpec::new("spotify/cassandra:2", OLD + 7),
+            ImageSpec::new("web:latest", OLD + 8),
+            ImageSpec::new("redis-extra:1", OLD + 9),
         ],
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("exclude");
-    // docker-gc's file: a pattern a line, comments and blank lines, image-ID prefixes.
+    // docker-gc's file: a grep basic regex a line (a glob line such as `redis:*`
+    // would be a regex too, protecting nothing), a short image ID.
     let pinned_prefix = &ids[5]["sha256:".len().."sha256:".len() + 12];
-    std::fs::write(
-        &file,
-        format!("# keep the CI base images\n*ci-base:*\n\n{pinned_prefix}\n"),
-    )
-    .expect("write exclude file");
+    let lines = format!(
+        "# keep the CI base images\n.*ci-base:.*\n\n{pinned_prefix}\nredis:.*\nspotify/.*\n.*:latest\n"
+    );
+    std::fs::write(&file, &lines).expect("write exclude file");
     let file_arg = file.display().to_string();
+
+    // What docker-gc's own rule (compute_exclude_ids) excludes, run as it runs it.
+    let script = r#"sed 's/^\(.*\)$/ \1 /' "$1" | sed '/^ *$/d' > "$1.p"
+docker images | tail -n+2 | sed 's/^\([^ ]*\) *\([^ ]*\) *\([^ ]*\).*/ \1:\2 \3 /' | grep -f "$1.p" | cut -d' ' -f3"#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script, "docker-gc", &file_arg])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", dir.path())
+        .output()
+        .expect("run docker-gc's rule");
+    let docker_gc_keeps: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
 
     let out = gc(
         &d,
@@ -548,6 +597,8 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
             "0s",
             "--exclude-file",
             &file_arg,
+            "--exclude",
+            "redis-extra:*",
             "--max-deletions",
             "2",
             "--output",
@@ -556,22 +607,35 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
     );
     let doc = json(&out);
     let plan = decisions(&doc);
-    for kept in [&ids[0], &ids[1], &ids[5]] {
-        assert_eq!(plan[kept.as_str()].0, "kept", "{:?}", plan[kept.as_str()]);
-        assert!(
-            plan[kept.as_str()].1.starts_with("excluded by "),
-            "{:?}",
-            plan[kept.as_str()]
-        );
-    }
+    let excluded_by_file: BTreeSet<String> = plan
+        .iter()
+        .filter(|(_, (_, reason))| {
+            reason.starts_with("excluded by ") && reason != "excluded by redis-extra:*"
+        })
+        .map(|(id, _)| id["sha256:".len().."sha256:".len() + 12].to_owned())
+        .collect();
+    assert_eq!(
+        excluded_by_file, docker_gc_keeps,
+        "shipshape and docker-gc disagree"
+    );
+    let short = |i: usize| ids[i]["sha256:".len().."sha256:".len() + 12].to_owned();
+    let expected: BTreeSet<String> = [0, 1, 5, 6, 7, 8].into_iter().map(short).collect();
+    assert_eq!(docker_gc_keeps, expected);
+    assert_eq!(
+        plan[&ids[9]],
+        ("kept".into(), "excluded by redis-extra:*".into())
+    );
+    assert_eq!(plan[&ids[6]].1, "excluded by redis:.*");
     let deleted: Vec<&String> = ids
         .iter()
         .filter(|id| plan[id.as_str()].0 == "deleted")
         .collect();
     assert_eq!(deleted.len(), 2, "--max-deletions 2: {plan:?}");
     let left = d.image_ids();
-    assert_eq!(left.len(), 4, "{left:?}");
-    for id in [&ids[0], &ids[1], &ids[5]] {
+    assert_eq!(left.len(), 8, "{left:?}");
+    for id in [
+        &ids[0], &ids[1], &ids[5], &ids[6], &ids[7], &ids[8], &ids[9],
+    ] {
         assert!(
             left.contains(id.as_str()),
             "excluded image {id} was deleted"
@@ -590,4 +654,277 @@ fn exclude_file_in_docker_gc_format_and_max_deletions_through_the_binary() {
         out.stderr
     );
     assert_eq!(d.image_ids(), left);
+
+    // An invalid line is a usage error naming the file and the line.
+    std::fs::write(&file, "redis:.*\napp:\\(\n").expect("write exclude file");
+    let out = gc(&d, &["--min-age", "0s", "--exclude-file", &file_arg]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("line 2") && out.stderr.contains(&file_arg),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert_eq!(d.image_ids(), left);
+}
+
+/// The tags of `id` now (`None`: no such image).
+fn tags_now(d: &Dockerd, id: &str) -> Option<BTreeSet<String>> {
+    let out = d
+        .docker()
+        .args(["image", "inspect", "--format", "{{json .RepoTags}}", id])
+        .output()
+        .expect("docker image inspect");
+    if !out.status.success() {
+        return None;
+    }
+    let tags: Vec<String> = serde_json::from_slice(&out.stdout).expect("RepoTags JSON");
+    Some(tags.into_iter().collect())
+}
+
+fn two_tags(tags: &[&str], created: i64) -> ImageSpec {
+    let mut spec = ImageSpec::new(tags[0], created);
+    spec.repo_tags = tags.iter().map(|t| t.to_string()).collect();
+    spec
+}
+
+#[test]
+fn every_reference_shape_is_deleted_in_one_pass_without_a_conflict() {
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            two_tags(&["ci/app:0a1b2c3d", "ci/app:latest"], OLD), // 0 the common CI image
+            two_tags(&["ci/app:1.2.3", "ci/app:stable", "ci/app:v1"], OLD), // 1 three tags
+            two_tags(&["m1/y:1", "m2/y:1"], OLD),                 // 2 across repos
+            ImageSpec::new("lonely:1", OLD),                      // 3 one tag
+            ImageSpec::dangling(OLD),                             // 4 dangling
+            ImageSpec::new("chain/base:1", OLD),                  // 5 legacy parent
+            ImageSpec::child("chain/app:1", OLD, 5),              // 6 its child
+        ],
+    );
+    let before = d.image_ids();
+    let dry = json(&gc(
+        &d,
+        &["--output", "json", "--min-age", "0s", "--dry-run"],
+    ));
+    let would: BTreeSet<String> = decisions(&dry)
+        .into_iter()
+        .filter(|(_, (a, _))| a == "would delete")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(would, ids.iter().cloned().collect(), "{dry}");
+    let real = json(&gc(&d, &["--output", "json", "--min-age", "0s"]));
+    let done = decisions(&real);
+    for id in &ids {
+        assert_eq!(done[id].0, "deleted", "{id}: {:?}\n{real}", done[id]);
+    }
+    assert!(!real.to_string().contains("conflict"), "{real}");
+    let left: BTreeSet<String> = d.image_ids();
+    assert!(left.is_disjoint(&before), "left behind: {left:?}");
+}
+
+#[test]
+fn an_image_that_gains_a_container_mid_run_keeps_every_tag() {
+    use shipshape_tests::dockerd::HoldingProxy;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[two_tags(
+            &["race:0a1b2c3d", "race:latest", "mirror/race:1"],
+            OLD,
+        )],
+    );
+    let hex = ids[0].trim_start_matches("sha256:").to_owned();
+    // Hold the final delete by ID: by then the other tags are off the image.
+    let proxy = HoldingProxy::start(&d, "DELETE", &hex);
+    let host = proxy.host();
+    let run = std::thread::spawn(move || {
+        run_shipshape(
+            [
+                "--docker-host",
+                host.as_str(),
+                "gc",
+                "--output",
+                "json",
+                "--min-age",
+                "0s",
+                "--state",
+                "/nonexistent/state.json",
+            ],
+            &[],
+        )
+    });
+    let held = proxy.wait_held(std::time::Duration::from_secs(60));
+    // Requests carry the negotiated API version (20.10 here: 1.41).
+    assert!(held.contains(" /v1.41/images/"), "{held}");
+    assert_eq!(
+        tags_now(&d, &ids[0]),
+        Some(BTreeSet::from(["race:latest".to_owned()])),
+        "the other tags should be off before the delete by ID"
+    );
+    d.docker_ok([
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "late",
+        &ids[0],
+        "sh",
+    ]);
+    proxy.release();
+    let out = run.join().expect("gc thread");
+    let doc = json(&out);
+    assert_eq!(
+        decisions(&doc)[&ids[0]],
+        ("kept".to_owned(), "conflict: in use".to_owned())
+    );
+    assert_eq!(
+        tags_now(&d, &ids[0]),
+        Some(BTreeSet::from([
+            "mirror/race:1".to_owned(),
+            "race:0a1b2c3d".to_owned(),
+            "race:latest".to_owned()
+        ])),
+        "the image lost tags"
+    );
+}
+
+#[test]
+fn a_tag_moved_to_a_new_build_mid_run_stays_on_it() {
+    use shipshape_tests::dockerd::HoldingProxy;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            two_tags(&["web:0a1b2c3d", "web:latest"], OLD),
+            ImageSpec::new("web:1b2c3d4e", OLD + 10),
+        ],
+    );
+    // Hold the untag of the commit tag; meanwhile CI moves `latest` to a new build.
+    let proxy = HoldingProxy::start(&d, "DELETE", "web:0a1b2c3d");
+    let host = proxy.host();
+    let run = std::thread::spawn(move || {
+        run_shipshape(
+            [
+                "--docker-host",
+                host.as_str(),
+                "gc",
+                "--output",
+                "json",
+                "--min-age",
+                "0s",
+                "--keep-per-repo",
+                "1",
+                "--state",
+                "/nonexistent/state.json",
+            ],
+            &[],
+        )
+    });
+    proxy.wait_held(std::time::Duration::from_secs(60));
+    d.docker_ok(["tag", &ids[1], "web:latest"]);
+    proxy.release();
+    let doc = json(&run.join().expect("gc thread"));
+    assert_eq!(decisions(&doc)[&ids[0]].0, "deleted", "{doc}");
+    assert_eq!(tags_now(&d, &ids[0]), None);
+    assert_eq!(
+        tags_now(&d, &ids[1]),
+        Some(BTreeSet::from([
+            "web:1b2c3d4e".to_owned(),
+            "web:latest".to_owned()
+        ])),
+        "the moved tag must stay on the new build"
+    );
+}
+
+/// `DOCKER_BUILDKIT=0 docker build -t <tag>` of `dockerfile` (the legacy builder, the
+/// default on 20.10): every step commits an intermediate image whose `Parent` is the
+/// step before.
+fn legacy_build(d: &Dockerd, tag: &str, dockerfile: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+    std::fs::write(dir.path().join("f"), tag).expect("context file");
+    let out = d
+        .docker()
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "--network", "none", "-t", tag])
+        .arg(dir.path())
+        .output()
+        .expect("docker build");
+    assert!(
+        out.status.success(),
+        "legacy build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Every image, intermediates included.
+fn all_image_ids(d: &Dockerd) -> BTreeSet<String> {
+    d.docker_ok(["images", "-a", "-q", "--no-trunc"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn legacy_builder_chains_are_kept_whole_or_cleaned_in_one_pass() {
+    let d = Dockerd::start();
+    let base = images::busybox_image(&d, "bb:1");
+    let used = legacy_build(
+        &d,
+        "chain/a:1",
+        "FROM bb:1\nENV A=1\nCOPY f /f\nLABEL step=a\n",
+    );
+    let free = legacy_build(
+        &d,
+        "chain/b:1",
+        "FROM bb:1\nENV B=2\nCOPY f /g\nLABEL step=b\n",
+    );
+    images::create_container(&d, "chain/a:1", "user", &[]);
+    let before = all_image_ids(&d);
+    assert_eq!(before.len(), 7, "base + 3 steps per chain: {before:?}");
+
+    let args = ["--output", "json", "--min-age", "0s"];
+    let mut dry_args = args.to_vec();
+    dry_args.push("--dry-run");
+    let dry = decisions(&json(&gc(&d, &dry_args)));
+    assert_eq!(
+        dry.len(),
+        before.len(),
+        "intermediates must be listed: {dry:?}"
+    );
+    assert!(
+        dry[&used].1.starts_with("in use by container"),
+        "{:?}",
+        dry[&used]
+    );
+    assert!(
+        dry[&base].1.starts_with("parent of kept image"),
+        "{:?}",
+        dry[&base]
+    );
+    let kept_parents = dry
+        .values()
+        .filter(|(_, r)| r.starts_with("parent of kept image"))
+        .count();
+    assert_eq!(kept_parents, 3, "two intermediates and the base: {dry:?}");
+    let would: BTreeSet<String> = dry
+        .iter()
+        .filter(|(_, (a, _))| a == "would delete")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(would.contains(&free) && would.len() == 3, "{would:?}");
+
+    let real = json(&gc(&d, &args));
+    assert!(!real.to_string().contains("conflict"), "{real}");
+    let done: BTreeSet<String> = decisions(&real)
+        .into_iter()
+        .filter(|(_, (a, _))| a == "deleted")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(done, would, "the dry run did not predict the run");
+    let after = all_image_ids(&d);
+    assert_eq!(after, before.difference(&would).cloned().collect());
 }

@@ -11,6 +11,7 @@ mod cli;
 mod daemon;
 mod ecr_prune;
 mod gc;
+mod gc_contract;
 mod harness;
 mod layering;
 mod packaging;

@@ -18,7 +18,7 @@ use bollard::models::{ContainerSummaryStateEnum, EventMessage, EventMessageTypeE
 use bollard::query_parameters::{
     EventsOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
     ListVolumesOptions, PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
-    RemoveVolumeOptions,
+    RemoveVolumeOptions, TagImageOptions,
 };
 use bollard::Docker;
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,7 +26,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    EventAction, EventScope, ImageDetails, ImageInfo, VolumeInfo,
+    EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
@@ -37,6 +37,28 @@ pub fn resolve_host(host: Option<&str>) -> String {
     host.map(str::to_owned)
         .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned())
+}
+
+/// Refuse an engine address this client cannot use — a usage error, not an
+/// unreachable engine: `source` names where it came from (`--docker-host`,
+/// `DOCKER_HOST`).
+pub fn check_host(host: &str, source: &str) -> Result<(), String> {
+    let usable = match host.split_once("://") {
+        Some(("unix", path)) => path.starts_with('/'),
+        Some(("tcp" | "http" | "https", address)) => {
+            !address.is_empty() && !address.starts_with('/')
+        }
+        _ => false,
+    };
+    if usable {
+        return Ok(());
+    }
+    let hint = if host.starts_with('/') {
+        format!("use unix://{host}")
+    } else {
+        "use unix:///path/to/docker.sock or tcp://HOST:PORT".to_owned()
+    };
+    Err(format!("invalid {source} {host:?}: {hint}"))
 }
 
 /// A version-negotiated Engine API client. `connect` (re)opens it, so one value
@@ -146,6 +168,25 @@ fn classify(host: &str, e: BollardError) -> DockerError {
     }
 }
 
+/// `request` with `/v<version>` in front of its path (unless it has one).
+fn versioned(mut request: bollard::BollardRequest, version: &str) -> bollard::BollardRequest {
+    if let Some(uri) = versioned_uri(request.uri(), version) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+fn versioned_uri(uri: &hyper::Uri, version: &str) -> Option<hyper::Uri> {
+    use hyper::http::uri::PathAndQuery;
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    if path.starts_with("/v") && path[2..].starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(format!("/v{version}{path}")).ok()?);
+    hyper::Uri::from_parts(parts).ok()
+}
+
 /// Engines before API 1.44 list a dangling image's tags as `<none>:<none>`;
 /// those are no tags.
 fn real_tags(tags: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -217,6 +258,11 @@ impl DockerEngine for BollardEngine {
         if let Some(timeout) = self.request_timeout {
             docker = docker.with_timeout(timeout);
         }
+        // bollard 0.21 builds `…/v1.41` + path with `Url::join`, which drops the
+        // version segment for an absolute path: requests would go out unversioned and
+        // the engine would answer in its own newest version. Put it back.
+        let version = docker.client_version().to_string();
+        docker = docker.with_request_modifier(move |request| versioned(request, &version));
         tracing::debug!(host = %self.host, api_version = %docker.client_version(), "connected to Docker");
         *self
             .client
@@ -243,8 +289,10 @@ impl DockerEngine for BollardEngine {
     }
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
+        // `all`: the legacy builder's untagged intermediates too, so a parent
+        // chain can be walked to its end.
         let options = ListImagesOptions {
-            all: false,
+            all: true,
             ..Default::default()
         };
         let images = self
@@ -328,17 +376,35 @@ impl DockerEngine for BollardEngine {
         }))
     }
 
-    async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
-        // Never force; let the engine prune untagged parents as `docker rmi` does.
+    async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError> {
+        // Never force; never prune: an untagged parent goes only when the plan
+        // says so (its own delete, after its children's).
         let options = RemoveImageOptions {
             force: false,
-            noprune: false,
+            noprune: true,
             ..Default::default()
         };
-        self.docker("DELETE /images/{name}")?
+        let records = self
+            .docker("DELETE /images/{name}")?
             .remove_image(reference, Some(options), None)
             .await
-            .map(|_| ())
+            .map_err(|e| self.map_err(e))?;
+        let mut removed = Removed::default();
+        for record in records {
+            removed.untagged.extend(record.untagged);
+            removed.deleted.extend(record.deleted);
+        }
+        Ok(removed)
+    }
+
+    async fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let options = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.docker("POST /images/{name}/tag")?
+            .tag_image(id, Some(options))
+            .await
             .map_err(|e| self.map_err(e))
     }
 
@@ -470,6 +536,35 @@ mod tests {
         });
         assert_eq!(event.time, None);
         assert_eq!(event.action, EventAction::Other("exec_start".to_owned()));
+    }
+
+    #[test]
+    fn engine_addresses_are_checked_before_connecting() {
+        assert!(check_host("unix:///var/run/docker.sock", "DOCKER_HOST").is_ok());
+        assert!(check_host("tcp://127.0.0.1:2375", "DOCKER_HOST").is_ok());
+        let e = check_host("/var/run/docker.sock", "DOCKER_HOST").unwrap_err();
+        assert_eq!(
+            e,
+            "invalid DOCKER_HOST \"/var/run/docker.sock\": use unix:///var/run/docker.sock"
+        );
+        assert!(check_host("ftp://x", "--docker-host")
+            .unwrap_err()
+            .starts_with("invalid --docker-host"));
+        assert!(check_host("unix://", "DOCKER_HOST").is_err());
+    }
+
+    #[test]
+    fn requests_carry_the_negotiated_version_once() {
+        let uri = |u: &str| u.parse::<hyper::Uri>().unwrap();
+        let out = versioned_uri(&uri("http://localhost/images/json?all=1"), "1.41");
+        assert_eq!(
+            out.map(|u| u.to_string()).as_deref(),
+            Some("http://localhost/v1.41/images/json?all=1")
+        );
+        assert_eq!(
+            versioned_uri(&uri("http://localhost/v1.44/_ping"), "1.41"),
+            None
+        );
     }
 
     #[tokio::test]

@@ -2,8 +2,8 @@
 //! happened to each item it deletes, beside the plan (which it never changes).
 //! Never forces: 404 means already gone (fine), 409 means the item became in use
 //! (kept, the run goes on). Deletes in chunks with bounded concurrency; between
-//! chunks it honours cancellation and, in disk-pressure mode, re-measures the
-//! filesystem and stops at low water.
+//! chunks it honours cancellation and, in disk-pressure mode (one deletion a
+//! chunk), re-measures the filesystem and stops at low water.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -60,8 +60,7 @@ pub struct Execution {
 }
 
 /// In default mode a chunk is large (cancellation is still checked between
-/// chunks); in disk-pressure mode it is one round of concurrent deletes so usage
-/// is re-measured often.
+/// chunks); in disk-pressure mode it is one deletion, re-measured after.
 const DEFAULT_CHUNK_ROUNDS: usize = 16;
 
 /// What a dry run reports, since it cannot delete and re-measure: every planned
@@ -159,8 +158,10 @@ async fn remove_images(
         DiskPlan::Pressure { low, .. } => Some(low),
         DiskPlan::Off => None,
     };
+    // Disk-pressure mode deletes one image at a time and re-measures after each, so
+    // it stops exactly at low water instead of a chunk past it.
     let chunk_size = if pressure.is_some() {
-        concurrency
+        1
     } else {
         concurrency * DEFAULT_CHUNK_ROUNDS
     };
@@ -249,52 +250,207 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
     chunks
 }
 
-/// Delete one image without force. Tags in a single repository go with the ID
-/// (the engine untags them atomically, only if they still point to this ID);
-/// tags in several repositories are removed tag by tag first, as the engine
-/// refuses an unforced delete by ID then. Removing by tag acts on whatever the
-/// tag names at that moment, so each tag is first checked to still name the
-/// planned image: a tag moved to a newer image since the plan is left alone.
+// How the engine deletes an image without force (moby `daemon/images/image_delete.go`,
+// `ImageDelete`; the engine here is 20.10, which behaves the same). Every rule has a
+// case in the contract suite, run against the fake and a private dockerd:
+//
+// - `DELETE /images/<ID>` is accepted only when the image's references form a
+//   "single reference" (`isSingleReference`): at most one tag, and every reference,
+//   tags and `repo@digest`s alike, in one repository. Then the references and the
+//   image go together, in one call, provided no child image (legacy builder) and no
+//   container of any state (running, stopped, created) uses it. Otherwise 409
+//   ("image is referenced in multiple repositories", "…dependent child images",
+//   "…being used by … container") and nothing changes. So `app:$SHA` + `app:latest`
+//   (two tags, one repository) is refused by ID.
+// - `DELETE /images/<repo:tag|repo@digest>` removes that one reference. When the
+//   references are a single reference and a container uses the image, 409 and nothing
+//   changes; with several references the untag goes through even when a container
+//   uses the image. A tag that was its repository's last takes that repository's
+//   digests with it. If references remain, that is all; if none do, the image is
+//   deleted unless it has a child or a container, then it stays, untagged, quietly.
+//   The reference is resolved when the call arrives: a tag acts on whatever image it
+//   names at that moment. A digest reference cannot move (it names content).
+// - Without `noprune`, untagged parents of a deleted image are deleted with it, each
+//   only when unreferenced, childless and unused. The adapter sets `noprune`: the
+//   listing includes intermediates, the plan names each one (children before
+//   parents, never in the same concurrent chunk), so every deletion is planned and
+//   reported, and the dry run names the same set.
+// - 404 when the reference names nothing.
+//
+// The engine has no conditional untag ("remove this tag only if it still names this
+// ID"), so each path below says how it keeps the promise that a race never costs an
+// image or a tag.
+
+/// Delete one planned image without force.
+///
+/// - Single reference (or none): one `DELETE` by ID. The engine removes only the
+///   references that name this ID at that moment and refuses if a container or a
+///   child appeared, so no race can cost anything: a tag that moved away is not this
+///   image's any more, a container makes it a 409 with every tag still in place.
+/// - Several references: reduce to a single reference by removing the others by
+///   name, then `DELETE` by ID as above. The tag kept for that last, atomic step is
+///   the one most likely to move (`latest`, then any tag that does not look like a
+///   commit or a version), so the tag CI moves is never removed by name. Each tag
+///   removed by name is first checked (`inspect`) to still name this image; one that
+///   moved is left on its new build. What remains is one round trip between that
+///   check and the untag: the untag's answer is checked, and an image it deleted that
+///   was not this one is reported as a failure naming it, never silently. Tags go
+///   before digests (a digest cannot be put back through the API).
+/// - If any step meets a 409 (a container or a new reference appeared), every tag
+///   removed so far is put back on this image by ID (`POST /images/<ID>/tag`) unless
+///   the tag names another image by then (it moved: it stays there), so an image that
+///   gained a container keeps every tag it had.
 async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome {
-    let failed = |e: DockerError| Outcome::Failed(Failure::Engine(e));
-    let repos: HashSet<&str> = entry.tags.iter().map(|t| repo_of(t)).collect();
-    let mut removed_any = false;
-    if repos.len() > 1 {
-        for tag in &entry.tags {
-            match docker.inspect_image(tag).await {
+    let refs: Vec<String> = entry
+        .tags
+        .iter()
+        .chain(entry.digests.iter())
+        .cloned()
+        .collect();
+    if refs.is_empty() || is_single_reference(&refs) {
+        return delete_by_id(docker, entry, false).await;
+    }
+    let keep = kept_reference(entry);
+    let keep_repo = repo_of(keep);
+    let extra: Vec<&String> = entry
+        .tags
+        .iter()
+        .filter(|t| t.as_str() != keep)
+        .chain(
+            entry
+                .digests
+                .iter()
+                .filter(|d| d.as_str() != keep && repo_of(d) != keep_repo),
+        )
+        .collect();
+    let mut removed: Vec<&str> = Vec::new();
+    for reference in extra {
+        let is_tag = !reference.contains('@');
+        if is_tag {
+            match docker.inspect_image(reference).await {
                 Ok(Some(image)) if image.id == entry.id => {}
                 Ok(now) => {
                     tracing::debug!(
                         image = %short_id(&entry.id),
-                        tag = %tag,
+                        tag = %reference,
                         now = now.as_ref().map_or("nothing", |i| short_id(&i.id)),
                         "tag moved since the plan; left alone"
                     );
                     continue;
                 }
-                Err(e) => return failed(e),
-            }
-            match docker.remove_image(tag).await {
-                Ok(()) => removed_any = true,
-                Err(DockerError::NotFound(_)) => {}
-                Err(DockerError::Conflict(message)) => {
-                    tracing::debug!(image = %short_id(&entry.id), tag = %tag, message = %message, "conflict");
-                    return Outcome::Conflict;
-                }
-                Err(e) => return failed(e),
+                Err(e) => return abandon(docker, entry, &removed, Some(Failure::Engine(e))).await,
             }
         }
+        match docker.remove_image(reference).await {
+            Ok(answer) => {
+                if is_tag {
+                    removed.push(reference);
+                }
+                // This image keeps `keep` unless `keep` moved away meanwhile; then
+                // this untag took its last reference and deleted it: planned. An
+                // untag that deleted another image (its first `Deleted` record) hit a
+                // tag that moved in the one round trip since the check.
+                if answer.deleted.first() == Some(&entry.id) {
+                    return Outcome::Deleted;
+                }
+                if let Some(other) = answer.deleted.first() {
+                    tracing::warn!(image = %short_id(&entry.id), tag = %reference, deleted = %other, "tag moved between check and untag");
+                    return Outcome::Failed(Failure::TagMoved {
+                        tag: reference.clone(),
+                        deleted: other.clone(),
+                    });
+                }
+            }
+            Err(DockerError::NotFound(_)) => {}
+            Err(DockerError::Conflict(message)) => {
+                tracing::debug!(image = %short_id(&entry.id), reference = %reference, message = %message, "conflict");
+                return abandon(docker, entry, &removed, None).await;
+            }
+            Err(e) => return abandon(docker, entry, &removed, Some(Failure::Engine(e))).await,
+        }
     }
+    let outcome = delete_by_id(docker, entry, !removed.is_empty()).await;
+    if outcome == Outcome::Conflict {
+        return abandon(docker, entry, &removed, None).await;
+    }
+    outcome
+}
+
+/// The reference left for the atomic delete by ID: the tag most likely to move.
+fn kept_reference(entry: &ImageEntry) -> &str {
+    let looks_fixed = |t: &str| {
+        let tag = t.rsplit_once(':').map_or("", |(_, tag)| tag);
+        let hex = tag.len() >= 7 && tag.chars().all(|c| c.is_ascii_hexdigit());
+        let version = tag
+            .trim_start_matches('v')
+            .starts_with(|c: char| c.is_ascii_digit());
+        hex || version
+    };
+    entry
+        .tags
+        .iter()
+        .find(|t| t.ends_with(":latest"))
+        .or_else(|| entry.tags.iter().find(|t| !looks_fixed(t)))
+        .or_else(|| entry.tags.first())
+        .or_else(|| entry.digests.first())
+        .map_or("", String::as_str)
+}
+
+/// moby's `isSingleReference`: at most one tag, and every reference in one
+/// repository. False for none.
+fn is_single_reference(refs: &[String]) -> bool {
+    let mut tags = refs.iter().filter(|r| !r.contains('@'));
+    let first_tag = tags.next();
+    if tags.next().is_some() {
+        return false;
+    }
+    let Some(first) = first_tag.or(refs.first()) else {
+        return false;
+    };
+    refs.iter().all(|r| repo_of(r) == repo_of(first))
+}
+
+async fn delete_by_id(docker: &dyn DockerEngine, entry: &ImageEntry, removed_any: bool) -> Outcome {
     match docker.remove_image(&entry.id).await {
-        Ok(()) => Outcome::Deleted,
+        Ok(_) => Outcome::Deleted,
+        // Someone else deleted it; if this run had untagged it, the tags it lost were
+        // planned ones.
         Err(DockerError::NotFound(_)) if removed_any => Outcome::Deleted,
         Err(DockerError::NotFound(_)) => Outcome::AlreadyGone,
         Err(DockerError::Conflict(message)) => {
             tracing::debug!(image = %short_id(&entry.id), message = %message, "conflict");
             Outcome::Conflict
         }
-        Err(e) => failed(e),
+        Err(e) => Outcome::Failed(Failure::Engine(e)),
     }
+}
+
+/// Give up on `entry` and put back the tags this run removed from it, each unless
+/// it names another image by now (it moved there: it stays). Returns `Conflict`
+/// without a failure, else the failure.
+async fn abandon(
+    docker: &dyn DockerEngine,
+    entry: &ImageEntry,
+    removed: &[&str],
+    failure: Option<Failure>,
+) -> Outcome {
+    let mut outcome = failure.map_or(Outcome::Conflict, Outcome::Failed);
+    for tag in removed {
+        let (repo, name) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let restored = match docker.inspect_image(tag).await {
+            Ok(None) => docker.tag_image(&entry.id, repo, name).await,
+            Ok(Some(_)) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = restored {
+            tracing::warn!(image = %short_id(&entry.id), tag = %tag, error = %e, "could not put the tag back");
+            outcome = Outcome::Failed(Failure::Restore {
+                tag: (*tag).to_owned(),
+                error: e.to_string(),
+            });
+        }
+    }
+    outcome
 }
 
 /// A container or volume entry of the plan: removed by one call each, in any order.

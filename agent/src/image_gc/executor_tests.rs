@@ -138,72 +138,204 @@ async fn other_errors_are_failures_reported_per_image() {
     );
 }
 
+fn with_digests(
+    mut info: crate::ports::docker::ImageInfo,
+    digests: &[&str],
+) -> crate::ports::docker::ImageInfo {
+    info.repo_digests = digests.iter().map(|d| d.to_string()).collect();
+    info
+}
+
+fn tags_of(fake: &FakeDocker, id: &str) -> Vec<String> {
+    let s = fake.state.lock().unwrap();
+    let mut tags = s
+        .images
+        .iter()
+        .find(|i| i.id == full_id(id))
+        .map(|i| i.repo_tags.clone())
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
 #[tokio::test]
-async fn single_repo_image_is_deleted_by_id_in_one_call() {
+async fn single_reference_is_deleted_by_id_in_one_call() {
+    let fake = FakeDocker::new(
+        vec![with_digests(
+            image("a1", &["app:1"], 48, 10),
+            &["app@sha256:d1"],
+        )],
+        vec![],
+    );
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(fake.removals(), vec![full_id("a1")]);
+    assert!(fake.image_ids().is_empty());
+    assert_eq!(done.stats.images_deleted, 1);
+}
+
+#[tokio::test]
+async fn two_tags_in_one_repo_untag_the_fixed_one_and_leave_latest_to_the_id_delete() {
+    let fake = FakeDocker::new(
+        vec![image("a1", &["app:latest", "app:0a1b2c3d"], 48, 10)],
+        vec![],
+    );
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(
+        fake.removals(),
+        vec!["app:0a1b2c3d".to_owned(), full_id("a1")]
+    );
+    assert!(fake.image_ids().is_empty());
+    assert_eq!(done.outcomes.images[0], Some(Outcome::Deleted));
+}
+
+#[tokio::test]
+async fn by_id_alone_is_refused_for_two_tags_as_the_engine_does() {
+    // What the first landing did, and the engine refuses (contract case too).
     let fake = FakeDocker::new(vec![image("a1", &["app:1", "app:latest"], 48, 10)], vec![]);
+    let err = fake.remove_image(&full_id("a1")).await.unwrap_err();
+    assert!(matches!(err, DockerError::Conflict(_)), "{err}");
+    assert_eq!(
+        tags_of(&fake, "a1"),
+        vec!["app:1".to_owned(), "app:latest".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn tags_across_repos_are_reduced_to_one_then_deleted_by_id() {
+    let fake = FakeDocker::new(
+        vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
+        vec![],
+    );
+    let p = planned(&fake, &Policy::defaults()).await;
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(
+        fake.removals(),
+        vec!["mirror/app:1".to_owned(), full_id("a1")]
+    );
+    assert_eq!(done.stats.images_deleted, 1);
+    assert_eq!(done.stats.reclaimed_bytes, 10);
+}
+
+#[tokio::test]
+async fn a_tag_plus_a_digest_of_another_repo_goes_digest_first() {
+    let fake = FakeDocker::new(
+        vec![with_digests(
+            image("a1", &["web:prod"], 48, 10),
+            &["reg/web@sha256:d1"],
+        )],
+        vec![],
+    );
     let p = planned(&fake, &Policy::defaults()).await;
     run(&fake, &p, 4).await;
-    assert_eq!(fake.removals(), vec![full_id("a1")]);
+    assert_eq!(
+        fake.removals(),
+        vec!["reg/web@sha256:d1".to_owned(), full_id("a1")]
+    );
     assert!(fake.image_ids().is_empty());
 }
 
 #[tokio::test]
-async fn multi_repo_image_is_removed_tag_by_tag_then_by_id() {
+async fn digest_only_in_two_repos_keeps_one_for_the_id_delete() {
     let fake = FakeDocker::new(
-        vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
+        vec![with_digests(
+            image("a1", &[], 48, 10),
+            &["a/x@sha256:d1", "b/x@sha256:d1"],
+        )],
         vec![],
     );
     let p = planned(&fake, &Policy::defaults()).await;
-    let done = run(&fake, &p, 4).await;
-    let stats = &done.stats;
+    run(&fake, &p, 4).await;
     assert_eq!(
         fake.removals(),
-        vec!["app:1".to_owned(), "mirror/app:1".to_owned(), full_id("a1")]
+        vec!["b/x@sha256:d1".to_owned(), full_id("a1")]
     );
-    assert_eq!(stats.images_deleted, 1);
-    assert_eq!(stats.reclaimed_bytes, 10);
+    assert!(fake.image_ids().is_empty());
 }
 
 #[tokio::test]
-async fn multi_repo_conflict_on_a_tag_stops_that_image_only() {
+async fn an_image_that_gains_a_container_mid_run_keeps_every_tag() {
     let fake = FakeDocker::new(
-        vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
+        vec![image(
+            "a1",
+            &["app:latest", "app:1", "mirror/app:1"],
+            48,
+            10,
+        )],
         vec![],
     );
-    fake.fault("mirror/app:1", DockerError::Conflict("in use".into()));
     let p = planned(&fake, &Policy::defaults()).await;
+    // After the plan, a container starts from the image.
+    fake.with(|s| {
+        s.containers
+            .push(container("c1", "app:1", "a1", ContainerState::Running))
+    });
     let done = run(&fake, &p, 4).await;
-    let stats = &done.stats;
-    assert_eq!(stats.conflicts, 1);
+    assert_eq!(done.outcomes.images[0], Some(Outcome::Conflict));
+    assert_eq!(done.stats.conflicts, 1);
     assert_eq!(
-        fake.removals(),
-        vec!["app:1".to_owned(), "mirror/app:1".to_owned()]
+        tags_of(&fake, "a1"),
+        vec![
+            "app:1".to_owned(),
+            "app:latest".to_owned(),
+            "mirror/app:1".to_owned()
+        ]
     );
-    assert_eq!(fake.image_ids(), vec![full_id("a1")]);
 }
 
 #[tokio::test]
-async fn multi_repo_tag_moved_to_a_new_image_after_the_plan_is_left_alone() {
+async fn a_tag_added_mid_run_makes_a_conflict_and_the_removed_tags_come_back() {
+    let fake = FakeDocker::new(vec![image("a1", &["app:latest", "app:1"], 48, 10)], vec![]);
+    let p = planned(&fake, &Policy::defaults()).await;
+    fake.with(|s| s.images[0].repo_tags.push("other:new".into()));
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(done.outcomes.images[0], Some(Outcome::Conflict));
+    assert_eq!(
+        tags_of(&fake, "a1"),
+        vec![
+            "app:1".to_owned(),
+            "app:latest".to_owned(),
+            "other:new".to_owned()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_tag_moved_to_a_new_build_after_the_plan_stays_on_it() {
     let fake = FakeDocker::new(
         vec![image("a1", &["app:1", "mirror/app:1"], 48, 10)],
         vec![],
     );
     let p = planned(&fake, &Policy::defaults()).await;
-    {
-        // Between plan and delete, a new build is tagged mirror/app:1.
-        let mut s = fake.state.lock().unwrap();
+    // Between plan and delete, a new build is tagged mirror/app:1.
+    fake.with(|s| {
         s.images[0].repo_tags.retain(|t| t != "mirror/app:1");
         s.images.push(image("b2", &["mirror/app:1"], 0, 10));
-    }
+    });
     let done = run(&fake, &p, 4).await;
-    let stats = &done.stats;
-    assert_eq!(fake.removals(), vec!["app:1".to_owned(), full_id("a1")]);
-    assert_eq!(stats.images_deleted, 1);
+    assert_eq!(fake.removals(), vec![full_id("a1")]);
+    assert_eq!(done.stats.images_deleted, 1);
     assert_eq!(fake.image_ids(), vec![full_id("b2")]);
-    assert_eq!(
-        fake.state.lock().unwrap().images[0].repo_tags,
-        vec!["mirror/app:1".to_owned()]
+    assert_eq!(tags_of(&fake, "b2"), vec!["mirror/app:1".to_owned()]);
+}
+
+#[tokio::test]
+async fn latest_moved_after_the_plan_is_never_removed_by_name() {
+    // CI moves `latest`; it is the reference left to the atomic delete by ID.
+    let fake = FakeDocker::new(
+        vec![image("a1", &["app:latest", "app:0a1b2c3d"], 48, 10)],
+        vec![],
     );
+    let p = planned(&fake, &Policy::defaults()).await;
+    fake.with(|s| {
+        s.images[0].repo_tags.retain(|t| t != "app:latest");
+        s.images.push(image("b2", &["app:latest"], 0, 10));
+    });
+    run(&fake, &p, 4).await;
+    assert!(!fake.removals().contains(&"app:latest".to_owned()));
+    assert_eq!(tags_of(&fake, "b2"), vec!["app:latest".to_owned()]);
+    assert_eq!(fake.image_ids(), vec![full_id("b2")]);
 }
 
 #[tokio::test]
@@ -237,15 +369,16 @@ async fn disk_mode_stops_when_remeasured_usage_reaches_low_water() {
     let p = planned(&fake, &policy).await;
     let done = run(&fake, &p, 2).await;
     let stats = &done.stats;
-    // Chunks of 2: 90 → 80 → 70 GiB, at or below 75%: stop after 4.
-    assert_eq!(stats.images_deleted, 4);
-    assert_eq!(fake.image_ids().len(), 4);
+    // Re-measured after every deletion: 90 → 85 → 80 → 75 GiB, at or below 75%:
+    // stop after 3, whatever the concurrency (chunks of 2 overshot to 70 GiB).
+    assert_eq!(stats.images_deleted, 3);
+    assert_eq!(fake.image_ids().len(), 5);
     let low = Watermark::Percent(75.0);
     assert_eq!(
-        outcome_of(&p, &done, "a5"),
+        outcome_of(&p, &done, "a4"),
         Some(Outcome::LowWaterReached { low })
     );
-    assert_eq!(stats.disk_after.unwrap().used_bytes, 70 * GIB);
+    assert_eq!(stats.disk_after.unwrap().used_bytes, 75 * GIB);
 }
 
 #[tokio::test]

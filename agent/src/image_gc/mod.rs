@@ -4,6 +4,7 @@
 //! mode) → executor (no force; 404 fine, 409 skipped) → report (plan + outcomes,
 //! table or JSON). `run` is the job; it takes its ports, `now` and a cancel token.
 
+pub mod docker_gc;
 pub mod executor;
 pub mod planner;
 pub mod policy;
@@ -15,6 +16,7 @@ pub mod snapshot;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::value::Watermark;
 use crate::ports::disk::{Disk, DiskError};
 use crate::ports::docker::{DockerEngine, DockerError};
 
@@ -28,6 +30,12 @@ pub enum GcError {
         "{0}; check that dockerd is running and that --docker-host or DOCKER_HOST points to it"
     )]
     Connect(DockerError),
+    /// `--docker-host`/`DOCKER_HOST` is no address the client can use (exit 2).
+    #[error("{0}")]
+    Host(String),
+    /// Watermarks inverted across units, found once the filesystem size is known (exit 2).
+    #[error("invalid watermarks: {0}")]
+    Watermarks(String),
     /// A step of the snapshot failed (`step` reads "list images", "read engine info"…).
     #[error("cannot {step}: {source}")]
     Snapshot {
@@ -50,6 +58,7 @@ pub enum GcError {
 impl GcError {
     pub fn exit_code(&self) -> u8 {
         match self {
+            Self::Host(_) | Self::Watermarks(_) => crate::exit::EXIT_USAGE,
             Self::Connect(_) | Self::Snapshot { .. } | Self::Disk(_) | Self::Output(_) => {
                 crate::exit::EXIT_RUNTIME
             }
@@ -75,6 +84,9 @@ pub async fn run(
     };
     let snap = snapshot::take(docker, disk, &options, now).await?;
     let plan_api_calls = docker.api_calls() - calls_before;
+    if let (Some(marks), Some(usage)) = (settings.disk, snap.disk) {
+        check_watermarks(marks, usage.total_bytes)?;
+    }
     let plan = planner::plan(&snap, &settings.policy(), now);
     tracing::debug!(
         images = snap.images.len(),
@@ -114,6 +126,49 @@ pub async fn run(
     })
 }
 
+/// Low water above high water once both are bytes of this filesystem (`10MB` and
+/// `90%` can only be compared here): a usage error, before anything is deleted.
+fn check_watermarks(marks: policy::DiskWatermarks, total: u64) -> Result<(), GcError> {
+    let bytes = |w: Watermark| match w {
+        Watermark::Percent(p) => p / 100.0 * total as f64,
+        Watermark::Bytes(b) => b as f64,
+    };
+    if bytes(marks.low) > bytes(marks.high) {
+        return Err(GcError::Watermarks(format!(
+            "low water {} is above high water {} on this {} filesystem; \
+             set --low-water below --high-water",
+            marks.low,
+            marks.high,
+            crate::config::value::format_size(total)
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "run_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod watermark_tests {
+    use super::*;
+
+    #[test]
+    fn watermarks_inverted_across_units_are_refused_once_the_size_is_known() {
+        let marks = policy::DiskWatermarks {
+            high: Watermark::Bytes(10_000_000),
+            low: Watermark::Percent(90.0),
+        };
+        let e = check_watermarks(marks, 1_000_000_000).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::EXIT_USAGE);
+        assert!(
+            e.to_string().contains("low water 90% is above high water"),
+            "{e}"
+        );
+        let fine = policy::DiskWatermarks {
+            high: Watermark::Percent(90.0),
+            low: Watermark::Bytes(10_000_000),
+        };
+        assert!(check_watermarks(fine, 1_000_000_000).is_ok());
+    }
+}

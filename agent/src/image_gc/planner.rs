@@ -35,6 +35,8 @@ pub enum Action {
 pub struct ImageEntry {
     pub id: String,
     pub tags: Vec<String>,
+    /// `repo@sha256:…` references: deleting the image must remove them too.
+    pub digests: Vec<String>,
     pub size: u64,
     pub action: Action,
     pub reason: ImageReason,
@@ -96,14 +98,55 @@ fn since(now: DateTime<Utc>, then: DateTime<Utc>) -> Duration {
 
 /// Plan one GC pass.
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
-    let containers = containers::plan_containers(&snapshot.containers, policy, now);
-    let volumes = containers::plan_volumes(&snapshot.volumes, policy);
+    // `--max-deletions` caps every kind together, spent in the executor's order:
+    // containers, images, volumes.
+    let max = policy.max_deletions;
+    let mut containers = containers::plan_containers(&snapshot.containers, policy, now);
+    let mut budget = max.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+    for c in containers.iter_mut().filter(|c| c.action == Action::Delete) {
+        match budget.as_mut() {
+            Some(0) => {
+                c.action = Action::Keep;
+                c.reason = ContainerReason::MaxDeletions {
+                    max: max.unwrap_or(0),
+                };
+            }
+            Some(left) => *left -= 1,
+            None => {}
+        }
+    }
+    let mut volumes = containers::plan_volumes(&snapshot.volumes, policy);
     let removed: HashSet<&str> = containers
         .iter()
         .filter(|c| c.action == Action::Delete)
         .map(|c| c.id.as_str())
         .collect();
-    let (images, disk) = plan_images(snapshot, policy, &removed, now);
+    let image_policy = Policy {
+        max_deletions: budget.map(|b| u32::try_from(b).unwrap_or(u32::MAX)),
+        ..policy.clone()
+    };
+    let (mut images, disk) = plan_images(snapshot, &image_policy, &removed, now);
+    if let Some(left) = budget.as_mut() {
+        for e in &mut images {
+            if let ImageReason::MaxDeletions { max: shown } = &mut e.reason {
+                // The reason names the user's cap, not what was left of it.
+                *shown = max.unwrap_or(0);
+            }
+        }
+        *left = left.saturating_sub(images.iter().filter(|e| e.action == Action::Delete).count());
+    }
+    for v in volumes.iter_mut().filter(|v| v.action == Action::Delete) {
+        match budget.as_mut() {
+            Some(0) => {
+                v.action = Action::Keep;
+                v.reason = VolumeReason::MaxDeletions {
+                    max: max.unwrap_or(0),
+                };
+            }
+            Some(left) => *left -= 1,
+            None => {}
+        }
+    }
     Plan {
         images,
         containers,
@@ -141,6 +184,7 @@ fn plan_images(
     let entry = |i: usize, action: Action, reason: ImageReason| ImageEntry {
         id: images[i].id.clone(),
         tags: images[i].repo_tags.clone(),
+        digests: images[i].repo_digests.clone(),
         size: images[i].size,
         action,
         reason,

@@ -639,3 +639,61 @@ fn dangling_volumes_are_removed_when_asked() {
     );
     assert!(plan(&s, &policy(), now()).volumes.is_empty());
 }
+
+#[test]
+fn max_deletions_caps_containers_images_and_volumes_together() {
+    let mut s = snap(
+        vec![
+            image("a1", &["app:1"], 48, 10),
+            image("a2", &["app:2"], 47, 10),
+            image("a3", &["app:3"], 46, 10),
+        ],
+        vec![finished(
+            container("c1", "app:1", "a1", ContainerState::Exited),
+            3,
+        )],
+    );
+    s.volumes = vec![VolumeInfo {
+        name: "v1".into(),
+        labels: BTreeMap::new(),
+    }];
+    let p = plan(
+        &s,
+        &Policy {
+            containers: true,
+            volumes: true,
+            max_deletions: Some(2),
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(p.containers[0].action, Action::Delete);
+    assert_eq!(
+        p.deletions().count(),
+        1,
+        "one of the two left goes to an image"
+    );
+    assert_eq!(
+        decision(&p, "a2"),
+        kept(ImageReason::MaxDeletions { max: 2 })
+    );
+    assert_eq!(
+        (p.volumes[0].action, p.volumes[0].reason),
+        kept(VolumeReason::MaxDeletions { max: 2 })
+    );
+    // The container that stays keeps its image.
+    let p = plan(
+        &s,
+        &Policy {
+            containers: true,
+            max_deletions: Some(0),
+            ..policy()
+        },
+        now(),
+    );
+    assert_eq!(
+        p.containers[0].reason,
+        ContainerReason::MaxDeletions { max: 0 }
+    );
+    assert!(matches!(decision(&p, "a1").1, ImageReason::InUse { .. }));
+}

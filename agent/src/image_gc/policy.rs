@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::docker_gc::{self, GrepLine};
 use crate::config::value::Watermark;
 
 /// How long a `created` (never started) container must exist before it may go:
@@ -84,6 +85,8 @@ pub struct ExcludeSet {
     glob_owner: Vec<usize>,
     /// (pattern index, lower-case hex prefix).
     id_prefixes: Vec<(usize, String)>,
+    /// docker-gc exclude-file lines, after the globs in `patterns`.
+    grep_lines: Vec<GrepLine>,
 }
 
 impl ExcludeSet {
@@ -103,6 +106,9 @@ impl ExcludeSet {
             if let Some(prefix) = id_prefix(pattern) {
                 id_prefixes.push((index, prefix));
             }
+            // Matched against the engine's familiar form (`redis:7`), so written
+            // the same way (`docker.io/library/redis:*` is `redis:*`).
+            let pattern = familiar(pattern);
             let last = pattern.rsplit('/').next().unwrap_or(pattern);
             let tag_glob = if last.contains(':') || last.contains('@') {
                 pattern.to_owned()
@@ -122,7 +128,15 @@ impl ExcludeSet {
             globs,
             glob_owner,
             id_prefixes,
+            grep_lines: Vec::new(),
         })
+    }
+
+    /// Add the lines of a docker-gc exclude file (after the patterns given so far).
+    pub fn with_file(mut self, lines: Vec<GrepLine>) -> Self {
+        self.patterns.extend(lines.iter().map(|l| l.line.clone()));
+        self.grep_lines = lines;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -133,8 +147,11 @@ impl ExcludeSet {
         &self.patterns
     }
 
-    /// The first pattern (in the order given) matching the image, if any.
-    pub fn matching(&self, id: &str, refs: &[String]) -> Option<&str> {
+    /// The first pattern (in the order given) matching the image, if any. Globs see
+    /// each tag and, for each digest, `repo@digest` and `repo:<none>` (so a
+    /// repository pattern such as `reg/pinned:*` covers that repository's digest-only
+    /// references, as a docker-gc line does); file lines see docker-gc's rows.
+    pub fn matching(&self, id: &str, tags: &[String], digests: &[String]) -> Option<&str> {
         let hex = id.strip_prefix("sha256:").unwrap_or(id);
         let mut best: Option<usize> = self
             .id_prefixes
@@ -142,14 +159,40 @@ impl ExcludeSet {
             .filter(|(_, p)| hex.starts_with(p.as_str()))
             .map(|(i, _)| *i)
             .min();
-        for r in refs {
+        let mut candidates: Vec<String> = tags.iter().map(|t| familiar(t).to_owned()).collect();
+        for d in digests {
+            candidates.push(familiar(d).to_owned());
+            candidates.push(format!("{}:<none>", familiar(repo_of(d))));
+        }
+        for r in &candidates {
             for g in self.globs.matches(r) {
                 let owner = self.glob_owner[g];
                 best = Some(best.map_or(owner, |b| b.min(owner)));
             }
         }
+        if best.is_none() && !self.grep_lines.is_empty() {
+            let rows = docker_gc::rows(id, tags, digests);
+            let first = self.patterns.len() - self.grep_lines.len();
+            best = self
+                .grep_lines
+                .iter()
+                .position(|l| l.matches(&rows))
+                .map(|i| first + i);
+        }
         best.map(|i| self.patterns[i].as_str())
     }
+}
+
+/// A reference in the engine's familiar form: Docker Hub's `docker.io/` (and
+/// `library/` for official images) dropped, as `docker images` prints it.
+pub fn familiar(reference: &str) -> &str {
+    for hub in ["docker.io/", "index.docker.io/", "registry-1.docker.io/"] {
+        if let Some(rest) = reference.strip_prefix(hub) {
+            let rest = rest.strip_prefix("library/").unwrap_or(rest);
+            return rest;
+        }
+    }
+    reference
 }
 
 /// `sha256:abc…` or `abc…` (hex only) as a lower-case prefix.
@@ -197,6 +240,22 @@ mod tests {
     }
 
     #[test]
+    fn repository_globs_cover_digest_only_references_and_hub_names_are_familiar() {
+        let s = set(&["reg/pinned:*", "docker.io/library/redis:*", "app:1"]);
+        let pinned = ["reg/pinned@sha256:aa".to_owned()];
+        assert_eq!(s.matching("sha256:00", &[], &pinned), Some("reg/pinned:*"));
+        assert_eq!(
+            s.matching("sha256:00", &["redis:7".into()], &[]),
+            Some("docker.io/library/redis:*")
+        );
+        // A tag pattern is no repository pattern.
+        assert_eq!(
+            s.matching("sha256:00", &[], &["app@sha256:aa".into()]),
+            None
+        );
+    }
+
+    #[test]
     fn repo_of_handles_registry_ports_and_digests() {
         assert_eq!(repo_of("redis:7"), "redis");
         assert_eq!(repo_of("localhost:5000/app:1"), "localhost:5000/app");
@@ -208,37 +267,42 @@ mod tests {
     fn glob_on_repo_tag() {
         let s = set(&["redis:*", "*/ci-base:*"]);
         assert_eq!(
-            s.matching("sha256:00", &["redis:7".into()]),
+            s.matching("sha256:00", &["redis:7".into()], &[]),
             Some("redis:*")
         );
         assert_eq!(
-            s.matching("sha256:00", &["reg.example.com/team/ci-base:1".into()]),
+            s.matching("sha256:00", &["reg.example.com/team/ci-base:1".into()], &[]),
             Some("*/ci-base:*")
         );
-        assert_eq!(s.matching("sha256:00", &["app:1".into()]), None);
+        assert_eq!(s.matching("sha256:00", &["app:1".into()], &[]), None);
     }
 
     #[test]
     fn bare_repo_pattern_matches_every_tag_of_that_repo_only() {
         let s = set(&["busybox"]);
-        assert!(s.matching("sha256:00", &["busybox:1.36".into()]).is_some());
         assert!(s
-            .matching("sha256:00", &["busybox-extra:1".into()])
+            .matching("sha256:00", &["busybox:1.36".into()], &[])
+            .is_some());
+        assert!(s
+            .matching("sha256:00", &["busybox-extra:1".into()], &[])
             .is_none());
     }
 
     #[test]
     fn id_prefix_with_or_without_algorithm() {
         let s = set(&["sha256:abc1", "def2"]);
-        assert_eq!(s.matching("sha256:abc123", &[]), Some("sha256:abc1"));
-        assert_eq!(s.matching("sha256:def234", &[]), Some("def2"));
-        assert_eq!(s.matching("sha256:0bc123", &[]), None);
+        assert_eq!(s.matching("sha256:abc123", &[], &[]), Some("sha256:abc1"));
+        assert_eq!(s.matching("sha256:def234", &[], &[]), Some("def2"));
+        assert_eq!(s.matching("sha256:0bc123", &[], &[]), None);
     }
 
     #[test]
     fn first_pattern_in_order_is_named() {
         let s = set(&["app:*", "*"]);
-        assert_eq!(s.matching("sha256:00", &["app:1".into()]), Some("app:*"));
+        assert_eq!(
+            s.matching("sha256:00", &["app:1".into()], &[]),
+            Some("app:*")
+        );
     }
 
     #[test]

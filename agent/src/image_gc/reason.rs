@@ -82,6 +82,10 @@ pub enum ContainerReason {
     FinishedLongAgo {
         grace: Duration,
     },
+    /// `--max-deletions` was used up (it caps containers, images and volumes together).
+    MaxDeletions {
+        max: u32,
+    },
 }
 
 impl fmt::Display for ContainerReason {
@@ -97,6 +101,7 @@ impl fmt::Display for ContainerReason {
             Self::FinishedLongAgo { grace } => {
                 write!(f, "finished over {} ago", format_duration(*grace))
             }
+            Self::MaxDeletions { max } => write!(f, "max deletions ({max}) reached"),
         }
     }
 }
@@ -107,6 +112,10 @@ pub enum VolumeReason {
     Dangling,
     /// Carries an ECS label: left to the ECS agent.
     EcsManaged,
+    /// `--max-deletions` was used up.
+    MaxDeletions {
+        max: u32,
+    },
 }
 
 impl fmt::Display for VolumeReason {
@@ -114,6 +123,7 @@ impl fmt::Display for VolumeReason {
         match self {
             Self::Dangling => f.write_str("dangling"),
             Self::EcsManaged => f.write_str("managed by the ECS agent"),
+            Self::MaxDeletions { max } => write!(f, "max deletions ({max}) reached"),
         }
     }
 }
@@ -150,6 +160,11 @@ pub enum Failure {
     /// Disk-pressure mode could not re-measure the filesystem, so the pass stopped
     /// before this item rather than delete blind.
     DiskUnmeasured { path: PathBuf, error: String },
+    /// A tag checked to name the planned image named another by the time the
+    /// untag arrived, and the engine deleted that other image.
+    TagMoved { tag: String, deleted: String },
+    /// A tag this run removed could not be put back after a conflict.
+    Restore { tag: String, error: String },
 }
 
 impl Failure {
@@ -170,6 +185,16 @@ impl fmt::Display for Failure {
                 "cannot measure Docker's filesystem at {} (statvfs: {error}); \
                  disk-pressure mode needs to run on the Docker host",
                 path.display()
+            ),
+            Self::TagMoved { tag, deleted } => write!(
+                f,
+                "tag {tag} moved to image {deleted} while it was being removed, \
+                 and the engine deleted that image; pull it again"
+            ),
+            Self::Restore { tag, error } => write!(
+                f,
+                "conflict: in use, and tag {tag} could not be put back ({error}); \
+                 run `docker tag` to restore it"
             ),
         }
     }

@@ -52,6 +52,11 @@ impl Report {
     /// everything else reads as planned.
     fn shown(&self, action: Action, reason: &dyn Display, outcome: Option<&Outcome>) -> Shown {
         match outcome {
+            // Someone else removed it meanwhile: gone, but not by this run.
+            Some(Outcome::AlreadyGone) => Shown {
+                action: self.verb(action),
+                reason: Outcome::AlreadyGone.to_string(),
+            },
             Some(outcome) if !outcome.is_gone() => Shown {
                 action: self.verb(Action::Keep),
                 reason: outcome.to_string(),
@@ -141,6 +146,7 @@ impl Report {
                 .images()
                 .map(|(e, shown)| ImageDto {
                     action: shown.action,
+                    digests: &e.digests,
                     id: &e.id,
                     reason: shown.reason,
                     size: e.size,
@@ -170,8 +176,11 @@ impl Report {
             .map(|(e, shown)| {
                 [
                     short_id(&e.id).to_owned(),
-                    if e.tags.is_empty() {
+                    // A digest-only image is named by its `repo@digest`s.
+                    if e.tags.is_empty() && e.digests.is_empty() {
                         "<none>".to_owned()
+                    } else if e.tags.is_empty() {
+                        e.digests.join(",")
                     } else {
                         e.tags.join(",")
                     },
@@ -280,6 +289,7 @@ pub struct ReportDto<'a> {
 #[derive(Debug, Serialize)]
 pub struct ImageDto<'a> {
     pub action: &'static str,
+    pub digests: &'a [String],
     pub id: &'a str,
     pub reason: String,
     pub size: u64,

@@ -18,6 +18,7 @@ fn image(id: &str, tags: &[&str], size: u64, action: Action, reason: ImageReason
         reason,
         last_used: now(),
         parent_id: None,
+        digests: Vec::new(),
     }
 }
 
@@ -150,6 +151,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
   "images": [
     {
       "action": "deleted",
+      "digests": [],
       "id": "sha256:a100000000000000000000000000000000000000000000000000000000000000",
       "reason": "least recently used",
       "size": 10,
@@ -159,6 +161,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
     },
     {
       "action": "kept",
+      "digests": [],
       "id": "sha256:d200000000000000000000000000000000000000000000000000000000000000",
       "reason": "conflict: in use",
       "size": 5,
@@ -166,6 +169,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
     },
     {
       "action": "kept",
+      "digests": [],
       "id": "sha256:e300000000000000000000000000000000000000000000000000000000000000",
       "reason": "excluded by redis:*",
       "size": 2048,
@@ -180,7 +184,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
     {
       "action": "deleted",
       "name": "orphan",
-      "reason": "dangling"
+      "reason": "already gone"
     }
   ]
 }
@@ -238,7 +242,7 @@ CONTAINER     NAME  IMAGE  ACTION   REASON
 c1c1c1c1c1c1  done  app:1  deleted  finished over 1h ago
 
 VOLUME  ACTION   REASON
-orphan  deleted  dangling
+orphan  deleted  already gone
 
 Total: 1 images deleted, 2 kept; reclaimed 1.0 KiB
 Build cache: 1.0 KiB reclaimed
@@ -263,4 +267,20 @@ fn summary_for_the_daemon_counts_what_happened() {
     assert!(!real_run_report().failed());
     let dry = GcSummary::from_report(&dry_run_report());
     assert_eq!((dry.images_deleted, dry.disk_usage_ratio), (0, Some(0.5)));
+}
+
+#[test]
+fn a_digest_only_image_is_named_by_repo_at_digest() {
+    let mut report = dry_run_report();
+    report.plan.images[1].digests = vec!["reg/pinned@sha256:abcd".to_owned()];
+    let mut out = Vec::new();
+    report.write_text(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("d20000000000") && l.contains("reg/pinned@sha256:abcd")),
+        "{text}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(doc["images"][1]["digests"][0], "reg/pinned@sha256:abcd");
 }

@@ -149,7 +149,7 @@ async fn conflict_keeps_the_image_and_the_pass_goes_on() {
 }
 
 #[tokio::test]
-async fn already_gone_is_fine_and_reads_as_deleted() {
+async fn already_gone_is_fine_and_reads_as_deleted_already_gone() {
     let fake = engine();
     fake.fault(
         &full_id("a1"),
@@ -162,10 +162,7 @@ async fn already_gone_is_fine_and_reads_as_deleted() {
     assert!(!report.failed());
     let dto = report.to_dto();
     let a1 = dto.images.iter().find(|i| i.id == full_id("a1")).unwrap();
-    assert_eq!(
-        (a1.action, a1.reason.as_str()),
-        ("deleted", "least recently used")
-    );
+    assert_eq!((a1.action, a1.reason.as_str()), ("deleted", "already gone"));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::docker_gc::{self, GrepLine};
 use super::policy::{DiskWatermarks, ExcludeSet, Policy};
 use crate::config::layer::{Invalid, Key, Layered};
 use crate::config::value::{ser_duration, with_default, HumanDuration, Watermark};
@@ -39,7 +40,7 @@ pub struct GcOptions {
     /// Glob on repo:tag, or an image-ID prefix; repeatable.
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
-    /// File of exclude patterns, one a line (docker-gc's format is accepted).
+    /// docker-gc exclude file: each line a grep basic regex matched against ` repo:tag id `.
     #[arg(long, value_name = "PATH")]
     pub exclude_file: Option<PathBuf>,
     /// Disk-pressure mode: act only above this usage (percent or size).
@@ -121,20 +122,11 @@ fn ser_watermarks<S: Serializer>(disk: &Option<DiskWatermarks>, s: S) -> Result<
     .serialize(s)
 }
 
-/// Patterns of an exclude file: one a line; blank lines and `#` comments ignored
-/// (docker-gc's `/etc/docker-gc-exclude` format).
-pub fn parse_exclude_file(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn read_exclude_file(path: &Path) -> Result<Vec<String>, String> {
-    std::fs::read_to_string(path)
-        .map(|t| parse_exclude_file(&t))
-        .map_err(|e| format!("cannot read exclude file {}: {e}", path.display()))
+/// The exclude file, compiled with docker-gc's semantics (`docker_gc`).
+fn read_exclude_file(path: &Path) -> Result<Vec<GrepLine>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read exclude file {}: {e}", path.display()))?;
+    docker_gc::parse(&text).map_err(|e| format!("exclude file {}: {e}", path.display()))
 }
 
 /// Flags win; a repeatable flag given at all replaces the file's list.
@@ -167,24 +159,23 @@ impl GcSettings {
                 format!("{concurrency} is outside 1..={MAX_CONCURRENCY}"),
             ));
         }
+        // `--exclude` flags (globs) add to the file's lines (docker-gc regexes).
         let mut exclude = list(&flags.exclude, &file.exclude).to_vec();
         let exclude_file = flags
             .exclude_file
             .clone()
             .or_else(|| file.exclude_file.clone());
-        if let Some(path) = &exclude_file {
-            let lines = read_exclude_file(path)
-                .map_err(|m| l.invalid(EXCLUDE_FILE, flags.exclude_file.is_some(), true, m))?;
-            exclude.extend(lines);
-        }
-        let excludes = ExcludeSet::new(&exclude).map_err(|e| {
-            l.invalid(
-                EXCLUDE,
-                !flags.exclude.is_empty() || flags.exclude_file.is_some(),
-                true,
-                e.to_string(),
-            )
-        })?;
+        let excludes = ExcludeSet::new(&exclude)
+            .map_err(|e| l.invalid(EXCLUDE, !flags.exclude.is_empty(), true, e.to_string()))?;
+        let excludes = match &exclude_file {
+            Some(path) => {
+                let lines = read_exclude_file(path)
+                    .map_err(|m| l.invalid(EXCLUDE_FILE, flags.exclude_file.is_some(), true, m))?;
+                exclude.extend(lines.iter().map(|g| g.line.clone()));
+                excludes.with_file(lines)
+            }
+            None => excludes,
+        };
         Ok(Self {
             dry_run: false,
             min_age: flags
@@ -396,11 +387,16 @@ mod tests {
     }
 
     #[test]
-    fn docker_gc_exclude_file_format() {
-        let text = "# keep these\nredis:*\n\n  busybox  \n# sha\nsha256:abcd\n";
-        assert_eq!(
-            parse_exclude_file(text),
-            vec!["redis:*", "busybox", "sha256:abcd"]
+    fn an_invalid_exclude_file_line_is_refused_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exclude");
+        std::fs::write(&path, "redis:.*\napp:\\(\n").unwrap();
+        let e = resolve(&["--exclude-file", path.to_str().unwrap()], "").unwrap_err();
+        assert_eq!(e.key, EXCLUDE_FILE);
+        let text = e.to_string();
+        assert!(
+            text.contains("line 2") && text.contains(path.to_str().unwrap()),
+            "{text}"
         );
     }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
-/// One image as listed by `GET /images/json` (top-level images only).
+/// One image as listed by `GET /images/json?all=1` (intermediates included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageInfo {
     /// Full ID, `sha256:…`.
@@ -34,6 +34,15 @@ pub struct ImageDetails {
     pub id: String,
     /// `repo:tag` references (`<none>:<none>` dropped).
     pub repo_tags: Vec<String>,
+}
+
+/// The answer of `DELETE /images/{reference}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// References removed (`Untagged` records, in the engine's familiar form).
+    pub untagged: Vec<String>,
+    /// Image IDs deleted (`Deleted` records; layer chain IDs included as the engine lists them).
+    pub deleted: Vec<String>,
 }
 
 /// A container's lifecycle state as the engine names it.
@@ -222,7 +231,8 @@ pub trait DockerEngine: Send + Sync {
     async fn ping(&self) -> Result<(), DockerError>;
     /// `GET /info` → `DockerRootDir` (`None` when the answer has none).
     async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError>;
-    /// `GET /images/json` — one call for all top-level images.
+    /// `GET /images/json?all=1` — one call for all images, the legacy builder's
+    /// untagged intermediates included.
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError>;
     /// `GET /containers/json?all=1` — one call for all containers, any state.
     async fn list_containers(&self) -> Result<Vec<ContainerInfo>, DockerError>;
@@ -231,9 +241,13 @@ pub trait DockerEngine: Send + Sync {
     /// `GET /images/{reference}/json` → the image the reference (tag or ID) names
     /// now; `None` when there is no such image.
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError>;
-    /// `DELETE /images/{reference}` without force, pruning untagged parents as
-    /// `docker rmi` does. A reference is a `repo:tag` or an ID.
-    async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;
+    /// `DELETE /images/{reference}?noprune=1` without force: untagged parents stay
+    /// (unlike `docker rmi`), so nothing goes that the plan did not name. A reference is a `repo:tag`, a `repo@sha256:…` or an ID.
+    /// Returns what the engine says it did (its `Untagged`/`Deleted` records).
+    async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError>;
+    /// `POST /images/{id}/tag?repo=…&tag=…`: point `repo:tag` at the image `id`
+    /// (moving it if it names another image).
+    async fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), DockerError>;
     /// `DELETE /containers/{id}` without force (volumes of the container kept).
     async fn remove_container(&self, id: &str) -> Result<(), DockerError>;
     /// `GET /volumes?filters={"dangling":["true"]}`.

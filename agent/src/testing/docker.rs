@@ -4,7 +4,7 @@
 //! (the `Disk` port too) whose usage drops by the size of each deleted image.
 //! `FakeDisk` is a disk alone, with fixed usage.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::image_gc::policy::repo_of;
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    ImageDetails, ImageInfo, VolumeInfo,
+    ImageDetails, ImageInfo, Removed, VolumeInfo,
 };
 
 /// The address the fake says it is at.
@@ -183,6 +183,78 @@ fn drop_image(s: &mut FakeState, idx: usize) {
     }
 }
 
+fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// Does `reference` (an ID or ID prefix, a `repo:tag`, a `repo@digest`) name `image`?
+fn names(image: &ImageInfo, reference: &str) -> bool {
+    if reference.starts_with("sha256:") {
+        return image.id.starts_with(reference);
+    }
+    image.repo_tags.iter().any(|t| t == reference)
+        || image.repo_digests.iter().any(|d| d == reference)
+}
+
+/// Tags, then digests: the engine's reference store for one image.
+fn references(image: &ImageInfo) -> Vec<String> {
+    image
+        .repo_tags
+        .iter()
+        .chain(image.repo_digests.iter())
+        .cloned()
+        .collect()
+}
+
+/// moby's `isSingleReference`: at most one tag, and every reference (tags and
+/// digests) in one repository. False for none.
+pub fn is_single_reference(refs: &[String]) -> bool {
+    let mut tags = refs.iter().filter(|r| !r.contains('@'));
+    let tag = tags.next();
+    if tags.next().is_some() {
+        return false;
+    }
+    let Some(first) = tag.or(refs.first()) else {
+        return false;
+    };
+    refs.iter().all(|r| repo_of(r) == repo_of(first))
+}
+
+/// moby's `checkImageDeleteConflict` without force: a child image, a container
+/// of any state, and (with `references`) any reference left.
+fn conflict(s: &FakeState, id: &str, references: bool) -> Result<(), DockerError> {
+    let refuse = |message: String| {
+        Err(DockerError::Conflict(format!(
+            "conflict: unable to delete {} - {message}",
+            short(id)
+        )))
+    };
+    if s.images.iter().any(|i| i.parent_id.as_deref() == Some(id)) {
+        return refuse("image has dependent child images".into());
+    }
+    if let Some(c) = s.containers.iter().find(|c| c.image_id == id) {
+        return refuse(format!("image is being used by container {}", short(&c.id)));
+    }
+    let image = s.images.iter().find(|i| i.id == id);
+    if references && image.is_some_and(|i| !references_of_empty(i)) {
+        return refuse("image is referenced in multiple repositories".into());
+    }
+    Ok(())
+}
+
+fn references_of_empty(image: &ImageInfo) -> bool {
+    image.repo_tags.is_empty() && image.repo_digests.is_empty()
+}
+
+/// Delete the image; its parents stay (the adapter sets `noprune`).
+fn delete_one(s: &mut FakeState, id: &str, deleted: &mut Vec<String>) {
+    if let Some(idx) = s.images.iter().position(|i| i.id == id) {
+        drop_image(s, idx);
+        deleted.push(id.to_owned());
+    }
+}
+
 /// Docker's root directory, as the fake engine reports it.
 pub const FAKE_ROOT_DIR: &str = "/var/lib/docker";
 
@@ -227,63 +299,89 @@ impl DockerEngine for FakeDocker {
         let s = self.enter()?;
         Ok(s.images
             .iter()
-            .find(|i| i.id == reference || i.repo_tags.iter().any(|t| t == reference))
+            .find(|i| names(i, reference))
             .map(|i| ImageDetails {
                 id: i.id.clone(),
                 repo_tags: i.repo_tags.clone(),
             }))
     }
 
-    async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
+    /// The engine's rules (see `crate::image_gc::executor` for where they come
+    /// from); every one has a case in the contract suite (`tests/tests/gc_contract.rs`).
+    async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError> {
         let mut s = self.enter()?;
         s.removals.push(reference.to_owned());
         if let Some(e) = s.image_faults.get(reference) {
             return Err(e.clone());
         }
-        if reference.starts_with("sha256:") {
-            let Some(idx) = s.images.iter().position(|i| i.id == reference) else {
-                return Err(DockerError::NotFound(reference.to_owned()));
-            };
-            if s.containers.iter().any(|c| c.image_id == reference) {
-                return Err(DockerError::Conflict(
-                    "image is being used by a container".into(),
-                ));
-            }
-            let repos: HashSet<&str> = s.images[idx].repo_tags.iter().map(|t| repo_of(t)).collect();
-            if repos.len() > 1 {
-                return Err(DockerError::Conflict(
-                    "image is referenced in multiple repositories".into(),
-                ));
-            }
-            if s.images
-                .iter()
-                .any(|i| i.parent_id.as_deref() == Some(reference))
-            {
-                return Err(DockerError::Conflict(
-                    "image has dependent child images".into(),
-                ));
-            }
-            drop_image(&mut s, idx);
-            return Ok(());
-        }
-        let Some(idx) = s
-            .images
-            .iter()
-            .position(|i| i.repo_tags.iter().any(|t| t == reference))
-        else {
-            return Err(DockerError::NotFound(reference.to_owned()));
+        let by_id = reference.starts_with("sha256:");
+        let Some(idx) = s.images.iter().position(|i| names(i, reference)) else {
+            return Err(DockerError::NotFound(format!("No such image: {reference}")));
         };
         let id = s.images[idx].id.clone();
-        let last_tag = s.images[idx].repo_tags.len() == 1;
-        if last_tag && s.containers.iter().any(|c| c.image_id == id) {
-            return Err(DockerError::Conflict(
-                "container is using its referenced image".into(),
-            ));
+        let refs = references(&s.images[idx]);
+        let mut removed = Removed::default();
+        if by_id {
+            if is_single_reference(&refs) {
+                // Conflicts other than the references themselves.
+                conflict(&s, &id, false)?;
+                removed.untagged = refs;
+                s.images[idx].repo_tags.clear();
+                s.images[idx].repo_digests.clear();
+            } else {
+                conflict(&s, &id, true)?;
+            }
+        } else {
+            if is_single_reference(&refs) {
+                if let Some(c) = s.containers.iter().find(|c| c.image_id == id) {
+                    return Err(DockerError::Conflict(format!(
+                        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {}",
+                        short(&c.id),
+                        short(&id)
+                    )));
+                }
+            }
+            let mut gone = vec![reference.to_owned()];
+            if !reference.contains('@') {
+                let repo = repo_of(reference);
+                let other_tag = refs
+                    .iter()
+                    .any(|r| r != reference && !r.contains('@') && repo_of(r) == repo);
+                if !other_tag {
+                    gone.extend(
+                        refs.iter()
+                            .filter(|r| r.contains('@') && repo_of(r) == repo)
+                            .cloned(),
+                    );
+                }
+            }
+            let image = &mut s.images[idx];
+            image.repo_tags.retain(|t| !gone.contains(t));
+            image.repo_digests.retain(|d| !gone.contains(d));
+            removed.untagged = gone;
+            if refs.len() > removed.untagged.len() {
+                return Ok(removed);
+            }
+            // The last reference went: delete the image quietly, i.e. keep it
+            // (untagged) when it has a child or a container.
+            if conflict(&s, &id, false).is_err() {
+                return Ok(removed);
+            }
         }
-        s.images[idx].repo_tags.retain(|t| t != reference);
-        if last_tag {
-            drop_image(&mut s, idx);
+        delete_one(&mut s, &id, &mut removed.deleted);
+        Ok(removed)
+    }
+
+    async fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let mut s = self.enter()?;
+        let Some(idx) = s.images.iter().position(|i| names(i, id)) else {
+            return Err(DockerError::NotFound(format!("No such image: {id}")));
+        };
+        let reference = format!("{repo}:{tag}");
+        for image in &mut s.images {
+            image.repo_tags.retain(|t| *t != reference);
         }
+        s.images[idx].repo_tags.push(reference);
         Ok(())
     }
     async fn remove_container(&self, id: &str) -> Result<(), DockerError> {

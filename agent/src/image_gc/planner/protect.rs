@@ -47,13 +47,10 @@ pub(super) fn protection(
                     container: short_id(&c.id).to_owned(),
                 });
             }
-            let refs: Vec<String> = img
-                .repo_tags
-                .iter()
-                .chain(img.repo_digests.iter())
-                .cloned()
-                .collect();
-            if let Some(p) = policy.excludes.matching(&img.id, &refs) {
+            if let Some(p) = policy
+                .excludes
+                .matching(&img.id, &img.repo_tags, &img.repo_digests)
+            {
                 return Some(ImageReason::Excluded {
                     pattern: p.to_owned(),
                 });

@@ -1,0 +1,282 @@
+//! The contract of the fake engine (`shipshape::testing::docker::FakeDocker`): each of its
+//! image-removal and tagging rules is a scenario run twice, against the fake and against a
+//! private dockerd through the real adapter (`BollardEngine`), and both runs must give the
+//! same answer to every step and leave the same images with the same tags. A rule the fake
+//! has without a scenario here is a defect (STYLE.md, habit 8).
+//!
+//! Not covered here: `repo@digest` references — they only appear through a registry pull,
+//! and these tests have no registry yet; the fake's digest rules are unit-tested only.
+
+use std::collections::BTreeMap;
+
+use shipshape::adapters::bollard::BollardEngine;
+use shipshape::ports::docker::{ContainerState, DockerEngine, DockerError, ImageInfo};
+use shipshape::testing::docker::{container, full_id, image, FakeDocker};
+use shipshape_tests::dockerd::Dockerd;
+use shipshape_tests::images::{self, ImageSpec};
+
+const OLD: i64 = 1_600_000_000;
+
+/// One image of a scenario: a key (hex, so the fake can make an ID of it), its tags,
+/// the key of its legacy parent.
+struct Img {
+    key: &'static str,
+    tags: &'static [&'static str],
+    parent: Option<&'static str>,
+}
+
+enum Step {
+    /// `DELETE /images/{reference}`; `id:<key>` means the image's full ID.
+    Remove(&'static str),
+    /// `POST /images/{id of key}/tag?repo&tag`.
+    Tag(&'static str, &'static str, &'static str),
+}
+
+struct Scenario {
+    name: &'static str,
+    images: Vec<Img>,
+    /// Keys of images a created (never started) container uses.
+    containers: Vec<&'static str>,
+    steps: Vec<Step>,
+}
+
+/// What a run saw: each step's answer, then each image's tags (`None`: gone).
+type Seen = (Vec<String>, BTreeMap<String, Option<Vec<String>>>);
+
+fn answer<T>(result: Result<T, DockerError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(DockerError::NotFound(_)) => "404".into(),
+        Err(DockerError::Conflict(_)) => "409".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+async fn play(engine: &dyn DockerEngine, s: &Scenario, ids: &BTreeMap<&str, String>) -> Seen {
+    let resolve = |r: &str| match r.strip_prefix("id:") {
+        Some(key) => ids[key].clone(),
+        None => r.to_owned(),
+    };
+    let mut answers = Vec::new();
+    for step in &s.steps {
+        answers.push(match step {
+            Step::Remove(r) => answer(engine.remove_image(&resolve(r)).await),
+            Step::Tag(key, repo, tag) => answer(engine.tag_image(&ids[key], repo, tag).await),
+        });
+    }
+    let listed = engine.list_images().await.expect("list images");
+    let by_id: BTreeMap<&str, &ImageInfo> = listed.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut state = BTreeMap::new();
+    for img in &s.images {
+        let id = ids[img.key].as_str();
+        // An untagged intermediate is not a top-level image: ask for it by ID.
+        let tags = match by_id.get(id) {
+            Some(i) => Some(i.repo_tags.clone()),
+            None => engine
+                .inspect_image(id)
+                .await
+                .expect("inspect")
+                .map(|i| i.repo_tags),
+        };
+        state.insert(
+            img.key.to_owned(),
+            tags.map(|mut t| {
+                t.sort();
+                t
+            }),
+        );
+    }
+    (answers, state)
+}
+
+fn on_fake(s: &Scenario) -> Seen {
+    let infos: Vec<ImageInfo> = s
+        .images
+        .iter()
+        .map(|i| {
+            let mut info = image(i.key, i.tags, 48, 10);
+            info.parent_id = i.parent.map(full_id);
+            info
+        })
+        .collect();
+    let containers = s
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(n, key)| container(&format!("c{n}"), key, key, ContainerState::Created))
+        .collect();
+    let fake = FakeDocker::new(infos, containers);
+    let ids = s.images.iter().map(|i| (i.key, full_id(i.key))).collect();
+    runtime().block_on(play(&fake, s, &ids))
+}
+
+fn on_dockerd(d: &Dockerd, s: &Scenario) -> Seen {
+    let index: BTreeMap<&str, usize> = s
+        .images
+        .iter()
+        .enumerate()
+        .map(|(n, i)| (i.key, n))
+        .collect();
+    let specs: Vec<ImageSpec> = s
+        .images
+        .iter()
+        .map(|i| {
+            let mut spec = match i.parent {
+                Some(p) => ImageSpec::child("x:x", OLD, index[p]),
+                None => ImageSpec::new("x:x", OLD),
+            };
+            spec.repo_tags = i.tags.iter().map(|t| t.to_string()).collect();
+            spec
+        })
+        .collect();
+    let loaded = images::load(d, &specs);
+    let ids: BTreeMap<&str, String> = s.images.iter().map(|i| i.key).zip(loaded).collect();
+    for (n, key) in s.containers.iter().enumerate() {
+        d.docker_ok([
+            "create",
+            "--network",
+            "none",
+            "--name",
+            &format!("{}-{n}", s.name),
+            &ids[key],
+            "sh",
+        ]);
+    }
+    runtime().block_on(async {
+        let engine = BollardEngine::connect_to(d.host()).await.expect("connect");
+        play(&engine, s, &ids).await
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn img(key: &'static str, tags: &'static [&'static str]) -> Img {
+    Img {
+        key,
+        tags,
+        parent: None,
+    }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    use Step::{Remove, Tag};
+    vec![
+        Scenario {
+            name: "two-tags-one-repo",
+            images: vec![img("a1", &["app:1", "app:latest"])],
+            containers: vec![],
+            steps: vec![Remove("id:a1"), Remove("app:1"), Remove("id:a1")],
+        },
+        Scenario {
+            name: "tags-across-repos",
+            images: vec![img("b1", &["m1/x:1", "m2/x:1"])],
+            containers: vec![],
+            steps: vec![Remove("id:b1"), Remove("m2/x:1"), Remove("id:b1")],
+        },
+        Scenario {
+            name: "single-tag-by-id",
+            images: vec![img("c1", &["solo:1"]), img("c2", &[])],
+            containers: vec![],
+            steps: vec![Remove("id:c1"), Remove("id:c2")],
+        },
+        Scenario {
+            name: "last-tag-by-name-deletes",
+            images: vec![img("d1", &["solo:2"])],
+            containers: vec![],
+            steps: vec![Remove("solo:2")],
+        },
+        Scenario {
+            name: "container-single-tag",
+            images: vec![img("e1", &["used:1"])],
+            containers: vec!["e1"],
+            steps: vec![Remove("used:1"), Remove("id:e1")],
+        },
+        Scenario {
+            name: "container-two-tags",
+            // The untag goes through although a container uses the image: why the
+            // executor puts removed tags back on a conflict.
+            images: vec![img("f1", &["used:2", "used:latest"])],
+            containers: vec!["f1"],
+            steps: vec![Remove("used:2"), Remove("id:f1"), Tag("f1", "used", "2")],
+        },
+        Scenario {
+            name: "dependent-child",
+            images: vec![
+                img("a2", &["base:1"]),
+                Img {
+                    key: "a3",
+                    tags: &["child:1"],
+                    parent: Some("a2"),
+                },
+            ],
+            containers: vec![],
+            // By ID: refused; by its last tag: untagged, kept for the child; the child's
+            // delete leaves the parent (`noprune`), which then goes by ID.
+            steps: vec![
+                Remove("id:a2"),
+                Remove("base:1"),
+                Remove("id:a3"),
+                Remove("id:a2"),
+            ],
+        },
+        Scenario {
+            name: "not-found",
+            images: vec![img("b2", &["gone:1"])],
+            containers: vec![],
+            steps: vec![
+                Remove("nope:1"),
+                Remove("id:b2"),
+                Remove("id:b2"),
+                Remove("gone:1"),
+            ],
+        },
+        Scenario {
+            name: "tag-moves",
+            images: vec![img("b3", &["mv:latest", "mv:1"]), img("b4", &["mv:2"])],
+            containers: vec![],
+            steps: vec![Tag("b4", "mv", "latest"), Tag("b3", "mv", "1")],
+        },
+    ]
+}
+
+#[test]
+fn the_fake_engine_refuses_and_accepts_exactly_what_dockerd_does() {
+    let d = Dockerd::start();
+    let mut differences = Vec::new();
+    for s in scenarios() {
+        let fake = on_fake(&s);
+        let real = on_dockerd(&d, &s);
+        if fake != real {
+            differences.push(format!(
+                "{}:\n  fake:    {fake:?}\n  dockerd: {real:?}",
+                s.name
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+#[test]
+fn the_contract_expects_the_engine_rules_the_executor_relies_on() {
+    // Pinned answers, so a fake and an engine that agree on something else still fail.
+    let expect = |name: &str| {
+        scenarios()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map(|s| on_fake(&s).0)
+    };
+    assert_eq!(expect("two-tags-one-repo").unwrap(), ["409", "ok", "ok"]);
+    assert_eq!(expect("tags-across-repos").unwrap(), ["409", "ok", "ok"]);
+    assert_eq!(expect("container-single-tag").unwrap(), ["409", "409"]);
+    assert_eq!(expect("container-two-tags").unwrap(), ["ok", "409", "ok"]);
+    assert_eq!(
+        expect("dependent-child").unwrap(),
+        ["409", "ok", "ok", "ok"]
+    );
+    assert_eq!(expect("not-found").unwrap(), ["404", "ok", "404", "404"]);
+}
