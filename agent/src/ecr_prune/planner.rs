@@ -15,6 +15,10 @@ use super::rules::{Action, Criterion, Rules, TagStatus};
 use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
 use crate::ports::ecr::Repository;
 
+/// An untagged plain image younger than this is never deleted on its own: it may be a
+/// child whose index has not been pushed yet.
+pub const PENDING_CHILD_AGE: Duration = Duration::from_secs(3600);
+
 /// The validated policy the planner applies.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -44,6 +48,12 @@ pub enum Reason {
     Newest,
     /// Kept: pushed less than `--min-age` ago.
     YoungerThanMinAge,
+    /// Kept: an untagged plain image pushed less than `PENDING_CHILD_AGE` ago, which may
+    /// be a child of an index still being pushed (multi-arch pushes upload children
+    /// before the index that lists them).
+    PendingChild,
+    /// Kept: a rule expired it, but an index that is kept lists it.
+    ListedByKeptIndex(String),
     /// Kept by a `keep` rule.
     KeepRule(u32),
     /// Selected by this rule, but within its count or age.
@@ -61,6 +71,10 @@ impl fmt::Display for Reason {
             Self::ProtectedTag(p) => write!(f, "protected tag {p}"),
             Self::Newest => f.write_str("newest in repository"),
             Self::YoungerThanMinAge => f.write_str("younger than min-age"),
+            Self::PendingChild => f.write_str(
+                "untagged, pushed less than 1h ago (may be a child of an index still being pushed)",
+            ),
+            Self::ListedByKeptIndex(d) => write!(f, "listed by kept index {d}"),
             Self::KeepRule(p) => write!(f, "keep rule {p}"),
             Self::WithinRule(p) => write!(f, "within rule {p}"),
             Self::NoRule => f.write_str("no rule selects it"),
@@ -116,7 +130,8 @@ impl RepoPlan {
             .filter(|u| u.action == Action::Expire)
             .flat_map(|u| u.unit.members.iter().cloned())
             .collect();
-        out.sort_by_key(|(_, stage)| *stage);
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        out.dedup_by(|a, b| a.0 == b.0);
         out
     }
 
@@ -182,13 +197,23 @@ pub fn plan_repository(
             reason,
         });
     }
+    // Units overlap (a child shared by several indexes belongs to each): a manifest is
+    // deleted only when every unit holding it expires. `holders` counts the units not
+    // (yet) expired that hold each digest.
+    let mut holders: HashMap<String, usize> = HashMap::new();
+    for u in &plans {
+        for (d, _) in &u.unit.members {
+            *holders.entry(d.clone()).or_default() += 1;
+        }
+    }
+    let mut freed: Vec<Vec<(String, u8)>> = vec![Vec::new(); plans.len()];
+    for i in 0..plans.len() {
+        if plans[i].action == Action::Expire {
+            freed[i] = release(&plans[i].unit, &mut holders);
+        }
+    }
     let images_before = repo.images.len();
-    let mut images_after = images_before
-        - plans
-            .iter()
-            .filter(|u| u.action == Action::Expire)
-            .map(|u| u.unit.image_count())
-            .sum::<usize>();
+    let mut images_after = images_before - freed.iter().map(Vec::len).sum::<usize>();
     if let Some(watermark) = policy.max_images {
         // Oldest first: plans are newest first.
         for i in (0..plans.len()).rev() {
@@ -198,9 +223,44 @@ pub fn plan_repository(
             if plans[i].action == Action::Keep && !protected[i] {
                 plans[i].action = Action::Expire;
                 plans[i].reason = Reason::Quota(watermark);
-                images_after -= plans[i].unit.image_count();
+                freed[i] = release(&plans[i].unit, &mut holders);
+                images_after -= freed[i].len();
             }
         }
+    }
+    // An expired unit deletes what it freed; one that frees nothing (a tagged child whose
+    // kept index still lists it) is kept, saying why.
+    let sizes: HashMap<&str, u64> = repo
+        .images
+        .iter()
+        .map(|img| (img.digest.as_str(), img.size))
+        .collect();
+    let holder_of = |digest: &str, plans: &[UnitPlan]| {
+        plans
+            .iter()
+            .find(|p| p.action == Action::Keep && p.unit.contains(digest))
+            .map_or_else(String::new, |p| p.unit.digest.clone())
+    };
+    for i in 0..plans.len() {
+        if plans[i].action != Action::Expire {
+            continue;
+        }
+        let freed = std::mem::take(&mut freed[i]);
+        if freed.iter().all(|(d, _)| *d != plans[i].unit.digest) {
+            // Everything a unit holds that a kept unit does not hold is freed, so an
+            // unfreed root means a kept index lists it, and with it all the rest.
+            let holder = holder_of(&plans[i].unit.digest, &plans);
+            plans[i].action = Action::Keep;
+            plans[i].reason = Reason::ListedByKeptIndex(holder);
+            images_after += freed.len();
+            continue;
+        }
+        let u = &mut plans[i].unit;
+        u.bytes = freed
+            .iter()
+            .map(|(d, _)| sizes.get(d.as_str()).copied().unwrap_or(0))
+            .sum();
+        u.members = freed;
     }
     let deleting = images_before - images_after;
     let refused = (!policy.force
@@ -226,6 +286,21 @@ pub fn plan_repository(
         units: plans,
         refused,
     }
+}
+
+/// Expire `unit`: drop its hold on each member; the members no unit holds any more
+/// are what it deletes (with their deletion stages).
+fn release(unit: &Unit, holders: &mut HashMap<String, usize>) -> Vec<(String, u8)> {
+    let mut freed = Vec::new();
+    for (d, stage) in &unit.members {
+        if let Some(n) = holders.get_mut(d) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                freed.push((d.clone(), *stage));
+            }
+        }
+    }
+    freed
 }
 
 /// ECR's evaluation: every rule identifies the units its selection matches (even those
@@ -370,6 +445,13 @@ fn protection(
     }
     if index == 0 {
         return Some(Reason::Newest);
+    }
+    let age = now.signed_duration_since(unit.pushed_at).to_std();
+    if unit.tags.is_empty()
+        && !unit.root_is_index
+        && age.as_ref().map_or(true, |a| *a < PENDING_CHILD_AGE)
+    {
+        return Some(Reason::PendingChild);
     }
     let young = now
         .signed_duration_since(unit.pushed_at)

@@ -347,6 +347,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, d)| ((*d).to_owned(), u8::from(i > 0)))
                 .collect(),
+            root_is_index: members.len() > 1,
         }
     }
 

@@ -467,6 +467,110 @@ fn signature_tags_do_not_make_an_untagged_image_tagged() {
     );
 }
 
+/// Three releases whose indexes all list the same (unchanged) arm64 child.
+fn three_releases_sharing_a_child() -> RepoSnapshot {
+    let mut r = repo(vec![
+        {
+            let mut i = index("r1", &["v1"], 0);
+            i.pushed_at = Some(now() - chrono::Duration::days(30));
+            i
+        },
+        {
+            let mut i = index("r2", &["v2"], 0);
+            i.pushed_at = Some(now() - chrono::Duration::days(20));
+            i
+        },
+        {
+            let mut i = index("r3", &["v3"], 0);
+            i.pushed_at = Some(now() - chrono::Duration::days(10));
+            i
+        },
+        image_ago("arm64", &[], 30),
+        image_ago("amd1", &[], 30),
+        image_ago("amd2", &[], 20),
+        image_ago("amd3", &[], 10),
+    ]);
+    for (idx, amd) in [("r1", "amd1"), ("r2", "amd2"), ("r3", "amd3")] {
+        r.children.insert(
+            format!("sha256:{idx}"),
+            vec![format!("sha256:{amd}"), "sha256:arm64".into()],
+        );
+    }
+    r
+}
+
+#[test]
+fn releases_sharing_a_child_expire_and_the_shared_child_stays() {
+    let rules = with_shortcuts(Rules::default(), Some(1), None).expect("valid");
+    let p = run(&three_releases_sharing_a_child(), &policy(rules));
+    assert_eq!(expired(&p), vec!["r1", "r2"], "two releases expire");
+    let deleted: Vec<String> = p.deletions().into_iter().map(|(d, _)| d).collect();
+    assert_eq!(
+        deleted,
+        vec!["sha256:r1", "sha256:r2", "sha256:amd1", "sha256:amd2"],
+        "indexes first, then their own children; the shared child stays"
+    );
+    assert_eq!(p.images_after, 3);
+}
+
+#[test]
+fn a_shared_child_goes_with_the_last_index_that_lists_it() {
+    let mut r = three_releases_sharing_a_child();
+    r.images.push(image_ago("plain", &["v4"], 1));
+    let rules = with_shortcuts(Rules::default(), Some(1), None).expect("valid");
+    let p = run(&r, &policy(rules));
+    assert_eq!(expired(&p), vec!["r1", "r2", "r3"]);
+    let order = p.deletions();
+    assert_eq!(order.len(), 7, "every manifest once");
+    let pos = |d: &str| order.iter().position(|(x, _)| x == d).expect("present");
+    for idx in ["sha256:r1", "sha256:r2", "sha256:r3"] {
+        assert!(
+            pos(idx) < pos("sha256:arm64"),
+            "{idx} before the child it lists"
+        );
+    }
+    assert_eq!(p.images_after, 1);
+    assert_eq!(
+        p.units.iter().map(|u| u.unit.image_count()).sum::<usize>(),
+        8,
+        "no manifest counted twice"
+    );
+}
+
+#[test]
+fn a_tagged_child_of_a_kept_index_is_not_deleted() {
+    let mut r = repo(vec![
+        index("idx", &["v2"], 0),
+        image_ago("amd", &["v1-amd64"], 40),
+    ]);
+    r.images[0].pushed_at = Some(now() - chrono::Duration::days(2));
+    r.children
+        .insert("sha256:idx".into(), vec!["sha256:amd".into()]);
+    let rules = rules(
+        r#"{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["v1*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}"#,
+    );
+    let p = run(&r, &policy(rules));
+    assert!(p.deletions().is_empty());
+    assert_eq!(
+        outcome(&p)["amd"],
+        (Action::Keep, Reason::ListedByKeptIndex("sha256:idx".into()))
+    );
+}
+
+#[test]
+fn an_untagged_plain_image_younger_than_an_hour_is_never_deleted_alone() {
+    let mut young = image_ago("young", &[], 0);
+    young.pushed_at = Some(now() - chrono::Duration::minutes(20));
+    let mut hour = image_ago("hour", &[], 0);
+    hour.pushed_at = Some(now() - chrono::Duration::minutes(61));
+    let r = repo(vec![image_ago("n", &["v"], 0), young, hour]);
+    let mut pol = keep_one();
+    pol.max_images = Some(0);
+    let p = run(&r, &pol);
+    assert_eq!(expired(&p), vec!["hour"]);
+    assert_eq!(outcome(&p)["young"], (Action::Keep, Reason::PendingChild));
+}
+
 // --- protections ------------------------------------------------------------------
 
 fn keep_one() -> Policy {
