@@ -7,6 +7,7 @@
 pub mod executor;
 pub mod grouping;
 pub mod planner;
+pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod settings;

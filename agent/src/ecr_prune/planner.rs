@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use globset::GlobSet;
 
 use super::grouping::{self, Unit};
+use super::reference::{self, Target};
 use super::rules::{Action, Criterion, Rules, TagStatus};
 use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
-use crate::ports::ecr::Repository;
 
 /// An untagged plain image younger than this is never deleted on its own: it may be a
 /// child whose index has not been pushed yet.
@@ -375,10 +375,8 @@ fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
         })
         .collect();
     for reference in &ecs.references {
-        let Some((name, target)) = split_reference(reference) else {
-            continue;
-        };
-        if !names_repository(name, &repo.repository) {
+        let (name, target) = reference::split(reference);
+        if !reference::names_repository(name, &repo.repository.uri, &repo.repository.name) {
             continue;
         }
         match target {
@@ -393,38 +391,6 @@ fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
         }
     }
     out
-}
-
-enum Target<'a> {
-    Tag(&'a str),
-    Digest(&'a str),
-}
-
-/// `host/path:tag` or `host/path@sha256:…` → (name, target); a bare name means `latest`.
-fn split_reference(reference: &str) -> Option<(&str, Target<'_>)> {
-    if let Some((name, digest)) = reference.split_once('@') {
-        return Some((name, Target::Digest(digest)));
-    }
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(colon) => Some((
-            &reference[..slash + colon],
-            Target::Tag(&reference[slash + colon + 1..]),
-        )),
-        None => Some((reference, Target::Tag("latest"))),
-    }
-}
-
-/// Does an image name point at this repository? Exact URI, or any ECR registry host
-/// with the same repository path (over-protecting another account's twin is harmless).
-fn names_repository(name: &str, repo: &Repository) -> bool {
-    if name == repo.uri {
-        return true;
-    }
-    match name.split_once('/') {
-        Some((host, path)) => host.contains(".dkr.ecr.") && path == repo.name,
-        None => false,
-    }
 }
 
 fn protection(

@@ -624,6 +624,42 @@ fn ecs_reference_to_another_repository_does_not_protect() {
 }
 
 #[test]
+fn fips_dual_stack_and_china_host_forms_protect_by_tag() {
+    let ecs = EcsUsage {
+        references: [
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/app:v1".to_owned(),
+            "123456789012.dkr-ecr.us-east-1.on.aws/app:v2".to_owned(),
+        ]
+        .into(),
+        ..EcsUsage::default()
+    };
+    let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["c"]);
+    let mut cn = four_tagged();
+    cn.repository.uri = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app".into();
+    let ecs = EcsUsage {
+        references: ["123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app:v3".to_owned()].into(),
+        ..EcsUsage::default()
+    };
+    let p = plan_repository(&cn, &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["a", "b"]);
+}
+
+#[test]
+fn a_tag_reference_in_another_account_or_region_does_not_protect() {
+    let ecs = EcsUsage {
+        references: [
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com/app:v1".to_owned(),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v2".to_owned(),
+        ]
+        .into(),
+        ..EcsUsage::default()
+    };
+    let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["a", "b", "c"]);
+}
+
+#[test]
 fn ecs_use_of_a_child_protects_the_whole_index() {
     let mut r = multi_arch(20);
     r.images.push(image_ago("newer", &["v3"], 1));
