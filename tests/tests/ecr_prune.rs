@@ -71,6 +71,8 @@ fn reason_of<'a>(repo: &'a serde_json::Value, digest: &str) -> &'a str {
 
 #[tokio::test]
 async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
+    // The loose untagged image was pushed seconds ago: it may be a child of an index
+    // still being pushed, so it stays though `--expire-untagged-after 1s` selects it.
     let moto = Moto::start();
     let aws = Aws::new(&moto).await;
     aws.repo("multi").await;
@@ -107,18 +109,22 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected: Vec<String> = children.clone();
     expected.push(new_index.clone());
+    expected.push(loose.clone());
     expected.sort();
     assert_eq!(
         aws.digests("multi").await,
         expected,
-        "kept index and its untagged children survive"
+        "kept index and its untagged children survive, so does the young loose image"
     );
     let doc = json(&out);
     let repo = repo_json(&doc, "multi");
     assert_eq!(repo["images_before"], 8);
-    assert_eq!(repo["images_after"], 4);
+    assert_eq!(repo["images_after"], 5);
     assert_eq!(reason_of(repo, &old_index), "rule 2");
-    assert_eq!(reason_of(repo, &loose), "rule 1");
+    assert_eq!(
+        reason_of(repo, &loose),
+        "untagged, pushed less than 1h ago (may be a child of an index still being pushed)"
+    );
     let c = calls(&out);
     assert_eq!(count(&c, "DescribeRepositories"), 1);
     assert_eq!(count(&c, "DescribeImages"), 1);
@@ -127,7 +133,7 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
         1,
         "both indexes in one call, nothing else read"
     );
-    // Stage 0 (old index + loose image) then stage 1 (old children): two calls.
+    // Stage 0 (old index) then stage 1 (old children): two calls.
     assert_eq!(count(&c, "BatchDeleteImage"), 2);
 }
 
@@ -582,4 +588,100 @@ async fn throttled_deletes_are_retried_with_backoff() {
     );
     // Two batches (100 + 50), the first throttled twice: four attempts.
     assert_eq!(count(&calls(&out), "BatchDeleteImage"), 4);
+}
+
+/// A cluster `prod` with one service (desired count 0) per image reference.
+async fn services_using(aws: &Aws, images: &[String]) {
+    aws.ecs
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("CreateCluster");
+    for (i, image) in images.iter().enumerate() {
+        let td = aws
+            .ecs
+            .register_task_definition()
+            .family(format!("fam{i}"))
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("app")
+                    .image(image)
+                    .memory_reservation(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RegisterTaskDefinition")
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("arn")
+            .to_owned();
+        aws.ecs
+            .create_service()
+            .cluster("prod")
+            .service_name(format!("svc{i}"))
+            .task_definition(td)
+            .desired_count(0)
+            .send()
+            .await
+            .expect("CreateService");
+    }
+}
+
+#[tokio::test]
+async fn fips_and_dual_stack_references_protect_and_another_account_does_not() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("web").await;
+    let mut digests = Vec::new();
+    for i in 0..5 {
+        digests.push(
+            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
+                .await,
+        );
+        tick();
+    }
+    services_using(
+        &aws,
+        &[
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/web:v1".to_owned(),
+            "123456789012.dkr-ecr.us-east-1.on.aws/web:v2".to_owned(),
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com/web:v3".to_owned(),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:v0".to_owned(),
+        ],
+    )
+    .await;
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let left = aws.digests("web").await;
+    let mut expected = vec![digests[1].clone(), digests[2].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        left, expected,
+        "v1 (FIPS) and v2 (dual-stack) kept, v0 and v3 not"
+    );
+    let doc = json(&out);
+    let repo = repo_json(&doc, "web");
+    assert!(
+        reason_of(repo, &digests[1]).contains("dkr.ecr-fips"),
+        "{repo}"
+    );
+    assert!(
+        reason_of(repo, &digests[2]).contains("dkr-ecr.us-east-1.on.aws"),
+        "{repo}"
+    );
 }
