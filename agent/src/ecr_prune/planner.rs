@@ -12,7 +12,7 @@ use globset::GlobSet;
 
 use super::grouping::{self, Unit};
 use super::reference::{self, Target};
-use super::rules::{Action, Criterion, Rules, TagStatus};
+use super::rules::{Action, Criterion, Rules};
 use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
 
 /// An untagged plain image younger than this is never deleted on its own: it may be a
@@ -305,8 +305,8 @@ fn release(unit: &Unit, holders: &mut HashMap<String, usize>) -> Vec<(String, u8
 
 /// ECR's evaluation: every rule identifies the units its selection matches (even those
 /// a higher-priority rule already marked) and picks candidates by count or age; a unit
-/// is marked by the first rule that picks it, and a tagged unit matched by a
-/// higher-priority tagged rule can no longer be expired by a lower one.
+/// is marked by the first rule that picks it, and a unit a higher-priority rule's
+/// selection matched (tagged, untagged or any) can no longer be expired by a lower one.
 /// Returns per unit (the marking, the first rule that selected it).
 fn apply_rules(
     units: &[Unit],
@@ -350,11 +350,16 @@ fn apply_rules(
                 });
             }
         }
+        // "An image that matches the tagging requirements of a rule cannot be expired by
+        // a rule with a lower priority" (ECR lifecycle-policy documentation) — for every
+        // tagStatus, so an untagged unit a higher untagged rule kept within its count is
+        // not expired by a later `any` rule. Every documented example shields through a
+        // tagged rule; ECR's live evaluator was not checked here and may shield only by
+        // tagged selections. If it does, ECR's own lifecycle run may expire units this
+        // plan keeps, never the other way round: the documented reading is the safer one.
         for &i in &matched {
             first_match[i].get_or_insert(rule.priority);
-            if rule.tag_status == TagStatus::Tagged {
-                shielded[i] = true;
-            }
+            shielded[i] = true;
         }
     }
     marked.into_iter().zip(first_match).collect()

@@ -282,7 +282,9 @@ fn tagged_selection_shields_even_when_within_count() {
 }
 
 #[test]
-fn untagged_within_count_can_still_be_expired_by_any() {
+fn untagged_selection_shields_from_a_lower_any_rule() {
+    // Rule 1 keeps up to 5 untagged units: u is within it, so rule 2 (any, older than
+    // 7 days) cannot expire it, as the documentation says for every rule.
     let r = repo(vec![image_ago("u", &[], 30), image_ago("n", &["x"], 1)]);
     let p = run(
         &r,
@@ -291,7 +293,26 @@ fn untagged_within_count_can_still_be_expired_by_any() {
                {"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}"#,
         )),
     );
-    assert_eq!(outcome(&p)["u"], (Action::Expire, Reason::Rule(2)));
+    assert_eq!(outcome(&p)["u"], (Action::Keep, Reason::WithinRule(1)));
+}
+
+#[test]
+fn untagged_units_outside_a_higher_untagged_count_expire_by_it_not_later() {
+    let r = repo(vec![
+        image_ago("u1", &[], 30),
+        image_ago("u2", &[], 20),
+        image_ago("n", &["x"], 1),
+    ]);
+    let p = run(
+        &r,
+        &policy(rules(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
+               {"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}"#,
+        )),
+    );
+    let o = outcome(&p);
+    assert_eq!(o["u1"], (Action::Expire, Reason::Rule(1)));
+    assert_eq!(o["u2"], (Action::Keep, Reason::WithinRule(1)));
 }
 
 #[test]
