@@ -58,7 +58,12 @@ pub async fn run(
 ) -> Result<Report, EcrError> {
     let (repositories, usage) = tokio::join!(
         ecr.list_repositories(),
-        snapshot::read_ecs(ecs, &settings.protect_ecs_cluster, settings.concurrency)
+        snapshot::read_ecs(
+            ecs,
+            &settings.protect_ecs_cluster,
+            settings.concurrency,
+            settings.keep_task_definitions as usize
+        )
     );
     let repositories = repositories.map_err(EcrError::ListRepositories)?;
     let usage = usage.map_err(EcrError::Ecs)?;

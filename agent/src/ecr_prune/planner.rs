@@ -368,8 +368,9 @@ fn apply_rules(
 /// Digests of this repository that ECS uses: resolved digests, `@digest` references,
 /// and `repo:tag` references resolved through the repository's current tags.
 fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
+    let origin = |key: &String| ecs.origins.get(key).cloned().unwrap_or_else(|| key.clone());
     let mut out: HashMap<String, String> =
-        ecs.digests.iter().map(|d| (d.clone(), d.clone())).collect();
+        ecs.digests.iter().map(|d| (d.clone(), origin(d))).collect();
     let by_tag: HashMap<&str, &str> = repo
         .images
         .iter()
@@ -386,11 +387,12 @@ fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
         }
         match target {
             Target::Digest(d) => {
-                out.insert(d.to_owned(), reference.clone());
+                out.insert(d.to_owned(), origin(reference));
             }
             Target::Tag(t) => {
                 if let Some(d) = by_tag.get(t) {
-                    out.insert((*d).to_owned(), reference.clone());
+                    out.entry((*d).to_owned())
+                        .or_insert_with(|| origin(reference));
                 }
             }
         }

@@ -10,7 +10,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::ports::ecr::{
     ApiError, DeleteFailure, EcrApi, EcrImage, FailureCode, Repository, ECR_BATCH_MAX,
 };
-use crate::ports::ecs::{Deployment, DeploymentStatus, EcsApi, Service, TaskImages};
+use crate::ports::ecs::{
+    Deployment, DeploymentStatus, EcsApi, Service, ServiceDeploymentBrief,
+    ServiceDeploymentRevisions, ServiceRevision, TaskImages,
+};
 
 /// Day `d` of the test calendar (day 0 = 2026-01-01).
 pub fn ts(day: i64) -> DateTime<Utc> {
@@ -69,6 +72,7 @@ pub fn service(task_definitions: &[&str]) -> Service {
                 task_definition: Some((*td).to_owned()),
             })
             .collect(),
+        ..Service::default()
     }
 }
 
@@ -244,6 +248,21 @@ pub struct FakeEcs {
     /// cluster → (service name, what DescribeServices says about it).
     pub services: BTreeMap<String, Vec<(String, Service)>>,
     pub task_definitions: HashMap<String, Vec<String>>,
+    /// cluster → stopped tasks ECS still shows.
+    pub stopped: BTreeMap<String, Vec<TaskImages>>,
+    /// service (name or ARN) → its ListServiceDeployments entries.
+    pub deployments: HashMap<String, Vec<ServiceDeploymentBrief>>,
+    /// deployment ARN → its target and source revisions.
+    pub deployment_revisions: HashMap<String, ServiceDeploymentRevisions>,
+    /// revision ARN → the revision.
+    pub revisions: HashMap<String, ServiceRevision>,
+    /// family → its ACTIVE revisions, newest first.
+    pub families: HashMap<String, Vec<String>>,
+    /// The service deployment APIs answer UnknownOperationException (an endpoint that
+    /// does not serve them).
+    pub deployments_unavailable: bool,
+    /// ListServiceDeployments answers AccessDeniedException.
+    pub deployments_denied: bool,
     /// ListClusters fails.
     pub broken: bool,
     pub calls: CallCounter,
@@ -287,6 +306,13 @@ impl EcsApi for FakeEcs {
             .collect())
     }
 
+    async fn list_stopped_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
+        self.count("ListTasks");
+        Ok((0..self.stopped.get(cluster).map_or(0, Vec::len))
+            .map(|i| format!("{cluster}/stopped/{i}"))
+            .collect())
+    }
+
     async fn describe_tasks(
         &self,
         cluster: &str,
@@ -294,11 +320,20 @@ impl EcsApi for FakeEcs {
     ) -> Result<Vec<TaskImages>, ApiError> {
         self.count("DescribeTasks");
         assert!(tasks.len() <= 100);
-        let all = self.tasks.get(cluster).cloned().unwrap_or_default();
+        let running = self.tasks.get(cluster).cloned().unwrap_or_default();
+        let stopped = self.stopped.get(cluster).cloned().unwrap_or_default();
         Ok(tasks
             .iter()
-            .filter_map(|t| t.rsplit('/').next().and_then(|i| i.parse::<usize>().ok()))
-            .filter_map(|i| all.get(i).cloned())
+            .filter_map(|t| {
+                let mut parts = t.rsplit('/');
+                let i = parts.next()?.parse::<usize>().ok()?;
+                let all = if parts.next() == Some("stopped") {
+                    &stopped
+                } else {
+                    &running
+                };
+                all.get(i).cloned()
+            })
             .collect())
     }
 
@@ -324,9 +359,74 @@ impl EcsApi for FakeEcs {
             .map(|all| {
                 all.iter()
                     .filter(|(n, _)| services.contains(n))
-                    .map(|(_, s)| s.clone())
+                    .map(|(n, s)| Service {
+                        name: if s.name.is_empty() {
+                            n.clone()
+                        } else {
+                            s.name.clone()
+                        },
+                        ..s.clone()
+                    })
                     .collect()
             })
+            .unwrap_or_default())
+    }
+
+    async fn list_service_deployments(
+        &self,
+        _cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ServiceDeploymentBrief>, ApiError> {
+        self.count("ListServiceDeployments");
+        if self.deployments_unavailable {
+            return Err(ApiError {
+                operation: "ListServiceDeployments",
+                message: "UnknownOperationException".into(),
+            });
+        }
+        if self.deployments_denied {
+            return Err(ApiError {
+                operation: "ListServiceDeployments",
+                message: "AccessDeniedException: not authorized".into(),
+            });
+        }
+        Ok(self.deployments.get(service).cloned().unwrap_or_default())
+    }
+
+    async fn describe_service_deployments(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<ServiceDeploymentRevisions>, ApiError> {
+        self.count("DescribeServiceDeployments");
+        assert!(arns.len() <= 20, "DescribeServiceDeployments over 20 ARNs");
+        Ok(arns
+            .iter()
+            .filter_map(|a| self.deployment_revisions.get(a).cloned())
+            .collect())
+    }
+
+    async fn describe_service_revisions(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<ServiceRevision>, ApiError> {
+        self.count("DescribeServiceRevisions");
+        assert!(arns.len() <= 20, "DescribeServiceRevisions over 20 ARNs");
+        Ok(arns
+            .iter()
+            .filter_map(|a| self.revisions.get(a).cloned())
+            .collect())
+    }
+
+    async fn latest_task_definitions(
+        &self,
+        family: &str,
+        n: usize,
+    ) -> Result<Vec<String>, ApiError> {
+        self.count("ListTaskDefinitions");
+        Ok(self
+            .families
+            .get(family)
+            .map(|all| all.iter().take(n).cloned().collect())
             .unwrap_or_default())
     }
 

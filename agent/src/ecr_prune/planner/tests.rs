@@ -625,6 +625,7 @@ fn ecs_digest_reference_and_resolved_digest_protect() {
     let ecs = EcsUsage {
         references: ["123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:a".to_owned()].into(),
         digests: ["sha256:c".to_owned()].into(),
+        ..EcsUsage::default()
     };
     let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
     assert_eq!(expired(&p), vec!["b"]);
@@ -678,6 +679,46 @@ fn a_tag_reference_in_another_account_or_region_does_not_protect() {
     };
     let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
     assert_eq!(expired(&p), vec!["a", "b", "c"]);
+}
+
+#[test]
+fn a_pinned_digest_protects_with_its_chain_though_the_tag_moved() {
+    // The service's revision pinned b's digest when `v2` pointed at it; the tag has
+    // since moved to d. b stays, and its reason names the chain.
+    let mut r = four_tagged();
+    r.images[3].tags = vec!["v2".into()];
+    r.images[1].tags.clear();
+    let mut ecs = EcsUsage::default();
+    ecs.add_digest_from(
+        "sha256:b".into(),
+        "service web, deployment web/123, pinned sha256:b".into(),
+    );
+    let p = plan_repository(&r, &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["a", "c"]);
+    assert_eq!(
+        outcome(&p)["b"].1,
+        Reason::InUseByEcs("service web, deployment web/123, pinned sha256:b".into())
+    );
+    assert_eq!(
+        outcome(&p)["b"].1.to_string(),
+        "in use by ECS (service web, deployment web/123, pinned sha256:b)"
+    );
+}
+
+#[test]
+fn a_tag_reference_protects_with_its_chain() {
+    let mut ecs = EcsUsage::default();
+    ecs.add_image_from(
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1".into(),
+        "task definition family web, one of its latest 5 ACTIVE revisions, task definition web:4",
+    );
+    let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["b", "c"]);
+    assert!(
+        matches!(&outcome(&p)["a"].1, Reason::InUseByEcs(r) if r.starts_with("task definition family web") && r.ends_with("app:v1")),
+        "{:?}",
+        outcome(&p)["a"]
+    );
 }
 
 #[test]
