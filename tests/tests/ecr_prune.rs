@@ -311,14 +311,27 @@ async fn images_used_by_ecs_tasks_and_services_survive_keep_last_1() {
     );
     let c = calls(&out);
     assert_eq!(count(&c, "ListClusters"), 1);
-    assert_eq!(count(&c, "ListTasks"), 1);
+    assert_eq!(count(&c, "ListTasks"), 2, "running, then recently stopped");
     assert_eq!(count(&c, "DescribeTasks"), 1);
     assert_eq!(count(&c, "ListServices"), 1);
     assert_eq!(count(&c, "DescribeServices"), 1);
     assert_eq!(
-        count(&c, "DescribeTaskDefinition"),
+        count(&c, "ListServiceDeployments"),
         1,
-        "only the service's task definition"
+        "tried once; the proxy has no fixture, so the DescribeServices fallback protects"
+    );
+    assert!(out
+        .stderr
+        .contains("ListServiceDeployments is not available"));
+    assert_eq!(
+        count(&c, "ListTaskDefinitions"),
+        3,
+        "one per family in use (by-tag, by-digest, svc)"
+    );
+    assert_eq!(
+        count(&c, "DescribeTaskDefinition"),
+        3,
+        "each family's one ACTIVE revision, once"
     );
     assert_eq!(count(&c, "BatchDeleteImage"), 1);
 }
@@ -684,4 +697,178 @@ async fn fips_and_dual_stack_references_protect_and_another_account_does_not() {
         reason_of(repo, &digests[2]).contains("dkr-ecr.us-east-1.on.aws"),
         "{repo}"
     );
+}
+
+/// The fixtures the proxy answers for one service: one SUCCESSFUL deployment moving
+/// from revision `source` to revision `target`, each revision pinning one digest —
+/// shaped like ListServiceDeployments / DescribeServiceDeployments /
+/// DescribeServiceRevisions in the ECS API reference.
+fn service_deployment_fixtures(
+    proxy: &AwsProxy,
+    service_arn: &str,
+    task_definition: &str,
+    image: &str,
+    (source_digest, target_digest): (&str, &str),
+) {
+    let base = "arn:aws:ecs:us-east-1:123456789012";
+    let cluster_arn = format!("{base}:cluster/prod");
+    let deployment = format!("{base}:service-deployment/prod/web/Ab1cD2eF3");
+    let source = format!("{base}:service-revision/prod/web/1111111111111111111");
+    let target = format!("{base}:service-revision/prod/web/2222222222222222222");
+    proxy.answer_list(
+        "ListServiceDeployments",
+        serde_json::json!({"service": service_arn}),
+        serde_json::json!({"serviceDeployments": [{
+            "serviceDeploymentArn": deployment,
+            "serviceArn": service_arn,
+            "clusterArn": cluster_arn,
+            "createdAt": 1.7e9,
+            "startedAt": 1.7e9,
+            "finishedAt": 1.7e9 + 300.0,
+            "targetServiceRevisionArn": target,
+            "status": "SUCCESSFUL"
+        }]}),
+    );
+    let summary = |arn: &str| serde_json::json!({"arn": arn, "requestedTaskCount": 0, "runningTaskCount": 0, "pendingTaskCount": 0});
+    proxy.answer_items(
+        "DescribeServiceDeployments",
+        "serviceDeploymentArns",
+        "serviceDeployments",
+        "serviceDeploymentArn",
+        vec![serde_json::json!({
+            "serviceDeploymentArn": deployment,
+            "serviceArn": service_arn,
+            "clusterArn": cluster_arn,
+            "createdAt": 1.7e9,
+            "startedAt": 1.7e9,
+            "finishedAt": 1.7e9 + 300.0,
+            "sourceServiceRevisions": [summary(&source)],
+            "targetServiceRevision": summary(&target),
+            "status": "SUCCESSFUL"
+        })],
+    );
+    let revision = |arn: &str, digest: &str| {
+        serde_json::json!({
+            "serviceRevisionArn": arn,
+            "serviceArn": service_arn,
+            "clusterArn": cluster_arn,
+            "taskDefinition": task_definition,
+            "launchType": "EC2",
+            "containerImages": [{"containerName": "app", "imageDigest": digest, "image": image}],
+            "guardDutyEnabled": false,
+            "createdAt": 1.7e9
+        })
+    };
+    proxy.answer_items(
+        "DescribeServiceRevisions",
+        "serviceRevisionArns",
+        "serviceRevisions",
+        "serviceRevisionArn",
+        vec![
+            revision(&source, source_digest),
+            revision(&target, target_digest),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_scaled_to_zero_service_keeps_its_pinned_digest_and_rollback_target_after_its_tag_moved()
+{
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let uri = aws.repo("web").await;
+    let previous = aws.image("web", Some("build-0"), "b0").await;
+    tick();
+    let unused = aws.image("web", Some("build-x"), "bx").await;
+    tick();
+    let pinned = aws.image("web", Some("build-1"), "b1").await;
+    assert_eq!(aws.image("web", Some("live"), "b1").await, pinned);
+    tick();
+    // The tag moves: `live` now names build-2; the service (desired count 0) still
+    // scales out from build-1's digest, which its deployment pinned.
+    let newest = aws.image("web", Some("build-2"), "b2").await;
+    assert_eq!(aws.image("web", Some("live"), "b2").await, newest);
+    tick();
+    aws.ecs
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("CreateCluster");
+    let td = aws
+        .ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image(format!("{uri}:live"))
+                .memory_reservation(128)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RegisterTaskDefinition")
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("arn")
+        .to_owned();
+    let service_arn = aws
+        .ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("web")
+        .task_definition(&td)
+        .desired_count(0)
+        .send()
+        .await
+        .expect("CreateService")
+        .service()
+        .and_then(|s| s.service_arn())
+        .expect("service arn")
+        .to_owned();
+    service_deployment_fixtures(
+        &proxy,
+        &service_arn,
+        &td,
+        &format!("{uri}:live"),
+        (&previous, &pinned),
+    );
+
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let left = aws.digests("web").await;
+    let mut expected = vec![previous.clone(), pinned.clone(), newest.clone()];
+    expected.sort();
+    assert_eq!(left, expected, "only the unused build goes ({unused})");
+    let doc = json(&out);
+    let repo = repo_json(&doc, "web");
+    assert_eq!(
+        reason_of(repo, &pinned),
+        format!("in use by ECS (service web, deployment web/Ab1cD2eF3, pinned {pinned})")
+    );
+    assert_eq!(
+        reason_of(repo, &previous),
+        format!("in use by ECS (service web, deployment web/Ab1cD2eF3 (source revision), pinned {previous})")
+    );
+    let c = calls(&out);
+    assert_eq!(count(&c, "ListServiceDeployments"), 1);
+    assert_eq!(count(&c, "DescribeServiceDeployments"), 1);
+    assert_eq!(count(&c, "DescribeServiceRevisions"), 1);
+    assert!(!out
+        .stderr
+        .contains("ListServiceDeployments is not available"));
 }
