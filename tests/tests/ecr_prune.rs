@@ -872,3 +872,41 @@ async fn a_scaled_to_zero_service_keeps_its_pinned_digest_and_rollback_target_af
         .stderr
         .contains("ListServiceDeployments is not available"));
 }
+
+#[tokio::test]
+async fn an_unreadable_quota_is_one_short_warning_and_the_default() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start_throttling(&moto, "GetServiceQuota", 1000);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("quota").await;
+    aws.image("quota", Some("q0"), "quota-0").await;
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--max-images",
+            "auto",
+            "--min-age",
+            "0s",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot read the images-per-repository quota"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].len() < 400,
+        "one short line, not an SDK dump ({} bytes): {}",
+        warnings[0].len(),
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("using the default 10000"),
+        "{}",
+        warnings[0]
+    );
+}

@@ -163,7 +163,11 @@ pub async fn read_watermark(ecr: &dyn EcrApi, setting: Option<MaxImagesSetting>)
                 Ok(Some(q)) => q,
                 Ok(None) => settings::DEFAULT_IMAGES_QUOTA,
                 Err(e) => {
-                    tracing::warn!(error = %e, fallback = settings::DEFAULT_IMAGES_QUOTA, "cannot read the images-per-repository quota; using the default");
+                    tracing::warn!(
+                        "cannot read the images-per-repository quota ({}); using the default {}",
+                        e.brief(),
+                        settings::DEFAULT_IMAGES_QUOTA
+                    );
                     settings::DEFAULT_IMAGES_QUOTA
                 }
             };
@@ -373,7 +377,7 @@ async fn read_cluster(
                     }
                 }
                 Err(e) if unavailable(&e) => {
-                    tracing::debug!(service = %name, error = %e, "service deployments not readable");
+                    tracing::debug!(service = %name, error = %e.brief(), "service deployments not readable");
                     fell_back = true;
                 }
                 Err(e) => return Err(e),

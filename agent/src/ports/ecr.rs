@@ -132,6 +132,31 @@ pub struct ApiError {
     pub message: String,
 }
 
+impl ApiError {
+    /// One short line for a warning: the operation and the message up to where the SDK
+    /// starts dumping the raw response (` (ResponseError(…`, ` (ServiceError(…`), at most
+    /// 200 characters. The full message stays in `message` for errors that stop a run.
+    pub fn brief(&self) -> String {
+        let mut text = self.message.lines().next().unwrap_or_default();
+        for cut in [
+            " (ResponseError",
+            " (ServiceError",
+            " (DispatchFailure",
+            " (TimeoutError",
+            " (ConstructionFailure",
+        ] {
+            if let Some(i) = text.find(cut) {
+                text = &text[..i];
+            }
+        }
+        let mut short: String = text.chars().take(200).collect();
+        if short.len() < text.len() {
+            short.push('…');
+        }
+        format!("{}: {}", self.operation, short.trim_end())
+    }
+}
+
 /// Largest id list BatchGetImage and BatchDeleteImage accept.
 pub const ECR_BATCH_MAX: usize = 100;
 
@@ -160,6 +185,27 @@ pub trait EcrApi: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brief_is_one_short_line() {
+        let dump = format!(
+            "service error: AccessDeniedException: not allowed (ServiceError(ServiceError {{ raw: Response {{ {} }} }}))\nmore",
+            "x".repeat(2000)
+        );
+        let e = ApiError {
+            operation: "GetServiceQuota",
+            message: dump,
+        };
+        assert_eq!(
+            e.brief(),
+            "GetServiceQuota: service error: AccessDeniedException: not allowed"
+        );
+        let long = ApiError {
+            operation: "X",
+            message: "y".repeat(500),
+        };
+        assert!(long.brief().chars().count() <= 204 && !long.brief().contains('\n'));
+    }
 
     #[test]
     fn failure_codes_round_trip_and_unknown_ones_are_kept() {
