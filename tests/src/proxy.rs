@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex};
 use crate::moto::Moto;
 
 /// Operations answered by the proxy, never by moto.
-const PROXY_ONLY: [&str; 3] = [
+const PROXY_ONLY: [&str; 5] = [
     "listservicedeployments",
     "describeservicedeployments",
     "describeservicerevisions",
+    "listpulltimeupdateexclusions",
+    "registerpulltimeupdateexclusion",
 ];
 
 /// (request field, limit) per operation (lower-cased name): id lists.
@@ -56,6 +58,8 @@ struct Fixtures {
     lists: Vec<(String, serde_json::Value, serde_json::Value)>,
     /// operation → (request list field, response list field, item id field, items)
     items: Vec<(String, String, String, String, Vec<serde_json::Value>)>,
+    /// The registry's pull-time update exclusion list, once `serve_pull_time_exclusions`.
+    exclusions: Option<Vec<String>>,
 }
 
 /// A running proxy on a free 127.0.0.1 port; it serves until the test process exits.
@@ -106,6 +110,23 @@ impl AwsProxy {
             matching,
             response,
         ));
+    }
+
+    /// Serve ListPullTimeUpdateExclusions / RegisterPullTimeUpdateExclusion (ECR API
+    /// shapes: `{"pullTimeUpdateExclusions":[…]}`, `{"principalArn","createdAt"}`) over
+    /// a list that starts empty.
+    pub fn serve_pull_time_exclusions(&self) {
+        self.fixtures.lock().expect("fixtures").exclusions = Some(Vec::new());
+    }
+
+    /// The exclusion list as registered so far.
+    pub fn pull_time_exclusions(&self) -> Vec<String> {
+        self.fixtures
+            .lock()
+            .expect("fixtures")
+            .exclusions
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Answer `operation` (a Describe* by ARNs) with the `items` whose `id_field` the
@@ -188,7 +209,25 @@ impl AwsProxy {
         if !PROXY_ONLY.contains(&operation) {
             return None;
         }
-        let fixtures = fixtures.lock().expect("fixtures");
+        let mut fixtures = fixtures.lock().expect("fixtures");
+        if let Some(list) = fixtures.exclusions.as_mut() {
+            if operation == "listpulltimeupdateexclusions" {
+                let body = serde_json::json!({"pullTimeUpdateExclusions": list});
+                return Some(("200 OK", None, body.to_string()));
+            }
+            if operation == "registerpulltimeupdateexclusion" {
+                let principal = request["principalArn"].as_str().unwrap_or_default();
+                if !principal.starts_with("arn:") {
+                    return error(
+                        "InvalidParameterException",
+                        "principalArn must be an ARN".into(),
+                    );
+                }
+                list.push(principal.to_owned());
+                let body = serde_json::json!({"principalArn": principal, "createdAt": 1.7e9});
+                return Some(("200 OK", None, body.to_string()));
+            }
+        }
         for (op, matching, response) in &fixtures.lists {
             let matches = matching
                 .as_object()

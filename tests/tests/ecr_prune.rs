@@ -910,3 +910,74 @@ async fn an_unreadable_quota_is_one_short_warning_and_the_default() {
         warnings[0]
     );
 }
+
+/// Operations in the order the binary called them.
+fn call_order(out: &Output) -> Vec<String> {
+    out.stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "aws call")
+        .filter_map(|v| v["operation"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_caller_is_excluded_from_pull_times_before_any_manifest_read() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    proxy.serve_pull_time_exclusions();
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("multi").await;
+    let child = aws.image("multi", None, "amd64").await;
+    aws.index("multi", Some("v1"), &[child]).await;
+    let first = prune_env(&proxy.env(&moto), &["--keep-last", "1"]);
+    assert_eq!(first.code, 0, "stderr: {}", first.stderr);
+    let order = call_order(&first);
+    let pos = |op: &str| {
+        order
+            .iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("no {op} in {order:?}"))
+    };
+    assert!(
+        pos("RegisterPullTimeUpdateExclusion") < pos("BatchGetImage"),
+        "{order:?}"
+    );
+    assert_eq!(
+        proxy.pull_time_exclusions(),
+        vec!["arn:aws:iam::123456789012:user/moto".to_owned()],
+        "moto's caller, a user, registered as itself"
+    );
+    let second = prune_env(&proxy.env(&moto), &["--keep-last", "1"]);
+    assert_eq!(second.code, 0, "stderr: {}", second.stderr);
+    let c = calls(&second);
+    assert_eq!(count(&c, "ListPullTimeUpdateExclusions"), 1);
+    assert_eq!(
+        count(&c, "RegisterPullTimeUpdateExclusion"),
+        0,
+        "already listed"
+    );
+    let opted_out = prune_env(
+        &proxy.env(&moto),
+        &["--keep-last", "1", "--no-pull-time-exclusion"],
+    );
+    assert_eq!(count(&calls(&opted_out), "ListPullTimeUpdateExclusions"), 0);
+}
+
+#[tokio::test]
+async fn without_the_exclusion_api_one_warning_and_the_run_goes_on() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("app").await;
+    aws.image("app", Some("v1"), "v1").await;
+    let out = prune_env(&proxy.env(&moto), &["--keep-last", "1"]);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("sinceImagePulled may be skewed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].len() < 400, "{}", warnings[0]);
+}

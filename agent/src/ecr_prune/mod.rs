@@ -7,6 +7,7 @@
 pub mod executor;
 pub mod grouping;
 pub mod planner;
+pub mod pull_time;
 pub mod reference;
 pub mod report;
 pub mod rules;
@@ -56,6 +57,8 @@ pub async fn run(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Report, EcrError> {
+    // Before any BatchGetImage: our reads must not count as pulls.
+    pull_time::ensure(ecr, settings.pull_time_exclusion).await;
     let (repositories, usage) = tokio::join!(
         ecr.list_repositories(),
         snapshot::read_ecs(

@@ -93,6 +93,10 @@ pub struct EcrOptions {
         "Newest ACTIVE task definition revisions protected per family in use (rollback targets)",
         DEFAULT_KEEP_TASK_DEFINITIONS))]
     pub keep_task_definitions: Option<u32>,
+    /// Do not put this caller on the registry's pull-time update exclusion list (our
+    /// BatchGetImage reads then count as pulls for sinceImagePulled rules).
+    #[arg(long)]
+    pub no_pull_time_exclusion: bool,
 }
 
 /// Validated settings of one `ecr-prune` run; `check` prints them serialized.
@@ -118,6 +122,7 @@ pub struct Settings {
     pub shard: Option<Shard>,
     pub concurrency: usize,
     pub keep_task_definitions: u32,
+    pub pull_time_exclusion: bool,
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
@@ -271,6 +276,7 @@ impl Settings {
                 .keep_task_definitions
                 .or(file.keep_task_definitions)
                 .unwrap_or(DEFAULT_KEEP_TASK_DEFINITIONS),
+            pull_time_exclusion: !(flags.no_pull_time_exclusion || file.no_pull_time_exclusion),
         })
     }
 

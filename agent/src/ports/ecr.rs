@@ -180,6 +180,13 @@ pub trait EcrApi: Send + Sync {
     ) -> Result<Vec<DeleteFailure>, ApiError>;
     /// The account's images-per-repository quota (Service Quotas), if readable.
     async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError>;
+    /// The caller's ARN as STS GetCallerIdentity gives it.
+    async fn caller_arn(&self) -> Result<String, ApiError>;
+    /// The registry's pull-time update exclusion list (ListPullTimeUpdateExclusions,
+    /// all pages of 1000): principals whose pulls do not update `lastRecordedPullTime`.
+    async fn pull_time_exclusions(&self) -> Result<Vec<String>, ApiError>;
+    /// RegisterPullTimeUpdateExclusion for one principal.
+    async fn register_pull_time_exclusion(&self, principal: &str) -> Result<(), ApiError>;
 }
 
 #[cfg(test)]

@@ -115,7 +115,14 @@ pub struct FakeEcr {
     pub delete_call_fails: bool,
     /// Batch sizes seen by BatchDeleteImage.
     pub delete_batches: Mutex<Vec<usize>>,
+    /// The registry's pull-time update exclusion list.
+    pub exclusions: Mutex<Vec<String>>,
+    /// The pull-time exclusion API answers UnknownOperationException.
+    pub exclusions_unavailable: bool,
 }
+
+/// The caller the fake's GetCallerIdentity reports: an assumed-role session.
+pub const FAKE_CALLER: &str = "arn:aws:sts::123456789012:assumed-role/Pruner/session-1";
 
 impl FakeEcr {
     pub fn with(repos: Vec<(&str, Vec<EcrImage>)>) -> Self {
@@ -227,6 +234,31 @@ impl EcrApi for FakeEcr {
             }
         }
         Ok(failures)
+    }
+
+    async fn caller_arn(&self) -> Result<String, ApiError> {
+        self.count("GetCallerIdentity");
+        Ok(FAKE_CALLER.to_owned())
+    }
+
+    async fn pull_time_exclusions(&self) -> Result<Vec<String>, ApiError> {
+        self.count("ListPullTimeUpdateExclusions");
+        if self.exclusions_unavailable {
+            return Err(ApiError {
+                operation: "ListPullTimeUpdateExclusions",
+                message: "UnknownOperationException".into(),
+            });
+        }
+        Ok(self.exclusions.lock().expect("lock").clone())
+    }
+
+    async fn register_pull_time_exclusion(&self, principal: &str) -> Result<(), ApiError> {
+        self.count("RegisterPullTimeUpdateExclusion");
+        self.exclusions
+            .lock()
+            .expect("lock")
+            .push(principal.to_owned());
+        Ok(())
     }
 
     async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError> {
