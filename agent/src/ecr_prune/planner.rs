@@ -118,6 +118,9 @@ pub struct RepoPlan {
     /// Newest first.
     pub units: Vec<UnitPlan>,
     pub refused: Option<Refusal>,
+    /// Archived images (`imageStatus` ARCHIVED): reported, never counted, planned or
+    /// deleted as active images.
+    pub archived: usize,
 }
 
 impl RepoPlan {
@@ -175,7 +178,14 @@ pub fn plan_repository(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RepoPlan {
-    let units = grouping::group(&repo.images, &repo.children, now);
+    let archived = repo.images.iter().filter(|i| i.archived).count();
+    let active: Vec<crate::ports::ecr::EcrImage> = repo
+        .images
+        .iter()
+        .filter(|i| !i.archived)
+        .cloned()
+        .collect();
+    let units = grouping::group(&active, &repo.children, now);
     let outcomes = apply_rules(&units, &policy.rules, now);
     let in_use = ecs_digests(repo, ecs);
     let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
@@ -197,6 +207,34 @@ pub fn plan_repository(
             reason,
         });
     }
+    // A manifest an archived index lists stays: ECR would refuse to delete it, and the
+    // archived release must stay restorable.
+    let archived_children: HashMap<&str, &str> = repo
+        .images
+        .iter()
+        .filter(|i| i.archived)
+        .flat_map(|i| {
+            repo.children
+                .get(&i.digest)
+                .into_iter()
+                .flatten()
+                .map(move |c| (c.as_str(), i.digest.as_str()))
+        })
+        .collect();
+    for (u, protected) in plans.iter_mut().zip(protected.iter_mut()) {
+        let listed = u
+            .unit
+            .members
+            .iter()
+            .find_map(|(d, _)| archived_children.get(d.as_str()));
+        if let Some(index) = listed {
+            *protected = true;
+            if u.action == Action::Expire {
+                u.action = Action::Keep;
+                u.reason = Reason::ListedByKeptIndex((*index).to_owned());
+            }
+        }
+    }
     // Units overlap (a child shared by several indexes belongs to each): a manifest is
     // deleted only when every unit holding it expires. `holders` counts the units not
     // (yet) expired that hold each digest.
@@ -212,7 +250,7 @@ pub fn plan_repository(
             freed[i] = release(&plans[i].unit, &mut holders);
         }
     }
-    let images_before = repo.images.len();
+    let images_before = active.len();
     let mut images_after = images_before - freed.iter().map(Vec::len).sum::<usize>();
     if let Some(watermark) = policy.max_images {
         // Oldest first: plans are newest first.
@@ -230,8 +268,7 @@ pub fn plan_repository(
     }
     // An expired unit deletes what it freed; one that frees nothing (a tagged child whose
     // kept index still lists it) is kept, saying why.
-    let sizes: HashMap<&str, u64> = repo
-        .images
+    let sizes: HashMap<&str, u64> = active
         .iter()
         .map(|img| (img.digest.as_str(), img.size))
         .collect();
@@ -285,6 +322,7 @@ pub fn plan_repository(
         images_after,
         units: plans,
         refused,
+        archived,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct EcrImage {
     pub artifact_media_type: Option<String>,
     /// The manifest this one refers to (OCI referrers: signatures, SBOMs).
     pub subject: Option<String>,
+    /// `imageStatus` ARCHIVED: moved to the archive storage class, not an active image.
+    pub archived: bool,
 }
 
 impl EcrImage {

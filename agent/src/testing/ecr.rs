@@ -39,6 +39,7 @@ pub fn image(name: &str, tags: &[&str], day: i64) -> EcrImage {
         manifest_media_type: Some("application/vnd.oci.image.manifest.v1+json".to_owned()),
         artifact_media_type: None,
         subject: None,
+        archived: false,
     }
 }
 

@@ -103,6 +103,7 @@ impl EcrApi for AwsEcr {
                     manifest_media_type: d.image_manifest_media_type().map(str::to_owned),
                     artifact_media_type: d.artifact_media_type().map(str::to_owned),
                     subject: d.subject_manifest_digest().map(str::to_owned),
+                    archived: d.image_status() == Some(&aws_sdk_ecr::types::ImageStatus::Archived),
                 });
             }
         }

@@ -592,6 +592,38 @@ fn an_untagged_plain_image_younger_than_an_hour_is_never_deleted_alone() {
     assert_eq!(outcome(&p)["young"], (Action::Keep, Reason::PendingChild));
 }
 
+#[test]
+fn archived_images_are_reported_not_counted_and_their_children_stay() {
+    let mut old_index = index("arch", &["v0"], 1);
+    old_index.archived = true;
+    let mut archived_plain = image_ago("gone", &["v-1"], 90);
+    archived_plain.archived = true;
+    let mut r = repo(vec![
+        old_index,
+        archived_plain,
+        image_ago("child", &[], 60),
+        image_ago("v1", &["v1"], 30),
+        image_ago("v2", &["v2"], 20),
+    ]);
+    r.children
+        .insert("sha256:arch".into(), vec!["sha256:child".into()]);
+    let mut pol = keep_one();
+    pol.max_images = Some(0);
+    let p = run(&r, &pol);
+    assert_eq!(p.archived, 2);
+    assert_eq!(p.images_before, 3, "only active images count");
+    assert_eq!(expired(&p), vec!["v1"]);
+    assert_eq!(
+        outcome(&p)["child"],
+        (
+            Action::Keep,
+            Reason::ListedByKeptIndex("sha256:arch".into())
+        ),
+        "an archived index still lists it"
+    );
+    assert!(p.units.iter().all(|u| !u.unit.contains("sha256:arch")));
+}
+
 // --- protections ------------------------------------------------------------------
 
 fn keep_one() -> Policy {
