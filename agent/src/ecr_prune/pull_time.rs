@@ -123,8 +123,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_unavailable_api_is_one_warning() {
-        let mut ecr = FakeEcr::default();
-        ecr.exclusions_unavailable = true;
+        let ecr = FakeEcr {
+            exclusions_unavailable: true,
+            ..FakeEcr::default()
+        };
         let Exclusion::Unavailable(text) = ensure(&ecr, true).await else {
             panic!("not unavailable");
         };
