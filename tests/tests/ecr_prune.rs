@@ -981,3 +981,86 @@ async fn without_the_exclusion_api_one_warning_and_the_run_goes_on() {
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
     assert!(warnings[0].len() < 400, "{}", warnings[0]);
 }
+
+#[tokio::test]
+async fn the_latest_task_definition_revisions_of_a_family_in_use_are_rollback_targets() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let uri = aws.repo("web").await;
+    let mut digests = Vec::new();
+    for i in 0..5 {
+        digests.push(
+            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
+                .await,
+        );
+        tick();
+    }
+    aws.ecs
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("CreateCluster");
+    let mut latest = String::new();
+    for i in 1..=3 {
+        latest = aws
+            .ecs
+            .register_task_definition()
+            .family("web")
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("app")
+                    .image(format!("{uri}:v{i}"))
+                    .memory_reservation(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RegisterTaskDefinition")
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("arn")
+            .to_owned();
+    }
+    aws.ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("web")
+        .task_definition(&latest)
+        .desired_count(0)
+        .send()
+        .await
+        .expect("CreateService");
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--keep-task-definitions",
+            "2",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[2].clone(), digests[3].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("web").await,
+        expected,
+        "web:3 (the service's) and web:2 (its rollback target) kept, web:1 not"
+    );
+    let doc = json(&out);
+    let repo = repo_json(&doc, "web");
+    assert!(
+        reason_of(repo, &digests[2]).starts_with(
+            "in use by ECS (task definition family web, one of its latest 2 ACTIVE revisions"
+        ),
+        "{repo}"
+    );
+}

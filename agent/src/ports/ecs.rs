@@ -154,9 +154,9 @@ pub trait EcsApi: Send + Sync {
         &self,
         arns: &[String],
     ) -> Result<Vec<ServiceRevision>, ApiError>;
-    /// The newest `n` ACTIVE revisions of exactly `family`, newest first
-    /// (ListTaskDefinitions with familyPrefix, sort DESC; other families sharing the
-    /// prefix are skipped).
+    /// The newest `n` ACTIVE revisions of exactly `family`, newest first by revision
+    /// number (ListTaskDefinitions with familyPrefix, all pages; other families sharing
+    /// the prefix are skipped).
     async fn latest_task_definitions(
         &self,
         family: &str,

@@ -255,9 +255,12 @@ impl EcsApi for AwsEcs {
         family: &str,
         n: usize,
     ) -> Result<Vec<String>, ApiError> {
-        let mut out = Vec::new();
+        // Every page, then newest first by revision number: the newest N must not depend
+        // on the server honouring `sort` (moto does not), and ACTIVE revisions of one
+        // family are few pages at 100 per page.
+        let mut out: Vec<(u64, String)> = Vec::new();
         let mut token: Option<String> = None;
-        while out.len() < n {
+        loop {
             let page = self
                 .ecs
                 .list_task_definitions()
@@ -273,15 +276,21 @@ impl EcsApi for AwsEcs {
                 page.task_definition_arns()
                     .iter()
                     .filter(|arn| crate::ports::ecs::family_of(arn) == family)
-                    .cloned(),
+                    .map(|arn| {
+                        let revision = arn
+                            .rsplit_once(':')
+                            .and_then(|(_, r)| r.parse().ok())
+                            .unwrap_or(0);
+                        (revision, arn.clone())
+                    }),
             );
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_owned()),
                 _ => break,
             }
         }
-        out.truncate(n);
-        Ok(out)
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out.into_iter().take(n).map(|(_, arn)| arn).collect())
     }
 
     async fn task_definition_images(&self, task_definition: &str) -> Result<Vec<String>, ApiError> {
