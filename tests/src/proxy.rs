@@ -3,12 +3,69 @@
 //! a string), so no DescribeTasks/RunTask answer from moto parses: the proxy turns those
 //! numbers into strings. It can also answer the first N requests of an operation with
 //! ThrottlingException, as ECR does under load.
+//!
+//! Strict where moto is lenient: a request over an API's documented id limit
+//! (BatchGetImage/BatchDeleteImage 100 imageIds, DescribeTasks 100, DescribeServices 10,
+//! DescribeServiceDeployments/DescribeServiceRevisions 20 ARNs) or asking a page larger
+//! than its maximum (`maxResults`: ListClusters/ListTasks/ListServices/ListTaskDefinitions
+//! /ListServiceDeployments 100, DescribeImages/DescribeRepositories 1000) is answered
+//! with InvalidParameterException, as ECR and ECS do, so a bug
+//! moto would let through fails the test.
+//!
+//! What moto does not serve (ListServiceDeployments, DescribeServiceDeployments,
+//! DescribeServiceRevisions) the proxy answers from fixtures a test gives
+//! (`answer_list`, `answer_items`), shaped like the ECS API reference; without a
+//! fixture it answers UnknownOperationException, as an endpoint that lacks the API does.
+
+use std::sync::{Arc, Mutex};
 
 use crate::moto::Moto;
+
+/// Operations answered by the proxy, never by moto.
+const PROXY_ONLY: [&str; 5] = [
+    "listservicedeployments",
+    "describeservicedeployments",
+    "describeservicerevisions",
+    "listpulltimeupdateexclusions",
+    "registerpulltimeupdateexclusion",
+];
+
+/// (request field, limit) per operation (lower-cased name): id lists.
+const ID_LIMITS: [(&str, &str, usize); 6] = [
+    ("batchgetimage", "imageIds", 100),
+    ("batchdeleteimage", "imageIds", 100),
+    ("describetasks", "tasks", 100),
+    ("describeservices", "services", 10),
+    ("describeservicedeployments", "serviceDeploymentArns", 20),
+    ("describeservicerevisions", "serviceRevisionArns", 20),
+];
+
+/// Largest `maxResults` per operation (lower-cased name).
+const PAGE_MAX: [(&str, i64); 8] = [
+    ("listclusters", 100),
+    ("listtasks", 100),
+    ("listservices", 100),
+    ("listtaskdefinitions", 100),
+    ("listservicedeployments", 100),
+    ("describeimages", 1000),
+    ("describerepositories", 1000),
+    ("listpulltimeupdateexclusions", 1000),
+];
+
+#[derive(Default)]
+struct Fixtures {
+    /// (operation, fields the request must carry, response body)
+    lists: Vec<(String, serde_json::Value, serde_json::Value)>,
+    /// operation → (request list field, response list field, item id field, items)
+    items: Vec<(String, String, String, String, Vec<serde_json::Value>)>,
+    /// The registry's pull-time update exclusion list, once `serve_pull_time_exclusions`.
+    exclusions: Option<Vec<String>>,
+}
 
 /// A running proxy on a free 127.0.0.1 port; it serves until the test process exits.
 pub struct AwsProxy {
     port: u16,
+    fixtures: Arc<Mutex<Fixtures>>,
 }
 
 impl AwsProxy {
@@ -26,15 +83,70 @@ impl AwsProxy {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let upstream = moto.port();
+        let fixtures: Arc<Mutex<Fixtures>> = Arc::default();
+        let shared = fixtures.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let throttle = throttle.clone();
+                let fixtures = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = Self::serve(conn, upstream, &throttle);
+                    let _ = Self::serve(conn, upstream, &throttle, &fixtures);
                 });
             }
         });
-        Self { port }
+        Self { port, fixtures }
+    }
+
+    /// Answer `operation` (e.g. `ListServiceDeployments`) with `response` when the
+    /// request carries every field of `matching` with the same value.
+    pub fn answer_list(
+        &self,
+        operation: &str,
+        matching: serde_json::Value,
+        response: serde_json::Value,
+    ) {
+        self.fixtures.lock().expect("fixtures").lists.push((
+            operation.to_lowercase(),
+            matching,
+            response,
+        ));
+    }
+
+    /// Serve ListPullTimeUpdateExclusions / RegisterPullTimeUpdateExclusion (ECR API
+    /// shapes: `{"pullTimeUpdateExclusions":[…]}`, `{"principalArn","createdAt"}`) over
+    /// a list that starts empty.
+    pub fn serve_pull_time_exclusions(&self) {
+        self.fixtures.lock().expect("fixtures").exclusions = Some(Vec::new());
+    }
+
+    /// The exclusion list as registered so far.
+    pub fn pull_time_exclusions(&self) -> Vec<String> {
+        self.fixtures
+            .lock()
+            .expect("fixtures")
+            .exclusions
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Answer `operation` (a Describe* by ARNs) with the `items` whose `id_field` the
+    /// request's `request_field` lists, under `response_field`; the others come back in
+    /// `failures[]` with reason MISSING, as ECS does.
+    pub fn answer_items(
+        &self,
+        operation: &str,
+        request_field: &str,
+        response_field: &str,
+        id_field: &str,
+        items: Vec<serde_json::Value>,
+    ) {
+        self.fixtures.lock().expect("fixtures").items.push((
+            operation.to_lowercase(),
+            request_field.to_owned(),
+            response_field.to_owned(),
+            id_field.to_owned(),
+            items,
+        ));
     }
 
     /// `http://127.0.0.1:<port>` of the proxy.
@@ -47,10 +159,115 @@ impl AwsProxy {
         moto.env_with_endpoint(&self.endpoint())
     }
 
+    fn reply(
+        client: &mut std::net::TcpStream,
+        status: &str,
+        error_type: Option<&str>,
+        body: &str,
+    ) -> std::io::Result<()> {
+        use std::io::Write;
+        let error = error_type.map_or(String::new(), |t| format!("x-amzn-ErrorType: {t}\r\n"));
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\n{error}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(reply.as_bytes())
+    }
+
+    /// The strict checks and the fixtures: Some(answer) when the proxy answers itself.
+    fn local_answer(
+        operation: &str,
+        body: &[u8],
+        fixtures: &Mutex<Fixtures>,
+    ) -> Option<(&'static str, Option<&'static str>, String)> {
+        let request: serde_json::Value =
+            serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+        let error = |kind: &'static str, message: String| {
+            let body = serde_json::json!({"__type": kind, "message": message}).to_string();
+            Some(("400 Bad Request", Some(kind), body))
+        };
+        let invalid = "InvalidParameterException";
+        for (op, field, limit) in ID_LIMITS {
+            let n = request[field].as_array().map_or(0, Vec::len);
+            if op == operation && n > limit {
+                return error(
+                    invalid,
+                    format!("{field} can have at most {limit} items, {n} given"),
+                );
+            }
+        }
+        for (op, max) in PAGE_MAX {
+            if let Some(n) = request["maxResults"].as_i64() {
+                if op == operation && !(1..=max).contains(&n) {
+                    return error(
+                        invalid,
+                        format!("maxResults must be between 1 and {max}, {n} given"),
+                    );
+                }
+            }
+        }
+        if !PROXY_ONLY.contains(&operation) {
+            return None;
+        }
+        let mut fixtures = fixtures.lock().expect("fixtures");
+        if let Some(list) = fixtures.exclusions.as_mut() {
+            if operation == "listpulltimeupdateexclusions" {
+                let body = serde_json::json!({"pullTimeUpdateExclusions": list});
+                return Some(("200 OK", None, body.to_string()));
+            }
+            if operation == "registerpulltimeupdateexclusion" {
+                let principal = request["principalArn"].as_str().unwrap_or_default();
+                if !principal.starts_with("arn:") {
+                    return error(
+                        "InvalidParameterException",
+                        "principalArn must be an ARN".into(),
+                    );
+                }
+                list.push(principal.to_owned());
+                let body = serde_json::json!({"principalArn": principal, "createdAt": 1.7e9});
+                return Some(("200 OK", None, body.to_string()));
+            }
+        }
+        for (op, matching, response) in &fixtures.lists {
+            let matches = matching
+                .as_object()
+                .is_some_and(|m| m.iter().all(|(k, v)| request[k] == *v));
+            if op == operation && matches {
+                return Some(("200 OK", None, response.to_string()));
+            }
+        }
+        for (op, request_field, response_field, id_field, items) in &fixtures.items {
+            if op != operation {
+                continue;
+            }
+            let wanted: Vec<&serde_json::Value> = request[request_field.as_str()]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
+            let found: Vec<&serde_json::Value> = items
+                .iter()
+                .filter(|i| wanted.contains(&&i[id_field.as_str()]))
+                .collect();
+            let failures: Vec<serde_json::Value> = wanted
+                .iter()
+                .filter(|w| !found.iter().any(|i| i[id_field.as_str()] == ***w))
+                .map(|w| serde_json::json!({"arn": w, "reason": "MISSING"}))
+                .collect();
+            let body = serde_json::json!({response_field.as_str(): found, "failures": failures});
+            return Some(("200 OK", None, body.to_string()));
+        }
+        error(
+            "UnknownOperationException",
+            format!("{operation} is not served by this endpoint (no fixture)"),
+        )
+    }
+
     fn serve(
         mut client: std::net::TcpStream,
         upstream: u16,
         throttle: &std::sync::Mutex<(String, usize)>,
+        fixtures: &Mutex<Fixtures>,
     ) -> std::io::Result<()> {
         use std::io::{Read, Write};
         let mut request = Vec::new();
@@ -93,6 +310,15 @@ impl AwsProxy {
                 );
                 return client.write_all(reply.as_bytes());
             }
+        }
+        let operation = target
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or_default()
+            .to_owned();
+        if let Some((status, kind, body)) =
+            Self::local_answer(&operation, &request[header_end..], fixtures)
+        {
+            return Self::reply(&mut client, status, kind, &body);
         }
         let mut moto = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
         moto.write_all(&request)?;

@@ -71,6 +71,8 @@ fn reason_of<'a>(repo: &'a serde_json::Value, digest: &str) -> &'a str {
 
 #[tokio::test]
 async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
+    // The loose untagged image was pushed seconds ago: it may be a child of an index
+    // still being pushed, so it stays though `--expire-untagged-after 1s` selects it.
     let moto = Moto::start();
     let aws = Aws::new(&moto).await;
     aws.repo("multi").await;
@@ -107,18 +109,22 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected: Vec<String> = children.clone();
     expected.push(new_index.clone());
+    expected.push(loose.clone());
     expected.sort();
     assert_eq!(
         aws.digests("multi").await,
         expected,
-        "kept index and its untagged children survive"
+        "kept index and its untagged children survive, so does the young loose image"
     );
     let doc = json(&out);
     let repo = repo_json(&doc, "multi");
     assert_eq!(repo["images_before"], 8);
-    assert_eq!(repo["images_after"], 4);
+    assert_eq!(repo["images_after"], 5);
     assert_eq!(reason_of(repo, &old_index), "rule 2");
-    assert_eq!(reason_of(repo, &loose), "rule 1");
+    assert_eq!(
+        reason_of(repo, &loose),
+        "untagged, pushed less than 1h ago (may be a child of an index still being pushed)"
+    );
     let c = calls(&out);
     assert_eq!(count(&c, "DescribeRepositories"), 1);
     assert_eq!(count(&c, "DescribeImages"), 1);
@@ -127,7 +133,7 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
         1,
         "both indexes in one call, nothing else read"
     );
-    // Stage 0 (old index + loose image) then stage 1 (old children): two calls.
+    // Stage 0 (old index) then stage 1 (old children): two calls.
     assert_eq!(count(&c, "BatchDeleteImage"), 2);
 }
 
@@ -305,14 +311,27 @@ async fn images_used_by_ecs_tasks_and_services_survive_keep_last_1() {
     );
     let c = calls(&out);
     assert_eq!(count(&c, "ListClusters"), 1);
-    assert_eq!(count(&c, "ListTasks"), 1);
+    assert_eq!(count(&c, "ListTasks"), 2, "running, then recently stopped");
     assert_eq!(count(&c, "DescribeTasks"), 1);
     assert_eq!(count(&c, "ListServices"), 1);
     assert_eq!(count(&c, "DescribeServices"), 1);
     assert_eq!(
-        count(&c, "DescribeTaskDefinition"),
+        count(&c, "ListServiceDeployments"),
         1,
-        "only the service's task definition"
+        "tried once; the proxy has no fixture, so the DescribeServices fallback protects"
+    );
+    assert!(out
+        .stderr
+        .contains("ListServiceDeployments is not available"));
+    assert_eq!(
+        count(&c, "ListTaskDefinitions"),
+        3,
+        "one per family in use (by-tag, by-digest, svc)"
+    );
+    assert_eq!(
+        count(&c, "DescribeTaskDefinition"),
+        3,
+        "each family's one ACTIVE revision, once"
     );
     assert_eq!(count(&c, "BatchDeleteImage"), 1);
 }
@@ -582,4 +601,466 @@ async fn throttled_deletes_are_retried_with_backoff() {
     );
     // Two batches (100 + 50), the first throttled twice: four attempts.
     assert_eq!(count(&calls(&out), "BatchDeleteImage"), 4);
+}
+
+/// A cluster `prod` with one service (desired count 0) per image reference.
+async fn services_using(aws: &Aws, images: &[String]) {
+    aws.ecs
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("CreateCluster");
+    for (i, image) in images.iter().enumerate() {
+        let td = aws
+            .ecs
+            .register_task_definition()
+            .family(format!("fam{i}"))
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("app")
+                    .image(image)
+                    .memory_reservation(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RegisterTaskDefinition")
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("arn")
+            .to_owned();
+        aws.ecs
+            .create_service()
+            .cluster("prod")
+            .service_name(format!("svc{i}"))
+            .task_definition(td)
+            .desired_count(0)
+            .send()
+            .await
+            .expect("CreateService");
+    }
+}
+
+#[tokio::test]
+async fn fips_and_dual_stack_references_protect_and_another_account_does_not() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("web").await;
+    let mut digests = Vec::new();
+    for i in 0..5 {
+        digests.push(
+            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
+                .await,
+        );
+        tick();
+    }
+    services_using(
+        &aws,
+        &[
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/web:v1".to_owned(),
+            "123456789012.dkr-ecr.us-east-1.on.aws/web:v2".to_owned(),
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com/web:v3".to_owned(),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:v0".to_owned(),
+        ],
+    )
+    .await;
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let left = aws.digests("web").await;
+    let mut expected = vec![digests[1].clone(), digests[2].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        left, expected,
+        "v1 (FIPS) and v2 (dual-stack) kept, v0 and v3 not"
+    );
+    let doc = json(&out);
+    let repo = repo_json(&doc, "web");
+    assert!(
+        reason_of(repo, &digests[1]).contains("dkr.ecr-fips"),
+        "{repo}"
+    );
+    assert!(
+        reason_of(repo, &digests[2]).contains("dkr-ecr.us-east-1.on.aws"),
+        "{repo}"
+    );
+}
+
+/// The fixtures the proxy answers for one service: one SUCCESSFUL deployment moving
+/// from revision `source` to revision `target`, each revision pinning one digest —
+/// shaped like ListServiceDeployments / DescribeServiceDeployments /
+/// DescribeServiceRevisions in the ECS API reference.
+fn service_deployment_fixtures(
+    proxy: &AwsProxy,
+    service_arn: &str,
+    task_definition: &str,
+    image: &str,
+    (source_digest, target_digest): (&str, &str),
+) {
+    let base = "arn:aws:ecs:us-east-1:123456789012";
+    let cluster_arn = format!("{base}:cluster/prod");
+    let deployment = format!("{base}:service-deployment/prod/web/Ab1cD2eF3");
+    let source = format!("{base}:service-revision/prod/web/1111111111111111111");
+    let target = format!("{base}:service-revision/prod/web/2222222222222222222");
+    proxy.answer_list(
+        "ListServiceDeployments",
+        serde_json::json!({"service": service_arn}),
+        serde_json::json!({"serviceDeployments": [{
+            "serviceDeploymentArn": deployment,
+            "serviceArn": service_arn,
+            "clusterArn": cluster_arn,
+            "createdAt": 1.7e9,
+            "startedAt": 1.7e9,
+            "finishedAt": 1.7e9 + 300.0,
+            "targetServiceRevisionArn": target,
+            "status": "SUCCESSFUL"
+        }]}),
+    );
+    let summary = |arn: &str| serde_json::json!({"arn": arn, "requestedTaskCount": 0, "runningTaskCount": 0, "pendingTaskCount": 0});
+    proxy.answer_items(
+        "DescribeServiceDeployments",
+        "serviceDeploymentArns",
+        "serviceDeployments",
+        "serviceDeploymentArn",
+        vec![serde_json::json!({
+            "serviceDeploymentArn": deployment,
+            "serviceArn": service_arn,
+            "clusterArn": cluster_arn,
+            "createdAt": 1.7e9,
+            "startedAt": 1.7e9,
+            "finishedAt": 1.7e9 + 300.0,
+            "sourceServiceRevisions": [summary(&source)],
+            "targetServiceRevision": summary(&target),
+            "status": "SUCCESSFUL"
+        })],
+    );
+    let revision = |arn: &str, digest: &str| {
+        serde_json::json!({
+            "serviceRevisionArn": arn,
+            "serviceArn": service_arn,
+            "clusterArn": cluster_arn,
+            "taskDefinition": task_definition,
+            "launchType": "EC2",
+            "containerImages": [{"containerName": "app", "imageDigest": digest, "image": image}],
+            "guardDutyEnabled": false,
+            "createdAt": 1.7e9
+        })
+    };
+    proxy.answer_items(
+        "DescribeServiceRevisions",
+        "serviceRevisionArns",
+        "serviceRevisions",
+        "serviceRevisionArn",
+        vec![
+            revision(&source, source_digest),
+            revision(&target, target_digest),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_scaled_to_zero_service_keeps_its_pinned_digest_and_rollback_target_after_its_tag_moved()
+{
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let uri = aws.repo("web").await;
+    let previous = aws.image("web", Some("build-0"), "b0").await;
+    tick();
+    let unused = aws.image("web", Some("build-x"), "bx").await;
+    tick();
+    let pinned = aws.image("web", Some("build-1"), "b1").await;
+    assert_eq!(aws.image("web", Some("live"), "b1").await, pinned);
+    tick();
+    // The tag moves: `live` now names build-2; the service (desired count 0) still
+    // scales out from build-1's digest, which its deployment pinned.
+    let newest = aws.image("web", Some("build-2"), "b2").await;
+    assert_eq!(aws.image("web", Some("live"), "b2").await, newest);
+    tick();
+    aws.ecs
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("CreateCluster");
+    let td = aws
+        .ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image(format!("{uri}:live"))
+                .memory_reservation(128)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RegisterTaskDefinition")
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("arn")
+        .to_owned();
+    let service_arn = aws
+        .ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("web")
+        .task_definition(&td)
+        .desired_count(0)
+        .send()
+        .await
+        .expect("CreateService")
+        .service()
+        .and_then(|s| s.service_arn())
+        .expect("service arn")
+        .to_owned();
+    service_deployment_fixtures(
+        &proxy,
+        &service_arn,
+        &td,
+        &format!("{uri}:live"),
+        (&previous, &pinned),
+    );
+
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let left = aws.digests("web").await;
+    let mut expected = vec![previous.clone(), pinned.clone(), newest.clone()];
+    expected.sort();
+    assert_eq!(left, expected, "only the unused build goes ({unused})");
+    let doc = json(&out);
+    let repo = repo_json(&doc, "web");
+    assert_eq!(
+        reason_of(repo, &pinned),
+        format!("in use by ECS (service web, deployment web/Ab1cD2eF3, pinned {pinned})")
+    );
+    assert_eq!(
+        reason_of(repo, &previous),
+        format!("in use by ECS (service web, deployment web/Ab1cD2eF3 (source revision), pinned {previous})")
+    );
+    let c = calls(&out);
+    assert_eq!(count(&c, "ListServiceDeployments"), 1);
+    assert_eq!(count(&c, "DescribeServiceDeployments"), 1);
+    assert_eq!(count(&c, "DescribeServiceRevisions"), 1);
+    assert!(!out
+        .stderr
+        .contains("ListServiceDeployments is not available"));
+}
+
+#[tokio::test]
+async fn an_unreadable_quota_is_one_short_warning_and_the_default() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start_throttling(&moto, "GetServiceQuota", 1000);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("quota").await;
+    aws.image("quota", Some("q0"), "quota-0").await;
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--max-images",
+            "auto",
+            "--min-age",
+            "0s",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot read the images-per-repository quota"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].len() < 400,
+        "one short line, not an SDK dump ({} bytes): {}",
+        warnings[0].len(),
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("using the default 10000"),
+        "{}",
+        warnings[0]
+    );
+}
+
+/// Operations in the order the binary called them.
+fn call_order(out: &Output) -> Vec<String> {
+    out.stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "aws call")
+        .filter_map(|v| v["operation"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_caller_is_excluded_from_pull_times_before_any_manifest_read() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    proxy.serve_pull_time_exclusions();
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("multi").await;
+    let child = aws.image("multi", None, "amd64").await;
+    aws.index("multi", Some("v1"), &[child]).await;
+    let first = prune_env(&proxy.env(&moto), &["--keep-last", "1"]);
+    assert_eq!(first.code, 0, "stderr: {}", first.stderr);
+    let order = call_order(&first);
+    let pos = |op: &str| {
+        order
+            .iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("no {op} in {order:?}"))
+    };
+    assert!(
+        pos("RegisterPullTimeUpdateExclusion") < pos("BatchGetImage"),
+        "{order:?}"
+    );
+    assert_eq!(
+        proxy.pull_time_exclusions(),
+        vec!["arn:aws:iam::123456789012:user/moto".to_owned()],
+        "moto's caller, a user, registered as itself"
+    );
+    let second = prune_env(&proxy.env(&moto), &["--keep-last", "1"]);
+    assert_eq!(second.code, 0, "stderr: {}", second.stderr);
+    let c = calls(&second);
+    assert_eq!(count(&c, "ListPullTimeUpdateExclusions"), 1);
+    assert_eq!(
+        count(&c, "RegisterPullTimeUpdateExclusion"),
+        0,
+        "already listed"
+    );
+    let opted_out = prune_env(
+        &proxy.env(&moto),
+        &["--keep-last", "1", "--no-pull-time-exclusion"],
+    );
+    assert_eq!(count(&calls(&opted_out), "ListPullTimeUpdateExclusions"), 0);
+}
+
+#[tokio::test]
+async fn without_the_exclusion_api_one_warning_and_the_run_goes_on() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("app").await;
+    aws.image("app", Some("v1"), "v1").await;
+    let out = prune_env(&proxy.env(&moto), &["--keep-last", "1"]);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("sinceImagePulled may be skewed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].len() < 400, "{}", warnings[0]);
+}
+
+#[tokio::test]
+async fn the_latest_task_definition_revisions_of_a_family_in_use_are_rollback_targets() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let uri = aws.repo("web").await;
+    let mut digests = Vec::new();
+    for i in 0..5 {
+        digests.push(
+            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
+                .await,
+        );
+        tick();
+    }
+    aws.ecs
+        .create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .expect("CreateCluster");
+    let mut latest = String::new();
+    for i in 1..=3 {
+        latest = aws
+            .ecs
+            .register_task_definition()
+            .family("web")
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("app")
+                    .image(format!("{uri}:v{i}"))
+                    .memory_reservation(128)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RegisterTaskDefinition")
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("arn")
+            .to_owned();
+    }
+    aws.ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("web")
+        .task_definition(&latest)
+        .desired_count(0)
+        .send()
+        .await
+        .expect("CreateService");
+    let out = prune_env(
+        &proxy.env(&moto),
+        &[
+            "--keep-last",
+            "1",
+            "--keep-task-definitions",
+            "2",
+            "--min-age",
+            "0s",
+            "--force",
+            "--apply",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[2].clone(), digests[3].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("web").await,
+        expected,
+        "web:3 (the service's) and web:2 (its rollback target) kept, web:1 not"
+    );
+    let doc = json(&out);
+    let repo = repo_json(&doc, "web");
+    assert!(
+        reason_of(repo, &digests[2]).starts_with(
+            "in use by ECS (task definition family web, one of its latest 2 ACTIVE revisions"
+        ),
+        "{repo}"
+    );
 }

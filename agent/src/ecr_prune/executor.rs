@@ -213,6 +213,7 @@ mod tests {
                 })
                 .collect(),
             refused: None,
+            archived: 0,
         }
     }
 

@@ -1,10 +1,14 @@
-//! Grouping a repository's manifests into units (pure): an image index with its child
-//! and attestation manifests, plus its referrers (`subjectManifestDigest`, or cosign's
-//! `sha256-<hex>.sig|.att|.sbom` tags). Rules count and age units, never bare children,
-//! so a multi-arch image or a signature is kept or expired as a whole. An image ECR
-//! gives no push time counts as pushed `now`.
+//! Grouping a repository's manifests into units (pure). A unit is one root (an image
+//! index or plain image that no index in the repository lists, or a child that carries
+//! tags of its own) with everything below it: the children its manifest lists
+//! (recursively) and the referrers (`subjectManifestDigest`, or cosign's
+//! `sha256-<hex>.sig|.att|.sbom` tags) of any of those. Rules count and age units, never
+//! bare children, so a multi-arch image or a signature is kept or expired as a whole.
+//! A child that two indexes list belongs to BOTH units: units may overlap, and the
+//! planner deletes a shared manifest only when every unit holding it expires
+//! (`planner::plan_repository`). An image ECR gives no push time counts as pushed `now`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -13,20 +17,23 @@ use crate::ports::ecr::EcrImage;
 /// One unit: what rules see as "an image".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unit {
-    /// The digest shown for the unit: its newest root.
+    /// The unit's root digest.
     pub digest: String,
-    /// Tags of the unit's roots (an index or plain image), which rules select on.
+    /// Tags of the unit's root (an index or plain image), which rules select on.
     pub tags: Vec<String>,
     /// Every tag in the unit, referrers' included (for `--protect-tag`).
     pub all_tags: Vec<String>,
-    /// Push time of the newest root.
+    /// Push time of the root.
     pub pushed_at: DateTime<Utc>,
-    /// Newest pull of any member, else `pushed_at` (for `sinceImagePulled`).
+    /// Newest pull of the root or a member no other unit holds, else `pushed_at`
+    /// (for `sinceImagePulled`).
     pub last_used: DateTime<Utc>,
     pub bytes: u64,
     /// Every member with its deletion stage: 0 = referrers and roots, 1 = children of
     /// an index, 2 = grandchildren… ECR refuses to delete a manifest an index still lists.
     pub members: Vec<(String, u8)>,
+    /// The root is an image index or manifest list (not a plain image).
+    pub root_is_index: bool,
 }
 
 impl Unit {
@@ -59,30 +66,10 @@ pub fn cosign_subject(tag: &str) -> Option<String> {
     Some(format!("sha256:{hex}"))
 }
 
-struct UnionFind {
-    parent: Vec<usize>,
-}
-
-impl UnionFind {
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            self.parent[rb] = ra;
-        }
-    }
-}
-
 /// Group `images` into units. `children` maps an index digest to the digests its
-/// manifest lists. A child shared by two indexes joins them into one unit (it may go
-/// only when both go). Units come back newest first; `now` stands in for a missing push
-/// time (`pushed_at`).
+/// manifest lists. A child shared by several indexes is a member of each of their
+/// units (it may go only when all of them go). Units come back newest first; `now`
+/// stands in for a missing push time (`pushed_at`).
 pub fn group(
     images: &[EcrImage],
     children: &HashMap<String, Vec<String>>,
@@ -93,11 +80,10 @@ pub fn group(
         .enumerate()
         .map(|(i, img)| (img.digest.as_str(), i))
         .collect();
-    let mut uf = UnionFind {
-        parent: (0..images.len()).collect(),
-    };
-    // child index → parent indexes present in the repository
+    // child → parent indexes present; index → its present children; subject → referrers
     let mut parents: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut listed: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut referrers: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut is_referrer = vec![false; images.len()];
     for (i, img) in images.iter().enumerate() {
         if let Some(list) = children.get(&img.digest) {
@@ -105,7 +91,7 @@ pub fn group(
                 if let Some(&c) = position.get(child.as_str()) {
                     if c != i {
                         parents.entry(c).or_default().push(i);
-                        uf.union(i, c);
+                        listed.entry(i).or_default().push(c);
                     }
                 }
             }
@@ -119,19 +105,44 @@ pub fn group(
             if let Some(&s) = position.get(subject.as_str()) {
                 if s != i {
                     is_referrer[i] = true;
-                    uf.union(s, i);
+                    referrers.entry(s).or_default().push(i);
                 }
             }
         }
     }
-    let mut components: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..images.len() {
-        let root = uf.find(i);
-        components.entry(root).or_default().push(i);
+    // A root: not a referrer of a present subject, and either listed by no index or
+    // tagged itself (a tag makes a child pullable on its own, so rules see it).
+    let is_root =
+        |i: usize| !is_referrer[i] && (!parents.contains_key(&i) || !images[i].tags.is_empty());
+    let mut closures: Vec<(usize, BTreeSet<usize>)> = Vec::new();
+    let mut covered = vec![false; images.len()];
+    for root in (0..images.len()).filter(|&i| is_root(i)) {
+        let members = closure(root, &listed, &referrers);
+        for &m in &members {
+            covered[m] = true;
+        }
+        closures.push((root, members));
     }
-    let mut units: Vec<Unit> = components
-        .into_values()
-        .map(|members| build_unit(images, &members, &parents, &is_referrer, now))
+    // Whatever no root reaches (a cycle of references) is a unit of its own, so nothing
+    // is silently left out of the plan.
+    for i in 0..images.len() {
+        if !covered[i] {
+            let members = closure(i, &listed, &referrers);
+            for &m in &members {
+                covered[m] = true;
+            }
+            closures.push((i, members));
+        }
+    }
+    let mut holders: HashMap<usize, usize> = HashMap::new();
+    for (_, members) in &closures {
+        for &m in members {
+            *holders.entry(m).or_default() += 1;
+        }
+    }
+    let mut units: Vec<Unit> = closures
+        .iter()
+        .map(|(root, members)| build_unit(images, *root, members, &parents, &holders, now))
         .collect();
     units.sort_by(|a, b| {
         b.pushed_at
@@ -141,67 +152,64 @@ pub fn group(
     units
 }
 
+/// `root` with everything it lists (recursively) and the referrers of all of those.
+fn closure(
+    root: usize,
+    listed: &HashMap<usize, Vec<usize>>,
+    referrers: &HashMap<usize, Vec<usize>>,
+) -> BTreeSet<usize> {
+    let mut members = BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(m) = todo.pop() {
+        if !members.insert(m) {
+            continue;
+        }
+        todo.extend(listed.get(&m).into_iter().flatten().copied());
+        todo.extend(referrers.get(&m).into_iter().flatten().copied());
+    }
+    members
+}
+
 fn build_unit(
     images: &[EcrImage],
-    members: &[usize],
+    root: usize,
+    members: &BTreeSet<usize>,
     parents: &HashMap<usize, Vec<usize>>,
-    is_referrer: &[bool],
+    holders: &HashMap<usize, usize>,
     now: DateTime<Utc>,
 ) -> Unit {
     let pushed = |i: usize| pushed_at(&images[i], now);
-    let is_child = |i: usize| parents.contains_key(&i);
-    let mut roots: Vec<usize> = members
-        .iter()
-        .copied()
-        .filter(|&i| !is_child(i) && !is_referrer[i])
-        .collect();
-    if roots.is_empty() {
-        // Only possible with a cycle of references; treat every member as a root.
-        roots = members.to_vec();
-    }
-    // Depth of each member below the roots, so indexes are deleted before children.
-    let mut depth: HashMap<usize, u8> = HashMap::new();
-    for &m in members {
-        depth.insert(m, stage(m, parents, 0));
-    }
-    let newest = roots
-        .iter()
-        .copied()
-        .max_by(|&a, &b| {
-            pushed(a)
-                .cmp(&pushed(b))
-                .then_with(|| images[b].digest.cmp(&images[a].digest))
-        })
-        .unwrap_or(members[0]);
-    let tags: BTreeSet<String> = roots.iter().flat_map(|&i| images[i].tags.clone()).collect();
     let all_tags: BTreeSet<String> = members
         .iter()
         .flat_map(|&i| images[i].tags.clone())
         .collect();
+    // A pull of a manifest other units share says nothing about THIS release (pulling
+    // release 3 pulls the child it shares with release 1), so only the root and what
+    // this unit alone holds count for `sinceImagePulled`.
     let last_used = members
         .iter()
+        .filter(|&&i| i == root || holders.get(&i).copied().unwrap_or(1) == 1)
         .map(|&i| images[i].last_pulled.unwrap_or_else(|| pushed(i)))
         .max()
-        .unwrap_or_else(|| pushed(newest))
-        .max(pushed(newest));
+        .unwrap_or_else(|| pushed(root))
+        .max(pushed(root));
     let mut ordered: Vec<(String, u8)> = members
         .iter()
         .map(|&i| {
-            (
-                images[i].digest.clone(),
-                depth.get(&i).copied().unwrap_or(0),
-            )
+            let depth = if i == root { 0 } else { stage(i, parents, 0) };
+            (images[i].digest.clone(), depth)
         })
         .collect();
     ordered.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     Unit {
-        digest: images[newest].digest.clone(),
-        tags: tags.into_iter().collect(),
+        digest: images[root].digest.clone(),
+        tags: images[root].tags.clone(),
         all_tags: all_tags.into_iter().collect(),
-        pushed_at: pushed(newest),
+        pushed_at: pushed(root),
         last_used,
         bytes: members.iter().map(|&i| images[i].size).sum(),
         members: ordered,
+        root_is_index: images[root].is_index(),
     }
 }
 
@@ -324,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_child_joins_two_indexes() {
+    fn a_shared_child_belongs_to_every_index_that_lists_it() {
         let imgs = vec![
             index("i1", &["a"], 1),
             index("i2", &["b"], 2),
@@ -335,9 +343,68 @@ mod tests {
             ("sha256:i2".to_owned(), vec!["sha256:c".to_owned()]),
         ]);
         let units = group(&imgs, &children);
-        assert_eq!(units.len(), 1);
+        assert_eq!(units.len(), 2, "two releases stay two units");
         assert_eq!(units[0].digest, "sha256:i2");
-        assert_eq!(units[0].tags, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(units[0].tags, vec!["b".to_owned()]);
+        assert_eq!(units[1].tags, vec!["a".to_owned()]);
+        assert!(units.iter().all(|u| u.contains("sha256:c")));
+    }
+
+    #[test]
+    fn a_pull_of_a_shared_child_does_not_refresh_other_releases() {
+        let mut c = image("c", &[], 1);
+        c.last_pulled = Some(ts(9));
+        let mut own = image("own", &[], 1);
+        own.last_pulled = Some(ts(7));
+        let imgs = vec![index("i1", &["a"], 1), index("i2", &["b"], 2), c, own];
+        let children = HashMap::from([
+            (
+                "sha256:i1".to_owned(),
+                vec!["sha256:c".to_owned(), "sha256:own".to_owned()],
+            ),
+            ("sha256:i2".to_owned(), vec!["sha256:c".to_owned()]),
+        ]);
+        let units = group(&imgs, &children);
+        assert_eq!(units[1].digest, "sha256:i1");
+        assert_eq!(
+            units[1].last_used,
+            ts(7),
+            "own child's pull counts, shared one's not"
+        );
+        assert_eq!(units[0].last_used, ts(2));
+    }
+
+    #[test]
+    fn a_tagged_child_is_also_a_unit_of_its_own() {
+        let imgs = vec![index("i", &["v1"], 2), image("amd", &["v1-amd64"], 1)];
+        let children = HashMap::from([("sha256:i".to_owned(), vec!["sha256:amd".to_owned()])]);
+        let units = group(&imgs, &children);
+        assert_eq!(units.len(), 2);
+        assert!(units[0].contains("sha256:amd"), "still in its index's unit");
+        assert_eq!(units[1].tags, vec!["v1-amd64".to_owned()]);
+    }
+
+    #[test]
+    fn a_referrer_of_a_child_goes_with_the_child() {
+        let mut sbom = image("sbom", &[], 3);
+        sbom.subject = Some("sha256:c".into());
+        let imgs = vec![index("i", &["v"], 2), image("c", &[], 1), sbom];
+        let children = HashMap::from([("sha256:i".to_owned(), vec!["sha256:c".to_owned()])]);
+        let units = group(&imgs, &children);
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].image_count(), 3);
+    }
+
+    #[test]
+    fn a_cycle_is_still_planned() {
+        let imgs = vec![index("x", &[], 1), index("y", &[], 1)];
+        let children = HashMap::from([
+            ("sha256:x".to_owned(), vec!["sha256:y".to_owned()]),
+            ("sha256:y".to_owned(), vec!["sha256:x".to_owned()]),
+        ]);
+        let units = group(&imgs, &children);
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].image_count(), 2);
     }
 
     #[test]

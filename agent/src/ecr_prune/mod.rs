@@ -7,6 +7,8 @@
 pub mod executor;
 pub mod grouping;
 pub mod planner;
+pub mod pull_time;
+pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod settings;
@@ -55,9 +57,16 @@ pub async fn run(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Report, EcrError> {
+    // Before any BatchGetImage: our reads must not count as pulls.
+    pull_time::ensure(ecr, settings.pull_time_exclusion).await;
     let (repositories, usage) = tokio::join!(
         ecr.list_repositories(),
-        snapshot::read_ecs(ecs, &settings.protect_ecs_cluster, settings.concurrency)
+        snapshot::read_ecs(
+            ecs,
+            &settings.protect_ecs_cluster,
+            settings.concurrency,
+            settings.keep_task_definitions as usize
+        )
     );
     let repositories = repositories.map_err(EcrError::ListRepositories)?;
     let usage = usage.map_err(EcrError::Ecs)?;

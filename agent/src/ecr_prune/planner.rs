@@ -11,9 +11,13 @@ use chrono::{DateTime, Utc};
 use globset::GlobSet;
 
 use super::grouping::{self, Unit};
-use super::rules::{Action, Criterion, Rules, TagStatus};
+use super::reference::{self, Target};
+use super::rules::{Action, Criterion, Rules};
 use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
-use crate::ports::ecr::Repository;
+
+/// An untagged plain image younger than this is never deleted on its own: it may be a
+/// child whose index has not been pushed yet.
+pub const PENDING_CHILD_AGE: Duration = Duration::from_secs(3600);
 
 /// The validated policy the planner applies.
 #[derive(Debug, Clone)]
@@ -44,6 +48,12 @@ pub enum Reason {
     Newest,
     /// Kept: pushed less than `--min-age` ago.
     YoungerThanMinAge,
+    /// Kept: an untagged plain image pushed less than `PENDING_CHILD_AGE` ago, which may
+    /// be a child of an index still being pushed (multi-arch pushes upload children
+    /// before the index that lists them).
+    PendingChild,
+    /// Kept: a rule expired it, but an index that is kept lists it.
+    ListedByKeptIndex(String),
     /// Kept by a `keep` rule.
     KeepRule(u32),
     /// Selected by this rule, but within its count or age.
@@ -61,6 +71,10 @@ impl fmt::Display for Reason {
             Self::ProtectedTag(p) => write!(f, "protected tag {p}"),
             Self::Newest => f.write_str("newest in repository"),
             Self::YoungerThanMinAge => f.write_str("younger than min-age"),
+            Self::PendingChild => f.write_str(
+                "untagged, pushed less than 1h ago (may be a child of an index still being pushed)",
+            ),
+            Self::ListedByKeptIndex(d) => write!(f, "listed by kept index {d}"),
             Self::KeepRule(p) => write!(f, "keep rule {p}"),
             Self::WithinRule(p) => write!(f, "within rule {p}"),
             Self::NoRule => f.write_str("no rule selects it"),
@@ -104,6 +118,9 @@ pub struct RepoPlan {
     /// Newest first.
     pub units: Vec<UnitPlan>,
     pub refused: Option<Refusal>,
+    /// Archived images (`imageStatus` ARCHIVED): reported, never counted, planned or
+    /// deleted as active images.
+    pub archived: usize,
 }
 
 impl RepoPlan {
@@ -116,7 +133,8 @@ impl RepoPlan {
             .filter(|u| u.action == Action::Expire)
             .flat_map(|u| u.unit.members.iter().cloned())
             .collect();
-        out.sort_by_key(|(_, stage)| *stage);
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        out.dedup_by(|a, b| a.0 == b.0);
         out
     }
 
@@ -160,7 +178,14 @@ pub fn plan_repository(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RepoPlan {
-    let units = grouping::group(&repo.images, &repo.children, now);
+    let archived = repo.images.iter().filter(|i| i.archived).count();
+    let active: Vec<crate::ports::ecr::EcrImage> = repo
+        .images
+        .iter()
+        .filter(|i| !i.archived)
+        .cloned()
+        .collect();
+    let units = grouping::group(&active, &repo.children, now);
     let outcomes = apply_rules(&units, &policy.rules, now);
     let in_use = ecs_digests(repo, ecs);
     let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
@@ -182,13 +207,51 @@ pub fn plan_repository(
             reason,
         });
     }
-    let images_before = repo.images.len();
-    let mut images_after = images_before
-        - plans
+    // A manifest an archived index lists stays: ECR would refuse to delete it, and the
+    // archived release must stay restorable.
+    let archived_children: HashMap<&str, &str> = repo
+        .images
+        .iter()
+        .filter(|i| i.archived)
+        .flat_map(|i| {
+            repo.children
+                .get(&i.digest)
+                .into_iter()
+                .flatten()
+                .map(move |c| (c.as_str(), i.digest.as_str()))
+        })
+        .collect();
+    for (u, protected) in plans.iter_mut().zip(protected.iter_mut()) {
+        let listed = u
+            .unit
+            .members
             .iter()
-            .filter(|u| u.action == Action::Expire)
-            .map(|u| u.unit.image_count())
-            .sum::<usize>();
+            .find_map(|(d, _)| archived_children.get(d.as_str()));
+        if let Some(index) = listed {
+            *protected = true;
+            if u.action == Action::Expire {
+                u.action = Action::Keep;
+                u.reason = Reason::ListedByKeptIndex((*index).to_owned());
+            }
+        }
+    }
+    // Units overlap (a child shared by several indexes belongs to each): a manifest is
+    // deleted only when every unit holding it expires. `holders` counts the units not
+    // (yet) expired that hold each digest.
+    let mut holders: HashMap<String, usize> = HashMap::new();
+    for u in &plans {
+        for (d, _) in &u.unit.members {
+            *holders.entry(d.clone()).or_default() += 1;
+        }
+    }
+    let mut freed: Vec<Vec<(String, u8)>> = vec![Vec::new(); plans.len()];
+    for i in 0..plans.len() {
+        if plans[i].action == Action::Expire {
+            freed[i] = release(&plans[i].unit, &mut holders);
+        }
+    }
+    let images_before = active.len();
+    let mut images_after = images_before - freed.iter().map(Vec::len).sum::<usize>();
     if let Some(watermark) = policy.max_images {
         // Oldest first: plans are newest first.
         for i in (0..plans.len()).rev() {
@@ -198,9 +261,43 @@ pub fn plan_repository(
             if plans[i].action == Action::Keep && !protected[i] {
                 plans[i].action = Action::Expire;
                 plans[i].reason = Reason::Quota(watermark);
-                images_after -= plans[i].unit.image_count();
+                freed[i] = release(&plans[i].unit, &mut holders);
+                images_after -= freed[i].len();
             }
         }
+    }
+    // An expired unit deletes what it freed; one that frees nothing (a tagged child whose
+    // kept index still lists it) is kept, saying why.
+    let sizes: HashMap<&str, u64> = active
+        .iter()
+        .map(|img| (img.digest.as_str(), img.size))
+        .collect();
+    let holder_of = |digest: &str, plans: &[UnitPlan]| {
+        plans
+            .iter()
+            .find(|p| p.action == Action::Keep && p.unit.contains(digest))
+            .map_or_else(String::new, |p| p.unit.digest.clone())
+    };
+    for i in 0..plans.len() {
+        if plans[i].action != Action::Expire {
+            continue;
+        }
+        let freed = std::mem::take(&mut freed[i]);
+        if freed.iter().all(|(d, _)| *d != plans[i].unit.digest) {
+            // Everything a unit holds that a kept unit does not hold is freed, so an
+            // unfreed root means a kept index lists it, and with it all the rest.
+            let holder = holder_of(&plans[i].unit.digest, &plans);
+            plans[i].action = Action::Keep;
+            plans[i].reason = Reason::ListedByKeptIndex(holder);
+            images_after += freed.len();
+            continue;
+        }
+        let u = &mut plans[i].unit;
+        u.bytes = freed
+            .iter()
+            .map(|(d, _)| sizes.get(d.as_str()).copied().unwrap_or(0))
+            .sum();
+        u.members = freed;
     }
     let deleting = images_before - images_after;
     let refused = (!policy.force
@@ -225,13 +322,29 @@ pub fn plan_repository(
         images_after,
         units: plans,
         refused,
+        archived,
     }
+}
+
+/// Expire `unit`: drop its hold on each member; the members no unit holds any more
+/// are what it deletes (with their deletion stages).
+fn release(unit: &Unit, holders: &mut HashMap<String, usize>) -> Vec<(String, u8)> {
+    let mut freed = Vec::new();
+    for (d, stage) in &unit.members {
+        if let Some(n) = holders.get_mut(d) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                freed.push((d.clone(), *stage));
+            }
+        }
+    }
+    freed
 }
 
 /// ECR's evaluation: every rule identifies the units its selection matches (even those
 /// a higher-priority rule already marked) and picks candidates by count or age; a unit
-/// is marked by the first rule that picks it, and a tagged unit matched by a
-/// higher-priority tagged rule can no longer be expired by a lower one.
+/// is marked by the first rule that picks it, and a unit a higher-priority rule's
+/// selection matched (tagged, untagged or any) can no longer be expired by a lower one.
 /// Returns per unit (the marking, the first rule that selected it).
 fn apply_rules(
     units: &[Unit],
@@ -275,11 +388,16 @@ fn apply_rules(
                 });
             }
         }
+        // "An image that matches the tagging requirements of a rule cannot be expired by
+        // a rule with a lower priority" (ECR lifecycle-policy documentation) — for every
+        // tagStatus, so an untagged unit a higher untagged rule kept within its count is
+        // not expired by a later `any` rule. Every documented example shields through a
+        // tagged rule; ECR's live evaluator was not checked here and may shield only by
+        // tagged selections. If it does, ECR's own lifecycle run may expire units this
+        // plan keeps, never the other way round: the documented reading is the safer one.
         for &i in &matched {
             first_match[i].get_or_insert(rule.priority);
-            if rule.tag_status == TagStatus::Tagged {
-                shielded[i] = true;
-            }
+            shielded[i] = true;
         }
     }
     marked.into_iter().zip(first_match).collect()
@@ -288,8 +406,9 @@ fn apply_rules(
 /// Digests of this repository that ECS uses: resolved digests, `@digest` references,
 /// and `repo:tag` references resolved through the repository's current tags.
 fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
+    let origin = |key: &String| ecs.origins.get(key).cloned().unwrap_or_else(|| key.clone());
     let mut out: HashMap<String, String> =
-        ecs.digests.iter().map(|d| (d.clone(), d.clone())).collect();
+        ecs.digests.iter().map(|d| (d.clone(), origin(d))).collect();
     let by_tag: HashMap<&str, &str> = repo
         .images
         .iter()
@@ -300,56 +419,23 @@ fn ecs_digests(repo: &RepoSnapshot, ecs: &EcsUsage) -> HashMap<String, String> {
         })
         .collect();
     for reference in &ecs.references {
-        let Some((name, target)) = split_reference(reference) else {
-            continue;
-        };
-        if !names_repository(name, &repo.repository) {
+        let (name, target) = reference::split(reference);
+        if !reference::names_repository(name, &repo.repository.uri, &repo.repository.name) {
             continue;
         }
         match target {
             Target::Digest(d) => {
-                out.insert(d.to_owned(), reference.clone());
+                out.insert(d.to_owned(), origin(reference));
             }
             Target::Tag(t) => {
                 if let Some(d) = by_tag.get(t) {
-                    out.insert((*d).to_owned(), reference.clone());
+                    out.entry((*d).to_owned())
+                        .or_insert_with(|| origin(reference));
                 }
             }
         }
     }
     out
-}
-
-enum Target<'a> {
-    Tag(&'a str),
-    Digest(&'a str),
-}
-
-/// `host/path:tag` or `host/path@sha256:…` → (name, target); a bare name means `latest`.
-fn split_reference(reference: &str) -> Option<(&str, Target<'_>)> {
-    if let Some((name, digest)) = reference.split_once('@') {
-        return Some((name, Target::Digest(digest)));
-    }
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(colon) => Some((
-            &reference[..slash + colon],
-            Target::Tag(&reference[slash + colon + 1..]),
-        )),
-        None => Some((reference, Target::Tag("latest"))),
-    }
-}
-
-/// Does an image name point at this repository? Exact URI, or any ECR registry host
-/// with the same repository path (over-protecting another account's twin is harmless).
-fn names_repository(name: &str, repo: &Repository) -> bool {
-    if name == repo.uri {
-        return true;
-    }
-    match name.split_once('/') {
-        Some((host, path)) => host.contains(".dkr.ecr.") && path == repo.name,
-        None => false,
-    }
 }
 
 fn protection(
@@ -370,6 +456,13 @@ fn protection(
     }
     if index == 0 {
         return Some(Reason::Newest);
+    }
+    let age = now.signed_duration_since(unit.pushed_at).to_std();
+    if unit.tags.is_empty()
+        && !unit.root_is_index
+        && age.as_ref().map_or(true, |a| *a < PENDING_CHILD_AGE)
+    {
+        return Some(Reason::PendingChild);
     }
     let young = now
         .signed_duration_since(unit.pushed_at)

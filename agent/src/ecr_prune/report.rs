@@ -148,6 +148,9 @@ pub struct ReportJson<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct RepoJson<'a> {
+    /// Archived images: reported (only when there are any), never counted as active.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archived_images: usize,
     pub bytes_expired: u64,
     pub deleted: Option<usize>,
     pub error: Option<String>,
@@ -229,6 +232,13 @@ impl Report {
                 expiring,
                 crate::config::value::format_size(plan.bytes_expired()),
             )?;
+            if plan.archived > 0 {
+                writeln!(
+                    out,
+                    "  {} archived images, not counted as active",
+                    plan.archived
+                )?;
+            }
             for u in &plan.units {
                 let action = match u.action {
                     Action::Keep => "keep  ",
@@ -286,9 +296,14 @@ impl Report {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn repo_json(r: &RepoReport) -> RepoJson<'_> {
     let plan = r.plan.as_ref();
     RepoJson {
+        archived_images: plan.map_or(0, |p| p.archived),
         bytes_expired: plan.map_or(0, RepoPlan::bytes_expired),
         deleted: r.deleted(),
         error: r.error().map(|e| e.to_string()),
@@ -347,6 +362,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, d)| ((*d).to_owned(), u8::from(i > 0)))
                 .collect(),
+            root_is_index: members.len() > 1,
         }
     }
 
@@ -370,6 +386,7 @@ mod tests {
                 },
             ],
             refused: None,
+            archived: 0,
         };
         let refusal = Refusal {
             deleting: 1,
@@ -385,6 +402,7 @@ mod tests {
                 action: Action::Expire,
                 reason: Reason::Quota(0),
             }],
+            archived: 0,
             refused: Some(refusal),
         };
         Report {

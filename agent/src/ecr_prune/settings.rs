@@ -1,6 +1,6 @@
 //! `[ecr]` and the `ecr-prune` flags: one options struct filled by clap and by serde,
 //! resolved (flags over file over the defaults below: min age 24h, max delete 50%,
-//! protect all ECS clusters, concurrency 4) into validated `Settings`. Every error is an
+//! protect all ECS clusters, concurrency 4, 5 task definition revisions per family) into validated `Settings`. Every error is an
 //! `Invalid` naming the key both ways (exit 2).
 
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ use crate::config::value::{ser_duration, with_default, HumanDuration, MaxImages,
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
 pub const DEFAULT_CONCURRENCY: usize = 4;
+/// ACTIVE revisions kept per task family in use (rollback targets).
+pub const DEFAULT_KEEP_TASK_DEFINITIONS: u32 = 5;
 /// ECR's default images-per-repository quota, used when Service Quotas can't be read.
 pub const DEFAULT_IMAGES_QUOTA: u64 = 10_000;
 /// `--max-images auto` keeps repositories under this share of the quota.
@@ -87,6 +89,14 @@ pub struct EcrOptions {
     #[arg(long, value_name = "N", help = with_default(
         "Repositories processed at once", DEFAULT_CONCURRENCY))]
     pub concurrency: Option<usize>,
+    #[arg(long, value_name = "N", help = with_default(
+        "Newest ACTIVE task definition revisions protected per family in use (rollback targets)",
+        DEFAULT_KEEP_TASK_DEFINITIONS))]
+    pub keep_task_definitions: Option<u32>,
+    /// Do not put this caller on the registry's pull-time update exclusion list (our
+    /// BatchGetImage reads then count as pulls for sinceImagePulled rules).
+    #[arg(long)]
+    pub no_pull_time_exclusion: bool,
 }
 
 /// Validated settings of one `ecr-prune` run; `check` prints them serialized.
@@ -111,6 +121,8 @@ pub struct Settings {
     pub force: bool,
     pub shard: Option<Shard>,
     pub concurrency: usize,
+    pub keep_task_definitions: u32,
+    pub pull_time_exclusion: bool,
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
@@ -260,6 +272,11 @@ impl Settings {
             force: flags.force || file.force,
             shard: flags.shard.or(file.shard),
             concurrency,
+            keep_task_definitions: flags
+                .keep_task_definitions
+                .or(file.keep_task_definitions)
+                .unwrap_or(DEFAULT_KEEP_TASK_DEFINITIONS),
+            pull_time_exclusion: !(flags.no_pull_time_exclusion || file.no_pull_time_exclusion),
         })
     }
 

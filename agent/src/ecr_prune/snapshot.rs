@@ -4,14 +4,15 @@
 //! services 10 per DescribeServices, each task definition described once). Calls are
 //! batched at the APIs' maxima. Which service deployments protect images is decided here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::settings::{self, MaxImagesSetting, ProtectClusters};
 use crate::ports::ecr::{ApiError, EcrApi, EcrImage, Repository, ECR_BATCH_MAX};
 use crate::ports::ecs::{
-    DeploymentStatus, EcsApi, Service, ECS_SERVICES_BATCH_MAX, ECS_TASKS_BATCH_MAX,
+    family_of, DeploymentStatus, EcsApi, Service, ServiceDeploymentBrief, ECS_SERVICES_BATCH_MAX,
+    ECS_SERVICE_DEPLOYMENTS_BATCH_MAX, ECS_TASKS_BATCH_MAX,
 };
 
 /// Everything the planner looks at, read once at scan time.
@@ -38,6 +39,9 @@ pub struct EcsUsage {
     /// Image references (`repo-uri:tag` or `repo-uri@digest`) of tasks and of the task
     /// definitions of services' PRIMARY and ACTIVE deployments.
     pub references: BTreeSet<String>,
+    /// Digest or reference → the chain that uses it ("service web, deployment …,
+    /// pinned sha256:…"), the first one found; reasons show it.
+    pub origins: BTreeMap<String, String>,
 }
 
 impl EcsUsage {
@@ -47,6 +51,79 @@ impl EcsUsage {
             self.digests.insert(digest.to_owned());
         }
         self.references.insert(image);
+    }
+
+    /// `add_image`, remembering who uses it (`origin: image`).
+    pub fn add_image_from(&mut self, image: String, origin: &str) {
+        let chain = format!("{origin}: {image}");
+        if let Some((_, digest)) = image.split_once('@') {
+            self.add_digest_from(digest.to_owned(), chain.clone());
+        }
+        self.origins.entry(image.clone()).or_insert(chain);
+        self.references.insert(image);
+    }
+
+    /// Record a digest ECS resolved, with the chain that pinned it.
+    pub fn add_digest_from(&mut self, digest: String, chain: String) {
+        self.origins.entry(digest.clone()).or_insert(chain);
+        self.digests.insert(digest);
+    }
+
+    /// Everything `other` uses, too.
+    pub fn merge(&mut self, other: EcsUsage) {
+        self.digests.extend(other.digests);
+        self.references.extend(other.references);
+        for (k, v) in other.origins {
+            self.origins.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// ListServiceDeployments statuses of a deployment still under way: its target and its
+/// sources both may run tasks.
+pub fn deployment_unfinished(status: &str) -> bool {
+    matches!(
+        status,
+        "PENDING"
+            | "IN_PROGRESS"
+            | "STOP_REQUESTED"
+            | "ROLLBACK_REQUESTED"
+            | "ROLLBACK_IN_PROGRESS"
+    )
+}
+
+/// The deployments whose revisions protect images: every unfinished one, and the newest
+/// finished one (what the service runs now: its target, or after a stop or rollback its
+/// source; both are kept, the source being the service's previous revision, the
+/// rollback target).
+pub fn counting_deployments(briefs: &[ServiceDeploymentBrief]) -> Vec<String> {
+    let mut out: Vec<String> = briefs
+        .iter()
+        .filter(|b| deployment_unfinished(&b.status))
+        .map(|b| b.arn.clone())
+        .collect();
+    if let Some(newest) = briefs
+        .iter()
+        .filter(|b| !deployment_unfinished(&b.status))
+        .max_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.arn.cmp(&b.arn))
+        })
+    {
+        out.push(newest.arn.clone());
+    }
+    out
+}
+
+/// The last path segment of an ARN, for reasons (`…/ecs-svc/123` → `ecs-svc/123` keeps
+/// two segments when the ARN has them).
+fn short_arn(arn: &str) -> &str {
+    let mut parts = arn.rsplitn(3, '/');
+    let last = parts.next().unwrap_or(arn);
+    match parts.next() {
+        Some(mid) => &arn[arn.len() - last.len() - mid.len() - 1..],
+        None => last,
     }
 }
 
@@ -86,7 +163,11 @@ pub async fn read_watermark(ecr: &dyn EcrApi, setting: Option<MaxImagesSetting>)
                 Ok(Some(q)) => q,
                 Ok(None) => settings::DEFAULT_IMAGES_QUOTA,
                 Err(e) => {
-                    tracing::warn!(error = %e, fallback = settings::DEFAULT_IMAGES_QUOTA, "cannot read the images-per-repository quota; using the default");
+                    tracing::warn!(
+                        "cannot read the images-per-repository quota ({}); using the default {}",
+                        e.brief(),
+                        settings::DEFAULT_IMAGES_QUOTA
+                    );
                     settings::DEFAULT_IMAGES_QUOTA
                 }
             };
@@ -141,35 +222,90 @@ pub async fn read_repository(
     })
 }
 
-/// Images used by tasks not yet stopped and by services' PRIMARY/ACTIVE deployments.
+/// What can start next in the protected clusters: running and recently stopped tasks
+/// (their resolved digests and references), the digests every unfinished and the newest
+/// finished service deployment pinned (ListServiceDeployments → DescribeServiceDeployments
+/// → DescribeServiceRevisions, target and source revisions; DescribeServices' PRIMARY and
+/// ACTIVE deployments' task definitions too, and alone when that API cannot be read), and
+/// the newest `keep_task_definitions` ACTIVE revisions of every family in use.
 pub async fn read_ecs(
     ecs: &dyn EcsApi,
     clusters: &ProtectClusters,
     concurrency: usize,
+    keep_task_definitions: usize,
 ) -> Result<EcsUsage, ApiError> {
     let clusters: Vec<String> = match clusters {
         ProtectClusters::All => ecs.list_clusters().await?,
         ProtectClusters::Named(names) => names.clone(),
     };
-    let per_cluster: Vec<(EcsUsage, BTreeSet<String>)> = stream::iter(clusters)
+    let per_cluster: Vec<(EcsUsage, BTreeMap<String, String>, bool)> = stream::iter(clusters)
         .map(|cluster| async move { read_cluster(ecs, &cluster).await })
         .buffer_unordered(concurrency)
         .try_collect()
         .await?;
     let mut usage = EcsUsage::default();
-    let mut task_definitions = BTreeSet::new();
-    for (u, tds) in per_cluster {
-        usage.digests.extend(u.digests);
-        usage.references.extend(u.references);
-        task_definitions.extend(tds);
+    // task definition → who uses it
+    let mut task_definitions: BTreeMap<String, String> = BTreeMap::new();
+    let mut fell_back = false;
+    for (u, tds, fallback) in per_cluster {
+        usage.merge(u);
+        for (td, origin) in tds {
+            task_definitions.entry(td).or_insert(origin);
+        }
+        fell_back |= fallback;
     }
-    let images: Vec<Vec<String>> = stream::iter(task_definitions)
-        .map(|td| async move { ecs.task_definition_images(&td).await })
+    if fell_back {
+        tracing::warn!("ListServiceDeployments is not available; protecting service deployments by their task definitions' tags only (DescribeServices), not by pinned digest");
+    }
+    // Rollback targets: the newest N ACTIVE revisions of every family in use.
+    let families: BTreeSet<String> = task_definitions
+        .keys()
+        .map(|td| family_of(td).to_owned())
+        .collect();
+    if keep_task_definitions > 0 {
+        let latest: Vec<(String, Vec<String>)> = stream::iter(families)
+            .map(|family| async move {
+                ecs.latest_task_definitions(&family, keep_task_definitions)
+                    .await
+                    .map(|tds| (family, tds))
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        for (family, tds) in latest {
+            for td in tds {
+                task_definitions.entry(td).or_insert_with(|| {
+                    format!(
+                        "task definition family {family}, one of its latest {keep_task_definitions} ACTIVE revisions"
+                    )
+                });
+            }
+        }
+    }
+    // A task definition named both as an ARN and as family:revision is described once.
+    let mut by_revision: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (td, origin) in task_definitions {
+        let key = td
+            .rsplit_once("task-definition/")
+            .map_or(td.clone(), |(_, t)| t.to_owned());
+        by_revision.entry(key).or_insert((td, origin));
+    }
+    let images: Vec<(String, Vec<String>)> = stream::iter(by_revision.into_values())
+        .map(|(td, origin)| async move {
+            ecs.task_definition_images(&td).await.map(|images| {
+                (
+                    format!("{origin}, task definition {}", short_arn(&td)),
+                    images,
+                )
+            })
+        })
         .buffer_unordered(concurrency)
         .try_collect()
         .await?;
-    for image in images.into_iter().flatten() {
-        usage.add_image(image);
+    for (origin, list) in images {
+        for image in list {
+            usage.add_image_from(image, &origin);
+        }
     }
     tracing::debug!(
         digests = usage.digests.len(),
@@ -179,30 +315,134 @@ pub async fn read_ecs(
     Ok(usage)
 }
 
-/// One cluster's task images, plus the task definitions still to describe.
+/// One cluster: task images and digests, service revisions' pinned digests, the task
+/// definitions still to describe (with who uses them), and whether the service
+/// deployments API could not be read (so only DescribeServices protected).
 async fn read_cluster(
     ecs: &dyn EcsApi,
     cluster: &str,
-) -> Result<(EcsUsage, BTreeSet<String>), ApiError> {
+) -> Result<(EcsUsage, BTreeMap<String, String>, bool), ApiError> {
     let mut usage = EcsUsage::default();
-    let mut task_definitions = BTreeSet::new();
-    let tasks = ecs.list_tasks(cluster).await?;
+    let mut task_definitions: BTreeMap<String, String> = BTreeMap::new();
+    let mut tasks = ecs.list_tasks(cluster).await?;
+    let stopped = ecs.list_stopped_tasks(cluster).await?;
+    tasks.extend(stopped);
+    tasks.sort();
+    tasks.dedup();
+    let cluster_name = short_arn(cluster);
     for chunk in tasks.chunks(ECS_TASKS_BATCH_MAX) {
         for task in ecs.describe_tasks(cluster, chunk).await? {
-            if task.images.is_empty() && task.digests.is_empty() {
-                // No container detail: learn the images from the task definition.
-                task_definitions.insert(task.task_definition);
-            }
+            let origin = format!(
+                "task of {} in cluster {cluster_name}",
+                short_arn(&task.task_definition)
+            );
+            // The family stays protected (rollback targets), even when the task's
+            // containers tell their images.
+            task_definitions
+                .entry(task.task_definition.clone())
+                .or_insert_with(|| origin.clone());
             for image in task.images {
-                usage.add_image(image);
+                usage.add_image_from(image, &origin);
             }
-            usage.digests.extend(task.digests);
+            for digest in task.digests {
+                let chain = format!("{origin}, running {digest}");
+                usage.add_digest_from(digest, chain);
+            }
         }
     }
     let services = ecs.list_services(cluster).await?;
+    let mut fell_back = false;
     for chunk in services.chunks(ECS_SERVICES_BATCH_MAX) {
         for service in ecs.describe_services(cluster, chunk).await? {
-            task_definitions.extend(service_task_definitions(&service));
+            let name = if service.name.is_empty() {
+                short_arn(&service.arn).to_owned()
+            } else {
+                service.name.clone()
+            };
+            for td in service_task_definitions(&service) {
+                task_definitions
+                    .entry(td)
+                    .or_insert_with(|| format!("service {name} deployment"));
+            }
+            let target = if service.arn.is_empty() {
+                name.clone()
+            } else {
+                service.arn.clone()
+            };
+            match read_service_revisions(ecs, cluster, &target, &name).await {
+                Ok((u, tds)) => {
+                    usage.merge(u);
+                    for (td, origin) in tds {
+                        task_definitions.entry(td).or_insert(origin);
+                    }
+                }
+                Err(e) if unavailable(&e) => {
+                    tracing::debug!(service = %name, error = %e.brief(), "service deployments not readable");
+                    fell_back = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((usage, task_definitions, fell_back))
+}
+
+/// An API this endpoint does not serve (an older region, a partial emulator): fall back.
+/// Access denied and every other error fail the run closed.
+fn unavailable(e: &ApiError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    m.contains("unknownoperation")
+        || m.contains("not yet implemented")
+        || m.contains("notimplemented")
+        || m.contains("not supported")
+        || m.contains("invalidaction")
+}
+
+/// One service's counting deployments, their target and source revisions, and the
+/// digests those revisions pinned.
+async fn read_service_revisions(
+    ecs: &dyn EcsApi,
+    cluster: &str,
+    service: &str,
+    name: &str,
+) -> Result<(EcsUsage, BTreeMap<String, String>), ApiError> {
+    let mut usage = EcsUsage::default();
+    let mut task_definitions = BTreeMap::new();
+    let briefs = ecs.list_service_deployments(cluster, service).await?;
+    let counting = counting_deployments(&briefs);
+    // revision ARN → the deployment (and role) that protects it
+    let mut revisions: BTreeMap<String, String> = BTreeMap::new();
+    for chunk in counting.chunks(ECS_SERVICE_DEPLOYMENTS_BATCH_MAX) {
+        for d in ecs.describe_service_deployments(chunk).await? {
+            let deployment = short_arn(&d.arn).to_owned();
+            if let Some(t) = d.target {
+                revisions
+                    .entry(t)
+                    .or_insert_with(|| format!("service {name}, deployment {deployment}"));
+            }
+            for s in d.sources {
+                revisions.entry(s).or_insert_with(|| {
+                    format!("service {name}, deployment {deployment} (source revision)")
+                });
+            }
+        }
+    }
+    let arns: Vec<String> = revisions.keys().cloned().collect();
+    for chunk in arns.chunks(ECS_SERVICE_DEPLOYMENTS_BATCH_MAX) {
+        for revision in ecs.describe_service_revisions(chunk).await? {
+            let origin = revisions
+                .get(&revision.arn)
+                .cloned()
+                .unwrap_or_else(|| format!("service {name}"));
+            if let Some(td) = revision.task_definition {
+                task_definitions.entry(td).or_insert_with(|| origin.clone());
+            }
+            for image in revision.images {
+                if let Some(digest) = image.digest {
+                    let chain = format!("{origin}, pinned {digest}");
+                    usage.add_digest_from(digest, chain);
+                }
+            }
         }
     }
     Ok((usage, task_definitions))
@@ -211,7 +451,7 @@ async fn read_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::ecs::{Deployment, TaskImages};
+    use crate::ports::ecs::{Deployment, ServiceDeploymentBrief, TaskImages};
     use crate::testing::ecr::{index, service, FakeEcr, FakeEcs};
 
     fn deployment(status: Option<DeploymentStatus>, td: &str) -> Deployment {
@@ -250,6 +490,7 @@ mod tests {
                 deployment(Some(DeploymentStatus::Inactive), "td:1"),
                 deployment(None, "td:0"),
             ],
+            ..Service::default()
         };
         assert_eq!(service_task_definitions(&s), vec!["td:3", "td:2"]);
     }
@@ -259,6 +500,7 @@ mod tests {
         let s = Service {
             task_definition: Some("td:9".into()),
             deployments: vec![deployment(Some(DeploymentStatus::Inactive), "td:1")],
+            ..Service::default()
         };
         assert_eq!(service_task_definitions(&s), vec!["td:9"]);
         let nameless = Service {
@@ -267,6 +509,7 @@ mod tests {
                 status: Some(DeploymentStatus::Primary),
                 task_definition: None,
             }],
+            ..Service::default()
         };
         assert_eq!(service_task_definitions(&nameless), vec!["td:9"]);
         assert!(service_task_definitions(&Service::default()).is_empty());
@@ -334,7 +577,7 @@ mod tests {
             ecs.task_definitions
                 .insert(format!("td:{i}"), vec![format!("repo@sha256:td{i}")]);
         }
-        let usage = read_ecs(&ecs, &ProtectClusters::All, 4).await.unwrap();
+        let usage = read_ecs(&ecs, &ProtectClusters::All, 4, 5).await.unwrap();
         assert_eq!(ecs.calls("DescribeTasks"), 2);
         assert_eq!(ecs.calls("DescribeServices"), 3);
         assert_eq!(ecs.calls("DescribeTaskDefinition"), 3);
@@ -352,15 +595,191 @@ mod tests {
                 deployment(Some(DeploymentStatus::Primary), "td:2"),
                 deployment(Some(DeploymentStatus::Inactive), "td:1"),
             ],
+            ..Service::default()
         };
         ecs.services.insert("c1".into(), vec![("web".into(), web)]);
         ecs.task_definitions
             .insert("td:1".into(), vec!["repo:old".into()]);
         ecs.task_definitions
             .insert("td:2".into(), vec!["repo:new".into()]);
-        let usage = read_ecs(&ecs, &ProtectClusters::All, 2).await.unwrap();
+        let usage = read_ecs(&ecs, &ProtectClusters::All, 2, 5).await.unwrap();
         assert!(usage.references.contains("repo:new"));
         assert!(!usage.references.contains("repo:old"));
         assert_eq!(ecs.calls("DescribeTaskDefinition"), 1);
+    }
+
+    fn brief(arn: &str, status: &str, second: i64) -> ServiceDeploymentBrief {
+        ServiceDeploymentBrief {
+            arn: arn.into(),
+            status: status.into(),
+            created_at: chrono::DateTime::from_timestamp(second, 0),
+        }
+    }
+
+    fn revision(arn: &str, td: &str, digest: &str) -> crate::ports::ecs::ServiceRevision {
+        crate::ports::ecs::ServiceRevision {
+            arn: arn.into(),
+            task_definition: Some(td.into()),
+            images: vec![crate::ports::ecs::PinnedImage {
+                container: Some("app".into()),
+                image: Some("repo:latest".into()),
+                digest: Some(digest.into()),
+            }],
+        }
+    }
+
+    /// A service `web` scaled to zero: an old successful deployment (rev 1), the newest
+    /// successful one (rev 2), and an in-flight one moving from rev 2 to rev 3.
+    fn web_with_deployments() -> FakeEcs {
+        let mut ecs = FakeEcs::default();
+        ecs.services
+            .insert("c1".into(), vec![("web".into(), service(&["web:3"]))]);
+        ecs.deployments.insert(
+            "web".into(),
+            vec![
+                brief("arn:dep/c1/web/old", "SUCCESSFUL", 1),
+                brief("arn:dep/c1/web/cur", "SUCCESSFUL", 2),
+                brief("arn:dep/c1/web/new", "IN_PROGRESS", 3),
+            ],
+        );
+        for (dep, target, sources) in [
+            ("arn:dep/c1/web/old", "rev1", vec!["rev0"]),
+            ("arn:dep/c1/web/cur", "rev2", vec!["rev1"]),
+            ("arn:dep/c1/web/new", "rev3", vec!["rev2"]),
+        ] {
+            ecs.deployment_revisions.insert(
+                dep.into(),
+                crate::ports::ecs::ServiceDeploymentRevisions {
+                    arn: dep.into(),
+                    target: Some(target.into()),
+                    sources: sources.into_iter().map(str::to_owned).collect(),
+                },
+            );
+        }
+        for (rev, td, digest) in [
+            ("rev0", "web:0", "sha256:pinned0"),
+            ("rev1", "web:1", "sha256:pinned1"),
+            ("rev2", "web:2", "sha256:pinned2"),
+            ("rev3", "web:3", "sha256:pinned3"),
+        ] {
+            ecs.revisions.insert(rev.into(), revision(rev, td, digest));
+        }
+        ecs
+    }
+
+    #[test]
+    fn counting_deployments_are_the_unfinished_and_the_newest_finished() {
+        let briefs = vec![
+            brief("a", "SUCCESSFUL", 1),
+            brief("b", "ROLLBACK_SUCCESSFUL", 2),
+            brief("c", "IN_PROGRESS", 3),
+            brief("d", "PENDING", 4),
+            brief("e", "STOPPED", 0),
+        ];
+        assert_eq!(counting_deployments(&briefs), vec!["c", "d", "b"]);
+        assert!(counting_deployments(&[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn service_deployments_protect_pinned_digests_with_the_chain() {
+        let ecs = web_with_deployments();
+        let usage = read_ecs(&ecs, &ProtectClusters::All, 2, 5).await.unwrap();
+        assert!(usage.digests.contains("sha256:pinned3"), "in-flight target");
+        assert!(
+            usage.digests.contains("sha256:pinned2"),
+            "its source, the rollback target"
+        );
+        assert!(
+            usage.digests.contains("sha256:pinned1"),
+            "the current deployment's source: the service's previous revision"
+        );
+        assert!(
+            !usage.digests.contains("sha256:pinned0"),
+            "a finished, replaced deployment does not count"
+        );
+        assert_eq!(
+            usage.origins["sha256:pinned1"],
+            "service web, deployment web/cur (source revision), pinned sha256:pinned1"
+        );
+        assert_eq!(
+            usage.origins["sha256:pinned3"],
+            "service web, deployment web/new, pinned sha256:pinned3"
+        );
+        assert_eq!(
+            usage.origins["sha256:pinned2"],
+            "service web, deployment web/new (source revision), pinned sha256:pinned2",
+            "the source revision of the in-flight deployment"
+        );
+        assert_eq!(ecs.calls("ListServiceDeployments"), 1);
+        assert_eq!(ecs.calls("DescribeServiceDeployments"), 1);
+        assert_eq!(ecs.calls("DescribeServiceRevisions"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_deployments_api_falls_back_and_a_denied_one_fails_closed() {
+        let mut ecs = web_with_deployments();
+        ecs.task_definitions
+            .insert("web:3".into(), vec!["repo:v3".into()]);
+        ecs.deployments_unavailable = true;
+        let usage = read_ecs(&ecs, &ProtectClusters::All, 2, 5).await.unwrap();
+        assert!(
+            usage.references.contains("repo:v3"),
+            "DescribeServices fallback"
+        );
+        assert!(usage.digests.is_empty());
+        ecs.deployments_unavailable = false;
+        ecs.deployments_denied = true;
+        let e = read_ecs(&ecs, &ProtectClusters::All, 2, 5)
+            .await
+            .unwrap_err();
+        assert_eq!(e.operation, "ListServiceDeployments");
+    }
+
+    #[tokio::test]
+    async fn latest_task_definition_revisions_of_families_in_use_protect() {
+        let mut ecs = FakeEcs::default();
+        ecs.services
+            .insert("c1".into(), vec![("web".into(), service(&["web:9"]))]);
+        ecs.families.insert(
+            "web".into(),
+            (3..=9).rev().map(|r| format!("web:{r}")).collect(),
+        );
+        for r in 3..=9 {
+            ecs.task_definitions
+                .insert(format!("web:{r}"), vec![format!("repo:v{r}")]);
+        }
+        let usage = read_ecs(&ecs, &ProtectClusters::All, 2, 3).await.unwrap();
+        let refs: Vec<&str> = usage.references.iter().map(String::as_str).collect();
+        assert_eq!(refs, vec!["repo:v7", "repo:v8", "repo:v9"]);
+        assert!(
+            usage.origins["repo:v7"]
+                .starts_with("task definition family web, one of its latest 3 ACTIVE revisions"),
+            "{}",
+            usage.origins["repo:v7"]
+        );
+        assert_eq!(ecs.calls("ListTaskDefinitions"), 1);
+        let none = read_ecs(&ecs, &ProtectClusters::All, 2, 0).await.unwrap();
+        assert_eq!(none.references.len(), 1, "0 keeps only what runs");
+    }
+
+    #[tokio::test]
+    async fn recently_stopped_tasks_protect_their_digests() {
+        let mut ecs = FakeEcs::default();
+        ecs.stopped.insert(
+            "c1".into(),
+            vec![TaskImages {
+                task_definition: "job:1".into(),
+                images: vec!["repo:nightly".into()],
+                digests: vec!["sha256:stopped".into()],
+            }],
+        );
+        let usage = read_ecs(&ecs, &ProtectClusters::Named(vec!["c1".into()]), 2, 0)
+            .await
+            .unwrap();
+        assert!(usage.digests.contains("sha256:stopped"));
+        assert_eq!(
+            usage.origins["sha256:stopped"],
+            "task of job:1 in cluster c1, running sha256:stopped"
+        );
     }
 }

@@ -28,6 +28,8 @@ pub struct EcrImage {
     pub artifact_media_type: Option<String>,
     /// The manifest this one refers to (OCI referrers: signatures, SBOMs).
     pub subject: Option<String>,
+    /// `imageStatus` ARCHIVED: moved to the archive storage class, not an active image.
+    pub archived: bool,
 }
 
 impl EcrImage {
@@ -132,6 +134,31 @@ pub struct ApiError {
     pub message: String,
 }
 
+impl ApiError {
+    /// One short line for a warning: the operation and the message up to where the SDK
+    /// starts dumping the raw response (` (ResponseError(…`, ` (ServiceError(…`), at most
+    /// 200 characters. The full message stays in `message` for errors that stop a run.
+    pub fn brief(&self) -> String {
+        let mut text = self.message.lines().next().unwrap_or_default();
+        for cut in [
+            " (ResponseError",
+            " (ServiceError",
+            " (DispatchFailure",
+            " (TimeoutError",
+            " (ConstructionFailure",
+        ] {
+            if let Some(i) = text.find(cut) {
+                text = &text[..i];
+            }
+        }
+        let mut short: String = text.chars().take(200).collect();
+        if short.len() < text.len() {
+            short.push('…');
+        }
+        format!("{}: {}", self.operation, short.trim_end())
+    }
+}
+
 /// Largest id list BatchGetImage and BatchDeleteImage accept.
 pub const ECR_BATCH_MAX: usize = 100;
 
@@ -155,11 +182,39 @@ pub trait EcrApi: Send + Sync {
     ) -> Result<Vec<DeleteFailure>, ApiError>;
     /// The account's images-per-repository quota (Service Quotas), if readable.
     async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError>;
+    /// The caller's ARN as STS GetCallerIdentity gives it.
+    async fn caller_arn(&self) -> Result<String, ApiError>;
+    /// The registry's pull-time update exclusion list (ListPullTimeUpdateExclusions,
+    /// all pages of 1000): principals whose pulls do not update `lastRecordedPullTime`.
+    async fn pull_time_exclusions(&self) -> Result<Vec<String>, ApiError>;
+    /// RegisterPullTimeUpdateExclusion for one principal.
+    async fn register_pull_time_exclusion(&self, principal: &str) -> Result<(), ApiError>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brief_is_one_short_line() {
+        let dump = format!(
+            "service error: AccessDeniedException: not allowed (ServiceError(ServiceError {{ raw: Response {{ {} }} }}))\nmore",
+            "x".repeat(2000)
+        );
+        let e = ApiError {
+            operation: "GetServiceQuota",
+            message: dump,
+        };
+        assert_eq!(
+            e.brief(),
+            "GetServiceQuota: service error: AccessDeniedException: not allowed"
+        );
+        let long = ApiError {
+            operation: "X",
+            message: "y".repeat(500),
+        };
+        assert!(long.brief().chars().count() <= 204 && !long.brief().contains('\n'));
+    }
 
     #[test]
     fn failure_codes_round_trip_and_unknown_ones_are_kept() {

@@ -10,7 +10,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::ports::ecr::{
     ApiError, DeleteFailure, EcrApi, EcrImage, FailureCode, Repository, ECR_BATCH_MAX,
 };
-use crate::ports::ecs::{Deployment, DeploymentStatus, EcsApi, Service, TaskImages};
+use crate::ports::ecs::{
+    Deployment, DeploymentStatus, EcsApi, Service, ServiceDeploymentBrief,
+    ServiceDeploymentRevisions, ServiceRevision, TaskImages,
+};
 
 /// Day `d` of the test calendar (day 0 = 2026-01-01).
 pub fn ts(day: i64) -> DateTime<Utc> {
@@ -36,6 +39,7 @@ pub fn image(name: &str, tags: &[&str], day: i64) -> EcrImage {
         manifest_media_type: Some("application/vnd.oci.image.manifest.v1+json".to_owned()),
         artifact_media_type: None,
         subject: None,
+        archived: false,
     }
 }
 
@@ -69,6 +73,7 @@ pub fn service(task_definitions: &[&str]) -> Service {
                 task_definition: Some((*td).to_owned()),
             })
             .collect(),
+        ..Service::default()
     }
 }
 
@@ -111,7 +116,14 @@ pub struct FakeEcr {
     pub delete_call_fails: bool,
     /// Batch sizes seen by BatchDeleteImage.
     pub delete_batches: Mutex<Vec<usize>>,
+    /// The registry's pull-time update exclusion list.
+    pub exclusions: Mutex<Vec<String>>,
+    /// The pull-time exclusion API answers UnknownOperationException.
+    pub exclusions_unavailable: bool,
 }
+
+/// The caller the fake's GetCallerIdentity reports: an assumed-role session.
+pub const FAKE_CALLER: &str = "arn:aws:sts::123456789012:assumed-role/Pruner/session-1";
 
 impl FakeEcr {
     pub fn with(repos: Vec<(&str, Vec<EcrImage>)>) -> Self {
@@ -225,6 +237,31 @@ impl EcrApi for FakeEcr {
         Ok(failures)
     }
 
+    async fn caller_arn(&self) -> Result<String, ApiError> {
+        self.count("GetCallerIdentity");
+        Ok(FAKE_CALLER.to_owned())
+    }
+
+    async fn pull_time_exclusions(&self) -> Result<Vec<String>, ApiError> {
+        self.count("ListPullTimeUpdateExclusions");
+        if self.exclusions_unavailable {
+            return Err(ApiError {
+                operation: "ListPullTimeUpdateExclusions",
+                message: "UnknownOperationException".into(),
+            });
+        }
+        Ok(self.exclusions.lock().expect("lock").clone())
+    }
+
+    async fn register_pull_time_exclusion(&self, principal: &str) -> Result<(), ApiError> {
+        self.count("RegisterPullTimeUpdateExclusion");
+        self.exclusions
+            .lock()
+            .expect("lock")
+            .push(principal.to_owned());
+        Ok(())
+    }
+
     async fn images_per_repository_quota(&self) -> Result<Option<u64>, ApiError> {
         self.count("GetServiceQuota");
         if self.quota_unreadable {
@@ -244,6 +281,21 @@ pub struct FakeEcs {
     /// cluster → (service name, what DescribeServices says about it).
     pub services: BTreeMap<String, Vec<(String, Service)>>,
     pub task_definitions: HashMap<String, Vec<String>>,
+    /// cluster → stopped tasks ECS still shows.
+    pub stopped: BTreeMap<String, Vec<TaskImages>>,
+    /// service (name or ARN) → its ListServiceDeployments entries.
+    pub deployments: HashMap<String, Vec<ServiceDeploymentBrief>>,
+    /// deployment ARN → its target and source revisions.
+    pub deployment_revisions: HashMap<String, ServiceDeploymentRevisions>,
+    /// revision ARN → the revision.
+    pub revisions: HashMap<String, ServiceRevision>,
+    /// family → its ACTIVE revisions, newest first.
+    pub families: HashMap<String, Vec<String>>,
+    /// The service deployment APIs answer UnknownOperationException (an endpoint that
+    /// does not serve them).
+    pub deployments_unavailable: bool,
+    /// ListServiceDeployments answers AccessDeniedException.
+    pub deployments_denied: bool,
     /// ListClusters fails.
     pub broken: bool,
     pub calls: CallCounter,
@@ -287,6 +339,13 @@ impl EcsApi for FakeEcs {
             .collect())
     }
 
+    async fn list_stopped_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
+        self.count("ListTasks");
+        Ok((0..self.stopped.get(cluster).map_or(0, Vec::len))
+            .map(|i| format!("{cluster}/stopped/{i}"))
+            .collect())
+    }
+
     async fn describe_tasks(
         &self,
         cluster: &str,
@@ -294,11 +353,20 @@ impl EcsApi for FakeEcs {
     ) -> Result<Vec<TaskImages>, ApiError> {
         self.count("DescribeTasks");
         assert!(tasks.len() <= 100);
-        let all = self.tasks.get(cluster).cloned().unwrap_or_default();
+        let running = self.tasks.get(cluster).cloned().unwrap_or_default();
+        let stopped = self.stopped.get(cluster).cloned().unwrap_or_default();
         Ok(tasks
             .iter()
-            .filter_map(|t| t.rsplit('/').next().and_then(|i| i.parse::<usize>().ok()))
-            .filter_map(|i| all.get(i).cloned())
+            .filter_map(|t| {
+                let mut parts = t.rsplit('/');
+                let i = parts.next()?.parse::<usize>().ok()?;
+                let all = if parts.next() == Some("stopped") {
+                    &stopped
+                } else {
+                    &running
+                };
+                all.get(i).cloned()
+            })
             .collect())
     }
 
@@ -324,9 +392,74 @@ impl EcsApi for FakeEcs {
             .map(|all| {
                 all.iter()
                     .filter(|(n, _)| services.contains(n))
-                    .map(|(_, s)| s.clone())
+                    .map(|(n, s)| Service {
+                        name: if s.name.is_empty() {
+                            n.clone()
+                        } else {
+                            s.name.clone()
+                        },
+                        ..s.clone()
+                    })
                     .collect()
             })
+            .unwrap_or_default())
+    }
+
+    async fn list_service_deployments(
+        &self,
+        _cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ServiceDeploymentBrief>, ApiError> {
+        self.count("ListServiceDeployments");
+        if self.deployments_unavailable {
+            return Err(ApiError {
+                operation: "ListServiceDeployments",
+                message: "UnknownOperationException".into(),
+            });
+        }
+        if self.deployments_denied {
+            return Err(ApiError {
+                operation: "ListServiceDeployments",
+                message: "AccessDeniedException: not authorized".into(),
+            });
+        }
+        Ok(self.deployments.get(service).cloned().unwrap_or_default())
+    }
+
+    async fn describe_service_deployments(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<ServiceDeploymentRevisions>, ApiError> {
+        self.count("DescribeServiceDeployments");
+        assert!(arns.len() <= 20, "DescribeServiceDeployments over 20 ARNs");
+        Ok(arns
+            .iter()
+            .filter_map(|a| self.deployment_revisions.get(a).cloned())
+            .collect())
+    }
+
+    async fn describe_service_revisions(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<ServiceRevision>, ApiError> {
+        self.count("DescribeServiceRevisions");
+        assert!(arns.len() <= 20, "DescribeServiceRevisions over 20 ARNs");
+        Ok(arns
+            .iter()
+            .filter_map(|a| self.revisions.get(a).cloned())
+            .collect())
+    }
+
+    async fn latest_task_definitions(
+        &self,
+        family: &str,
+        n: usize,
+    ) -> Result<Vec<String>, ApiError> {
+        self.count("ListTaskDefinitions");
+        Ok(self
+            .families
+            .get(family)
+            .map(|all| all.iter().take(n).cloned().collect())
             .unwrap_or_default())
     }
 

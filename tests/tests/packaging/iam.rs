@@ -25,13 +25,14 @@ const IMPLIED: [(&str, &str); 1] = [
 ];
 
 /// Which policy file grants which service's actions.
-const POLICY_OF_SERVICE: [(&str, &str); 6] = [
+const POLICY_OF_SERVICE: [(&str, &str); 7] = [
     ("secretsmanager", "packaging/iam/instance-role-policy.json"),
     ("s3", "packaging/iam/instance-role-policy.json"),
     ("kms", "packaging/iam/instance-role-policy.json"),
     ("ecr", "packaging/iam/ecr-prune-task-policy.json"),
     ("ecs", "packaging/iam/ecr-prune-task-policy.json"),
     ("servicequotas", "packaging/iam/ecr-prune-task-policy.json"),
+    ("sts", "packaging/iam/ecr-prune-task-policy.json"),
 ];
 
 fn pascal(snake: &str) -> String {

@@ -36,8 +36,14 @@ pub async fn clients(region: Option<&str>) -> (Arc<dyn EcrApi>, Arc<dyn EcsApi>)
             .retry_config(standard_retry())
             .build(),
     );
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&sdk)
+            .interceptor(CallLogger)
+            .retry_config(standard_retry())
+            .build(),
+    );
     (
-        Arc::new(AwsEcr { ecr, quotas }),
+        Arc::new(AwsEcr { ecr, quotas, sts }),
         Arc::new(super::ecs::AwsEcs::new(&sdk)),
     )
 }
@@ -46,6 +52,7 @@ pub async fn clients(region: Option<&str>) -> (Arc<dyn EcrApi>, Arc<dyn EcsApi>)
 pub struct AwsEcr {
     ecr: aws_sdk_ecr::Client,
     quotas: aws_sdk_servicequotas::Client,
+    sts: aws_sdk_sts::Client,
 }
 
 #[async_trait::async_trait]
@@ -96,6 +103,7 @@ impl EcrApi for AwsEcr {
                     manifest_media_type: d.image_manifest_media_type().map(str::to_owned),
                     artifact_media_type: d.artifact_media_type().map(str::to_owned),
                     subject: d.subject_manifest_digest().map(str::to_owned),
+                    archived: d.image_status() == Some(&aws_sdk_ecr::types::ImageStatus::Archived),
                 });
             }
         }
@@ -174,5 +182,45 @@ impl EcrApi for AwsEcr {
             .and_then(|q| q.value())
             .filter(|v| *v >= 1.0)
             .map(|v| v as u64))
+    }
+
+    async fn caller_arn(&self) -> Result<String, ApiError> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| api_error("GetCallerIdentity", e))?;
+        Ok(out.arn().unwrap_or_default().to_owned())
+    }
+
+    async fn pull_time_exclusions(&self) -> Result<Vec<String>, ApiError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .ecr
+                .list_pull_time_update_exclusions()
+                .max_results(1000)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_error("ListPullTimeUpdateExclusions", e))?;
+            out.extend(page.pull_time_update_exclusions().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn register_pull_time_exclusion(&self, principal: &str) -> Result<(), ApiError> {
+        self.ecr
+            .register_pull_time_update_exclusion()
+            .principal_arn(principal)
+            .send()
+            .await
+            .map_err(|e| api_error("RegisterPullTimeUpdateExclusion", e))?;
+        Ok(())
     }
 }

@@ -3,8 +3,11 @@
 //! file. Translation only: every deployment is returned with its status, and the core
 //! decides which ones protect an image.
 
-use super::{api_error, standard_retry, CallLogger};
-use crate::ports::ecs::{ApiError, Deployment, DeploymentStatus, EcsApi, Service, TaskImages};
+use super::{api_error, standard_retry, time, CallLogger};
+use crate::ports::ecs::{
+    ApiError, Deployment, DeploymentStatus, EcsApi, PinnedImage, Service, ServiceDeploymentBrief,
+    ServiceDeploymentRevisions, ServiceRevision, TaskImages,
+};
 
 /// ECS through the SDK.
 pub struct AwsEcs {
@@ -45,6 +48,23 @@ impl EcsApi for AwsEcs {
             .ecs
             .list_tasks()
             .cluster(cluster)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| api_error("ListTasks", e))?;
+            out.extend(page.task_arns().iter().cloned());
+        }
+        Ok(out)
+    }
+
+    async fn list_stopped_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
+        let mut pages = self
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
             .max_results(100)
             .into_paginator()
             .send();
@@ -121,6 +141,8 @@ impl EcsApi for AwsEcs {
             .services()
             .iter()
             .map(|s| Service {
+                arn: s.service_arn().unwrap_or_default().to_owned(),
+                name: s.service_name().unwrap_or_default().to_owned(),
                 task_definition: s.task_definition().map(str::to_owned),
                 deployments: s
                     .deployments()
@@ -132,6 +154,143 @@ impl EcsApi for AwsEcs {
                     .collect(),
             })
             .collect())
+    }
+
+    async fn list_service_deployments(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ServiceDeploymentBrief>, ApiError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .ecs
+                .list_service_deployments()
+                .cluster(cluster)
+                .service(service)
+                .max_results(100)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_error("ListServiceDeployments", e))?;
+            out.extend(page.service_deployments().iter().map(|d| {
+                ServiceDeploymentBrief {
+                    arn: d.service_deployment_arn().unwrap_or_default().to_owned(),
+                    status: d
+                        .status()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                    created_at: time(d.created_at()),
+                }
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn describe_service_deployments(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<ServiceDeploymentRevisions>, ApiError> {
+        let out = self
+            .ecs
+            .describe_service_deployments()
+            .set_service_deployment_arns(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| api_error("DescribeServiceDeployments", e))?;
+        Ok(out
+            .service_deployments()
+            .iter()
+            .map(|d| ServiceDeploymentRevisions {
+                arn: d.service_deployment_arn().unwrap_or_default().to_owned(),
+                target: d
+                    .target_service_revision()
+                    .and_then(|r| r.arn())
+                    .map(str::to_owned),
+                sources: d
+                    .source_service_revisions()
+                    .iter()
+                    .filter_map(|r| r.arn().map(str::to_owned))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn describe_service_revisions(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<ServiceRevision>, ApiError> {
+        let out = self
+            .ecs
+            .describe_service_revisions()
+            .set_service_revision_arns(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| api_error("DescribeServiceRevisions", e))?;
+        Ok(out
+            .service_revisions()
+            .iter()
+            .map(|r| ServiceRevision {
+                arn: r.service_revision_arn().unwrap_or_default().to_owned(),
+                task_definition: r.task_definition().map(str::to_owned),
+                images: r
+                    .container_images()
+                    .iter()
+                    .map(|c| PinnedImage {
+                        container: c.container_name().map(str::to_owned),
+                        image: c.image().map(str::to_owned),
+                        digest: c.image_digest().map(str::to_owned),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn latest_task_definitions(
+        &self,
+        family: &str,
+        n: usize,
+    ) -> Result<Vec<String>, ApiError> {
+        // Every page, then newest first by revision number: the newest N must not depend
+        // on the server honouring `sort` (moto does not), and ACTIVE revisions of one
+        // family are few pages at 100 per page.
+        let mut out: Vec<(u64, String)> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .ecs
+                .list_task_definitions()
+                .family_prefix(family)
+                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                .sort(aws_sdk_ecs::types::SortOrder::Desc)
+                .max_results(100)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_error("ListTaskDefinitions", e))?;
+            out.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|arn| crate::ports::ecs::family_of(arn) == family)
+                    .map(|arn| {
+                        let revision = arn
+                            .rsplit_once(':')
+                            .and_then(|(_, r)| r.parse().ok())
+                            .unwrap_or(0);
+                        (revision, arn.clone())
+                    }),
+            );
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out.into_iter().take(n).map(|(_, arn)| arn).collect())
     }
 
     async fn task_definition_images(&self, task_definition: &str) -> Result<Vec<String>, ApiError> {

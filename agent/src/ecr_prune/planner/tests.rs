@@ -282,7 +282,9 @@ fn tagged_selection_shields_even_when_within_count() {
 }
 
 #[test]
-fn untagged_within_count_can_still_be_expired_by_any() {
+fn untagged_selection_shields_from_a_lower_any_rule() {
+    // Rule 1 keeps up to 5 untagged units: u is within it, so rule 2 (any, older than
+    // 7 days) cannot expire it, as the documentation says for every rule.
     let r = repo(vec![image_ago("u", &[], 30), image_ago("n", &["x"], 1)]);
     let p = run(
         &r,
@@ -291,7 +293,26 @@ fn untagged_within_count_can_still_be_expired_by_any() {
                {"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}"#,
         )),
     );
-    assert_eq!(outcome(&p)["u"], (Action::Expire, Reason::Rule(2)));
+    assert_eq!(outcome(&p)["u"], (Action::Keep, Reason::WithinRule(1)));
+}
+
+#[test]
+fn untagged_units_outside_a_higher_untagged_count_expire_by_it_not_later() {
+    let r = repo(vec![
+        image_ago("u1", &[], 30),
+        image_ago("u2", &[], 20),
+        image_ago("n", &["x"], 1),
+    ]);
+    let p = run(
+        &r,
+        &policy(rules(
+            r#"{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
+               {"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}"#,
+        )),
+    );
+    let o = outcome(&p);
+    assert_eq!(o["u1"], (Action::Expire, Reason::Rule(1)));
+    assert_eq!(o["u2"], (Action::Keep, Reason::WithinRule(1)));
 }
 
 #[test]
@@ -467,6 +488,142 @@ fn signature_tags_do_not_make_an_untagged_image_tagged() {
     );
 }
 
+/// Three releases whose indexes all list the same (unchanged) arm64 child.
+fn three_releases_sharing_a_child() -> RepoSnapshot {
+    let mut r = repo(vec![
+        {
+            let mut i = index("r1", &["v1"], 0);
+            i.pushed_at = Some(now() - chrono::Duration::days(30));
+            i
+        },
+        {
+            let mut i = index("r2", &["v2"], 0);
+            i.pushed_at = Some(now() - chrono::Duration::days(20));
+            i
+        },
+        {
+            let mut i = index("r3", &["v3"], 0);
+            i.pushed_at = Some(now() - chrono::Duration::days(10));
+            i
+        },
+        image_ago("arm64", &[], 30),
+        image_ago("amd1", &[], 30),
+        image_ago("amd2", &[], 20),
+        image_ago("amd3", &[], 10),
+    ]);
+    for (idx, amd) in [("r1", "amd1"), ("r2", "amd2"), ("r3", "amd3")] {
+        r.children.insert(
+            format!("sha256:{idx}"),
+            vec![format!("sha256:{amd}"), "sha256:arm64".into()],
+        );
+    }
+    r
+}
+
+#[test]
+fn releases_sharing_a_child_expire_and_the_shared_child_stays() {
+    let rules = with_shortcuts(Rules::default(), Some(1), None).expect("valid");
+    let p = run(&three_releases_sharing_a_child(), &policy(rules));
+    assert_eq!(expired(&p), vec!["r1", "r2"], "two releases expire");
+    let deleted: Vec<String> = p.deletions().into_iter().map(|(d, _)| d).collect();
+    assert_eq!(
+        deleted,
+        vec!["sha256:r1", "sha256:r2", "sha256:amd1", "sha256:amd2"],
+        "indexes first, then their own children; the shared child stays"
+    );
+    assert_eq!(p.images_after, 3);
+}
+
+#[test]
+fn a_shared_child_goes_with_the_last_index_that_lists_it() {
+    let mut r = three_releases_sharing_a_child();
+    r.images.push(image_ago("plain", &["v4"], 1));
+    let rules = with_shortcuts(Rules::default(), Some(1), None).expect("valid");
+    let p = run(&r, &policy(rules));
+    assert_eq!(expired(&p), vec!["r1", "r2", "r3"]);
+    let order = p.deletions();
+    assert_eq!(order.len(), 7, "every manifest once");
+    let pos = |d: &str| order.iter().position(|(x, _)| x == d).expect("present");
+    for idx in ["sha256:r1", "sha256:r2", "sha256:r3"] {
+        assert!(
+            pos(idx) < pos("sha256:arm64"),
+            "{idx} before the child it lists"
+        );
+    }
+    assert_eq!(p.images_after, 1);
+    assert_eq!(
+        p.units.iter().map(|u| u.unit.image_count()).sum::<usize>(),
+        8,
+        "no manifest counted twice"
+    );
+}
+
+#[test]
+fn a_tagged_child_of_a_kept_index_is_not_deleted() {
+    let mut r = repo(vec![
+        index("idx", &["v2"], 0),
+        image_ago("amd", &["v1-amd64"], 40),
+    ]);
+    r.images[0].pushed_at = Some(now() - chrono::Duration::days(2));
+    r.children
+        .insert("sha256:idx".into(), vec!["sha256:amd".into()]);
+    let rules = rules(
+        r#"{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["v1*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}"#,
+    );
+    let p = run(&r, &policy(rules));
+    assert!(p.deletions().is_empty());
+    assert_eq!(
+        outcome(&p)["amd"],
+        (Action::Keep, Reason::ListedByKeptIndex("sha256:idx".into()))
+    );
+}
+
+#[test]
+fn an_untagged_plain_image_younger_than_an_hour_is_never_deleted_alone() {
+    let mut young = image_ago("young", &[], 0);
+    young.pushed_at = Some(now() - chrono::Duration::minutes(20));
+    let mut hour = image_ago("hour", &[], 0);
+    hour.pushed_at = Some(now() - chrono::Duration::minutes(61));
+    let r = repo(vec![image_ago("n", &["v"], 0), young, hour]);
+    let mut pol = keep_one();
+    pol.max_images = Some(0);
+    let p = run(&r, &pol);
+    assert_eq!(expired(&p), vec!["hour"]);
+    assert_eq!(outcome(&p)["young"], (Action::Keep, Reason::PendingChild));
+}
+
+#[test]
+fn archived_images_are_reported_not_counted_and_their_children_stay() {
+    let mut old_index = index("arch", &["v0"], 1);
+    old_index.archived = true;
+    let mut archived_plain = image_ago("gone", &["v-1"], 90);
+    archived_plain.archived = true;
+    let mut r = repo(vec![
+        old_index,
+        archived_plain,
+        image_ago("child", &[], 60),
+        image_ago("v1", &["v1"], 30),
+        image_ago("v2", &["v2"], 20),
+    ]);
+    r.children
+        .insert("sha256:arch".into(), vec!["sha256:child".into()]);
+    let mut pol = keep_one();
+    pol.max_images = Some(0);
+    let p = run(&r, &pol);
+    assert_eq!(p.archived, 2);
+    assert_eq!(p.images_before, 3, "only active images count");
+    assert_eq!(expired(&p), vec!["v1"]);
+    assert_eq!(
+        outcome(&p)["child"],
+        (
+            Action::Keep,
+            Reason::ListedByKeptIndex("sha256:arch".into())
+        ),
+        "an archived index still lists it"
+    );
+    assert!(p.units.iter().all(|u| !u.unit.contains("sha256:arch")));
+}
+
 // --- protections ------------------------------------------------------------------
 
 fn keep_one() -> Policy {
@@ -500,6 +657,7 @@ fn ecs_digest_reference_and_resolved_digest_protect() {
     let ecs = EcsUsage {
         references: ["123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:a".to_owned()].into(),
         digests: ["sha256:c".to_owned()].into(),
+        ..EcsUsage::default()
     };
     let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
     assert_eq!(expired(&p), vec!["b"]);
@@ -517,6 +675,82 @@ fn ecs_reference_to_another_repository_does_not_protect() {
     };
     let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
     assert_eq!(expired(&p), vec!["a", "b", "c"]);
+}
+
+#[test]
+fn fips_dual_stack_and_china_host_forms_protect_by_tag() {
+    let ecs = EcsUsage {
+        references: [
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/app:v1".to_owned(),
+            "123456789012.dkr-ecr.us-east-1.on.aws/app:v2".to_owned(),
+        ]
+        .into(),
+        ..EcsUsage::default()
+    };
+    let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["c"]);
+    let mut cn = four_tagged();
+    cn.repository.uri = "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app".into();
+    let ecs = EcsUsage {
+        references: ["123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app:v3".to_owned()].into(),
+        ..EcsUsage::default()
+    };
+    let p = plan_repository(&cn, &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["a", "b"]);
+}
+
+#[test]
+fn a_tag_reference_in_another_account_or_region_does_not_protect() {
+    let ecs = EcsUsage {
+        references: [
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com/app:v1".to_owned(),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v2".to_owned(),
+        ]
+        .into(),
+        ..EcsUsage::default()
+    };
+    let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["a", "b", "c"]);
+}
+
+#[test]
+fn a_pinned_digest_protects_with_its_chain_though_the_tag_moved() {
+    // The service's revision pinned b's digest when `v2` pointed at it; the tag has
+    // since moved to d. b stays, and its reason names the chain.
+    let mut r = four_tagged();
+    r.images[3].tags = vec!["v2".into()];
+    r.images[1].tags.clear();
+    let mut ecs = EcsUsage::default();
+    ecs.add_digest_from(
+        "sha256:b".into(),
+        "service web, deployment web/123, pinned sha256:b".into(),
+    );
+    let p = plan_repository(&r, &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["a", "c"]);
+    assert_eq!(
+        outcome(&p)["b"].1,
+        Reason::InUseByEcs("service web, deployment web/123, pinned sha256:b".into())
+    );
+    assert_eq!(
+        outcome(&p)["b"].1.to_string(),
+        "in use by ECS (service web, deployment web/123, pinned sha256:b)"
+    );
+}
+
+#[test]
+fn a_tag_reference_protects_with_its_chain() {
+    let mut ecs = EcsUsage::default();
+    ecs.add_image_from(
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1".into(),
+        "task definition family web, one of its latest 5 ACTIVE revisions, task definition web:4",
+    );
+    let p = plan_repository(&four_tagged(), &ecs, &keep_one(), now());
+    assert_eq!(expired(&p), vec!["b", "c"]);
+    assert!(
+        matches!(&outcome(&p)["a"].1, Reason::InUseByEcs(r) if r.starts_with("task definition family web") && r.ends_with("app:v1")),
+        "{:?}",
+        outcome(&p)["a"]
+    );
 }
 
 #[test]
