@@ -55,6 +55,11 @@ pub enum JobError {
     SomeRepositoriesFailed,
     #[error(transparent)]
     OnChange(#[from] OnChangeError),
+    #[error("cannot write the ECS restart request {}: {source} (shipshape-ecs-restart.path watches it)", .path.display())]
+    RestartRequest {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl JobError {
