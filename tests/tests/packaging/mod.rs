@@ -9,5 +9,6 @@ mod iam;
 mod packages;
 mod packer;
 mod shellcheck;
+mod live_systemd;
 mod systemd;
 mod userdata;
