@@ -8,8 +8,8 @@ use clap::Parser;
 use shipshape::cli::Cli;
 use shipshape::error::Error;
 use shipshape::exit::EXIT_USAGE;
-use shipshape::telemetry::{LogSink, LogTarget};
 use shipshape::telemetry::{LogFormat, LogLevel};
+use shipshape::telemetry::{LogSink, LogTarget};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

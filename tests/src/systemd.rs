@@ -44,7 +44,11 @@ pub fn rootfs() -> PathBuf {
     let tmp = target_dir().join("systemd-rootfs.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     let out = run(cmd("debootstrap")
-        .args(["--variant=minbase", &format!("--include={INCLUDE}"), "bookworm"])
+        .args([
+            "--variant=minbase",
+            &format!("--include={INCLUDE}"),
+            "bookworm",
+        ])
         .arg(&tmp)
         .arg("http://deb.debian.org/debian"));
     ok(
@@ -154,7 +158,9 @@ impl Machine {
     pub fn write(&self, path: &str, text: &str) {
         let mut child = docker()
             .args(["exec", "-i", &self.name, "sh", "-c"])
-            .arg(format!("mkdir -p \"$(dirname '{path}')\" && cat > '{path}'"))
+            .arg(format!(
+                "mkdir -p \"$(dirname '{path}')\" && cat > '{path}'"
+            ))
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run docker exec: {e}"));

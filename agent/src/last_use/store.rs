@@ -64,8 +64,12 @@ impl StateStore {
             Err(e @ (StateError::Malformed { .. } | StateError::Version { .. })) => {
                 let aside = corrupt_path(path);
                 match std::fs::rename(path, &aside) {
-                    Ok(()) => tracing::warn!(error = %e, moved_to = %aside.display(), "unreadable last-use state moved aside; starting fresh"),
-                    Err(mv) => tracing::warn!(error = %e, move_error = %mv, "unreadable last-use state could not be moved aside; starting fresh, the next save replaces it"),
+                    Ok(()) => {
+                        tracing::warn!(error = %e, moved_to = %aside.display(), "unreadable last-use state moved aside; starting fresh")
+                    }
+                    Err(mv) => {
+                        tracing::warn!(error = %e, move_error = %mv, "unreadable last-use state could not be moved aside; starting fresh, the next save replaces it")
+                    }
                 }
                 LastUseState::empty(now)
             }

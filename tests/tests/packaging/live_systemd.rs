@@ -101,7 +101,10 @@ fn units_hold_under_a_live_systemd() {
     // Fail-closed boot: the secret does not exist yet, so bootstrap fails and ecs never starts.
     let out = m.sh("systemctl start ecs.service");
     assert_ne!(out.code, 0, "ecs.service started although bootstrap failed");
-    assert_eq!(m.prop("shipshape-bootstrap.service", "ActiveState"), "failed");
+    assert_eq!(
+        m.prop("shipshape-bootstrap.service", "ActiveState"),
+        "failed"
+    );
     assert_eq!(m.prop("ecs.service", "ActiveState"), "inactive");
     assert_eq!(starts(&m), 0, "the stub ECS agent ran");
     assert!(
@@ -137,14 +140,21 @@ fn units_hold_under_a_live_systemd() {
     assert!(
         m.wait(Duration::from_secs(30), |m| starts(m) == 1),
         "ecs did not start after bootstrap recovered; daemon log:\n{}\nrestart unit:\n{}",
-        m.sh("journalctl --no-pager -o cat -u shipshape -n 30").stdout,
+        m.sh("journalctl --no-pager -o cat -u shipshape -n 30")
+            .stdout,
         m.sh("journalctl --no-pager -o cat -u shipshape-ecs-restart -n 10")
             .stdout
     );
     assert_eq!(m.prop("ecs.service", "ActiveState"), "active");
-    assert_eq!(m.prop("shipshape-bootstrap.service", "ActiveState"), "active");
+    assert_eq!(
+        m.prop("shipshape-bootstrap.service", "ActiveState"),
+        "active"
+    );
     let bootstrap_done: u64 = m
-        .prop("shipshape-bootstrap.service", "ExecMainExitTimestampMonotonic")
+        .prop(
+            "shipshape-bootstrap.service",
+            "ExecMainExitTimestampMonotonic",
+        )
         .parse()
         .expect("bootstrap exit timestamp");
     let ecs_start: u64 = m
@@ -228,8 +238,9 @@ fn units_hold_under_a_live_systemd() {
     );
     let bootstrap = m.journal("shipshape-bootstrap.service");
     assert!(
-        bootstrap.iter().any(|e| field(e, "PRIORITY") == "3"
-            && field(e, "MESSAGE").contains("live/registry")),
+        bootstrap
+            .iter()
+            .any(|e| field(e, "PRIORITY") == "3" && field(e, "MESSAGE").contains("live/registry")),
         "bootstrap's failure is not at PRIORITY=3:\n{:#?}",
         bootstrap
             .iter()

@@ -6,9 +6,9 @@
 mod cloud_init;
 mod cloudformation;
 mod iam;
+mod live_systemd;
 mod packages;
 mod packer;
 mod shellcheck;
-mod live_systemd;
 mod systemd;
 mod userdata;

@@ -165,7 +165,10 @@ mod units_carry_the_spec_directives {
         );
         assert_has(
             "shipshape-ecs-restart.service",
-            &[("Type", "oneshot"), ("ExecStart", "systemctl restart --no-block ecs.service")],
+            &[
+                ("Type", "oneshot"),
+                ("ExecStart", "systemctl restart --no-block ecs.service"),
+            ],
         );
     }
 
