@@ -75,15 +75,18 @@ pub async fn run_job(ctx: Arc<JobContext>, kind: JobKind, trigger: Trigger, guar
 }
 
 async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), JobError> {
-    // gc reads last use from the state file: give it what the events said so far.
+    // gc plans with the in-memory record, so a state file that could not be saved (full
+    // disk: exactly when gc runs) never makes a recent use look old. Saving is still tried.
     if let Err(e) = ctx.store.flush(ctx.clock.now()).await {
-        tracing::warn!(error = %e, "cannot save last-use state before GC; GC reads the older file");
+        ctx.metrics.state_save_failed();
+        tracing::warn!(error = %e, "cannot save last-use state before GC (retried); GC uses the in-memory record");
     }
+    let last_use = ctx.store.last_use_map();
     let mode = match trigger {
         Trigger::Schedule => GcMode::Configured,
         Trigger::DiskPressure => GcMode::DiskPressure,
     };
-    let outcome = ctx.jobs.gc(mode, ctx.shutdown.clone()).await?;
+    let outcome = ctx.jobs.gc(mode, last_use, ctx.shutdown.clone()).await?;
     ctx.metrics.record_gc(&outcome);
     tracing::info!(
         job = "gc",

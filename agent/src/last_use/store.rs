@@ -179,6 +179,17 @@ impl StateStore {
         self.lock().state.last_used(image_id)
     }
 
+    /// Last use per image as the daemon knows it now (gc plans with this, never with a
+    /// file that may be older when a save failed).
+    pub fn last_use_map(&self) -> std::collections::HashMap<String, DateTime<Utc>> {
+        self.lock()
+            .state
+            .images
+            .iter()
+            .map(|(id, u)| (id.clone(), u.last_used))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().state.images.len()
     }
@@ -227,11 +238,13 @@ impl StateStore {
     }
 
     /// Persist changes `debounce` after they happen, until `stop`; then flush once more.
+    /// A failed save is retried `debounce` later and reported through `on_error`.
     pub async fn persist_loop(
         self,
         debounce: Duration,
         clock: Arc<dyn crate::ports::Clock>,
         stop: CancellationToken,
+        on_error: impl Fn(&StateError) + Send,
     ) {
         loop {
             tokio::select! {
@@ -248,6 +261,7 @@ impl StateStore {
                 }
                 Ok(false) => {}
                 Err(e) => {
+                    on_error(&e);
                     tracing::warn!(error = %e, "cannot save last-use state; will retry");
                     self.changed.notify_one();
                 }
@@ -287,6 +301,7 @@ mod tests {
             Duration::from_secs(2),
             TokioClock::new(t(0)),
             stop.clone(),
+            |_| {},
         ));
         for i in 0..100 {
             store.touch(&format!("sha256:{i:02}"), None, t(1));
