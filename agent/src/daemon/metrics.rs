@@ -52,6 +52,7 @@ pub struct Metrics {
     pub docker_reconnects: Counter,
     pub tracked_images: Gauge,
     state_save_failures: Counter,
+    metrics_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -80,6 +81,7 @@ impl Metrics {
             docker_reconnects: Counter::default(),
             tracked_images: Gauge::default(),
             state_save_failures: Counter::default(),
+            metrics_connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Job runs started", m.job_runs.clone());
@@ -158,6 +160,11 @@ impl Metrics {
             "Failed saves of the last-use state (each is retried; gc uses the in-memory record)",
             m.state_save_failures.clone(),
         );
+        registry.register(
+            "metrics_connections_refused",
+            "Metrics connections closed at accept because too many were open",
+            m.metrics_connections_refused.clone(),
+        );
         m.registry = registry;
         m
     }
@@ -166,6 +173,11 @@ impl Metrics {
         JobLabel {
             job: kind.name().to_owned(),
         }
+    }
+
+    /// One metrics connection refused at the cap.
+    pub fn metrics_connection_refused(&self) {
+        self.metrics_connections_refused.inc();
     }
 
     /// One failed save of the last-use state.
