@@ -640,3 +640,66 @@ fn a_state_that_cannot_be_saved_never_makes_gc_forget_a_use_seconds_ago() {
     let (code, _) = daemon.terminate(Duration::from_secs(30));
     assert_eq!(code, 0);
 }
+
+#[test]
+fn eleven_hundred_idle_metrics_connections_neither_stall_the_watchdog_nor_lose_an_image() {
+    let d = Dockerd::start();
+    let port = free_port();
+    let config = format!(
+        "[daemon]\nstate = \"@STATE@\"\n[daemon.jobs.gc]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let mut daemon = Daemon::start(&d, &config, &[("WATCHDOG_USEC", "1000000")]);
+    // systemd's default soft limit, as the issue measured: 1,100 connections would exhaust it.
+    let limited = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", daemon.pid()))
+        .arg("--nofile=1024:4096")
+        .status()
+        .expect("prlimit");
+    assert!(limited.success(), "prlimit failed");
+    let flood_started = Instant::now();
+    let flood: Vec<std::net::TcpStream> = (0..1100)
+        .map(|n| {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("idle connection {n} to the metrics port: {e}"))
+        })
+        .collect();
+    // An image loaded during the flood is tracked.
+    let ids = images::load(&d, &[ImageSpec::light("flood/new:1", OLD)]);
+    daemon.wait_for(
+        "the new image to be tracked",
+        Duration::from_secs(15),
+        || {
+            daemon
+                .state()
+                .is_some_and(|s| s.images.contains_key(&ids[0]))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let pings: Vec<Instant> = daemon
+        .notes_matching("WATCHDOG=1")
+        .into_iter()
+        .map(|(at, _)| at)
+        .filter(|at| *at >= flood_started)
+        .collect();
+    assert!(
+        pings.len() >= 5,
+        "{} watchdog pings during the flood",
+        pings.len()
+    );
+    for w in pings.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap <= Duration::from_millis(900),
+            "watchdog gap {gap:?} during the flood"
+        );
+    }
+    drop(flood);
+    daemon.wait_for("a scrape to succeed", Duration::from_secs(15), || {
+        std::panic::catch_unwind(|| scrape(port)).is_ok()
+    });
+    let m = scrape(port);
+    assert!(sample(&m, "shipshape_metrics_connections_refused_total", None) >= 1000.0);
+    assert!(daemon.alive());
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
