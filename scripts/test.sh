@@ -45,19 +45,21 @@ echo "busybox: /bin/busybox"
 # ---- packaging prerequisites (tests/tests/packaging/) --------------------------------
 # Debian packages: systemd-analyze (verify/security of the units), shellcheck and
 # cloud-init (user data), rpm (rpm -qpl), packer (template validation), dpkg-deb,
-# objdump (glibc symbol versions of the binary).
+# objdump (glibc symbol versions of the binary), debootstrap (the Debian root filesystem
+# the live-systemd test boots with systemd as PID 1 on this machine's Docker engine; cached
+# in target/systemd-rootfs), docker (that engine's CLI).
 # PyPI: cfn-lint in the venv. crates.io: cargo-deb and cargo-generate-rpm, only if missing.
 section "packaging tools"
 pkg_missing=()
 for pair in systemd-analyze:systemd shellcheck:shellcheck cloud-init:cloud-init rpm:rpm \
-    packer:packer dpkg-deb:dpkg objdump:binutils; do
+    packer:packer dpkg-deb:dpkg objdump:binutils debootstrap:debootstrap docker:docker.io; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || pkg_missing+=("${pair#*:}")
 done
 if [[ ${#pkg_missing[@]} -gt 0 ]]; then
     echo "installing ${pkg_missing[*]}"
     apt_install "${pkg_missing[@]}"
 fi
-for tool in systemd-analyze shellcheck cloud-init rpm packer dpkg-deb objdump; do
+for tool in systemd-analyze shellcheck cloud-init rpm packer dpkg-deb objdump debootstrap docker; do
     command -v "$tool" >/dev/null 2>&1 || fatal "$tool not found after install"
 done
 if [[ ! -x "$VENV/bin/cfn-lint" ]]; then
@@ -71,6 +73,8 @@ for tool in cargo-deb cargo-generate-rpm; do
     fi
 done
 echo "systemd $(systemd-analyze --version | head -n1 | cut -d' ' -f2), $(shellcheck --version | sed -n 2p), cloud-init $(cloud-init --version 2>&1 | cut -d' ' -f2), $(rpm --version), packer $(packer version | head -n1), $("$VENV/bin/cfn-lint" --version), $(cargo deb --version), $(cargo generate-rpm --version)"
+env -u DOCKER_HOST docker info >/dev/null 2>&1 ||
+    fatal "the machine's Docker engine does not answer \`docker info\` (tests/tests/packaging/live_systemd.rs boots systemd in a container on it); start dockerd"
 # ---- end of packaging prerequisites ---------------------------------------------------
 
 export SHIPSHAPE_MOTO_SERVER="$VENV/bin/moto_server"

@@ -130,7 +130,7 @@ jitter = "2m"
 [daemon.jobs.refresh_auth]
 schedule = "0 * * * *"
 jitter = "5m"
-on_change = ["systemctl", "restart", "--no-block", "ecs"]
+restart_ecs_on_change = true
 TOML
 if [ -n "$METRICS_LISTEN" ]; then
     v_listen="$(toml_str "$METRICS_LISTEN")"
@@ -151,4 +151,7 @@ log "wrote $root/etc/ecs/ecs.config"
 # --no-block: user data runs inside cloud-final.service, which these units order after.
 "$systemctl" enable shipshape-bootstrap.service
 "$systemctl" enable --now --no-block shipshape.service
+# A daemon already running (re-run user data, baked AMI) gets the new config: reload
+# validates it first (ExecReload runs `shipshape check`); a stopped one is left as is.
+"$systemctl" try-reload-or-restart --no-block shipshape.service
 log "enabled shipshape-bootstrap.service and shipshape.service"

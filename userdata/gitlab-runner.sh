@@ -146,4 +146,6 @@ UNIT
 
 "$systemctl" daemon-reload
 "$systemctl" enable --now --no-block shipshape.service
+# A daemon already running gets the new config (reload validates it first).
+"$systemctl" try-reload-or-restart --no-block shipshape.service
 log "enabled shipshape.service"

@@ -71,7 +71,7 @@ pub async fn run(cli: Cli, loaded: Loaded, signals: Option<Signals>) -> Result<S
             let mut settings = GcSettings::resolve(Layered::new(&cmd.options, &file.gc, text))
                 .map_err(|e| loaded.invalid(e))?;
             settings.dry_run = cmd.dry_run;
-            let report = gc(&globals, &settings, &CancellationToken::new()).await?;
+            let report = gc(&globals, &settings, None, &CancellationToken::new()).await?;
             let mut out = std::io::stdout().lock();
             match cmd.output {
                 OutputFormat::Json => report.write_json(&mut out)?,
@@ -141,6 +141,7 @@ async fn bootstrap(
 async fn gc(
     globals: &Endpoints,
     settings: &GcSettings,
+    last_use: Option<crate::daemon::jobs::LastUse>,
     cancel: &CancellationToken,
 ) -> Result<crate::image_gc::Report, GcError> {
     use crate::adapters::bollard::{check_host, resolve_host, BollardEngine};
@@ -155,11 +156,12 @@ async fn gc(
         .await
         .map_err(GcError::Connect)?;
     let now = crate::adapters::clock::SystemClock.now();
-    crate::image_gc::run(
+    crate::image_gc::run_with_last_use(
         settings,
         &docker,
         &crate::adapters::statvfs::Statvfs,
         now,
+        last_use,
         cancel,
     )
     .await
@@ -266,19 +268,24 @@ impl Reloader for ConfigFileReloader {
 struct CoreJobs {
     globals: Endpoints,
     sections: JobSections,
-    /// The daemon's state file: gc reads last use from it.
+    /// The daemon's state file (gc settings carry it; last use comes from memory).
     state: PathBuf,
 }
 
 #[async_trait]
 impl Jobs for CoreJobs {
-    async fn gc(&self, mode: GcMode, cancel: CancellationToken) -> Result<GcOutcome, JobError> {
-        // Both modes run `[gc]` as resolved, its watermarks included; the daemon's
-        // state file is where last use is read.
+    async fn gc(
+        &self,
+        mode: GcMode,
+        last_use: crate::daemon::jobs::LastUse,
+        cancel: CancellationToken,
+    ) -> Result<GcOutcome, JobError> {
+        // Both modes run `[gc]` as resolved, its watermarks included; last use is the
+        // daemon's in-memory record, never its (possibly stale) state file.
         let _ = mode;
         let mut settings = self.sections.gc.clone();
         settings.state.clone_from(&self.state);
-        let report = gc(&self.globals, &settings, &cancel)
+        let report = gc(&self.globals, &settings, Some(last_use), &cancel)
             .await
             .map_err(JobError::failed)?;
         let s = crate::image_gc::GcSummary::from_report(&report);

@@ -8,8 +8,8 @@ use clap::Parser;
 use shipshape::cli::Cli;
 use shipshape::error::Error;
 use shipshape::exit::EXIT_USAGE;
-use shipshape::telemetry::LogTarget;
 use shipshape::telemetry::{LogFormat, LogLevel};
+use shipshape::telemetry::{LogSink, LogTarget};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -19,14 +19,14 @@ fn main() -> ExitCode {
     let level = cli.log_level.unwrap_or(LogLevel::Info);
     let format = cli.log_format.unwrap_or(LogFormat::Text);
     let daemon = matches!(cli.command, shipshape::cli::Command::Daemon(_));
-    // Only the daemon logs to the journal; one-shot commands keep to their stderr.
-    let target = if daemon {
-        LogTarget::JournalWhenAttached
-    } else {
-        LogTarget::Stderr
-    };
-    if let Err(e) = shipshape::telemetry::init(level, format, target) {
-        return fail(&Error::Telemetry(e.to_string()));
+    // Every command: under systemd (bootstrap, gc units) `JOURNAL_STREAM` matches stderr and
+    // the journal gets real priorities and fields; from a shell it never matches.
+    let target = LogTarget::JournalWhenAttached;
+    match shipshape::telemetry::init(level, format, target) {
+        Ok(sink) => {
+            let _ = SINK.set(sink);
+        }
+        Err(e) => return fail(&Error::Telemetry(e.to_string())),
     }
     let loaded = match shipshape::config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
@@ -55,8 +55,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where logs went, once telemetry is up.
+static SINK: std::sync::OnceLock<LogSink> = std::sync::OnceLock::new();
+
 fn fail(e: &Error) -> ExitCode {
-    eprintln!("shipshape: error: {e}");
+    // When stderr is the journal, `<3>` makes journald file the line at PRIORITY=3 (its
+    // SyslogLevelPrefix=, on by default) instead of the stream's 6; the prefix is stripped.
+    let prefix = match SINK.get() {
+        Some(LogSink::Journald) => "<3>",
+        _ => "",
+    };
+    eprintln!("{prefix}shipshape: error: {e}");
     ExitCode::from(e.exit_code())
 }
 

@@ -163,13 +163,16 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
     }
 }
 
+/// The `log` level whose journal PRIORITY is syslog's for `l`: error 3, warning 4,
+/// info 6, debug 7. systemd-journal-logger writes Info as 5 (notice) and Debug as 6, so
+/// info and debug are shifted down one `log` level (`journalctl -p info` then shows info,
+/// `-p warning` errors and warnings, and debug stays out of both).
 fn log_level(l: Level) -> log::Level {
     match l {
         Level::ERROR => log::Level::Error,
         Level::WARN => log::Level::Warn,
-        Level::INFO => log::Level::Info,
-        Level::DEBUG => log::Level::Debug,
-        Level::TRACE => log::Level::Trace,
+        Level::INFO => log::Level::Debug,
+        Level::DEBUG | Level::TRACE => log::Level::Trace,
     }
 }
 
@@ -257,6 +260,22 @@ mod tests {
         }
         seen[0].visit(&mut K(&mut keys)).unwrap();
         assert_eq!(keys, ["job", "image_id", "count"]);
+    }
+
+    #[test]
+    fn journal_priorities_are_syslogs_3_4_6_7() {
+        // systemd-journal-logger's fixed table: Error 3, Warn 4, Info 5, Debug 6, Trace 7.
+        let priority = |l| match log_level(l) {
+            log::Level::Error => 3,
+            log::Level::Warn => 4,
+            log::Level::Info => 5,
+            log::Level::Debug => 6,
+            log::Level::Trace => 7,
+        };
+        assert_eq!(
+            [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG].map(priority),
+            [3, 4, 6, 7]
+        );
     }
 
     #[test]

@@ -124,6 +124,11 @@ impl Daemon {
     }
 
     /// Whether the process is still running.
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

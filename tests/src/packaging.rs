@@ -13,14 +13,16 @@ use crate::target_dir;
 use crate::tools::{cmd, ok, repo, tempdir, tool, write};
 
 /// The units shipped in `systemd/`.
-pub const UNITS: [&str; 4] = [
+pub const UNITS: [&str; 6] = [
     "shipshape.service",
     "shipshape-bootstrap.service",
     "shipshape-gc.service",
     "shipshape-gc.timer",
+    "shipshape-ecs-restart.path",
+    "shipshape-ecs-restart.service",
 ];
 /// A throwaway root in which `systemd-analyze --root` resolves the units: the host's
-/// system units (sysinit.target…), the built binary as /usr/bin/shipshape, /bin/kill,
+/// system units (sysinit.target…), the built binary as /usr/bin/shipshape, /bin/kill, /bin/sh,
 /// and stubs for docker.service / ecs.service, which live on the real hosts.
 pub fn unit_root(units_dir: &Path) -> tempfile::TempDir {
     let root = tempdir();
@@ -34,6 +36,7 @@ pub fn unit_root(units_dir: &Path) -> tempfile::TempDir {
     for (src, dst) in [
         (shipshape_path(), r.join("usr/bin/shipshape")),
         (tool("kill"), r.join("bin/kill")),
+        (tool("sh"), r.join("bin/sh")),
     ] {
         std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("cannot copy {}: {e}", src.display()));

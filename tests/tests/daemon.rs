@@ -521,3 +521,191 @@ on_change = ["{hook}", "ecs.config changed"]
         assert!(!log.contains(canary), "secret in the daemon log");
     }
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, filled to the last byte; unmounted on drop.
+struct FullTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl FullTmpfs {
+    /// Mounted, `files` written, then filled.
+    fn new(files: &[(&str, String)]) -> FullTmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            mount.success(),
+            "cannot mount a tmpfs (the tests run as root)"
+        );
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write before filling");
+        }
+        // Fill it: dd stops with ENOSPC.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", dir.path().join("fill").display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+        assert!(
+            std::fs::write(dir.path().join("probe"), vec![0u8; 8192]).is_err(),
+            "the tmpfs is not full"
+        );
+        FullTmpfs { dir }
+    }
+}
+
+impl Drop for FullTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_state_that_cannot_be_saved_never_makes_gc_forget_a_use_seconds_ago() {
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::light("app/used:1", OLD),
+            ImageSpec::light("app/unused:1", OLD),
+        ],
+    );
+    // Saved long ago: both last used in 2020. Then the disk fills up.
+    let saved = serde_json::json!({
+        "version": 1,
+        "updated_at": "2020-09-13T12:26:40Z",
+        "images": {
+            &ids[0]: {"last_used": "2020-09-13T12:26:40Z", "tags": ["app/used:1"]},
+            &ids[1]: {"last_used": "2020-09-13T12:26:40Z", "tags": ["app/unused:1"]},
+        },
+    });
+    let full = FullTmpfs::new(&[("state.json", saved.to_string())]);
+    let state = full.dir.path().join("state.json");
+    let port = free_port();
+    let config = |gc: &str| {
+        format!(
+            "[gc]\nmin_age = \"1h\"\nkeep_per_repo = 0\n[daemon]\nstate = \"{}\"\n[daemon.jobs.gc]\n{gc}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            state.display()
+        )
+    };
+    let mut daemon = Daemon::start(&d, &config("enabled = false"), &[]);
+    // Used seconds ago: created and removed (a live container alone would protect it).
+    let id = images::create_container(&d, "app/used:1", "used-once", &["true"]);
+    d.docker_ok(["rm", id.trim()]);
+    // Docker events arrive within milliseconds; give the debounced save time to fail.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        daemon.log().contains("cannot save last-use state"),
+        "the full disk did not fail a save:\n{}",
+        daemon.log()
+    );
+    let on_disk = std::fs::read_to_string(&state).expect("the old state file");
+    assert!(
+        on_disk.contains("2020-09-13"),
+        "the state file changed on a full disk"
+    );
+
+    std::fs::write(
+        daemon.path("shipshape.toml"),
+        config("schedule = \"* * * * * *\""),
+    )
+    .expect("write config");
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_for(
+        "gc to delete the unused image",
+        Duration::from_secs(30),
+        || {
+            d.docker_ok(["images", "-q", "app/unused:1"])
+                .trim()
+                .is_empty()
+        },
+    );
+    assert!(
+        !d.docker_ok(["images", "-q", "app/used:1"])
+            .trim()
+            .is_empty(),
+        "gc deleted an image used seconds ago because the state could not be saved:\n{}",
+        daemon.log()
+    );
+    let m = scrape(port);
+    assert!(
+        sample(&m, "shipshape_state_save_failures_total", None) >= 1.0,
+        "save failures not counted"
+    );
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn eleven_hundred_idle_metrics_connections_neither_stall_the_watchdog_nor_lose_an_image() {
+    let d = Dockerd::start();
+    let port = free_port();
+    let config = format!(
+        "[daemon]\nstate = \"@STATE@\"\n[daemon.jobs.gc]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let mut daemon = Daemon::start(&d, &config, &[("WATCHDOG_USEC", "1000000")]);
+    // systemd's default soft limit, as the issue measured: 1,100 connections would exhaust it.
+    let limited = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", daemon.pid()))
+        .arg("--nofile=1024:4096")
+        .status()
+        .expect("prlimit");
+    assert!(limited.success(), "prlimit failed");
+    let flood_started = Instant::now();
+    let flood: Vec<std::net::TcpStream> = (0..1100)
+        .map(|n| {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("idle connection {n} to the metrics port: {e}"))
+        })
+        .collect();
+    // An image loaded during the flood is tracked.
+    let ids = images::load(&d, &[ImageSpec::light("flood/new:1", OLD)]);
+    daemon.wait_for(
+        "the new image to be tracked",
+        Duration::from_secs(15),
+        || {
+            daemon
+                .state()
+                .is_some_and(|s| s.images.contains_key(&ids[0]))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let pings: Vec<Instant> = daemon
+        .notes_matching("WATCHDOG=1")
+        .into_iter()
+        .map(|(at, _)| at)
+        .filter(|at| *at >= flood_started)
+        .collect();
+    assert!(
+        pings.len() >= 5,
+        "{} watchdog pings during the flood",
+        pings.len()
+    );
+    for w in pings.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap <= Duration::from_millis(900),
+            "watchdog gap {gap:?} during the flood"
+        );
+    }
+    drop(flood);
+    daemon.wait_for("a scrape to succeed", Duration::from_secs(15), || {
+        std::panic::catch_unwind(|| scrape(port)).is_ok()
+    });
+    let m = scrape(port);
+    // Some of the flood is accepted as earlier connections reach their deadline (a loaded
+    // machine), so the count is not exact; that the cap engaged at all is the point.
+    let refused = sample(&m, "shipshape_metrics_connections_refused_total", None);
+    assert!(
+        refused >= 1.0,
+        "the connection cap never engaged: {refused}"
+    );
+    assert!(daemon.alive());
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}

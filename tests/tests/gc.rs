@@ -256,6 +256,7 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
         container_grace: None,
         volumes: false,
         state_path: None,
+        last_use: None,
     };
     let now = chrono::Utc::now();
     let snap = snapshot::take(&client, &Statvfs, &options, now)

@@ -70,11 +70,13 @@ impl Background {
             .run(shutdown.clone()),
         );
         let persist_stop = CancellationToken::new();
-        tasks.spawn(
-            parts
-                .store
-                .persist_loop(DEFAULT_DEBOUNCE, parts.clock, persist_stop.clone()),
-        );
+        let metrics = Arc::clone(&parts.metrics);
+        tasks.spawn(parts.store.persist_loop(
+            DEFAULT_DEBOUNCE,
+            parts.clock,
+            persist_stop.clone(),
+            move |_| metrics.state_save_failed(),
+        ));
         if let Some(listener) = parts.listener {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listen = %addr, "serving metrics");

@@ -99,7 +99,12 @@ impl FakeJobs {
 
 #[async_trait]
 impl Jobs for FakeJobs {
-    async fn gc(&self, mode: GcMode, cancel: CancellationToken) -> Result<GcOutcome, JobError> {
+    async fn gc(
+        &self,
+        mode: GcMode,
+        _last_use: super::jobs::LastUse,
+        cancel: CancellationToken,
+    ) -> Result<GcOutcome, JobError> {
         self.run(JobKind::Gc, Some(mode), cancel).await;
         Ok(GcOutcome {
             images_deleted: 2,

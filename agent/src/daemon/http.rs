@@ -1,7 +1,9 @@
 //! The `/metrics` endpoint on `[metrics] listen`, served by hyper (HTTP/1.1).
 //!
 //! One request per connection (a scraper on loopback needs no keep-alive), GET and
-//! HEAD only, with the request head bounded in size and in read time.
+//! HEAD only, with the request head bounded in size and in read time, at most
+//! [`MAX_CONNECTIONS`] at once (more are closed at accept: a flood of idle connections
+//! cannot exhaust the daemon's descriptors), each closed after [`CONNECTION_DEADLINE`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +28,10 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; a scraper needs one.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection, however slow, is closed after this (the slow are dropped first).
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Bind `addr` (before READY, so a taken port is a start-up error).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -34,15 +40,33 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serve `/metrics` until `stop`.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _peer)) => {
-                tokio::spawn(serve_connection(stream, Arc::clone(&metrics)));
-            }
+            Ok((stream, peer)) => match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => {
+                    let metrics = Arc::clone(&metrics);
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let served = serve_connection(stream, metrics);
+                        if tokio::time::timeout(CONNECTION_DEADLINE, served)
+                            .await
+                            .is_err()
+                        {
+                            tracing::debug!(%peer, "metrics connection closed at its deadline");
+                        }
+                    });
+                }
+                Err(_) => {
+                    metrics.metrics_connection_refused();
+                    tracing::debug!(%peer, limit = MAX_CONNECTIONS, "metrics connection refused: too many open");
+                    drop(stream);
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "metrics listener cannot accept");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -170,6 +194,33 @@ mod tests {
             "{:?}",
             deleted.value
         );
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_and_a_scrape_works_once_idle_ones_go() {
+        let m = Arc::new(Metrics::new());
+        let (addr, stop, server) = start(Arc::clone(&m)).await;
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Let the server accept them all and hold their permits.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf))
+            .await
+            .expect("a connection beyond the cap is closed at once");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        assert!(m
+            .render()
+            .contains("shipshape_metrics_connections_refused_total 1"));
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let resp = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
         stop.cancel();
         server.await.unwrap();
     }

@@ -75,15 +75,18 @@ pub async fn run_job(ctx: Arc<JobContext>, kind: JobKind, trigger: Trigger, guar
 }
 
 async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), JobError> {
-    // gc reads last use from the state file: give it what the events said so far.
+    // gc plans with the in-memory record, so a state file that could not be saved (full
+    // disk: exactly when gc runs) never makes a recent use look old. Saving is still tried.
     if let Err(e) = ctx.store.flush(ctx.clock.now()).await {
-        tracing::warn!(error = %e, "cannot save last-use state before GC; GC reads the older file");
+        ctx.metrics.state_save_failed();
+        tracing::warn!(error = %e, "cannot save last-use state before GC (retried); GC uses the in-memory record");
     }
+    let last_use = ctx.store.last_use_map();
     let mode = match trigger {
         Trigger::Schedule => GcMode::Configured,
         Trigger::DiskPressure => GcMode::DiskPressure,
     };
-    let outcome = ctx.jobs.gc(mode, ctx.shutdown.clone()).await?;
+    let outcome = ctx.jobs.gc(mode, last_use, ctx.shutdown.clone()).await?;
     ctx.metrics.record_gc(&outcome);
     tracing::info!(
         job = "gc",
@@ -111,15 +114,16 @@ async fn ecr_prune(ctx: &JobContext) -> Result<(), JobError> {
 }
 
 async fn refresh_auth(ctx: &JobContext) -> Result<(), JobError> {
-    if ctx.jobs.refresh_auth(ctx.shutdown.clone()).await? == AuthOutcome::Unchanged {
+    let changed = ctx.jobs.refresh_auth(ctx.shutdown.clone()).await? == AuthOutcome::Changed;
+    let job = ctx.settings.job(JobKind::RefreshAuth);
+    if job.is_some_and(|j| j.restart_ecs_on_change) {
+        request_ecs_restart(&ctx.settings, changed)?;
+    }
+    if !changed {
         tracing::info!(job = "refresh_auth", "ecs.config unchanged");
         return Ok(());
     }
-    let argv = ctx
-        .settings
-        .job(JobKind::RefreshAuth)
-        .map(|j| j.on_change.clone())
-        .unwrap_or_default();
+    let argv = job.map(|j| j.on_change.clone()).unwrap_or_default();
     if argv.is_empty() {
         tracing::info!(
             job = "refresh_auth",
@@ -129,4 +133,27 @@ async fn refresh_auth(ctx: &JobContext) -> Result<(), JobError> {
     }
     tracing::info!(job = "refresh_auth", command = %argv.join(" "), "ecs.config changed; running on_change");
     Ok(run_on_change(&argv, ctx.shutdown.clone()).await?)
+}
+
+/// The file shipshape-ecs-restart.path watches, next to the state file.
+pub(crate) fn ecs_restart_request_path(settings: &DaemonSettings) -> std::path::PathBuf {
+    settings
+        .state
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join("ecs-restart")
+}
+
+/// Asks PID 1 (through shipshape-ecs-restart.path) to restart `ecs` when ecs.config
+/// `changed`, or else to start it if the boot-time bootstrap failed: the sandbox has no
+/// bus, so a file is the whole interface.
+fn request_ecs_restart(settings: &DaemonSettings, changed: bool) -> Result<(), JobError> {
+    let path = ecs_restart_request_path(settings);
+    let what = if changed { "changed\n" } else { "refreshed\n" };
+    std::fs::write(&path, what).map_err(|source| JobError::RestartRequest {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(job = "refresh_auth", path = %path.display(), request = what.trim_end(), "ecs restart requested");
+    Ok(())
 }

@@ -55,6 +55,11 @@ pub enum JobError {
     SomeRepositoriesFailed,
     #[error(transparent)]
     OnChange(#[from] OnChangeError),
+    #[error("cannot write the ECS restart request {}: {source} (shipshape-ecs-restart.path watches it)", .path.display())]
+    RestartRequest {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl JobError {
@@ -64,11 +69,20 @@ impl JobError {
     }
 }
 
+/// Image ID → last use, from the daemon's memory.
+pub type LastUse = std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>;
+
 /// The three jobs, as the configuration in force wires them.
 #[async_trait]
 pub trait Jobs: Send + Sync {
     /// One GC pass; stops between deletion chunks when `cancel` fires.
-    async fn gc(&self, mode: GcMode, cancel: CancellationToken) -> Result<GcOutcome, JobError>;
+    /// `last_use` is the daemon's in-memory record (image ID → last use).
+    async fn gc(
+        &self,
+        mode: GcMode,
+        last_use: LastUse,
+        cancel: CancellationToken,
+    ) -> Result<GcOutcome, JobError>;
     /// One prune pass, deleting only when `apply`; stops between batches on `cancel`.
     async fn ecr_prune(
         &self,

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub docker_events: Counter,
     pub docker_reconnects: Counter,
     pub tracked_images: Gauge,
+    state_save_failures: Counter,
+    metrics_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +80,8 @@ impl Metrics {
             docker_events: Counter::default(),
             docker_reconnects: Counter::default(),
             tracked_images: Gauge::default(),
+            state_save_failures: Counter::default(),
+            metrics_connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Job runs started", m.job_runs.clone());
@@ -151,6 +155,16 @@ impl Metrics {
             "Images in the last-use state",
             m.tracked_images.clone(),
         );
+        registry.register(
+            "state_save_failures",
+            "Failed saves of the last-use state (each is retried; gc uses the in-memory record)",
+            m.state_save_failures.clone(),
+        );
+        registry.register(
+            "metrics_connections_refused",
+            "Metrics connections closed at accept because too many were open",
+            m.metrics_connections_refused.clone(),
+        );
         m.registry = registry;
         m
     }
@@ -159,6 +173,16 @@ impl Metrics {
         JobLabel {
             job: kind.name().to_owned(),
         }
+    }
+
+    /// One metrics connection refused at the cap.
+    pub fn metrics_connection_refused(&self) {
+        self.metrics_connections_refused.inc();
+    }
+
+    /// One failed save of the last-use state.
+    pub fn state_save_failed(&self) {
+        self.state_save_failures.inc();
     }
 
     /// Create a job's series at zero, so "no failures yet" is a 0, not a gap.

@@ -147,6 +147,7 @@ mod tests {
             jitter,
             apply: false,
             on_change: Vec::new(),
+            restart_ecs_on_change: false,
         }
     }
 

@@ -125,6 +125,8 @@ pub struct JobOptions {
     pub apply: Option<bool>,
     /// refresh_auth: argv run when ecs.config changed (no shell).
     pub on_change: Option<Vec<String>>,
+    /// refresh_auth: ask shipshape-ecs-restart.path to restart (or start) `ecs` (default true).
+    pub restart_ecs_on_change: Option<bool>,
     /// Set false to disable a job without deleting its table.
     pub enabled: Option<bool>,
 }
@@ -153,6 +155,8 @@ pub struct JobSettings {
     pub apply: bool,
     /// `refresh_auth`: argv run (without a shell) when ecs.config changed.
     pub on_change: Vec<String>,
+    /// `refresh_auth`: write the request file shipshape-ecs-restart.path watches.
+    pub restart_ecs_on_change: bool,
 }
 
 /// Everything the daemon needs from the config, validated; `check` prints it.
@@ -307,6 +311,13 @@ fn job_settings(
             "only daemon.jobs.refresh_auth takes `on_change`",
         ));
     }
+    if options.restart_ecs_on_change.is_some() && kind != JobKind::RefreshAuth {
+        return Err(invalid(
+            text,
+            key(section, "restart_ecs_on_change"),
+            "only daemon.jobs.refresh_auth takes `restart_ecs_on_change`",
+        ));
+    }
     let on_change = options.on_change.clone().unwrap_or_default();
     if options.on_change.is_some() && on_change.first().is_none_or(|p| p.trim().is_empty()) {
         return Err(invalid(
@@ -329,6 +340,8 @@ fn job_settings(
         jitter: options.jitter.map_or(Duration::ZERO, |d| d.0),
         apply: options.apply.unwrap_or(false),
         on_change,
+        restart_ecs_on_change: kind == JobKind::RefreshAuth
+            && options.restart_ecs_on_change.unwrap_or(true),
     }))
 }
 

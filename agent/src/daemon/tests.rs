@@ -33,6 +33,7 @@ fn job(kind: JobKind, expr: &str) -> JobSettings {
         jitter: Duration::ZERO,
         apply: false,
         on_change: Vec::new(),
+        restart_ecs_on_change: false,
     }
 }
 

@@ -75,12 +75,26 @@ pub async fn run(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Report, GcError> {
+    run_with_last_use(settings, docker, disk, now, None, cancel).await
+}
+
+/// [`run`] with last use given (the daemon's in-memory record) instead of read from
+/// `settings.state`; `None` reads the file.
+pub async fn run_with_last_use(
+    settings: &GcSettings,
+    docker: &dyn DockerEngine,
+    disk: &dyn Disk,
+    now: DateTime<Utc>,
+    last_use: Option<std::collections::HashMap<String, DateTime<Utc>>>,
+    cancel: &CancellationToken,
+) -> Result<Report, GcError> {
     let calls_before = docker.api_calls();
     let options = snapshot::SnapshotOptions {
         require_disk: settings.disk.is_some(),
         container_grace: settings.containers.then_some(settings.container_grace),
         volumes: settings.volumes,
         state_path: Some(settings.state.clone()),
+        last_use,
     };
     let snap = snapshot::take(docker, disk, &options, now).await?;
     let plan_api_calls = docker.api_calls() - calls_before;

@@ -40,6 +40,8 @@ pub struct SnapshotOptions {
     pub container_grace: Option<Duration>,
     pub volumes: bool,
     pub state_path: Option<PathBuf>,
+    /// Last use as the caller knows it; when set, `state_path` is not read.
+    pub last_use: Option<HashMap<String, DateTime<Utc>>>,
 }
 
 fn step(step: &'static str) -> impl FnOnce(DockerError) -> GcError {
@@ -89,11 +91,14 @@ pub async fn take(
     } else {
         Vec::new()
     };
-    let last_use = options
-        .state_path
-        .as_deref()
-        .map(load_last_use)
-        .unwrap_or_default();
+    let last_use = match &options.last_use {
+        Some(known) => known.clone(),
+        None => options
+            .state_path
+            .as_deref()
+            .map(load_last_use)
+            .unwrap_or_default(),
+    };
     Ok(Snapshot {
         images,
         containers,

@@ -74,8 +74,8 @@ impl LastUseState {
 
     /// Load; a missing file is `Ok(None)`.
     pub fn load(path: &Path) -> Result<Option<Self>, StateError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(StateError::Read {
@@ -84,6 +84,11 @@ impl LastUseState {
                 })
             }
         };
+        // Not UTF-8 (a binary or torn file) is malformed, not an I/O failure.
+        let text = String::from_utf8(bytes).map_err(|e| StateError::Malformed {
+            path: path.display().to_string(),
+            message: format!("not UTF-8 text ({e})"),
+        })?;
         Self::parse(&text, path).map(Some)
     }
 

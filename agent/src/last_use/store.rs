@@ -46,15 +46,31 @@ pub struct StateStore {
     path: Arc<PathBuf>,
 }
 
+/// Where an unreadable state file is moved: `state.json` → `state.json.corrupt`.
+pub fn corrupt_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".corrupt");
+    path.with_file_name(name)
+}
+
 impl StateStore {
     /// Load the file at `path`; missing → empty. A file of another version or a
-    /// corrupt one is replaced on the next save (logged), not misread.
+    /// corrupt one (binary, truncated, not JSON) is moved aside to `<name>.corrupt` with
+    /// one log line and the store starts empty: never misread, never a crash loop.
     pub fn open(path: &Path, now: DateTime<Utc>) -> Result<Self, StateError> {
         let state = match LastUseState::load(path) {
             Ok(Some(s)) => s,
             Ok(None) => LastUseState::empty(now),
             Err(e @ (StateError::Malformed { .. } | StateError::Version { .. })) => {
-                tracing::warn!(error = %e, "starting with empty last-use state; the file will be rewritten");
+                let aside = corrupt_path(path);
+                match std::fs::rename(path, &aside) {
+                    Ok(()) => {
+                        tracing::warn!(error = %e, moved_to = %aside.display(), "unreadable last-use state moved aside; starting fresh")
+                    }
+                    Err(mv) => {
+                        tracing::warn!(error = %e, move_error = %mv, "unreadable last-use state could not be moved aside; starting fresh, the next save replaces it")
+                    }
+                }
                 LastUseState::empty(now)
             }
             Err(e) => return Err(e),
@@ -163,6 +179,17 @@ impl StateStore {
         self.lock().state.last_used(image_id)
     }
 
+    /// Last use per image as the daemon knows it now (gc plans with this, never with a
+    /// file that may be older when a save failed).
+    pub fn last_use_map(&self) -> std::collections::HashMap<String, DateTime<Utc>> {
+        self.lock()
+            .state
+            .images
+            .iter()
+            .map(|(id, u)| (id.clone(), u.last_used))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().state.images.len()
     }
@@ -211,11 +238,13 @@ impl StateStore {
     }
 
     /// Persist changes `debounce` after they happen, until `stop`; then flush once more.
+    /// A failed save is retried `debounce` later and reported through `on_error`.
     pub async fn persist_loop(
         self,
         debounce: Duration,
         clock: Arc<dyn crate::ports::Clock>,
         stop: CancellationToken,
+        on_error: impl Fn(&StateError) + Send,
     ) {
         loop {
             tokio::select! {
@@ -232,6 +261,7 @@ impl StateStore {
                 }
                 Ok(false) => {}
                 Err(e) => {
+                    on_error(&e);
                     tracing::warn!(error = %e, "cannot save last-use state; will retry");
                     self.changed.notify_one();
                 }
@@ -271,6 +301,7 @@ mod tests {
             Duration::from_secs(2),
             TokioClock::new(t(0)),
             stop.clone(),
+            |_| {},
         ));
         for i in 0..100 {
             store.touch(&format!("sha256:{i:02}"), None, t(1));
@@ -347,14 +378,44 @@ mod tests {
         assert_eq!(store.last_used("sha256:x"), Some(t(5)));
     }
 
-    #[test]
-    fn a_corrupt_or_newer_file_is_not_misread() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.json");
-        std::fs::write(&path, "{not json").unwrap();
-        assert!(StateStore::open(&path, t(0)).unwrap().is_empty());
-        std::fs::write(&path, r#"{"version":9,"images":{}}"#).unwrap();
-        assert!(StateStore::open(&path, t(0)).unwrap().is_empty());
+    /// One case per corrupt shape: each is moved aside byte for byte, the store is empty.
+    mod a_corrupt_state_file_is_moved_aside {
+        use super::*;
+
+        fn case(bytes: &[u8]) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.json");
+            std::fs::write(&path, bytes).unwrap();
+            let store = StateStore::open(&path, t(0)).expect("a corrupt file is not an error");
+            assert!(store.is_empty());
+            assert!(!path.exists(), "the corrupt file is still in place");
+            assert_eq!(std::fs::read(corrupt_path(&path)).unwrap(), bytes);
+        }
+
+        #[test]
+        fn binary() {
+            case(&[0xff, 0xfe, 0x00, 0x9c, 0x80, 0x01]);
+        }
+
+        #[test]
+        fn truncated() {
+            case(br#"{"version":1,"saved_at":"2026-01-01T00:00:00Z","images":{"sha256:ab"#);
+        }
+
+        #[test]
+        fn not_json() {
+            case(b"{not json");
+        }
+
+        #[test]
+        fn wrong_version() {
+            case(br#"{"version":9,"images":{}}"#);
+        }
+
+        #[test]
+        fn right_version_wrong_shape() {
+            case(br#"{"version":1,"images":[1,2]}"#);
+        }
     }
 
     #[tokio::test]

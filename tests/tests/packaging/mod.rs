@@ -6,6 +6,7 @@
 mod cloud_init;
 mod cloudformation;
 mod iam;
+mod live_systemd;
 mod packages;
 mod packer;
 mod shellcheck;

@@ -11,13 +11,15 @@ use shipshape_tests::bin::{run, shipshape_path};
 use shipshape_tests::packaging::{dpkg_install, packages, rpm_install, UNITS};
 use shipshape_tests::tools::{cmd, ok, read, repo, tempdir, write};
 
-const PAYLOAD: [&str; 6] = [
+const PAYLOAD: [&str; 8] = [
     "/usr/bin/shipshape",
     "/etc/shipshape/shipshape.toml",
     "/usr/lib/systemd/system/shipshape.service",
     "/usr/lib/systemd/system/shipshape-bootstrap.service",
     "/usr/lib/systemd/system/shipshape-gc.service",
     "/usr/lib/systemd/system/shipshape-gc.timer",
+    "/usr/lib/systemd/system/shipshape-ecs-restart.path",
+    "/usr/lib/systemd/system/shipshape-ecs-restart.service",
 ];
 
 #[test]

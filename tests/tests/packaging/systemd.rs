@@ -113,6 +113,11 @@ mod units_carry_the_spec_directives {
                 ("SystemCallFilter", "@system-service"),
                 ("CapabilityBoundingSet", ""),
                 ("ExecStart", "/usr/bin/shipshape daemon"),
+                ("ReadOnlyPaths", "/run"),
+                ("InaccessiblePaths", "/run/systemd/private"),
+                ("InaccessiblePaths", "/run/dbus/system_bus_socket"),
+                ("LimitNOFILE", ""),
+                ("Wants", "shipshape-ecs-restart.path"),
             ],
         );
     }
@@ -127,6 +132,9 @@ mod units_carry_the_spec_directives {
                 ("Before", "ecs.service"),
                 ("After", "network-online.target"),
                 ("ExecStart", "/usr/bin/shipshape bootstrap"),
+                ("ReadOnlyPaths", "/run"),
+                ("InaccessiblePaths", "/run/systemd/private"),
+                ("InaccessiblePaths", "/run/dbus/system_bus_socket"),
             ],
         );
     }
@@ -135,7 +143,32 @@ mod units_carry_the_spec_directives {
     fn gc_service() {
         assert_has(
             "shipshape-gc.service",
-            &[("Type", "oneshot"), ("ExecStart", "/usr/bin/shipshape gc")],
+            &[
+                ("Type", "oneshot"),
+                ("ExecStart", "/usr/bin/shipshape gc"),
+                ("ReadOnlyPaths", "/run"),
+                ("InaccessiblePaths", "/run/systemd/private"),
+                ("InaccessiblePaths", "/run/dbus/system_bus_socket"),
+                ("RestrictAddressFamilies", "AF_UNIX"),
+            ],
+        );
+    }
+
+    #[test]
+    fn ecs_restart_path() {
+        assert_has(
+            "shipshape-ecs-restart.path",
+            &[
+                ("PathChanged", "/var/lib/shipshape/ecs-restart"),
+                ("Unit", "shipshape-ecs-restart.service"),
+            ],
+        );
+        assert_has(
+            "shipshape-ecs-restart.service",
+            &[
+                ("Type", "oneshot"),
+                ("ExecStart", "systemctl restart --no-block ecs.service"),
+            ],
         );
     }
 

@@ -79,6 +79,12 @@ async fn ecs_userdata_end_to_end_writes_ecs_config_and_enables_the_daemon() {
     assert!(
         calls
             .lines()
+            .any(|l| l == "try-reload-or-restart --no-block shipshape.service"),
+        "a running daemon would keep its old config: {calls}"
+    );
+    assert!(
+        calls
+            .lines()
             .any(|l| l == "enable shipshape-bootstrap.service"),
         "{calls}"
     );
