@@ -22,12 +22,25 @@ const HUB: &str = "https://index.docker.io/v1/";
 /// Passwords ecs-init must read back exactly.
 const NASTY: &str = "p\"w\\d$HOME=x'y z:ü€🚀";
 
-/// Read a file the way ecs-init does: split each line at the first `=`, strip nothing.
+/// Read a file the way ecs-init does, following its `getEnvVars`
+/// (aws/amazon-ecs-agent, ecs-init/docker/docker.go):
+/// `strings.Split(strings.TrimSpace(file), "\n")`, then for each line
+/// `strings.SplitN(strings.TrimSpace(line), "=", 2)`, lines without `=` skipped, the
+/// last occurrence of a key wins. Go's `TrimSpace` removes Unicode White_Space, the
+/// set `str::trim` removes; invalid UTF-8 decodes as U+FFFD for Go, which is not a
+/// space, so reading lossily trims exactly as Go does.
 fn ecs_init_read(text: &str) -> HashMap<String, String> {
-    text.split('\n')
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    let mut out = HashMap::new();
+    for line in text.trim().split('\n') {
+        if let Some((k, v)) = line.trim().split_once('=') {
+            out.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    out
+}
+
+fn ecs_init_read_bytes(bytes: &[u8]) -> HashMap<String, String> {
+    ecs_init_read(&String::from_utf8_lossy(bytes))
 }
 
 /// Decode ECS_ENGINE_AUTH_DATA of either type into registry → (username, password).
@@ -876,4 +889,45 @@ async fn config_file_alone_drives_bootstrap_and_check() {
     let out = run_shipshape(["--config", cfg, "check"], &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("bootstrap.set"), "{}", out.stderr);
+}
+
+/// A later duplicate of a managed key behind Unicode whitespace (VT, NBSP, U+0085,
+/// U+3000) is a duplicate for ecs-init (Go's TrimSpace) and would win: it is removed.
+#[test]
+fn later_duplicates_behind_unicode_whitespace_are_removed() {
+    for space in ["\u{b}", "\u{a0}", "\u{85}", "\u{3000}"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ecs.config");
+        let existing = format!("ECS_CLUSTER=first\nA=1\n{space}ECS_CLUSTER=old-cluster\n");
+        fs::write(&path, &existing).expect("seed");
+        let out = run(
+            &[],
+            &[
+                "--ecs-config",
+                path.to_str().expect("utf8"),
+                "--cluster",
+                "prod",
+            ],
+        );
+        assert_eq!(out.code, 0, "{space:?}: {}", out.stderr);
+        let bytes = fs::read(&path).expect("read");
+        let read = ecs_init_read_bytes(&bytes);
+        assert_eq!(
+            read["ECS_CLUSTER"],
+            "prod",
+            "{space:?}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        assert_eq!(read["A"], "1");
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            "ECS_CLUSTER=prod\nA=1\n",
+            "{space:?}"
+        );
+        assert!(
+            out.stderr.contains("removed a later duplicate") && out.stderr.contains("line=3"),
+            "{space:?}: {}",
+            out.stderr
+        );
+    }
 }
