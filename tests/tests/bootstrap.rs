@@ -931,3 +931,201 @@ fn later_duplicates_behind_unicode_whitespace_are_removed() {
         );
     }
 }
+
+/// `dir` made read-only by a read-only bind mount of itself (root ignores mode
+/// bits, so a chmod would not stop the write); unmounted on drop.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> Self {
+        let sh = |args: &[&str]| {
+            let st = std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .expect("run mount");
+            assert!(st.success(), "mount {args:?}");
+        };
+        let d = dir.to_str().expect("utf8");
+        sh(&["--bind", d, d]);
+        let guard = Self(dir.to_path_buf());
+        sh(&["-o", "remount,bind,ro", d]);
+        assert!(
+            fs::write(dir.join("probe"), "x").is_err(),
+            "{d} is read-only"
+        );
+        guard
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The second file of the transaction cannot be written (its directory is
+/// read-only): exit 1 and ecs.config is byte-for-byte what it was.
+#[tokio::test]
+async fn failed_docker_config_write_leaves_ecs_config_untouched() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "good", &creds("canary-user", CANARY))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    fs::write(&path, EXISTING).expect("seed");
+    let docker_dir = dir.path().join("docker");
+    fs::create_dir(&docker_dir).expect("mkdir");
+    let docker = docker_dir.join("config.json");
+    fs::write(&docker, "{\"x\":1}\n").expect("seed");
+    let _ro = ReadOnly::mount(&docker_dir);
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--cluster",
+            "prod",
+            "--registry-secret",
+            "ghcr.io=good",
+            "--docker-config",
+            docker.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("config.json") && out.stderr.contains("Read-only"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(&path).expect("read"), EXISTING);
+    assert_eq!(fs::read_to_string(&docker).expect("read"), "{\"x\":1}\n");
+    assert_eq!(dir_entries(dir.path()), vec!["docker", "ecs.config"]);
+    assert_no_canary(&out, "read-only docker config");
+}
+
+/// kill -9 while the temp file is being written (a large ecs.config makes the
+/// window wide), then a clean run: no temp file is left, the file is complete.
+#[test]
+fn killed_mid_write_then_clean_run_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let big: String = (0..400_000)
+        .map(|i| format!("X_{i}=padding padding padding padding\n"))
+        .collect();
+    fs::write(&path, &big).expect("seed");
+    let temp_files = |d: &Path| {
+        dir_entries(d)
+            .into_iter()
+            .filter(|n| n.starts_with(".ecs.config.shipshape-"))
+            .count()
+    };
+    let mut killed_mid_write = 0;
+    for attempt in 0..20 {
+        let cluster = format!("c{attempt}");
+        let mut child = shipshape_tests::bin::shipshape()
+            .args([
+                "bootstrap",
+                "--ecs-config",
+                path.to_str().expect("utf8"),
+                "--cluster",
+                &cluster,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        loop {
+            if temp_files(dir.path()) > 0 {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                break;
+            }
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+        }
+        let status = child.wait().expect("wait");
+        if status.code().is_none() && temp_files(dir.path()) > 0 {
+            killed_mid_write += 1;
+            if killed_mid_write == 3 {
+                break;
+            }
+        }
+    }
+    assert!(
+        killed_mid_write > 0,
+        "no run was killed with its temp file on disk"
+    );
+    let out = run(
+        &[],
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--cluster",
+            "final",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("removed temp files"), "{}", out.stderr);
+    assert_eq!(dir_entries(dir.path()), vec!["ecs.config"]);
+    let read = ecs_init_read(&fs::read_to_string(&path).expect("read"));
+    assert_eq!(read["ECS_CLUSTER"], "final");
+    assert_eq!(read["X_399999"], "padding padding padding padding");
+}
+
+/// Unchanged content but another owner and mode: rewritten as root:root 0600.
+/// A symlinked ecs.config is refused and its target left as it was.
+#[test]
+fn owner_and_mode_enforced_on_unchanged_content_and_symlinks_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let args = [
+        "--ecs-config",
+        path.to_str().expect("utf8"),
+        "--cluster",
+        "prod",
+    ];
+    assert_eq!(run(&[], &args).code, 0);
+    std::os::unix::fs::chown(&path, Some(1000), Some(1000)).expect("chown");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let before = fs::read(&path).expect("read");
+    let out = run(&[], &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let meta = fs::metadata(&path).expect("meta");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (0, 0, 0o600)
+    );
+    assert_eq!(fs::read(&path).expect("read"), before);
+    assert!(out.stdout.contains("unchanged"), "{}", out.stdout);
+
+    let target = dir.path().join("real.config");
+    fs::write(&target, "ECS_CLUSTER=old\n").expect("seed");
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let link = dir.path().join("linked.config");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = run(
+        &[],
+        &[
+            "--ecs-config",
+            link.to_str().expect("utf8"),
+            "--cluster",
+            "prod",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is a symbolic link"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(&target).expect("read"),
+        "ECS_CLUSTER=old\n"
+    );
+    assert_eq!(mode(&target), 0o644);
+    assert!(fs::symlink_metadata(&link)
+        .expect("lstat")
+        .file_type()
+        .is_symlink());
+}

@@ -59,6 +59,37 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot write {}: {source}; {} was put back, both files are as they were",
+        path.display(),
+        restored.display()
+    )]
+    RolledBack {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        restored: PathBuf,
+    },
+    #[error(
+        "cannot write {}: {source}, and putting {} back failed too: {restore_error}; check \
+         both files and run bootstrap again",
+        path.display(),
+        other.display()
+    )]
+    RollbackFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        other: PathBuf,
+        restore_error: std::io::Error,
+    },
+    #[error(
+        "{} is a symbolic link; shipshape never follows links for files holding \
+         credentials: point the path at the real file (or replace the link by it), \
+         nothing was written",
+        path.display()
+    )]
+    Symlink { path: PathBuf },
     #[error("{} {message}; fix or remove it, nothing was written", path.display())]
     DockerConfig { path: PathBuf, message: String },
     #[error("cannot write output: {0}")]
