@@ -1129,3 +1129,174 @@ fn owner_and_mode_enforced_on_unchanged_content_and_symlinks_refused() {
         .file_type()
         .is_symlink());
 }
+
+/// An endpoint that answers every request `200 OK` with a body that is not an AWS
+/// answer; returns its URL. The thread lives as long as the test process.
+fn malformed_200_endpoint() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let body = "<html>captive portal</html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A malformed 200 answer: the message says what happened and points at nothing
+/// that is not there ("see the AWS error above").
+#[test]
+fn malformed_200_answer_is_reported_without_pointing_above() {
+    let endpoint = malformed_200_endpoint();
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let out = run_shipshape(
+        [
+            "bootstrap",
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--registry-secret",
+            "ghcr.io=s",
+            "--timeout",
+            "3s",
+        ],
+        &env,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(!out.stderr.contains("above"), "{}", out.stderr);
+    assert!(last.contains("secret s"), "{}", out.stderr);
+    assert!(!path.exists());
+}
+
+/// A username with `:` and a Docker Hub key with a path are refused with a clear
+/// message, and nothing is written.
+#[tokio::test]
+async fn colon_usernames_and_docker_hub_paths_are_refused() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "colon", &creds("bot:1", CANARY))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let p = path.to_str().expect("utf8");
+    let out = run(
+        &moto.env(),
+        &["--ecs-config", p, "--registry-secret", "ghcr.io=colon"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("contains ':'"), "{}", out.stderr);
+    assert_no_canary(&out, "colon username");
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            p,
+            "--registry-secret",
+            "docker.io/myorg=colon",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Docker Hub with a path"),
+        "{}",
+        out.stderr
+    );
+    assert!(!path.exists());
+}
+
+/// config.json: a managed registry loses its stale tokens; a credsStore or a
+/// credHelpers entry that would answer for it is overridden with `""` (the Docker
+/// CLI then reads auths), and only a real shadow is warned about.
+#[tokio::test]
+async fn docker_config_drops_tokens_and_overrides_only_real_shadows() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "g", &creds("u", CANARY)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let docker = dir.path().join("config.json");
+    let args = [
+        "--ecs-config",
+        path.to_str().expect("utf8"),
+        "--registry-secret",
+        "ghcr.io=g",
+        "--docker-config",
+        docker.to_str().expect("utf8"),
+    ];
+    fs::write(
+        &docker,
+        r#"{"auths":{"ghcr.io":{"identitytoken":"OLD","registrytoken":"OLD2"}},"credsStore":"desktop","credHelpers":{"x.io":"y"}}"#,
+    )
+    .expect("seed");
+    let out = run(&moto.env(), &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&docker).expect("read")).expect("json");
+    assert_eq!(
+        v["auths"]["ghcr.io"],
+        serde_json::json!({"auth": B64.encode(format!("u:{CANARY}"))})
+    );
+    assert_eq!(v["credHelpers"]["ghcr.io"], "");
+    assert_eq!(v["credHelpers"]["x.io"], "y");
+    assert_eq!(v["credsStore"], "desktop");
+    assert!(out.stderr.contains("overridden for it"), "{}", out.stderr);
+
+    fs::write(&docker, r#"{"credHelpers":{"x.io":"y"}}"#).expect("seed");
+    let out = run(&moto.env(), &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("overridden"), "{}", out.stderr);
+    assert!(!out.stderr.contains("credsStore"), "{}", out.stderr);
+    assert_no_canary(&out, "docker config merge");
+}
+
+/// `--credential-helper`: credHelpers names shipshape, and no password is on disk
+/// in config.json (ecs.config still gets the credentials for the agent).
+#[tokio::test]
+async fn credential_helper_mode_keeps_no_password_in_config_json() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "g", &creds("u", CANARY)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let docker = dir.path().join("config.json");
+    fs::write(&docker, r#"{"auths":{"ghcr.io":{"auth":"b2xkOm9sZA=="}}}"#).expect("seed");
+    let out = run(
+        &moto.env(),
+        &[
+            "--ecs-config",
+            path.to_str().expect("utf8"),
+            "--registry-secret",
+            "ghcr.io=g",
+            "--docker-config",
+            docker.to_str().expect("utf8"),
+            "--credential-helper",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = fs::read_to_string(&docker).expect("read");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["credHelpers"]["ghcr.io"], "shipshape");
+    assert!(v["auths"].get("ghcr.io").is_none(), "{text}");
+    assert!(!text.contains(&B64.encode(format!("u:{CANARY}"))), "{text}");
+    assert_no_canary(&out, "credential helper mode");
+}

@@ -106,7 +106,11 @@ fn fetch_hint(source_name: &str, error: &FetchError) -> &'static str {
              to the instance role"
         }
         (FetchError::AccessDenied(_), true) => "allow s3:GetObject on it to the instance role",
-        _ => "see the AWS error above",
+        (FetchError::Transient(_), _) => "check network access to AWS and try again",
+        (FetchError::Other(_), _) => {
+            "the answer was not usable; check the endpoint (AWS_ENDPOINT_URL, a proxy in \
+             between) and the secret or object"
+        }
     }
 }
 
@@ -144,5 +148,19 @@ mod tests {
             error: FetchError::AccessDenied("AccessDenied".into()),
         };
         assert!(e.to_string().contains("s3:GetObject"), "{e}");
+    }
+
+    #[test]
+    fn no_hint_points_at_an_error_that_is_not_there() {
+        for error in [
+            FetchError::Other("HTTP 200".into()),
+            FetchError::Transient("x".into()),
+        ] {
+            let e = BootstrapError::Fetch {
+                source_name: "secret x".into(),
+                error,
+            };
+            assert!(!e.to_string().contains("above"), "{e}");
+        }
     }
 }

@@ -60,9 +60,28 @@ fn plan_files(settings: &Settings, snapshot: &Snapshot) -> Result<Plan, Bootstra
     }
     let docker_config = match &settings.docker_config {
         Some(p) if !snapshot.registries.is_empty() => {
-            let docker = plan::docker_config(p, apply::read_existing(p)?, &snapshot.registries)?;
-            if docker.creds_helpers_set {
-                tracing::warn!(path = %p.display(), "credsStore/credHelpers are set; the Docker CLI may use them instead of auths");
+            let (auths, helper) = if settings.credential_helper {
+                // The helper answers only the registry → secret map.
+                let answerable: auth::AuthMap = snapshot
+                    .registries
+                    .iter()
+                    .filter(|(r, _)| settings.registry_secrets.iter().any(|(k, _)| k == *r))
+                    .map(|(r, c)| (r.clone(), c.clone()))
+                    .collect();
+                for r in snapshot
+                    .registries
+                    .keys()
+                    .filter(|r| !answerable.contains_key(*r))
+                {
+                    tracing::warn!(path = %p.display(), registry = %r, "not in config.json: the credential helper answers only registry_secret registries");
+                }
+                (answerable, Some(plan::HELPER_NAME))
+            } else {
+                (snapshot.registries.clone(), None)
+            };
+            let docker = plan::docker_config(p, apply::read_existing(p)?, &auths, helper)?;
+            for registry in &docker.overridden {
+                tracing::warn!(path = %p.display(), registry = %registry, "credsStore/credHelpers would have answered for this registry instead of what bootstrap writes; overridden for it in credHelpers");
             }
             Some(docker)
         }
