@@ -1300,3 +1300,109 @@ async fn credential_helper_mode_keeps_no_password_in_config_json() {
     assert!(!text.contains(&B64.encode(format!("u:{CANARY}"))), "{text}");
     assert_no_canary(&out, "credential helper mode");
 }
+
+/// `docker-credential-shipshape` (a link to the binary) with `input` on stdin.
+fn helper(
+    link_dir: &Path,
+    config: &Path,
+    env: &[(String, String)],
+    action: &str,
+    input: &str,
+) -> Output {
+    use std::io::Write;
+    let link = link_dir.join("docker-credential-shipshape");
+    if !link.exists() {
+        std::os::unix::fs::symlink(shipshape_tests::bin::shipshape_path(), &link).expect("link");
+    }
+    let mut child = std::process::Command::new(&link)
+        .arg(action)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SHIPSHAPE_CONFIG", config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn helper");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The helper's `get` for a configured registry answers from Secrets Manager (moto);
+/// for an unconfigured one it says "credentials not found" without any connection to
+/// AWS; `store`/`erase` are refused; `list` shows usernames only.
+#[tokio::test]
+async fn credential_helper_get_list_store_erase() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    aws.secret("us-east-1", "ci/ghcr", &creds("bot", CANARY))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shipshape.toml");
+    fs::write(
+        &config,
+        "[bootstrap]\nregistry_secret = { \"ghcr.io\" = \"ci/ghcr\" }\n",
+    )
+    .expect("config");
+
+    let out = helper(dir.path(), &config, &moto.env(), "get", "ghcr.io\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"ServerURL": "ghcr.io", "Username": "bot", "Secret": CANARY})
+    );
+    assert!(!out.stderr.contains(CANARY), "{}", out.stderr);
+
+    // Unconfigured: no AWS connection at all (the endpoint counts connections).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let counting =
+        moto.env_with_endpoint(&format!("http://{}", listener.local_addr().expect("addr")));
+    let started = Instant::now();
+    let out = helper(dir.path(), &config, &counting, "get", "quay.io");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        "credentials not found in native keychain"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "no connection to AWS for an unconfigured registry"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let out = helper(dir.path(), &config, &moto.env(), "list", "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), r#"{"ghcr.io":"bot"}"#);
+    for action in ["store", "erase"] {
+        let out = helper(
+            dir.path(),
+            &config,
+            &moto.env(),
+            action,
+            r#"{"ServerURL":"ghcr.io","Username":"x","Secret":"y"}"#,
+        );
+        assert_eq!(out.code, 1, "{action}");
+        assert!(
+            out.stdout.contains("Secrets Manager"),
+            "{action}: {}",
+            out.stdout
+        );
+    }
+}

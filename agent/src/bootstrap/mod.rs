@@ -8,6 +8,7 @@ pub(crate) mod apply;
 pub mod auth;
 pub mod ecs_config;
 mod error;
+pub mod helper;
 pub(crate) mod plan;
 pub mod report;
 pub mod settings;
