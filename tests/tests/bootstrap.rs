@@ -1406,3 +1406,275 @@ async fn credential_helper_get_list_store_erase() {
         );
     }
 }
+
+/// The real clients: Debian's `docker-registry` with htpasswd (bcrypt) auth, the
+/// real docker CLI pushing and pulling through a private dockerd, with the
+/// config.json bootstrap writes (over a shadowing `credsStore` and a stale token) and
+/// with `docker-credential-shipshape` answering from moto.
+mod real_clients {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use shipshape_tests::canary::{canary_forms, CANARY_USER};
+    use shipshape_tests::dockerd::Dockerd;
+    use shipshape_tests::images::busybox_image;
+    use shipshape_tests::registry::Registry;
+
+    use super::*;
+
+    /// Scans every process's argv and environment while alive; the hits at the end.
+    struct ProcScan {
+        stop: Arc<AtomicBool>,
+        hits: Arc<Mutex<Vec<String>>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl ProcScan {
+        fn start() -> Self {
+            let stop = Arc::new(AtomicBool::new(false));
+            let hits = Arc::new(Mutex::new(Vec::new()));
+            let (s, h) = (stop.clone(), hits.clone());
+            let thread = std::thread::spawn(move || {
+                let forms = canary_forms();
+                while !s.load(Ordering::Relaxed) {
+                    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                        for file in ["cmdline", "environ"] {
+                            let Ok(bytes) = fs::read(entry.path().join(file)) else {
+                                continue;
+                            };
+                            let text = String::from_utf8_lossy(&bytes);
+                            for form in &forms {
+                                if text.contains(form.as_str()) {
+                                    let exe =
+                                        fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                                    h.lock().expect("lock").push(format!(
+                                        "{file} of {:?}",
+                                        String::from_utf8_lossy(&exe).replace('\0', " ")
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            Self {
+                stop,
+                hits,
+                thread: Some(thread),
+            }
+        }
+
+        fn finish(mut self) -> Vec<String> {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                t.join().expect("scanner");
+            }
+            std::mem::take(&mut *self.hits.lock().expect("lock"))
+        }
+    }
+
+    struct Setup {
+        moto: Moto,
+        registry: Registry,
+        dockerd: Dockerd,
+        dir: tempfile::TempDir,
+        image: String,
+    }
+
+    async fn setup() -> Setup {
+        let registry = Registry::start(CANARY_USER, CANARY);
+        let moto = Moto::start();
+        let aws = Aws::new(&moto).await;
+        aws.secret("us-east-1", "ci/registry", &creds(CANARY_USER, CANARY))
+            .await;
+        let dockerd = Dockerd::start();
+        busybox_image(&dockerd, "local/busybox:1");
+        let image = format!("{}/ci/busybox:1", registry.host());
+        dockerd.docker_ok(["tag", "local/busybox:1", &image]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("docker")).expect("mkdir");
+        Setup {
+            moto,
+            registry,
+            dockerd,
+            dir,
+            image,
+        }
+    }
+
+    impl Setup {
+        fn config_json(&self) -> PathBuf {
+            self.dir.path().join("docker/config.json")
+        }
+
+        fn bootstrap(&self, extra: &[&str]) -> Output {
+            let ecs = self.dir.path().join("ecs.config");
+            let cfg = self.config_json();
+            let reg = format!("{}=ci/registry", self.registry.host());
+            let mut args = vec![
+                "--ecs-config",
+                ecs.to_str().expect("utf8"),
+                "--registry-secret",
+                &reg,
+                "--docker-config",
+                cfg.to_str().expect("utf8"),
+            ];
+            args.extend_from_slice(extra);
+            let out = run(&self.moto.env(), &args);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert_no_canary(&out, "bootstrap");
+            out
+        }
+
+        /// The docker CLI with our config dir; `helper_env`: the helper on PATH with
+        /// its config and AWS environment.
+        fn docker(&self, args: &[&str], helper_env: bool) -> Output {
+            let mut cmd = self.dockerd.docker();
+            cmd.arg("--config")
+                .arg(self.dir.path().join("docker"))
+                .args(args);
+            // A store that exists and knows nothing of our registry, like ecr-login
+            // on an AWS CI host: it answers "credentials not found".
+            let other = self.dir.path().join("bin-other");
+            fs::create_dir_all(&other).expect("mkdir");
+            let store = other.join("docker-credential-otherstore");
+            if !store.exists() {
+                fs::write(&store, "#!/bin/sh\ncat >/dev/null\necho 'credentials not found in native keychain'\nexit 1\n").expect("script");
+                fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).expect("chmod");
+            }
+            let mut path = format!(
+                "{}:{}",
+                other.display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            if helper_env {
+                let bin = self.dir.path().join("bin");
+                fs::create_dir_all(&bin).expect("mkdir");
+                let link = bin.join("docker-credential-shipshape");
+                if !link.exists() {
+                    std::os::unix::fs::symlink(shipshape_tests::bin::shipshape_path(), &link)
+                        .expect("link");
+                }
+                let toml = self.dir.path().join("shipshape.toml");
+                fs::write(
+                    &toml,
+                    format!(
+                        "[bootstrap]\nregistry_secret = {{ \"{}\" = \"ci/registry\" }}\n",
+                        self.registry.host()
+                    ),
+                )
+                .expect("toml");
+                path = format!("{}:{path}", bin.display());
+                cmd.env("SHIPSHAPE_CONFIG", &toml).envs(self.moto.env());
+            }
+            cmd.env("PATH", path);
+            let out = cmd
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("docker");
+            Output {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+
+        fn push_and_pull(&self, helper_env: bool) {
+            let out = self.docker(&["push", &self.image], helper_env);
+            assert_eq!(out.code, 0, "push: {}", out.stderr);
+            self.dockerd.docker_ok(["rmi", &self.image]);
+            let out = self.docker(&["pull", &self.image], helper_env);
+            assert_eq!(out.code, 0, "pull: {}", out.stderr);
+        }
+
+        fn assert_no_canary_in_logs(&self) {
+            let logs = [self.registry.log(), self.dockerd.log_tail(100_000)];
+            for form in canary_forms() {
+                for log in &logs {
+                    assert!(!log.contains(&form), "canary form {form:?} in a log");
+                }
+            }
+        }
+    }
+
+    /// Over a credsStore whose helper knows nothing of our registry and a stale
+    /// identity token, the push fails before bootstrap (the CLI never reads auths) and works
+    /// after it: the `credHelpers[host] = ""` override is what the CLI honours.
+    #[tokio::test]
+    async fn docker_cli_pushes_and_pulls_with_the_written_config_json() {
+        let s = setup().await;
+        let host = s.registry.host();
+        fs::write(
+            s.config_json(),
+            format!(r#"{{"auths":{{"{host}":{{"identitytoken":"stale-token"}}}},"credsStore":"otherstore"}}"#),
+        )
+        .expect("seed");
+        let before = s.docker(&["push", &s.image], false);
+        assert_ne!(
+            before.code, 0,
+            "push should fail with the shadowing store: {}",
+            before.stdout
+        );
+
+        // Without the override: auths alone under a credsStore still fail.
+        fs::write(
+            s.config_json(),
+            format!(
+                r#"{{"auths":{{"{host}":{{"auth":"{}"}}}},"credsStore":"otherstore"}}"#,
+                B64.encode(format!("{CANARY_USER}:{CANARY}"))
+            ),
+        )
+        .expect("seed");
+        let shadowed = s.docker(&["push", &s.image], false);
+        assert_ne!(
+            shadowed.code, 0,
+            "credsStore shadows auths: {}",
+            shadowed.stdout
+        );
+
+        fs::write(
+            s.config_json(),
+            format!(r#"{{"auths":{{"{host}":{{"identitytoken":"stale-token"}}}},"credsStore":"otherstore"}}"#),
+        )
+        .expect("seed");
+        let scan = ProcScan::start();
+        let out = s.bootstrap(&[]);
+        assert!(out.stderr.contains("overridden for it"), "{}", out.stderr);
+        s.push_and_pull(false);
+        assert_eq!(
+            scan.finish(),
+            Vec::<String>::new(),
+            "canary in a process's argv or environment"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(s.config_json()).expect("read"))
+                .expect("json");
+        assert_eq!(v["credHelpers"][&host], "");
+        assert!(v["auths"][&host].get("identitytoken").is_none());
+        s.assert_no_canary_in_logs();
+    }
+
+    /// `--credential-helper`: config.json names shipshape and holds no password; the
+    /// CLI asks docker-credential-shipshape, which answers from Secrets Manager.
+    #[tokio::test]
+    async fn docker_cli_pushes_and_pulls_through_the_credential_helper() {
+        let s = setup().await;
+        let scan = ProcScan::start();
+        s.bootstrap(&["--credential-helper"]);
+        let text = fs::read_to_string(s.config_json()).expect("read");
+        for form in canary_forms() {
+            assert!(!text.contains(&form), "password on disk: {text}");
+        }
+        s.push_and_pull(true);
+        assert_eq!(
+            scan.finish(),
+            Vec::<String>::new(),
+            "canary in a process's argv or environment"
+        );
+        s.assert_no_canary_in_logs();
+        // And the CLI really needed the helper: without it on PATH the push fails.
+        let out = s.docker(&["push", &s.image], false);
+        assert_ne!(out.code, 0, "{}", out.stdout);
+    }
+}
