@@ -1678,3 +1678,48 @@ mod real_clients {
         assert_ne!(out.code, 0, "{}", out.stdout);
     }
 }
+
+/// A failed run leaves a marker under /run/shipshape; the next successful run
+/// reports `recovered` (a change for the daemon, which then starts `ecs`) even when
+/// ecs.config ends up byte-for-byte as before, and only once.
+#[tokio::test]
+async fn success_after_failure_reports_recovered_once() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ecs.config");
+    let args = [
+        "--ecs-config",
+        path.to_str().expect("utf8"),
+        "--cluster",
+        "prod",
+        "--registry-secret",
+        "ghcr.io=late",
+        "--output",
+        "json",
+    ];
+    let json = |out: &Output| -> serde_json::Value {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("json")
+    };
+    aws.secret("us-east-1", "late", &creds("u", "p")).await;
+    let first = json(&run(&moto.env(), &args));
+    assert_eq!(first["recovered"], false);
+    let written = fs::read(&path).expect("read");
+    // The cause: the secret is gone for a while (as at boot before IAM propagated).
+    let failing = [
+        "--ecs-config",
+        path.to_str().expect("utf8"),
+        "--cluster",
+        "prod",
+        "--registry-secret",
+        "ghcr.io=missing",
+    ];
+    assert_eq!(run(&moto.env(), &failing).code, 1);
+    let again = json(&run(&moto.env(), &args));
+    assert_eq!(again["changed"], false, "same content");
+    assert_eq!(again["recovered"], true);
+    assert_eq!(fs::read(&path).expect("read"), written);
+    let third = json(&run(&moto.env(), &args));
+    assert_eq!(third["recovered"], false);
+}
