@@ -82,7 +82,7 @@ pub async fn answer(
                 return Answer::fail(NOT_FOUND);
             };
             let registries = match fetch(
-                &[entry.clone()],
+                std::slice::from_ref(entry),
                 settings,
                 secrets,
                 objects,
