@@ -64,7 +64,7 @@ fn transaction_with(
     }
     // Phase 1: everything that can fail slowly (disk full, read-only, permissions)
     // happens here, before anything is visible.
-    let mut pending: Vec<(PathBuf, Prepared, Backup)> = Vec::new();
+    let mut pending: Vec<(PathBuf, Prepared)> = Vec::new();
     for (change, dir_mode) in targets {
         if !needs_write(change).map_err(write_error(&change.path))? {
             continue;
@@ -72,21 +72,30 @@ fn transaction_with(
         let path = &change.path;
         create_parent(path, *dir_mode).map_err(write_error(path))?;
         let prepared = atomic_file::prepare(path, &change.new, MODE).map_err(write_error(path))?;
-        let backup = atomic_file::backup(path).map_err(write_error(path))?;
         if !change.changed() {
             tracing::info!(path = %path.display(), "content unchanged; owner or mode corrected");
         }
-        pending.push((path.clone(), prepared, backup));
+        pending.push((path.clone(), prepared));
     }
+    // Every file but the last renamed may have to be put back: keep its old inode.
+    let mut backups = Vec::new();
+    for (path, _) in pending.iter().take(pending.len().saturating_sub(1)) {
+        backups.push(atomic_file::backup(path).map_err(write_error(path))?);
+    }
+    let mut backups = backups.into_iter();
     // Phase 2: the renames. A failure puts back what was already renamed.
     let mut done: Vec<(PathBuf, Backup)> = Vec::new();
-    for (path, prepared, backup) in pending {
+    let mut written = Vec::new();
+    for (path, prepared) in pending {
         if let Err(source) = commit(prepared) {
             return Err(roll_back(path, source, done));
         }
-        done.push((path, backup));
+        written.push(path.clone());
+        if let Some(backup) = backups.next() {
+            done.push((path, backup));
+        }
     }
-    Ok(done.into_iter().map(|(path, _)| path).collect())
+    Ok(written)
 }
 
 fn roll_back(failed: PathBuf, source: io::Error, done: Vec<(PathBuf, Backup)>) -> BootstrapError {
