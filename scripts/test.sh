@@ -39,6 +39,12 @@ if [[ ! -x /bin/busybox ]]; then
     apt_install busybox-static
 fi
 [[ -x /bin/busybox ]] || fatal "/bin/busybox not found after install"
+# A real registry with htpasswd (bcrypt) auth for the credential tests.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+    echo "installing docker-registry apache2-utils"
+    apt_install docker-registry apache2-utils
+fi
+command -v docker-registry >/dev/null 2>&1 || fatal "docker-registry not found after install"
 echo "dockerd: $(command -v dockerd)"
 echo "busybox: /bin/busybox"
 

@@ -371,3 +371,29 @@ fn check(loaded: &Loaded, cmd: &CheckCommand) -> Result<Status, Error> {
     writeln!(out, "{pretty}")?;
     Ok(Status::Ok)
 }
+
+/// `docker-credential-shipshape ACTION` (the binary called by that name): the
+/// `[bootstrap]` registry → secret map of the config file (`SHIPSHAPE_CONFIG` or the
+/// default path), Secrets Manager connected only when the answer needs it.
+pub async fn credential_helper(
+    action: &str,
+    input: &str,
+    loaded: &Loaded,
+) -> Result<crate::bootstrap::helper::Answer, Error> {
+    use crate::adapters::aws::secrets::{AwsSecrets, NotConnected};
+    use crate::bootstrap::helper;
+    let settings = BootstrapSettings::resolve(Layered::new(
+        &Default::default(),
+        &loaded.file.bootstrap,
+        &loaded.text,
+    ))
+    .map_err(|e| loaded.invalid(e))?;
+    let deadline = Instant::now() + settings.timeout;
+    let cancel = CancellationToken::new();
+    if !helper::needs_aws(action, input, &settings) {
+        let none = NotConnected;
+        return Ok(helper::answer(action, input, &settings, &none, &none, deadline, &cancel).await);
+    }
+    let aws = AwsSecrets::connect(None, settings.timeout).await;
+    Ok(helper::answer(action, input, &settings, &aws, &aws, deadline, &cancel).await)
+}

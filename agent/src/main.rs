@@ -11,7 +11,14 @@ use shipshape::exit::EXIT_USAGE;
 use shipshape::telemetry::{LogFormat, LogLevel};
 use shipshape::telemetry::{LogSink, LogTarget};
 
+/// The name under which the binary is a Docker credential helper (a link to it).
+const CREDENTIAL_HELPER: &str = "docker-credential-shipshape";
+
 fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some(CREDENTIAL_HELPER.as_ref()) {
+        return credential_helper();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage(&e),
@@ -96,4 +103,46 @@ fn usage(e: &clap::Error) -> ExitCode {
     };
     eprintln!("shipshape: error: {line}; see --help");
     ExitCode::from(EXIT_USAGE)
+}
+
+/// `docker-credential-shipshape get|list|store|erase`: the input on stdin, the answer
+/// (or the error text, as the protocol wants) on stdout; warnings on stderr.
+fn credential_helper() -> ExitCode {
+    use std::io::{Read, Write};
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let action = args.first().map(String::as_str).unwrap_or_default();
+    if shipshape::telemetry::init(LogLevel::Warn, LogFormat::Text, LogTarget::Stderr).is_err() {
+        return ExitCode::from(shipshape::exit::EXIT_RUNTIME);
+    }
+    let mut input = String::new();
+    if matches!(action, "get" | "store" | "erase") {
+        let _ = std::io::stdin().read_to_string(&mut input);
+    }
+    let config = std::env::var_os("SHIPSHAPE_CONFIG").map(std::path::PathBuf::from);
+    let loaded = match shipshape::config::load(config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::from(Error::from(e).exit_code());
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&Error::Output(e)),
+    };
+    match runtime.block_on(shipshape::app::credential_helper(action, &input, &loaded)) {
+        Ok(answer) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", answer.stdout);
+            let _ = out.flush();
+            ExitCode::from(answer.code)
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

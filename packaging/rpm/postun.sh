@@ -6,3 +6,6 @@ if [ -d /run/systemd/system ]; then
         systemctl try-restart shipshape.service >/dev/null 2>&1 || :
     fi
 fi
+if [ "$1" -eq 0 ]; then
+    rm -f /usr/bin/docker-credential-shipshape
+fi

@@ -19,6 +19,7 @@ pub mod moto;
 pub mod packaging;
 pub mod prometheus;
 pub mod proxy;
+pub mod registry;
 pub mod systemd;
 pub mod tools;
 

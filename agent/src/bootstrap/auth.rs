@@ -104,9 +104,16 @@ pub fn normalize_registry(raw: &str) -> Result<String, AuthError> {
     if matches!(
         host.as_str(),
         "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) && (path.is_empty() || path == "/v1" || path == "/v2")
-    {
-        return Ok(DOCKER_HUB.to_owned());
+    ) {
+        if path.is_empty() || path == "/v1" || path == "/v2" {
+            return Ok(DOCKER_HUB.to_owned());
+        }
+        // Clients look Docker Hub up under one key only; a key with a path
+        // (`docker.io/myorg`) would be written where nothing ever reads it.
+        return Err(err(
+            "is Docker Hub with a path; Docker Hub credentials apply to the whole registry \
+             and clients look them up only as docker.io: use \"docker.io\"",
+        ));
     }
     if is_ecr_host(&host) {
         return Err(err(
@@ -212,6 +219,13 @@ fn credentials_from_user_pass(
     registry: &str,
 ) -> Result<Credentials, AuthError> {
     let username = string_field(obj, "username", registry)?;
+    if username.contains(':') {
+        return Err(AuthError::Shape(format!(
+            "\"username\" of {registry:?} contains ':', which Docker's auth format \
+             (base64 of username:password, used by dockercfg and config.json) cannot carry; \
+             use a username without ':'"
+        )));
+    }
     let password = string_field(obj, "password", registry)?;
     Ok(Credentials {
         username,
@@ -373,10 +387,33 @@ pub fn render_auth_data(auths: &AuthMap, auth_type: AuthType) -> String {
     rendered.unwrap_or_default()
 }
 
-/// Merge credentials into a Docker CLI `config.json`: our registries get
-/// `{"auth": b64}` under `auths`; every other field and registry is kept.
-/// `existing` is the current file's text (None when absent).
-pub fn merge_docker_config(existing: Option<&str>, auths: &AuthMap) -> Result<String, String> {
+/// What a config.json merge produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerMerge {
+    pub text: String,
+    /// Managed registries a `credsStore` or a `credHelpers` entry would have
+    /// answered instead of what we wrote; overridden for those registries only.
+    pub overridden: Vec<String>,
+}
+
+/// Merge credentials into a Docker CLI `config.json`; every other field and
+/// registry is kept. `existing` is the current file's text (None when absent).
+///
+/// The Docker CLI picks a registry's store like this (docker/cli,
+/// cli/config/configfile/file.go, `getConfiguredCredentialStore`): a
+/// `credHelpers[registry]` entry if present — even `""` — else `credsStore`; an empty
+/// name means the file's own `auths`. So:
+/// - `helper` None: our registries get `{"auth": b64}` under `auths` (a stale
+///   `username`/`password`/`identitytoken`/`registrytoken` removed: the CLI would send
+///   a token instead of our password), and `credHelpers[registry] = ""` wherever a
+///   `credsStore` or another helper would otherwise answer for it.
+/// - `helper` Some(name): `credHelpers[registry] = name` and no `auths` entry for
+///   our registries, so no password is on disk.
+pub fn merge_docker_config(
+    existing: Option<&str>,
+    auths: &AuthMap,
+    helper: Option<&str>,
+) -> Result<DockerMerge, String> {
     let mut root = match existing.map(str::trim) {
         None | Some("") => Map::new(),
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -391,33 +428,83 @@ pub fn merge_docker_config(existing: Option<&str>, auths: &AuthMap) -> Result<St
             }
         },
     };
-    let auths_value = root
-        .entry("auths")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(section) = auths_value else {
-        return Err("has an \"auths\" field that is not an object".to_owned());
+    let creds_store = match root.get("credsStore") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => return Err("has a \"credsStore\" that is not a string".to_owned()),
     };
-    for (registry, creds) in auths {
-        let entry = section
-            .entry(registry.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
-        }
-        if let Value::Object(fields) = entry {
-            // A stale username/password next to a new `auth` would be ambiguous.
-            fields.remove("username");
-            fields.remove("password");
-            fields.insert("auth".to_owned(), Value::String(basic_auth(creds)));
-            if let Some(email) = &creds.email {
-                fields.insert("email".to_owned(), Value::String(email.clone()));
+    let mut helpers = match root.remove("credHelpers") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(h)) => h,
+        Some(_) => return Err("has a \"credHelpers\" field that is not an object".to_owned()),
+    };
+    let mut overridden = Vec::new();
+    match helper {
+        None => {
+            let section = object_field(&mut root, "auths")?;
+            for (registry, creds) in auths {
+                let entry = section
+                    .entry(registry.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                if let Value::Object(fields) = entry {
+                    for stale in ["username", "password", "identitytoken", "registrytoken"] {
+                        fields.remove(stale);
+                    }
+                    fields.insert("auth".to_owned(), Value::String(basic_auth(creds)));
+                    if let Some(email) = &creds.email {
+                        fields.insert("email".to_owned(), Value::String(email.clone()));
+                    }
+                }
+                let shadowed = match helpers.get(registry) {
+                    Some(Value::String(name)) => !name.is_empty(),
+                    Some(_) => true,
+                    None => creds_store,
+                };
+                if shadowed {
+                    helpers.insert(registry.clone(), Value::String(String::new()));
+                    overridden.push(registry.clone());
+                }
             }
         }
+        Some(name) => {
+            if let Some(Value::Object(section)) = root.get_mut("auths") {
+                for registry in auths.keys() {
+                    section.remove(registry);
+                }
+            }
+            for registry in auths.keys() {
+                let other = matches!(helpers.get(registry), Some(Value::String(n)) if !n.is_empty() && n != name);
+                if other || (creds_store && !helpers.contains_key(registry)) {
+                    overridden.push(registry.clone());
+                }
+                helpers.insert(registry.clone(), Value::String(name.to_owned()));
+            }
+        }
+    }
+    if !helpers.is_empty() {
+        root.insert("credHelpers".to_owned(), Value::Object(helpers));
     }
     let mut text = serde_json::to_string_pretty(&Value::Object(root))
         .map_err(|e| format!("cannot be rendered: {e}"))?;
     text.push('\n');
-    Ok(text)
+    Ok(DockerMerge { text, overridden })
+}
+
+/// `root[key]` as an object, created empty when absent.
+fn object_field<'a>(
+    root: &'a mut Map<String, Value>,
+    key: &str,
+) -> Result<&'a mut Map<String, Value>, String> {
+    match root
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()))
+    {
+        Value::Object(section) => Ok(section),
+        _ => Err(format!("has an \"{key}\" field that is not an object")),
+    }
 }
 
 #[cfg(test)]
@@ -467,11 +554,85 @@ mod tests {
     }
 
     #[test]
-    fn docker_hub_with_other_path_is_not_hub() {
-        assert_eq!(
-            normalize_registry("docker.io/library").unwrap(),
-            "docker.io/library"
+    fn docker_hub_with_a_path_is_refused() {
+        for raw in [
+            "docker.io/myorg",
+            "https://index.docker.io/myorg/",
+            "registry-1.docker.io/x",
+        ] {
+            let err = normalize_registry(raw).unwrap_err().to_string();
+            assert!(err.contains("Docker Hub with a path"), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn username_with_colon_is_refused() {
+        let err = parse_registry_secret(r#"{"username":"a:b","password":"CANARY"}"#, "ghcr.io")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("contains ':'"), "{err}");
+        assert!(!err.contains("CANARY"));
+        let err = parse_auth_json(r#"{"ghcr.io":{"username":"a:b","password":"p"}}"#).unwrap_err();
+        assert!(err.to_string().contains("contains ':'"), "{err}");
+    }
+
+    fn merged(existing: &str, helper: Option<&str>) -> (Value, Vec<String>) {
+        let mut m = AuthMap::new();
+        m.insert("ghcr.io".into(), creds("u", "p"));
+        let out = merge_docker_config(Some(existing), &m, helper).unwrap();
+        (serde_json::from_str(&out.text).unwrap(), out.overridden)
+    }
+
+    #[test]
+    fn docker_config_merge_drops_stale_tokens() {
+        let (v, _) = merged(
+            r#"{"auths":{"ghcr.io":{"auth":"eDp5","identitytoken":"T","registrytoken":"R"},"other.io":{"identitytoken":"keep"}}}"#,
+            None,
         );
+        assert_eq!(
+            v["auths"]["ghcr.io"],
+            serde_json::json!({"auth": B64.encode("u:p")})
+        );
+        assert_eq!(v["auths"]["other.io"]["identitytoken"], "keep");
+    }
+
+    #[test]
+    fn docker_config_merge_overrides_only_real_shadows() {
+        let (v, o) = merged(r#"{"credsStore":"desktop"}"#, None);
+        assert_eq!(v["credHelpers"]["ghcr.io"], "");
+        assert_eq!(v["credsStore"], "desktop");
+        assert_eq!(o, ["ghcr.io"]);
+        let (v, o) = merged(
+            r#"{"credHelpers":{"ghcr.io":"ecr-login","x.io":"y"}}"#,
+            None,
+        );
+        assert_eq!(v["credHelpers"]["ghcr.io"], "");
+        assert_eq!(v["credHelpers"]["x.io"], "y");
+        assert_eq!(o, ["ghcr.io"]);
+        let (v, o) = merged(r#"{"credHelpers":{"x.io":"y"}}"#, None);
+        assert!(v["credHelpers"].get("ghcr.io").is_none());
+        assert!(
+            o.is_empty(),
+            "a helper for other registries shadows nothing"
+        );
+        let (_, o) = merged(
+            r#"{"credsStore":"desktop","credHelpers":{"ghcr.io":""}}"#,
+            None,
+        );
+        assert!(o.is_empty(), "already overridden");
+    }
+
+    #[test]
+    fn docker_config_merge_with_credential_helper_keeps_no_password() {
+        let (v, o) = merged(
+            r#"{"auths":{"ghcr.io":{"auth":"b2xkOm9sZA=="},"other.io":{"auth":"eA=="}},"credHelpers":{"ghcr.io":"ecr-login"}}"#,
+            Some("shipshape"),
+        );
+        assert!(v["auths"].get("ghcr.io").is_none());
+        assert_eq!(v["auths"]["other.io"]["auth"], "eA==");
+        assert_eq!(v["credHelpers"]["ghcr.io"], "shipshape");
+        assert_eq!(o, ["ghcr.io"]);
+        assert!(!v.to_string().contains(&B64.encode("u:p")));
     }
 
     #[test]
@@ -660,24 +821,24 @@ mod tests {
         let existing = r#"{"auths":{"other.io":{"auth":"eA=="}},"credHelpers":{"x":"y"},"detachKeys":"ctrl-q"}"#;
         let mut m = AuthMap::new();
         m.insert("ghcr.io".into(), creds("u", "p"));
-        let out = merge_docker_config(Some(existing), &m).unwrap();
+        let out = merge_docker_config(Some(existing), &m, None).unwrap().text;
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["auths"]["other.io"]["auth"], "eA==");
         assert_eq!(v["auths"]["ghcr.io"]["auth"], B64.encode("u:p"));
         assert_eq!(v["credHelpers"]["x"], "y");
         assert_eq!(v["detachKeys"], "ctrl-q");
         // Merging again gives the same bytes (idempotent).
-        assert_eq!(merge_docker_config(Some(&out), &m).unwrap(), out);
+        assert_eq!(merge_docker_config(Some(&out), &m, None).unwrap().text, out);
     }
 
     #[test]
     fn docker_config_merge_new_file_and_bad_file() {
         let mut m = AuthMap::new();
         m.insert("ghcr.io".into(), creds("u", "p"));
-        let out = merge_docker_config(None, &m).unwrap();
+        let out = merge_docker_config(None, &m, None).unwrap().text;
         assert!(out.contains("\"auths\""));
-        assert!(merge_docker_config(Some("[1]"), &m).is_err());
-        assert!(merge_docker_config(Some("{nope"), &m).is_err());
-        assert!(merge_docker_config(Some(r#"{"auths":1}"#), &m).is_err());
+        assert!(merge_docker_config(Some("[1]"), &m, None).is_err());
+        assert!(merge_docker_config(Some("{nope"), &m, None).is_err());
+        assert!(merge_docker_config(Some(r#"{"auths":1}"#), &m, None).is_err());
     }
 }

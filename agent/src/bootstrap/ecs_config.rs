@@ -74,16 +74,58 @@ pub fn validate(key: &str, value: &str) -> Result<(), EntryError> {
     Ok(())
 }
 
-/// The key ecs-init sees on a line: trimmed, text before the first `=`; None when
-/// the line has no `=` (ecs-init skips such lines).
+/// `line` without the leading and trailing whitespace Go's `strings.TrimSpace`
+/// removes: Unicode White_Space (which is what Rust's `char::is_whitespace` tests,
+/// so VT, NBSP, U+0085 and U+3000 included), decoded as UTF-8. An invalid byte is
+/// not whitespace for Go (it decodes as U+FFFD), so trimming stops at one.
+pub fn go_trim_space(line: &[u8]) -> &[u8] {
+    let start = line.len() - trim_start_len(line);
+    let rest = &line[start..];
+    &rest[..trim_end_len(rest)]
+}
+
+/// The length of `b` once its leading White_Space is removed.
+fn trim_start_len(b: &[u8]) -> usize {
+    let mut removed = 0;
+    for chunk in b.utf8_chunks() {
+        let valid = chunk.valid();
+        let kept = valid.trim_start();
+        removed += valid.len() - kept.len();
+        if !kept.is_empty() || !chunk.invalid().is_empty() {
+            break;
+        }
+    }
+    b.len() - removed
+}
+
+/// The length of `b` once its trailing White_Space is removed.
+fn trim_end_len(b: &[u8]) -> usize {
+    // Only the last chunk can end in whitespace: any earlier one ends in an invalid
+    // byte, which stops the trim.
+    let mut last_valid = "";
+    let mut ends_invalid = false;
+    for chunk in b.utf8_chunks() {
+        last_valid = chunk.valid();
+        ends_invalid = !chunk.invalid().is_empty();
+    }
+    if ends_invalid {
+        return b.len();
+    }
+    b.len() - (last_valid.len() - last_valid.trim_end().len())
+}
+
+/// The key ecs-init sees on a line: Go-trimmed ([`go_trim_space`]), text before the
+/// first `=`; None when the line has no `=` (ecs-init skips such lines).
 pub fn line_key(line: &[u8]) -> Option<&[u8]> {
-    let trimmed = line.trim_ascii();
+    let trimmed = go_trim_space(line);
     let eq = trimmed.iter().position(|&b| b == b'=')?;
     Some(&trimmed[..eq])
 }
 
-/// Read a file exactly as ecs-init does; later keys win. Used by tests and
-/// `--dry-run` summaries to see what the agent will see.
+/// Read a file exactly as ecs-init does; later keys win. Follows ecs-init's
+/// `getEnvVars` (aws/amazon-ecs-agent, ecs-init/docker/docker.go): the whole file
+/// `strings.TrimSpace`d, split at `\n`, each line `TrimSpace`d and `SplitN(line,
+/// "=", 2)`, lines without `=` skipped, the last occurrence of a key wins.
 pub fn read_like_ecs_init(text: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for line in text.trim().split('\n') {
@@ -273,6 +315,39 @@ mod tests {
             merge_str(Some(existing), &[e("ECS_CLUSTER", "prod")]),
             "ECS_CLUSTER =x\nECS_CLUSTER=prod\n"
         );
+    }
+
+    #[test]
+    fn keys_are_found_behind_unicode_whitespace_as_go_trims() {
+        for space in ["\u{b}", "\u{c}", "\u{a0}", "\u{85}", "\u{3000}", "\u{2028}"] {
+            let line = format!("{space}ECS_CLUSTER=old{space}");
+            assert_eq!(
+                line_key(line.as_bytes()),
+                Some(&b"ECS_CLUSTER"[..]),
+                "{space:?}"
+            );
+        }
+        // U+FEFF (BOM) and U+200B are not White_Space for Go either: the key keeps them.
+        for not_space in ["\u{feff}", "\u{200b}"] {
+            let line = format!("{not_space}ECS_CLUSTER=old");
+            assert_ne!(line_key(line.as_bytes()), Some(&b"ECS_CLUSTER"[..]));
+        }
+        let existing = "ECS_CLUSTER=a\n\u{3000}ECS_CLUSTER=b\n\u{a0}\u{85}\u{b}ECS_CLUSTER=c\n";
+        let m = merge(Some(existing.as_bytes()), &[e("ECS_CLUSTER", "prod")]);
+        assert_eq!(m.bytes, b"ECS_CLUSTER=prod\n");
+        assert_eq!(
+            m.dropped_duplicates,
+            vec![("ECS_CLUSTER".to_owned(), 2), ("ECS_CLUSTER".to_owned(), 3)]
+        );
+    }
+
+    #[test]
+    fn go_trim_stops_at_invalid_utf8() {
+        assert_eq!(go_trim_space(b" \xff A=1 \xfe "), b"\xff A=1 \xfe");
+        assert_eq!(go_trim_space(b"\xc2\xa0A=1\xc2\xa0"), b"A=1");
+        assert_eq!(go_trim_space(b" \t\xe3\x80\x80 "), b"");
+        assert_eq!(go_trim_space(b"A=\xff"), b"A=\xff");
+        assert_eq!(go_trim_space(b"\xffA=1\x0b"), b"\xffA=1");
     }
 
     #[test]

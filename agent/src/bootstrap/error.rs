@@ -59,6 +59,37 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot write {}: {source}; {} was put back, both files are as they were",
+        path.display(),
+        restored.display()
+    )]
+    RolledBack {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        restored: PathBuf,
+    },
+    #[error(
+        "cannot write {}: {source}, and putting {} back failed too: {restore_error}; check \
+         both files and run bootstrap again",
+        path.display(),
+        other.display()
+    )]
+    RollbackFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        other: PathBuf,
+        restore_error: std::io::Error,
+    },
+    #[error(
+        "{} is a symbolic link; shipshape never follows links for files holding \
+         credentials: point the path at the real file (or replace the link by it), \
+         nothing was written",
+        path.display()
+    )]
+    Symlink { path: PathBuf },
     #[error("{} {message}; fix or remove it, nothing was written", path.display())]
     DockerConfig { path: PathBuf, message: String },
     #[error("cannot write output: {0}")]
@@ -75,7 +106,11 @@ fn fetch_hint(source_name: &str, error: &FetchError) -> &'static str {
              to the instance role"
         }
         (FetchError::AccessDenied(_), true) => "allow s3:GetObject on it to the instance role",
-        _ => "see the AWS error above",
+        (FetchError::Transient(_), _) => "check network access to AWS and try again",
+        (FetchError::Other(_), _) => {
+            "the answer was not usable; check the endpoint (AWS_ENDPOINT_URL, a proxy in \
+             between) and the secret or object"
+        }
     }
 }
 
@@ -113,5 +148,19 @@ mod tests {
             error: FetchError::AccessDenied("AccessDenied".into()),
         };
         assert!(e.to_string().contains("s3:GetObject"), "{e}");
+    }
+
+    #[test]
+    fn no_hint_points_at_an_error_that_is_not_there() {
+        for error in [
+            FetchError::Other("HTTP 200".into()),
+            FetchError::Transient("x".into()),
+        ] {
+            let e = BootstrapError::Fetch {
+                source_name: "secret x".into(),
+                error,
+            };
+            assert!(!e.to_string().contains("above"), "{e}");
+        }
     }
 }

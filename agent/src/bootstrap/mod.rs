@@ -8,6 +8,7 @@ pub(crate) mod apply;
 pub mod auth;
 pub mod ecs_config;
 mod error;
+pub mod helper;
 pub(crate) mod plan;
 pub mod report;
 pub mod settings;
@@ -25,11 +26,79 @@ use settings::BootstrapOptions;
 use settings::Settings;
 use snapshot::Snapshot;
 
+/// Where a failed run leaves its marker: under `/run`, so it lasts one boot.
+pub const FAILURE_MARKER_DIR: &str = "/run/shipshape/bootstrap-failed";
+
 /// Fetch every source, plan both files and (unless `dry_run`) write them. Nothing
 /// is written unless every source was read and both files could be rendered.
 /// `deadline` is `--timeout` from the start of the command (AWS set-up included);
 /// `cancel` stops the fetching, before anything is written. Prints nothing.
+///
+/// A real run that fails leaves a marker (see [`failure_marker`]); the next run that
+/// succeeds removes it and reports `recovered`, which counts as a change for the
+/// daemon (so `ecs`, which a failed boot-time bootstrap kept from starting, is
+/// started even though the files end up as they would have been).
 pub async fn run(
+    settings: &Settings,
+    dry_run: bool,
+    secrets: &dyn SecretSource,
+    objects: &dyn ObjectStore,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<Report, BootstrapError> {
+    let marker_dir = std::path::Path::new(FAILURE_MARKER_DIR);
+    run_marked(
+        settings, dry_run, secrets, objects, deadline, cancel, marker_dir,
+    )
+    .await
+}
+
+async fn run_marked(
+    settings: &Settings,
+    dry_run: bool,
+    secrets: &dyn SecretSource,
+    objects: &dyn ObjectStore,
+    deadline: Instant,
+    cancel: &CancellationToken,
+    marker_dir: &std::path::Path,
+) -> Result<Report, BootstrapError> {
+    let result = run_once(settings, dry_run, secrets, objects, deadline, cancel).await;
+    if dry_run {
+        return result;
+    }
+    let marker = failure_marker(marker_dir, &settings.ecs_config);
+    match result {
+        Ok(mut report) => {
+            report.recovered = std::fs::remove_file(&marker).is_ok();
+            if report.recovered {
+                tracing::info!(marker = %marker.display(), "succeeded after a failed run");
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let written =
+                std::fs::create_dir_all(marker_dir).and_then(|()| std::fs::write(&marker, b""));
+            if let Err(error) = written {
+                tracing::warn!(marker = %marker.display(), %error, "cannot leave the failure marker");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The marker of a failed run for this ecs.config: one file per ecs.config path
+/// (`/` escaped as `-`, as systemd does), so runs for different files never mix.
+pub fn failure_marker(dir: &std::path::Path, ecs_config: &std::path::Path) -> std::path::PathBuf {
+    let escaped: String = ecs_config
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| if c == '/' { '-' } else { c })
+        .collect();
+    dir.join(escaped)
+}
+
+async fn run_once(
     settings: &Settings,
     dry_run: bool,
     secrets: &dyn SecretSource,
@@ -60,9 +129,28 @@ fn plan_files(settings: &Settings, snapshot: &Snapshot) -> Result<Plan, Bootstra
     }
     let docker_config = match &settings.docker_config {
         Some(p) if !snapshot.registries.is_empty() => {
-            let docker = plan::docker_config(p, apply::read_existing(p)?, &snapshot.registries)?;
-            if docker.creds_helpers_set {
-                tracing::warn!(path = %p.display(), "credsStore/credHelpers are set; the Docker CLI may use them instead of auths");
+            let (auths, helper) = if settings.credential_helper {
+                // The helper answers only the registry → secret map.
+                let answerable: auth::AuthMap = snapshot
+                    .registries
+                    .iter()
+                    .filter(|(r, _)| settings.registry_secrets.iter().any(|(k, _)| k == *r))
+                    .map(|(r, c)| (r.clone(), c.clone()))
+                    .collect();
+                for r in snapshot
+                    .registries
+                    .keys()
+                    .filter(|r| !answerable.contains_key(*r))
+                {
+                    tracing::warn!(path = %p.display(), registry = %r, "not in config.json: the credential helper answers only registry_secret registries");
+                }
+                (answerable, Some(plan::HELPER_NAME))
+            } else {
+                (snapshot.registries.clone(), None)
+            };
+            let docker = plan::docker_config(p, apply::read_existing(p)?, &auths, helper)?;
+            for registry in &docker.overridden {
+                tracing::warn!(path = %p.display(), registry = %registry, "credsStore/credHelpers would have answered for this registry instead of what bootstrap writes; overridden for it in credHelpers");
             }
             Some(docker)
         }
@@ -534,5 +622,53 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, BootstrapError::Cancelled { .. }), "{err}");
         host.assert_untouched();
+    }
+
+    #[tokio::test]
+    async fn a_success_after_a_failure_reports_recovered_once() {
+        let host = Host::new();
+        let markers = tempfile::tempdir().unwrap();
+        let s = host.settings(ghcr_secret());
+        let go = |secrets: FakeSecrets| {
+            let (s, dir) = (s.clone(), markers.path().to_path_buf());
+            async move {
+                run_marked(
+                    &s,
+                    false,
+                    &secrets,
+                    &FakeStore::default(),
+                    far(),
+                    &CancellationToken::new(),
+                    &dir,
+                )
+                .await
+            }
+        };
+        assert!(go(FakeSecrets::default()).await.is_err());
+        let marker = failure_marker(markers.path(), &host.ecs_config());
+        assert!(marker.exists());
+        host.assert_untouched();
+        let first = go(FakeSecrets::default().with("id", CREDS)).await.unwrap();
+        assert!(first.recovered && first.any_changed());
+        assert!(!marker.exists());
+        let again = go(FakeSecrets::default().with("id", CREDS)).await.unwrap();
+        assert!(!again.recovered && !again.any_changed(), "{again:?}");
+        // Fail, then succeed with files already right: still a change for the daemon.
+        assert!(go(FakeSecrets::default()).await.is_err());
+        let same = go(FakeSecrets::default().with("id", CREDS)).await.unwrap();
+        assert!(!same.changed && same.recovered && same.any_changed());
+    }
+
+    #[test]
+    fn failure_markers_are_one_per_path() {
+        let d = Path::new("/run/x");
+        assert_eq!(
+            failure_marker(d, Path::new("/etc/ecs/ecs.config")),
+            Path::new("/run/x/etc-ecs-ecs.config")
+        );
+        assert_ne!(
+            failure_marker(d, Path::new("/a/b")),
+            failure_marker(d, Path::new("/a-c"))
+        );
     }
 }

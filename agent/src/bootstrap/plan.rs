@@ -37,13 +37,17 @@ pub struct EcsConfigPlan {
     pub dropped_duplicates: Vec<(String, usize)>,
 }
 
-/// The Docker CLI config.json: its `auths` replaced, everything else kept.
+/// The Docker CLI config.json: our registries' entries replaced, everything else kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerConfigPlan {
     pub file: FileChange,
-    /// `credsStore` or `credHelpers` is set: the Docker CLI may not read `auths`.
-    pub creds_helpers_set: bool,
+    /// Managed registries that a `credsStore`/`credHelpers` entry would have answered
+    /// for; overridden for those registries.
+    pub overridden: Vec<String>,
 }
+
+/// The name config.json's `credHelpers` gives our helper (`docker-credential-shipshape`).
+pub const HELPER_NAME: &str = "shipshape";
 
 /// Everything a run writes. Holds credentials (in the new bytes): never log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +119,14 @@ pub fn ecs_config(path: &Path, existing: Option<Vec<u8>>, entries: Vec<Entry>) -
     }
 }
 
-/// Replace the `auths` of config.json's current bytes. Refuses (so nothing is
-/// written) a file that is not UTF-8 or not a JSON object.
+/// Merge our registries into config.json's current bytes (see
+/// [`auth::merge_docker_config`]); `helper`: credHelpers entries instead of auths.
+/// Refuses (so nothing is written) a file that is not UTF-8 or not a JSON object.
 pub fn docker_config(
     path: &Path,
     existing: Option<Vec<u8>>,
     auths: &AuthMap,
+    helper: Option<&str>,
 ) -> Result<DockerConfigPlan, BootstrapError> {
     let refuse = |message: String| BootstrapError::DockerConfig {
         path: path.to_path_buf(),
@@ -131,21 +137,14 @@ pub fn docker_config(
         Some(Ok(t)) => Some(t),
         None => None,
     };
-    let creds_helpers_set = text.is_some_and(|t| {
-        matches!(
-            serde_json::from_str::<serde_json::Value>(t),
-            Ok(serde_json::Value::Object(obj))
-                if obj.contains_key("credsStore") || obj.contains_key("credHelpers")
-        )
-    });
-    let new = auth::merge_docker_config(text, auths).map_err(refuse)?;
+    let merged = auth::merge_docker_config(text, auths, helper).map_err(refuse)?;
     Ok(DockerConfigPlan {
         file: FileChange {
             path: path.to_path_buf(),
             existing,
-            new: new.into_bytes(),
+            new: merged.text.into_bytes(),
         },
-        creds_helpers_set,
+        overridden: merged.overridden,
     })
 }
 
@@ -242,22 +241,23 @@ mod tests {
     fn docker_config_plan_keeps_other_fields_and_flags_cred_helpers() {
         let path = Path::new("config.json");
         let existing = br#"{"credsStore":"desktop","x":1}"#.to_vec();
-        let p = docker_config(path, Some(existing), &one_registry()).unwrap();
-        assert!(p.creds_helpers_set);
+        let p = docker_config(path, Some(existing), &one_registry(), None).unwrap();
+        assert_eq!(p.overridden, ["ghcr.io"]);
         assert!(p.file.changed());
         let v: serde_json::Value = serde_json::from_slice(&p.file.new).unwrap();
         assert_eq!(v["x"], 1);
         assert!(v["auths"]["ghcr.io"]["auth"].is_string());
-        let fresh = docker_config(path, None, &one_registry()).unwrap();
-        assert!(!fresh.creds_helpers_set);
+        let fresh = docker_config(path, None, &one_registry(), None).unwrap();
+        assert!(fresh.overridden.is_empty());
     }
 
     #[test]
     fn docker_config_plan_refuses_what_it_cannot_merge() {
         let path = Path::new("config.json");
-        let err = docker_config(path, Some(vec![0xff, 0xfe]), &one_registry()).unwrap_err();
+        let err = docker_config(path, Some(vec![0xff, 0xfe]), &one_registry(), None).unwrap_err();
         assert!(err.to_string().contains("is not UTF-8"), "{err}");
-        let err = docker_config(path, Some(b"{not json".to_vec()), &one_registry()).unwrap_err();
+        let err =
+            docker_config(path, Some(b"{not json".to_vec()), &one_registry(), None).unwrap_err();
         assert!(err.to_string().contains("config.json"), "{err}");
         assert!(!err.to_string().contains("CANARY"), "{err}");
     }

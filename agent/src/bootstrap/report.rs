@@ -26,6 +26,8 @@ pub struct Report {
     /// Later duplicates of managed keys that were removed (key, 1-based line).
     pub dropped_duplicates: Vec<DroppedLine>,
     pub docker_config: Option<DockerConfigReport>,
+    /// This run succeeded after a failed one (whose marker it removed).
+    pub recovered: bool,
     /// `--dry-run` only: the resulting file with credentials redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
@@ -64,12 +66,15 @@ impl Report {
                 changed: d.file.changed(),
                 path: d.file.path,
             }),
+            recovered: false,
         }
     }
 
-    /// Whether a file changed on disk (or would): the daemon's `on_change` trigger.
+    /// Whether a file changed on disk (or would), or this run recovered from a
+    /// failed one: the daemon's `on_change` trigger (after a failed boot-time run,
+    /// `ecs` has to be started even when the files end up unchanged).
     pub fn any_changed(&self) -> bool {
-        self.changed || self.docker_config.as_ref().is_some_and(|d| d.changed)
+        self.changed || self.recovered || self.docker_config.as_ref().is_some_and(|d| d.changed)
     }
 }
 
@@ -171,6 +176,7 @@ mod tests {
                 path: "/root/.docker/config.json".into(),
                 changed: false,
             }),
+            recovered: false,
             content: dry_run.then(|| {
                 "ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA=<redacted: 1 registries>\n".to_owned()
             }),
@@ -218,7 +224,8 @@ mod tests {
   "docker_config": {
     "path": "/root/.docker/config.json",
     "changed": false
-  }
+  },
+  "recovered": false
 }
 "#;
         assert_eq!(rendered(&sample(false), Format::Json), want);

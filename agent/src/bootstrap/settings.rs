@@ -63,6 +63,10 @@ pub struct BootstrapOptions {
     #[arg(long, value_name = "DURATION", help = with_default(
         "Total time allowed, retries included", HumanDuration(DEFAULT_TIMEOUT)))]
     pub timeout: Option<HumanDuration>,
+    /// With --docker-config: write credHelpers entries naming docker-credential-shipshape
+    /// for the registry_secret registries instead of their passwords under auths.
+    #[arg(long)]
+    pub credential_helper: bool,
 }
 
 /// Validated bootstrap settings; `check` prints them serialized (secret-looking
@@ -84,6 +88,8 @@ pub struct Settings {
     pub docker_config: Option<PathBuf>,
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+    /// config.json gets `credHelpers` entries (`shipshape`) instead of passwords.
+    pub credential_helper: bool,
 }
 
 fn ser_map<S: Serializer>(entries: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
@@ -192,6 +198,7 @@ impl Settings {
                 .clone()
                 .or_else(|| file.docker_config.clone()),
             timeout,
+            credential_helper: flags.credential_helper || file.credential_helper,
         })
     }
 

@@ -266,4 +266,68 @@ fn main() {
         bin.display()
     );
     println!("  peak RSS (/usr/bin/time -v): shipshape {ours_rss} KiB, reference script tree {theirs_rss} KiB");
+
+    credential_helper(&bin, &moto);
+}
+
+const HELPER_RUNS: usize = 20;
+
+/// `docker-credential-shipshape get` (a link to the binary) against the same moto:
+/// a configured registry (one GetSecretValue) and an unconfigured one (no AWS call).
+fn credential_helper(bin: &Path, moto: &Moto) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("docker-credential-shipshape");
+    std::os::unix::fs::symlink(bin, &link).expect("link");
+    let toml = dir.path().join("shipshape.toml");
+    std::fs::write(
+        &toml,
+        "[bootstrap]\nregistry_secret = { \"registry.gitlab.com\" = \"prod/gitlab-registry\" }\n",
+    )
+    .expect("config");
+    let get = |registry: &str, want_ok: bool| {
+        let start = Instant::now();
+        let mut child = Command::new(&link)
+            .arg("get")
+            .env_clear()
+            .env("SHIPSHAPE_CONFIG", &toml)
+            .envs(moto.env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn helper");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(registry.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("helper");
+        let took = start.elapsed();
+        assert_eq!(
+            out.status.success(),
+            want_ok,
+            "{registry}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        took
+    };
+    get("registry.gitlab.com", true);
+    let configured: Vec<Duration> = (0..HELPER_RUNS)
+        .map(|_| get("registry.gitlab.com", true))
+        .collect();
+    let unconfigured: Vec<Duration> = (0..HELPER_RUNS).map(|_| get("quay.io", false)).collect();
+    println!("docker-credential-shipshape get ({HELPER_RUNS} runs each, after one warm-up)");
+    for (what, xs) in [
+        ("configured (GetSecretValue)", &configured),
+        ("unconfigured (no AWS call)", &unconfigured),
+    ] {
+        println!(
+            "  {what:<28} median {:8.1} ms  min {:8.1} ms  max {:8.1} ms",
+            ms(median(xs.clone())),
+            ms(*xs.iter().min().expect("runs")),
+            ms(*xs.iter().max().expect("runs"))
+        );
+    }
 }

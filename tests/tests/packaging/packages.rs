@@ -126,6 +126,11 @@ fn deb_installed_into_a_throwaway_root_runs_and_keeps_local_config_on_upgrade() 
     ok(&check, "installed shipshape check");
     assert!(check.stdout.starts_with("config OK"), "{}", check.stdout);
 
+    let link = r.join("usr/bin/docker-credential-shipshape");
+    let target = std::fs::read_link(&link)
+        .unwrap_or_else(|e| panic!("postinst did not link {}: {e}", link.display()));
+    assert_eq!(target, std::path::Path::new("shipshape"));
+
     let state = r.join("var/lib/shipshape");
     let mode = std::fs::metadata(&state)
         .unwrap_or_else(|e| panic!("postinst did not create {}: {e}", state.display()))

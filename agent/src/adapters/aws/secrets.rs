@@ -193,7 +193,17 @@ where
                 (true, false) => format!("HTTP {status}: {message}"),
                 (true, true) => format!("HTTP {status}"),
             };
-            if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
+            if (200..300).contains(&status) {
+                // A success status with a body that is not the operation's answer.
+                FetchError::Other(format!(
+                    "the answer (HTTP {status}) is not a valid AWS response{}",
+                    if code.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({code})")
+                    }
+                ))
+            } else if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
                 FetchError::Transient(text)
             } else if status == 404
                 || matches!(
