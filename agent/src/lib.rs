@@ -12,17 +12,17 @@
 
 pub mod adapters;
 pub mod app;
-pub mod bootstrap;
+pub(crate) mod bootstrap;
 pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod ecr_prune;
+pub(crate) mod daemon;
+pub(crate) mod ecr_prune;
 pub mod error;
 pub mod exit;
 pub mod image_gc;
 pub mod last_use;
 pub mod ports;
-pub mod shared;
+pub(crate) mod shared;
 pub mod shutdown;
 pub mod telemetry;
 

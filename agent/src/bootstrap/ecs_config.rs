@@ -3,8 +3,6 @@
 //! ignores lines without one, and lets the LAST occurrence of a key win; there is no
 //! quoting and no comment syntax. Works on bytes so unmanaged lines survive exactly.
 
-use std::collections::HashMap;
-
 /// First line of a file we create. It has no `=`, so ecs-init ignores it, and it
 /// starts with `#`, so systemd's `EnvironmentFile=` (ecs.service) ignores it too.
 pub const HEADER: &str = "# Managed by shipshape bootstrap: the keys it sets are rewritten on each run, other lines are kept";
@@ -126,8 +124,9 @@ pub fn line_key(line: &[u8]) -> Option<&[u8]> {
 /// `getEnvVars` (aws/amazon-ecs-agent, ecs-init/docker/docker.go): the whole file
 /// `strings.TrimSpace`d, split at `\n`, each line `TrimSpace`d and `SplitN(line,
 /// "=", 2)`, lines without `=` skipped, the last occurrence of a key wins.
-pub fn read_like_ecs_init(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
+#[cfg(test)]
+pub fn read_like_ecs_init(text: &str) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
     for line in text.trim().split('\n') {
         if let Some((k, v)) = line.trim().split_once('=') {
             out.insert(k.to_owned(), v.to_owned());

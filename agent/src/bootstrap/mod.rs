@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ports::secrets::{ObjectStore, SecretSource};
 pub use error::BootstrapError;
 use plan::{managed_entries, Plan};
-pub use report::{DockerConfigReport, DroppedLine, Report};
+pub use report::Report;
 #[cfg(test)]
 use settings::BootstrapOptions;
 use settings::Settings;

@@ -173,11 +173,10 @@ pub struct DaemonSettings {
     pub jobs: Vec<JobSettings>,
     #[serde(serialize_with = "ser_listen")]
     pub metrics_listen: Option<SocketAddr>,
-    /// From `[gc]`: disk-pressure GC runs above `high_water`, down to `low_water`.
+    /// From `[gc]`: disk-pressure GC starts above `high_water` (gc itself goes down to
+    /// `low_water`).
     #[serde(skip)]
     pub high_water: Option<Watermark>,
-    #[serde(skip)]
-    pub low_water: Option<Watermark>,
 }
 
 fn ser_jobs<S: Serializer>(jobs: &[JobSettings], s: S) -> Result<S::Ok, S::Error> {
@@ -212,6 +211,7 @@ impl DaemonSettings {
     }
 
     /// The built-in defaults (no file).
+    #[cfg(test)]
     pub fn defaults() -> Self {
         Self::resolve(
             &DaemonOptions::default(),
@@ -283,7 +283,6 @@ impl DaemonSettings {
             jobs,
             metrics_listen: metrics.listen.map(|l| l.0),
             high_water: disk.map(|d| d.0),
-            low_water: disk.map(|d| d.1),
         })
     }
 }

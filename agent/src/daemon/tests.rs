@@ -46,7 +46,6 @@ fn settings(dir: &Path, jobs: Vec<JobSettings>) -> DaemonSettings {
         jobs,
         metrics_listen: None,
         high_water: None,
-        low_water: None,
     }
 }
 

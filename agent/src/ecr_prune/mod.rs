@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::ports::ecr::{ApiError, EcrApi, Repository};
 use crate::ports::ecs::EcsApi;
 use planner::Policy;
-pub use report::EcrSummary;
 use report::{RepoOutcome, RepoReport, Report};
 use settings::Settings;
 use snapshot::EcsUsage;

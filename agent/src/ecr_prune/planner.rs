@@ -13,7 +13,9 @@ use globset::GlobSet;
 use super::grouping::{self, Unit};
 use super::reference::{self, Target};
 use super::rules::{Action, Criterion, Rules};
-use super::snapshot::{EcsUsage, RepoSnapshot, Snapshot};
+#[cfg(test)]
+use super::snapshot::Snapshot;
+use super::snapshot::{EcsUsage, RepoSnapshot};
 
 /// An untagged plain image younger than this is never deleted on its own: it may be a
 /// child whose index has not been pushed yet.
@@ -148,12 +150,14 @@ impl RepoPlan {
 }
 
 /// The whole plan.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub repositories: Vec<RepoPlan>,
 }
 
 /// Plan every repository of the snapshot.
+#[cfg(test)]
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
     Plan {
         repositories: snapshot

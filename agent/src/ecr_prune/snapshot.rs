@@ -15,7 +15,9 @@ use crate::ports::ecs::{
     ECS_SERVICE_DEPLOYMENTS_BATCH_MAX, ECS_TASKS_BATCH_MAX,
 };
 
-/// Everything the planner looks at, read once at scan time.
+/// Everything the planner looks at, read once at scan time (tests plan it whole; the
+/// runner plans repository by repository).
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub repositories: Vec<RepoSnapshot>,
@@ -45,15 +47,8 @@ pub struct EcsUsage {
 }
 
 impl EcsUsage {
-    /// Record an image reference ECS uses, and its digest when it is pinned (`…@sha256:…`).
-    pub fn add_image(&mut self, image: String) {
-        if let Some((_, digest)) = image.split_once('@') {
-            self.digests.insert(digest.to_owned());
-        }
-        self.references.insert(image);
-    }
-
-    /// `add_image`, remembering who uses it (`origin: image`).
+    /// Record an image reference ECS uses (and its digest when it is pinned,
+    /// `…@sha256:…`), remembering who uses it (`origin: image`).
     pub fn add_image_from(&mut self, image: String, origin: &str) {
         let chain = format!("{origin}: {image}");
         if let Some((_, digest)) = image.split_once('@') {
