@@ -10,7 +10,7 @@
 
 use regex::Regex;
 
-use super::policy::{familiar, repo_of, short_id};
+use crate::shared::reference::{familiar, repo_of, short_id};
 
 /// One compiled line of the file.
 #[derive(Debug, Clone)]

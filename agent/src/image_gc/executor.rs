@@ -13,10 +13,10 @@ use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::planner::{Action, ContainerEntry, DiskPlan, ImageEntry, Plan, VolumeEntry};
-use super::policy::{repo_of, short_id};
 use super::reason::{Failure, Outcome};
 use crate::ports::disk::{Disk, FsUsage};
 use crate::ports::docker::{DockerEngine, DockerError};
+use crate::shared::reference::{repo_of, short_id};
 
 /// How to execute.
 #[derive(Debug, Clone)]

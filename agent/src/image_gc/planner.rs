@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::policy::{short_id, Policy};
+use super::policy::Policy;
 use super::reason::{ContainerReason, ImageReason, VolumeReason};
 use super::snapshot::Snapshot;
 use crate::config::value::Watermark;
 use crate::ports::disk::FsUsage;
 use crate::ports::docker::ImageInfo;
+use crate::shared::reference::short_id;
 
 /// Delete or keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

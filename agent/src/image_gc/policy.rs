@@ -1,6 +1,6 @@
 //! The policy the planner applies: ages, keep-per-repo, disk watermarks, and the
 //! compiled matchers for exclude patterns and ECS agent images. Built from validated
-//! settings; holds no I/O. Also the small reference helpers (`repo_of`, `short_id`).
+//! settings; holds no I/O.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::docker_gc::{self, GrepLine};
 use crate::config::value::Watermark;
+use crate::shared::reference::{familiar, repo_of};
 
 /// How long a `created` (never started) container must exist before it may go:
 /// docker-gc removed containers that were about to be started.
@@ -183,18 +184,6 @@ impl ExcludeSet {
     }
 }
 
-/// A reference in the engine's familiar form: Docker Hub's `docker.io/` (and
-/// `library/` for official images) dropped, as `docker images` prints it.
-pub fn familiar(reference: &str) -> &str {
-    for hub in ["docker.io/", "index.docker.io/", "registry-1.docker.io/"] {
-        if let Some(rest) = reference.strip_prefix(hub) {
-            let rest = rest.strip_prefix("library/").unwrap_or(rest);
-            return rest;
-        }
-    }
-    reference
-}
-
 /// `sha256:abc…` or `abc…` (hex only) as a lower-case prefix.
 fn id_prefix(pattern: &str) -> Option<String> {
     let hex = pattern.strip_prefix("sha256:").unwrap_or(pattern);
@@ -211,24 +200,6 @@ pub fn ecs_agent_matcher() -> GlobSet {
         }
     }
     builder.build().unwrap_or_else(|_| GlobSet::empty())
-}
-
-/// The repository part of `repo:tag` (or `repo@digest`); a registry port is not a tag.
-pub fn repo_of(reference: &str) -> &str {
-    if let Some((repo, _)) = reference.split_once('@') {
-        return repo;
-    }
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(colon) => &reference[..slash + colon],
-        None => reference,
-    }
-}
-
-/// The 12-character short form of an ID, as `docker` prints it.
-pub fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 #[cfg(test)]
@@ -253,14 +224,6 @@ mod tests {
             s.matching("sha256:00", &[], &["app@sha256:aa".into()]),
             None
         );
-    }
-
-    #[test]
-    fn repo_of_handles_registry_ports_and_digests() {
-        assert_eq!(repo_of("redis:7"), "redis");
-        assert_eq!(repo_of("localhost:5000/app:1"), "localhost:5000/app");
-        assert_eq!(repo_of("localhost:5000/app"), "localhost:5000/app");
-        assert_eq!(repo_of("app@sha256:abcd"), "app");
     }
 
     #[test]

@@ -12,10 +12,10 @@ use tabwriter::TabWriter;
 
 use super::executor::{ExecStats, Outcomes};
 use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
-use super::policy::short_id;
 use super::reason::Outcome;
 use crate::config::value::format_size;
 use crate::ports::disk::FsUsage;
+use crate::shared::reference::short_id;
 
 /// The result of one pass, ready to print or summarise.
 #[derive(Debug, Clone)]

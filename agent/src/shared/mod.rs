@@ -2,3 +2,4 @@
 //! nothing here knows about a command, a port or an adapter.
 
 pub mod atomic_file;
+pub mod reference;

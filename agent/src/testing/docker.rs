@@ -14,12 +14,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::image_gc::policy::repo_of;
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
     ImageDetails, ImageInfo, Removed, VolumeInfo,
 };
+use crate::shared::reference::repo_of;
 
 /// The address the fake says it is at.
 pub const FAKE_HOST: &str = "unix:///fake.sock";

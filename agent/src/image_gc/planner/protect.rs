@@ -8,9 +8,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::since;
-use crate::image_gc::policy::{ecs_agent_matcher, repo_of, short_id, Policy};
+use crate::image_gc::policy::{ecs_agent_matcher, Policy};
 use crate::image_gc::reason::ImageReason;
 use crate::ports::docker::{ContainerInfo, ImageInfo};
+use crate::shared::reference::{repo_of, short_id};
 
 /// Image ID → the first container that stays and uses it. A container protects
 /// its image by ID: a tag that moved does not matter, the container still holds
