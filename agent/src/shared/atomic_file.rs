@@ -73,8 +73,14 @@ pub fn prepare(path: &Path, contents: &[u8], mode: u32) -> io::Result<Prepared> 
         .suffix(TEMP_SUFFIX)
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir_of(path))?;
+    // A new file is already ours; only a setgid directory hands down another group.
+    // fchown only then: the units' seccomp filter (~@privileged) refuses chown calls
+    // with EPERM, even those that would change nothing.
     let (uid, gid) = effective_owner();
-    std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid))?;
+    let created = tmp.as_file().metadata()?;
+    if created.uid() != uid || created.gid() != gid {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid))?;
+    }
     // The umask may have narrowed the mode at creation; set it exactly.
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;

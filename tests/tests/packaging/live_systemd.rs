@@ -140,7 +140,7 @@ fn units_hold_under_a_live_systemd() {
     assert!(
         m.wait(Duration::from_secs(30), |m| starts(m) == 1),
         "ecs did not start after bootstrap recovered; daemon log:\n{}\nrestart unit:\n{}",
-        m.sh("journalctl --no-pager -o cat -u shipshape -n 30")
+        m.sh("journalctl --no-pager -o verbose -u shipshape -n 12 | grep -E 'MESSAGE=|ERROR='")
             .stdout,
         m.sh("journalctl --no-pager -o cat -u shipshape-ecs-restart -n 10")
             .stdout
