@@ -24,6 +24,28 @@ impl AwsEcs {
         );
         Self { ecs }
     }
+
+    /// Every ListTasks page of `cluster` (RUNNING when `status` is unset, as ECS does).
+    async fn task_arns(
+        &self,
+        cluster: &str,
+        status: Option<aws_sdk_ecs::types::DesiredStatus>,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut pages = self
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .set_desired_status(status)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| api_error("ListTasks", e))?;
+            out.extend(page.task_arns().iter().cloned());
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait::async_trait]
@@ -44,36 +66,12 @@ impl EcsApi for AwsEcs {
     }
 
     async fn list_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
-            .ecs
-            .list_tasks()
-            .cluster(cluster)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListTasks", e))?;
-            out.extend(page.task_arns().iter().cloned());
-        }
-        Ok(out)
+        self.task_arns(cluster, None).await
     }
 
     async fn list_stopped_tasks(&self, cluster: &str) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
-            .ecs
-            .list_tasks()
-            .cluster(cluster)
-            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListTasks", e))?;
-            out.extend(page.task_arns().iter().cloned());
-        }
-        Ok(out)
+        self.task_arns(cluster, Some(aws_sdk_ecs::types::DesiredStatus::Stopped))
+            .await
     }
 
     async fn describe_tasks(
