@@ -99,6 +99,16 @@ pub async fn run(cli: Cli, loaded: Loaded, signals: Option<Signals>) -> Result<S
                 Status::Ok
             })
         }
+        Command::EcrUsage(cmd) => {
+            let mut settings =
+                EcrSettings::resolve(Layered::new(&cmd.usage_options(), &file.ecr, text))
+                    .map_err(|e| loaded.invalid(e))?;
+            // What this account runs, not what other files say.
+            settings.usage_file.clear();
+            let images = ecr_usage(&globals, &settings, &cmd.output).await?;
+            tracing::info!(images, output = %cmd.output.display(), "usage written");
+            Ok(Status::Ok)
+        }
         Command::Daemon(_) => {
             let signals = signals
                 .map_or_else(crate::shutdown::install, Ok)
@@ -167,15 +177,97 @@ async fn gc(
     .await
 }
 
+/// The caller's own clients and one set per `--usage-role` (assumed once each).
+async fn usage_clients(
+    globals: &Endpoints,
+    settings: &EcrSettings,
+) -> Result<
+    (
+        crate::adapters::aws::ecr::Clients,
+        Vec<(String, crate::adapters::aws::ecr::Clients)>,
+    ),
+    crate::ecr_prune::EcrError,
+> {
+    let sdk = crate::adapters::aws::sdk_config(globals.region.as_deref()).await;
+    let own = crate::adapters::aws::ecr::clients_for(&sdk);
+    let mut roles = Vec::new();
+    for role in &settings.usage_role {
+        let assumed = crate::adapters::aws::assume_role(&sdk, role)
+            .await
+            .map_err(|error| crate::ecr_prune::EcrError::UsageRole {
+                role: role.clone(),
+                error,
+            })?;
+        let label = format!(
+            "account {} (role {role})",
+            crate::ecr_prune::settings::role_account(role)
+        );
+        roles.push((label, crate::adapters::aws::ecr::clients_for(&assumed)));
+    }
+    Ok((own, roles))
+}
+
+/// The usage sources of the caller's account and of each assumed role.
+fn usage_sources<'a>(
+    own: &'a crate::adapters::aws::ecr::Clients,
+    roles: &'a [(String, crate::adapters::aws::ecr::Clients)],
+) -> Vec<crate::ecr_prune::usage::UsageSource<'a>> {
+    let source = |label: &'a str, c: &'a crate::adapters::aws::ecr::Clients| {
+        crate::ecr_prune::usage::UsageSource {
+            label,
+            ecs: c.ecs.as_ref(),
+            schedules: c.schedules.as_ref(),
+            lambda: c.lambda.as_ref(),
+        }
+    };
+    std::iter::once(source("", own))
+        .chain(roles.iter().map(|(label, c)| source(label, c)))
+        .collect()
+}
+
 /// One ecr-prune pass on AWS, planned for the system clock's `now`.
 async fn ecr_prune(
     globals: &Endpoints,
     settings: &EcrSettings,
     cancel: &CancellationToken,
 ) -> Result<crate::ecr_prune::report::Report, crate::ecr_prune::EcrError> {
-    let (ecr, ecs) = crate::adapters::aws::ecr::clients(globals.region.as_deref()).await;
+    let (own, roles) = usage_clients(globals, settings).await?;
+    let sources = usage_sources(&own, &roles);
     let now = crate::adapters::clock::SystemClock.now();
-    crate::ecr_prune::run(settings, ecr.as_ref(), ecs.as_ref(), now, cancel).await
+    crate::ecr_prune::run(settings, own.ecr.as_ref(), &sources, now, cancel).await
+}
+
+/// `shipshape ecr-usage`: what this account (and its `--usage-role`s) can start next,
+/// written to `output` as a usage file for `ecr-prune --usage-file`.
+async fn ecr_usage(
+    globals: &Endpoints,
+    settings: &EcrSettings,
+    output: &std::path::Path,
+) -> Result<usize, crate::ecr_prune::EcrError> {
+    let (own, roles) = usage_clients(globals, settings).await?;
+    let sources = usage_sources(&own, &roles);
+    let usage = crate::ecr_prune::read_usage(settings, &sources).await?;
+    let account = match own.ecr.caller_arn().await {
+        Ok(arn) => arn.split(':').nth(4).map(str::to_owned),
+        Err(e) => {
+            tracing::warn!(
+                "cannot tell this account ({}); the usage file names none",
+                e.brief()
+            );
+            None
+        }
+    };
+    let now = crate::adapters::clock::SystemClock.now();
+    let file = crate::ecr_prune::usage_file::UsageFile::new(&usage, account, now);
+    let mut text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    crate::shared::atomic_file::atomic_write(output, &text, 0o644).map_err(|error| {
+        crate::ecr_prune::EcrError::WriteUsage {
+            path: output.to_owned(),
+            error,
+        }
+    })?;
+    Ok(file.images.len())
 }
 
 /// `shipshape daemon`: resolve, build the adapters, run the core until SIGTERM.

@@ -55,6 +55,9 @@ pub enum Command {
     Gc(GcCommand),
     /// Plan (default) or apply pruning of ECR repositories.
     EcrPrune(EcrPruneCommand),
+    /// Write what this account's ECS, EventBridge, Scheduler and Lambda can start next,
+    /// for `ecr-prune --usage-file` in the registry account.
+    EcrUsage(EcrUsageCommand),
     /// Run scheduled jobs until SIGTERM (systemd Type=notify).
     Daemon(DaemonCommand),
     /// Validate the config file; print the effective config, secrets redacted.
@@ -101,6 +104,36 @@ pub struct EcrPruneCommand {
     pub output: OutputFormat,
     #[command(flatten)]
     pub options: EcrOptions,
+}
+
+/// `ecr-usage`: where to write, and the `[ecr]` options that decide what is in use.
+#[derive(Debug, Default, Args)]
+pub struct EcrUsageCommand {
+    /// The usage file to write (JSON, replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+    /// ECS cluster whose usage counts, or `all` (default); repeatable.
+    #[arg(long, value_name = "NAME|all")]
+    pub protect_ecs_cluster: Vec<String>,
+    /// Newest ACTIVE task definition revisions per family in use, and newest published
+    /// versions per Lambda function (default 5).
+    #[arg(long, value_name = "N")]
+    pub keep_task_definitions: Option<u32>,
+    /// IAM role ARN of another account to include; repeatable.
+    #[arg(long, value_name = "ARN")]
+    pub usage_role: Vec<String>,
+}
+
+impl EcrUsageCommand {
+    /// These flags as `[ecr]` options (the file's `[ecr]` fills the rest).
+    pub fn usage_options(&self) -> EcrOptions {
+        EcrOptions {
+            protect_ecs_cluster: self.protect_ecs_cluster.clone(),
+            keep_task_definitions: self.keep_task_definitions,
+            usage_role: self.usage_role.clone(),
+            ..EcrOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Default, Args)]

@@ -8,6 +8,8 @@ pub mod disk;
 pub mod docker;
 pub mod ecr;
 pub mod ecs;
+pub mod lambda;
+pub mod schedules;
 pub mod secrets;
 
 /// The time source. Planners take `now` as an argument; executors and the daemon

@@ -16,6 +16,8 @@
 //! DescribeServiceRevisions) the proxy answers from fixtures a test gives
 //! (`answer_list`, `answer_items`), shaped like the ECS API reference; without a
 //! fixture it answers UnknownOperationException, as an endpoint that lacks the API does.
+//! What moto answers wrongly over REST (Lambda GetFunction's resolved digest) a test
+//! answers with `answer_rest`, shaped like the Lambda API reference.
 
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +62,36 @@ struct Fixtures {
     items: Vec<(String, String, String, String, Vec<serde_json::Value>)>,
     /// The registry's pull-time update exclusion list, once `serve_pull_time_exclusions`.
     exclusions: Option<Vec<String>>,
+    /// REST-JSON answers (Lambda): (method, decoded path, decoded query pairs the
+    /// request must carry, response body).
+    rest: Vec<RestFixture>,
+}
+
+/// One REST-JSON answer: method, path, query pairs, body.
+type RestFixture = (String, String, Vec<(String, String)>, serde_json::Value);
+
+/// `%XX` escapes of a URL path or query part decoded (`%24LATEST` → `$LATEST`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A running proxy on a free 127.0.0.1 port; it serves until the test process exits.
@@ -147,6 +179,52 @@ impl AwsProxy {
             id_field.to_owned(),
             items,
         ));
+    }
+
+    /// Answer a REST-JSON request (Lambda's `GET /2015-03-31/functions/{name}` for
+    /// GetFunction) with `response` when its method and path are these and its query
+    /// carries every pair of `query` — for what moto answers wrongly: its GetFunction
+    /// makes `Code.ResolvedImageUri` up from a hash of the URI string, not the image's
+    /// manifest digest Lambda resolves.
+    pub fn answer_rest(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        response: serde_json::Value,
+    ) {
+        self.fixtures.lock().expect("fixtures").rest.push((
+            method.to_owned(),
+            path.to_owned(),
+            query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            response,
+        ));
+    }
+
+    /// The fixture answering this request line (`GET /path?query HTTP/1.1`), if any.
+    fn rest_answer(request_line: &str, fixtures: &Mutex<Fixtures>) -> Option<String> {
+        let mut words = request_line.split_whitespace();
+        let (method, target) = (words.next()?, words.next()?);
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = percent_decode(path);
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+            .collect();
+        let fixtures = fixtures.lock().expect("fixtures");
+        fixtures
+            .rest
+            .iter()
+            .find(|(m, p, q, _)| {
+                m.eq_ignore_ascii_case(method)
+                    && *p == path
+                    && q.iter().all(|pair| pairs.contains(pair))
+            })
+            .map(|(_, _, _, body)| body.to_string())
     }
 
     /// `http://127.0.0.1:<port>` of the proxy.
@@ -306,6 +384,16 @@ impl AwsProxy {
                 let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
                 let reply = format!(
                     "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                return client.write_all(reply.as_bytes());
+            }
+        }
+        if target.is_none() {
+            let head = String::from_utf8_lossy(&request[..header_end]);
+            if let Some(body) = Self::rest_answer(head.lines().next().unwrap_or(""), fixtures) {
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 return client.write_all(reply.as_bytes());

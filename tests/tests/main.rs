@@ -10,6 +10,7 @@ mod bootstrap;
 mod cli;
 mod daemon;
 mod ecr_prune;
+mod ecr_usage;
 mod gc;
 mod gc_contract;
 mod harness;

@@ -6,32 +6,48 @@
 
 pub mod executor;
 pub mod grouping;
+pub mod lambda;
 pub mod planner;
 pub mod pull_time;
 pub mod reference;
 pub mod report;
 pub mod rules;
+pub mod scheduled;
 pub mod settings;
 pub mod snapshot;
+pub mod usage;
+pub mod usage_file;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::ecr::{ApiError, EcrApi, Repository};
-use crate::ports::ecs::EcsApi;
 use planner::Policy;
 use report::{RepoOutcome, RepoReport, Report};
 use settings::Settings;
 use snapshot::EcsUsage;
+use usage::UsageSource;
 
 /// Errors of this command area.
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
     #[error("cannot list ECR repositories ({0}); check credentials, region and ecr:DescribeRepositories permission")]
     ListRepositories(ApiError),
-    #[error("cannot read what ECS runs ({0}); nothing was deleted, since in-use images could not be protected; check ecs:List*/Describe* permissions or --protect-ecs-cluster")]
+    #[error("cannot read what ECS, EventBridge or Lambda run ({0}); nothing was deleted, since in-use images could not be protected; check the ecs:, events:, scheduler: and lambda: List*/Describe*/Get* permissions or --protect-ecs-cluster")]
     Ecs(ApiError),
+    #[error("cannot use the usage file {}: {message}; nothing was deleted", path.display())]
+    UsageFile {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("cannot assume the usage role {role} ({error}); nothing was deleted; check the role's trust policy and sts:AssumeRole permission")]
+    UsageRole { role: String, error: ApiError },
+    #[error("cannot write the usage file {}: {error}", path.display())]
+    WriteUsage {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -39,7 +55,12 @@ pub enum EcrError {
 impl EcrError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::ListRepositories(_) | Self::Ecs(_) | Self::Output(_) => crate::exit::EXIT_RUNTIME,
+            Self::ListRepositories(_)
+            | Self::Ecs(_)
+            | Self::UsageFile { .. }
+            | Self::UsageRole { .. }
+            | Self::WriteUsage { .. }
+            | Self::Output(_) => crate::exit::EXIT_RUNTIME,
         }
     }
 }
@@ -52,23 +73,16 @@ impl EcrError {
 pub async fn run(
     settings: &Settings,
     ecr: &dyn EcrApi,
-    ecs: &dyn EcsApi,
+    sources: &[UsageSource<'_>],
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Report, EcrError> {
     // Before any BatchGetImage: our reads must not count as pulls.
     pull_time::ensure(ecr, settings.pull_time_exclusion).await;
-    let (repositories, usage) = tokio::join!(
-        ecr.list_repositories(),
-        snapshot::read_ecs(
-            ecs,
-            &settings.protect_ecs_cluster,
-            settings.concurrency,
-            settings.keep_task_definitions as usize
-        )
-    );
+    let (repositories, usage) =
+        tokio::join!(ecr.list_repositories(), read_usage(settings, sources));
     let repositories = repositories.map_err(EcrError::ListRepositories)?;
-    let usage = usage.map_err(EcrError::Ecs)?;
+    let usage = usage?;
     let selected: Vec<Repository> = repositories
         .into_iter()
         .filter(|r| settings.selects(&r.name))
@@ -95,6 +109,39 @@ pub async fn run(
         apply: settings.apply,
         repositories: reports,
     })
+}
+
+/// Everything that can start next: every source (the caller's account, each assumed
+/// role's) and every `--usage-file`. Any of them unreadable fails the whole read.
+pub async fn read_usage(
+    settings: &Settings,
+    sources: &[UsageSource<'_>],
+) -> Result<EcsUsage, EcrError> {
+    let mut usage = EcsUsage::default();
+    for path in &settings.usage_file {
+        let file = usage_file::read(path).map_err(|message| EcrError::UsageFile {
+            path: path.clone(),
+            message,
+        })?;
+        usage.merge(file.usage(path));
+    }
+    let reads = futures_util::future::join_all(
+        sources
+            .iter()
+            .map(|source| usage::read_source(source, settings)),
+    )
+    .await;
+    for (source, read) in sources.iter().zip(reads) {
+        let read = read.map_err(|e| match source.label {
+            "" => EcrError::Ecs(e),
+            label => EcrError::Ecs(ApiError {
+                operation: e.operation,
+                message: format!("{label}: {}", e.message),
+            }),
+        })?;
+        usage.merge(read);
+    }
+    Ok(usage)
 }
 
 /// The planner's policy from the settings and the resolved quota watermark.

@@ -42,7 +42,8 @@ pub enum Reason {
     Rule(u32),
     /// Expired to bring the repository under the quota watermark.
     Quota(u64),
-    /// Kept: an ECS task or service deployment uses it.
+    /// Kept: an ECS task, service deployment or scheduled task, or a Lambda function
+    /// version uses it (the chain says which).
     InUseByEcs(String),
     /// Kept: a tag matches `--protect-tag`.
     ProtectedTag(String),
@@ -69,6 +70,11 @@ impl fmt::Display for Reason {
         match self {
             Self::Rule(p) => write!(f, "rule {p}"),
             Self::Quota(w) => write!(f, "quota watermark {w} images"),
+            // Lambda chains (`ecr_prune::lambda`) start with "lambda "; every other
+            // chain is an ECS task, service or scheduled task.
+            Self::InUseByEcs(r) if r.starts_with("lambda ") || r.contains(": lambda ") => {
+                write!(f, "in use by Lambda ({r})")
+            }
             Self::InUseByEcs(r) => write!(f, "in use by ECS ({r})"),
             Self::ProtectedTag(p) => write!(f, "protected tag {p}"),
             Self::Newest => f.write_str("newest in repository"),

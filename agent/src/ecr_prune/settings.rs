@@ -34,6 +34,22 @@ const KEEP_LAST: Key = Key::new(SECTION, "keep_last");
 const PROTECT_TAG: Key = Key::new(SECTION, "protect_tag");
 const MAX_DELETE_PERCENT: Key = Key::new(SECTION, "max_delete_percent");
 const CONCURRENCY: Key = Key::new(SECTION, "concurrency");
+const USAGE_ROLE: Key = Key::new(SECTION, "usage_role");
+
+/// `arn:<partition>:iam::<12 digits>:role/<path/name>`.
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty()))
+}
+
+/// The account of a role ARN (`arn:aws:iam::210987654321:role/x` → `210987654321`).
+pub fn role_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or(arn)
+}
 
 /// Which ECS clusters' usage protects images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +113,14 @@ pub struct EcrOptions {
     /// BatchGetImage reads then count as pulls for sinceImagePulled rules).
     #[arg(long)]
     pub no_pull_time_exclusion: bool,
+    /// IAM role ARN of a workload account to assume: what ECS, EventBridge, Scheduler
+    /// and Lambda run there (in this region) is protected too; repeatable.
+    #[arg(long, value_name = "ARN")]
+    pub usage_role: Vec<String>,
+    /// Usage written by `shipshape ecr-usage --output` in a workload account, protected
+    /// too; repeatable. A file that cannot be read fails the run (nothing deleted).
+    #[arg(long, value_name = "FILE")]
+    pub usage_file: Vec<PathBuf>,
 }
 
 /// Validated settings of one `ecr-prune` run; `check` prints them serialized.
@@ -123,6 +147,10 @@ pub struct Settings {
     pub concurrency: usize,
     pub keep_task_definitions: u32,
     pub pull_time_exclusion: bool,
+    /// Workload-account roles to assume for their usage.
+    pub usage_role: Vec<String>,
+    /// Usage files from workload accounts.
+    pub usage_file: Vec<PathBuf>,
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
@@ -227,6 +255,15 @@ impl Settings {
         } else {
             ProtectClusters::Named(clusters)
         };
+        let usage_role = list(&flags.usage_role, &file.usage_role).to_vec();
+        if let Some(bad) = usage_role.iter().find(|r| !is_role_arn(r)) {
+            return Err(l.invalid(
+                USAGE_ROLE,
+                !flags.usage_role.is_empty(),
+                true,
+                format!("{bad:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+            ));
+        }
         let protect_tag = list(&flags.protect_tag, &file.protect_tag).to_vec();
         let protect_tag_set = glob_set(&protect_tag)
             .map_err(|m| l.invalid(PROTECT_TAG, !flags.protect_tag.is_empty(), true, m))?;
@@ -277,6 +314,12 @@ impl Settings {
                 .or(file.keep_task_definitions)
                 .unwrap_or(DEFAULT_KEEP_TASK_DEFINITIONS),
             pull_time_exclusion: !(flags.no_pull_time_exclusion || file.no_pull_time_exclusion),
+            usage_role,
+            usage_file: if flags.usage_file.is_empty() {
+                file.usage_file.clone()
+            } else {
+                flags.usage_file.clone()
+            },
         })
     }
 

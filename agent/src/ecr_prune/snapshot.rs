@@ -223,11 +223,32 @@ pub async fn read_repository(
 /// → DescribeServiceRevisions, target and source revisions; DescribeServices' PRIMARY and
 /// ACTIVE deployments' task definitions too, and alone when that API cannot be read), and
 /// the newest `keep_task_definitions` ACTIVE revisions of every family in use.
+#[cfg(test)]
 pub async fn read_ecs(
     ecs: &dyn EcsApi,
     clusters: &ProtectClusters,
     concurrency: usize,
     keep_task_definitions: usize,
+) -> Result<EcsUsage, ApiError> {
+    read_ecs_with(
+        ecs,
+        clusters,
+        concurrency,
+        keep_task_definitions,
+        BTreeMap::new(),
+    )
+    .await
+}
+
+/// [`read_ecs`], with more task definitions in use (`scheduled`: task definition → who
+/// runs it, e.g. a schedule), protected like a service's: their images and the newest
+/// ACTIVE revisions of their family.
+pub async fn read_ecs_with(
+    ecs: &dyn EcsApi,
+    clusters: &ProtectClusters,
+    concurrency: usize,
+    keep_task_definitions: usize,
+    scheduled: BTreeMap<String, String>,
 ) -> Result<EcsUsage, ApiError> {
     let clusters: Vec<String> = match clusters {
         ProtectClusters::All => ecs.list_clusters().await?,
@@ -248,6 +269,9 @@ pub async fn read_ecs(
             task_definitions.entry(td).or_insert(origin);
         }
         fell_back |= fallback;
+    }
+    for (td, origin) in scheduled {
+        task_definitions.entry(td).or_insert(origin);
     }
     if fell_back {
         tracing::warn!("ListServiceDeployments is not available; protecting service deployments by their task definitions' tags only (DescribeServices), not by pinned digest");
@@ -384,7 +408,7 @@ async fn read_cluster(
 
 /// An API this endpoint does not serve (an older region, a partial emulator): fall back.
 /// Access denied and every other error fail the run closed.
-fn unavailable(e: &ApiError) -> bool {
+pub fn unavailable(e: &ApiError) -> bool {
     let m = e.message.to_ascii_lowercase();
     m.contains("unknownoperation")
         || m.contains("not yet implemented")

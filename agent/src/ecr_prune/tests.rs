@@ -10,8 +10,9 @@ use crate::ecr_prune::settings::EcrOptions;
 use crate::ports::ecr::EcrImage;
 use crate::ports::ecs::TaskImages;
 use crate::testing::ecr::{image_ago, now, service, FakeEcr, FakeEcs};
+use crate::testing::usage::{FakeLambda, FakeSchedules};
 
-fn settings(flags: EcrOptions) -> Settings {
+pub(crate) fn settings(flags: EcrOptions) -> Settings {
     let file = EcrOptions::default();
     Settings::resolve(crate::config::layer::Layered::new(
         &flags,
@@ -28,7 +29,14 @@ fn many(n: usize) -> Vec<EcrImage> {
 }
 
 async fn pass(s: &Settings, ecr: &FakeEcr, ecs: &FakeEcs) -> Result<Report, EcrError> {
-    run(s, ecr, ecs, now(), &CancellationToken::new()).await
+    let (schedules, lambda) = (FakeSchedules::default(), FakeLambda::default());
+    let source = super::usage::UsageSource {
+        label: "",
+        ecs,
+        schedules: &schedules,
+        lambda: &lambda,
+    };
+    run(s, ecr, &[source], now(), &CancellationToken::new()).await
 }
 
 fn repo<'a>(report: &'a Report, name: &str) -> &'a RepoReport {
@@ -316,9 +324,18 @@ async fn cancelled_before_reading_reads_and_deletes_nothing() {
     });
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let report = run(&s, &ecr, &FakeEcs::default(), now(), &cancel)
-        .await
-        .unwrap();
+    let (ecs, schedules, lambda) = (
+        FakeEcs::default(),
+        FakeSchedules::default(),
+        FakeLambda::default(),
+    );
+    let source = super::usage::UsageSource {
+        label: "",
+        ecs: &ecs,
+        schedules: &schedules,
+        lambda: &lambda,
+    };
+    let report = run(&s, &ecr, &[source], now(), &cancel).await.unwrap();
     assert_eq!(repo(&report, "a").outcome, RepoOutcome::NotRead);
     assert_eq!(repo(&report, "a").error(), Some(RepoError::NotRead));
     assert_eq!(ecr.calls("DescribeImages"), 0);

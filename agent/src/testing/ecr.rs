@@ -89,7 +89,7 @@ pub fn repository(name: &str) -> Repository {
 pub struct CallCounter(Mutex<BTreeMap<&'static str, usize>>);
 
 impl CallCounter {
-    fn record(&self, op: &'static str) {
+    pub(crate) fn record(&self, op: &'static str) {
         *self.0.lock().expect("lock").entry(op).or_default() += 1;
     }
 

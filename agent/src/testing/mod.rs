@@ -4,3 +4,4 @@
 pub mod docker;
 pub mod ecr;
 pub mod secrets;
+pub mod usage;

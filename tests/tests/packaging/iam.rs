@@ -24,8 +24,11 @@ const IMPLIED: [(&str, &str); 1] = [
     ("secretsmanager:GetSecretValue", "kms:Decrypt"),
 ];
 
+/// IAM prefix of an SDK crate's service, where it is not the crate's name.
+const IAM_PREFIX: [(&str, &str); 1] = [("eventbridge", "events")];
+
 /// Which policy file grants which service's actions.
-const POLICY_OF_SERVICE: [(&str, &str); 7] = [
+const POLICY_OF_SERVICE: [(&str, &str); 10] = [
     ("secretsmanager", "packaging/iam/instance-role-policy.json"),
     ("s3", "packaging/iam/instance-role-policy.json"),
     ("kms", "packaging/iam/instance-role-policy.json"),
@@ -33,6 +36,9 @@ const POLICY_OF_SERVICE: [(&str, &str); 7] = [
     ("ecs", "packaging/iam/ecr-prune-task-policy.json"),
     ("servicequotas", "packaging/iam/ecr-prune-task-policy.json"),
     ("sts", "packaging/iam/ecr-prune-task-policy.json"),
+    ("events", "packaging/iam/ecr-prune-task-policy.json"),
+    ("scheduler", "packaging/iam/ecr-prune-task-policy.json"),
+    ("lambda", "packaging/iam/ecr-prune-task-policy.json"),
 ];
 
 fn pascal(snake: &str) -> String {
@@ -142,6 +148,10 @@ fn adapter_calls() -> Vec<Call> {
                 continue;
             }
             let service = krate.trim_start_matches("aws_sdk_");
+            let service = IAM_PREFIX
+                .iter()
+                .find(|(c, _)| *c == service)
+                .map_or(service, |(_, p)| *p);
             for op in calls.intersection(crate_ops) {
                 let action = exceptions
                     .get(&(service, op.as_str()))

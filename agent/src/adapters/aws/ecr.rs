@@ -10,6 +10,8 @@ use aws_sdk_ecr::types::ImageIdentifier;
 use super::{api_error, sdk_config, standard_retry, time, CallLogger};
 use crate::ports::ecr::{ApiError, DeleteFailure, EcrApi, EcrImage, FailureCode, Repository};
 use crate::ports::ecs::EcsApi;
+use crate::ports::lambda::LambdaApi;
+use crate::ports::schedules::ScheduleApi;
 
 /// Service Quotas code of ECR's "Images per repository".
 const IMAGES_QUOTA_CODE: &str = "L-03A36CE1";
@@ -21,31 +23,46 @@ fn image_ids(digests: &[String]) -> Vec<ImageIdentifier> {
         .collect()
 }
 
-/// Build the ECR and ECS ports for `region` (or the default chain's region).
-pub async fn clients(region: Option<&str>) -> (Arc<dyn EcrApi>, Arc<dyn EcsApi>) {
-    let sdk = sdk_config(region).await;
+/// The ports `ecr-prune` uses in one account: ECR (with Service Quotas and STS), and
+/// what tells the images in use (ECS, EventBridge and Scheduler, Lambda).
+pub struct Clients {
+    pub ecr: Arc<dyn EcrApi>,
+    pub ecs: Arc<dyn EcsApi>,
+    pub schedules: Arc<dyn ScheduleApi>,
+    pub lambda: Arc<dyn LambdaApi>,
+}
+
+/// Build the ports for `region` (or the default chain's region).
+pub async fn clients(region: Option<&str>) -> Clients {
+    clients_for(&sdk_config(region).await)
+}
+
+/// Build the ports for one SDK configuration (the caller's own, or an assumed role's).
+pub fn clients_for(sdk: &aws_config::SdkConfig) -> Clients {
     let ecr = aws_sdk_ecr::Client::from_conf(
-        aws_sdk_ecr::config::Builder::from(&sdk)
+        aws_sdk_ecr::config::Builder::from(sdk)
             .interceptor(CallLogger)
             .retry_config(standard_retry())
             .build(),
     );
     let quotas = aws_sdk_servicequotas::Client::from_conf(
-        aws_sdk_servicequotas::config::Builder::from(&sdk)
+        aws_sdk_servicequotas::config::Builder::from(sdk)
             .interceptor(CallLogger)
             .retry_config(standard_retry())
             .build(),
     );
     let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(&sdk)
+        aws_sdk_sts::config::Builder::from(sdk)
             .interceptor(CallLogger)
             .retry_config(standard_retry())
             .build(),
     );
-    (
-        Arc::new(AwsEcr { ecr, quotas, sts }),
-        Arc::new(super::ecs::AwsEcs::new(&sdk)),
-    )
+    Clients {
+        ecr: Arc::new(AwsEcr { ecr, quotas, sts }),
+        ecs: Arc::new(super::ecs::AwsEcs::new(sdk)),
+        schedules: Arc::new(super::schedules::AwsSchedules::new(sdk)),
+        lambda: Arc::new(super::lambda::AwsLambda::new(sdk)),
+    }
 }
 
 /// ECR and Service Quotas through the SDK.

@@ -4,6 +4,8 @@
 
 pub mod ecr;
 pub mod ecs;
+pub mod lambda;
+pub mod schedules;
 pub mod secrets;
 
 use std::time::Duration;
@@ -79,4 +81,44 @@ impl Intercept for CallLogger {
         }
         Ok(())
     }
+}
+
+/// `sdk` with the credentials of `role_arn`, assumed once through STS (AssumeRole,
+/// session `shipshape-ecr-usage`, one hour: usage is read at the start of a run).
+pub async fn assume_role(
+    sdk: &aws_config::SdkConfig,
+    role_arn: &str,
+) -> Result<aws_config::SdkConfig, crate::ports::ecr::ApiError> {
+    use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(sdk)
+            .interceptor(CallLogger)
+            .retry_config(standard_retry())
+            .build(),
+    );
+    let out = sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("shipshape-ecr-usage")
+        .send()
+        .await
+        .map_err(|e| api_error("AssumeRole", e))?;
+    let c = out
+        .credentials()
+        .ok_or_else(|| crate::ports::ecr::ApiError {
+            operation: "AssumeRole",
+            message: "STS returned no credentials".into(),
+        })?;
+    let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+    let credentials = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        expiry,
+        "shipshape-usage-role",
+    );
+    Ok(sdk
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build())
 }

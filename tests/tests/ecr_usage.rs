@@ -1,0 +1,484 @@
+//! What can start next beyond ECS services and tasks, through the binary against moto
+//! behind the strict proxy: scheduled tasks (an EventBridge rule's and an EventBridge
+//! Scheduler schedule's ECS targets) and Lambda container-image functions (an alias's
+//! version by its resolved digest). moto serves EventBridge, Scheduler and Lambda's
+//! lists; its GetFunction makes `ResolvedImageUri` up, so the proxy answers GetFunction
+//! from fixtures shaped like the Lambda API reference.
+
+use shipshape_tests::aws::Aws;
+use shipshape_tests::bin::{run_shipshape, Output};
+use shipshape_tests::moto::Moto;
+use shipshape_tests::proxy::AwsProxy;
+
+const ACCOUNT: &str = "123456789012";
+
+/// moto's `imagePushedAt` has one-second resolution: space pushes that must be ordered.
+fn tick() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+fn prune(env: &[(String, String)], args: &[&str]) -> Output {
+    let mut all = vec!["--log-level", "debug", "--log-format", "json", "ecr-prune"];
+    all.extend_from_slice(args);
+    run_shipshape(all, env)
+}
+
+/// Number of HTTP attempts of `op` the binary logged.
+fn calls(out: &Output, op: &str) -> usize {
+    out.stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "aws call" && v["operation"] == op)
+        .count()
+}
+
+/// The reason the JSON report gives for `digest` in `repository`.
+fn reason(out: &Output, repository: &str, digest: &str) -> String {
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.stdout));
+    doc["repositories"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == repository))
+        .and_then(|r| r["units"].as_array())
+        .and_then(|u| u.iter().find(|u| u["digest"] == digest))
+        .and_then(|u| u["reason"].as_str())
+        .unwrap_or_else(|| panic!("no unit {digest} of {repository} in {doc}"))
+        .to_owned()
+}
+
+/// `n` images `v0…v{n-1}` of a new repository, oldest first; its URI and their digests.
+async fn images(aws: &Aws, repository: &str, n: usize) -> (String, Vec<String>) {
+    let uri = aws.repo(repository).await;
+    let mut digests = Vec::new();
+    for i in 0..n {
+        digests.push(
+            aws.image(
+                repository,
+                Some(&format!("v{i}")),
+                &format!("{repository}-{i}"),
+            )
+            .await,
+        );
+        tick();
+    }
+    (uri, digests)
+}
+
+/// Registers a one-container task definition; returns its ARN.
+async fn task_definition(aws: &Aws, family: &str, image: &str) -> String {
+    aws.ecs
+        .register_task_definition()
+        .family(family)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image(image)
+                .memory_reservation(128)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RegisterTaskDefinition")
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("arn")
+        .to_owned()
+}
+
+const KEEP_ONE: [&str; 8] = [
+    "--keep-last",
+    "1",
+    "--min-age",
+    "0s",
+    "--force",
+    "--apply",
+    "--output",
+    "json",
+];
+
+#[tokio::test]
+async fn a_scheduled_tasks_image_is_kept_for_a_rule_and_a_schedule() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (uri, digests) = images(&aws, "etl", 5).await;
+    let cluster = format!("arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/prod");
+    let by_rule = task_definition(&aws, "etl", &format!("{uri}:v1")).await;
+    let by_schedule = task_definition(&aws, "report", &format!("{uri}:v2")).await;
+    moto.aws_cli(&[
+        "events",
+        "put-rule",
+        "--name",
+        "etl-hourly",
+        "--schedule-expression",
+        "rate(1 hour)",
+    ]);
+    let targets = serde_json::json!([{
+        "Id": "etl",
+        "Arn": cluster,
+        "RoleArn": format!("arn:aws:iam::{ACCOUNT}:role/events-run-task"),
+        "EcsParameters": {"TaskDefinitionArn": by_rule, "TaskCount": 1, "LaunchType": "EC2"}
+    }]);
+    moto.aws_cli(&[
+        "events",
+        "put-targets",
+        "--rule",
+        "etl-hourly",
+        "--targets",
+        &targets.to_string(),
+    ]);
+    let schedule = |name: &str, target: serde_json::Value| {
+        moto.aws_cli(&[
+            "scheduler",
+            "create-schedule",
+            "--name",
+            name,
+            "--schedule-expression",
+            "cron(0 2 * * ? *)",
+            "--flexible-time-window",
+            "Mode=OFF",
+            "--target",
+            &target.to_string(),
+        ]);
+    };
+    schedule(
+        "nightly",
+        serde_json::json!({
+            "Arn": cluster,
+            "RoleArn": format!("arn:aws:iam::{ACCOUNT}:role/scheduler-run-task"),
+            "EcsParameters": {"TaskDefinitionArn": by_schedule, "TaskCount": 1}
+        }),
+    );
+    schedule(
+        "ping",
+        serde_json::json!({
+            "Arn": format!("arn:aws:sqs:us-east-1:{ACCOUNT}:pings"),
+            "RoleArn": format!("arn:aws:iam::{ACCOUNT}:role/scheduler-send"),
+        }),
+    );
+
+    let out = prune(&proxy.env(&moto), &KEEP_ONE);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[1].clone(), digests[2].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("etl").await,
+        expected,
+        "v1 (the rule's task) and v2 (the schedule's task) kept"
+    );
+    let rule = reason(&out, "etl", &digests[1]);
+    assert!(
+        rule.starts_with("in use by ECS (EventBridge rule etl-hourly, task definition")
+            && rule.ends_with(&format!("{uri}:v1)")),
+        "{rule}"
+    );
+    let nightly = reason(&out, "etl", &digests[2]);
+    assert!(
+        nightly.starts_with("in use by ECS (schedule nightly, task definition")
+            && nightly.ends_with(&format!("{uri}:v2)")),
+        "{nightly}"
+    );
+    assert_eq!(
+        calls(&out, "GetSchedule"),
+        1,
+        "only the schedule whose target is an ECS cluster is read"
+    );
+    assert!(!out.stderr.contains("is not available"), "{}", out.stderr);
+}
+
+/// GetFunction's answer for one version of an image function, shaped like the Lambda
+/// API reference (`Configuration`, `Code` with `ImageUri` and `ResolvedImageUri`).
+fn get_function(function: &str, version: &str, image: &str, resolved: &str) -> serde_json::Value {
+    let arn = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}");
+    serde_json::json!({
+        "Configuration": {
+            "FunctionName": function,
+            "FunctionArn": format!("{arn}:{version}"),
+            "Role": format!("arn:aws:iam::{ACCOUNT}:role/lambda-run"),
+            "CodeSize": 0,
+            "Timeout": 3,
+            "MemorySize": 128,
+            "Version": version,
+            "PackageType": "Image",
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "Architectures": ["x86_64"]
+        },
+        "Code": {"RepositoryType": "ECR", "ImageUri": image, "ResolvedImageUri": resolved}
+    })
+}
+
+#[tokio::test]
+async fn a_lambda_aliases_image_is_kept_by_its_resolved_digest() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (uri, digests) = images(&aws, "fn", 4).await;
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    moto.aws_cli(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "lambda-run",
+        "--assume-role-policy-document",
+        &trust.to_string(),
+    ]);
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/lambda-run");
+    // `live` is the tag each deploy pushes; Lambda resolved it to v1's digest for
+    // version 1 (alias prod), v2's for version 2, and v3's for $LATEST.
+    let live = format!("{uri}:live");
+    moto.aws_cli(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        "fn",
+        "--package-type",
+        "Image",
+        "--code",
+        &format!("ImageUri={live}"),
+        "--role",
+        &role,
+    ]);
+    moto.aws_cli(&["lambda", "publish-version", "--function-name", "fn"]);
+    moto.aws_cli(&["lambda", "publish-version", "--function-name", "fn"]);
+    moto.aws_cli(&[
+        "lambda",
+        "create-alias",
+        "--function-name",
+        "fn",
+        "--name",
+        "prod",
+        "--function-version",
+        "1",
+    ]);
+    for (version, digest) in [
+        ("1", &digests[1]),
+        ("2", &digests[2]),
+        ("$LATEST", &digests[3]),
+    ] {
+        proxy.answer_rest(
+            "GET",
+            "/2015-03-31/functions/fn",
+            &[("Qualifier", version)],
+            get_function("fn", version, &live, &format!("{uri}@{digest}")),
+        );
+    }
+
+    let mut args = vec!["--keep-task-definitions", "0"];
+    args.extend_from_slice(&KEEP_ONE);
+    let out = prune(&proxy.env(&moto), &args);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[1].clone(), digests[3].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("fn").await,
+        expected,
+        "v1 (alias prod → version 1) and v3 ($LATEST) kept; version 2, not aliased, is not \
+         protected with --keep-task-definitions 0"
+    );
+    assert_eq!(
+        reason(&out, "fn", &digests[1]),
+        format!(
+            "in use by Lambda (lambda fn alias prod → version 1 → {})",
+            digests[1]
+        )
+    );
+    assert_eq!(
+        calls(&out, "GetFunction"),
+        2,
+        "one per version that runs next"
+    );
+}
+
+const WORKLOAD: &str = "210987654321";
+
+/// Credentials of `role` (moto's AssumeRole switches to the role's account).
+fn assume(moto: &Moto, role: &str) -> Vec<(String, String)> {
+    let out = moto.aws_cli(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        role,
+        "--role-session-name",
+        "seed",
+        "--query",
+        "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]",
+    ]);
+    let parts: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(parts.len(), 3, "assume-role: {out}");
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), parts[0].into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), parts[1].into()),
+        ("AWS_SESSION_TOKEN".into(), parts[2].into()),
+    ]
+}
+
+/// `env` with `creds` in place of its credentials.
+fn with_creds(env: &[(String, String)], creds: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !creds.iter().any(|(c, _)| c == k))
+        .cloned()
+        .collect();
+    out.extend_from_slice(creds);
+    out
+}
+
+/// The aws CLI of the test venv against moto as `creds`.
+fn aws_cli_as(moto: &Moto, creds: &[(String, String)], args: &[&str]) -> String {
+    let cli = shipshape_tests::moto::moto_server_path().with_file_name("aws");
+    let out = std::process::Command::new(&cli)
+        .args(args)
+        .args(["--output", "text"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(with_creds(&moto.env(), creds))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli.display()));
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A registry repository `shared` (v0…v3) in moto's default account, and a workload
+/// account whose service (scaled to zero) runs `shared:v1`; the role's ARN and the
+/// workload's credentials.
+async fn registry_and_workload(
+    moto: &Moto,
+    aws: &Aws,
+) -> (Vec<String>, String, Vec<(String, String)>) {
+    let (uri, digests) = images(aws, "shared", 4).await;
+    assert!(uri.starts_with(ACCOUNT), "{uri}");
+    let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
+    let creds = assume(moto, &role);
+    let caller = aws_cli_as(
+        moto,
+        &creds,
+        &["sts", "get-caller-identity", "--query", "Account"],
+    );
+    assert_eq!(caller, WORKLOAD, "moto switched accounts");
+    aws_cli_as(
+        moto,
+        &creds,
+        &["ecs", "create-cluster", "--cluster-name", "apps"],
+    );
+    let containers = serde_json::json!([{"name": "app", "image": format!("{uri}:v1"), "memoryReservation": 128}]);
+    let td = aws_cli_as(
+        moto,
+        &creds,
+        &[
+            "ecs",
+            "register-task-definition",
+            "--family",
+            "api",
+            "--container-definitions",
+            &containers.to_string(),
+            "--query",
+            "taskDefinition.taskDefinitionArn",
+        ],
+    );
+    aws_cli_as(
+        moto,
+        &creds,
+        &[
+            "ecs",
+            "create-service",
+            "--cluster",
+            "apps",
+            "--service-name",
+            "api",
+            "--task-definition",
+            &td,
+            "--desired-count",
+            "0",
+        ],
+    );
+    (digests, role, creds)
+}
+
+#[tokio::test]
+async fn a_workload_accounts_usage_through_its_role_protects_a_registry_image() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (digests, role, _) = registry_and_workload(&moto, &aws).await;
+    let mut args = vec!["--usage-role", role.as_str()];
+    args.extend_from_slice(&KEEP_ONE);
+    let out = prune(&proxy.env(&moto), &args);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[1].clone(), digests[3].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("shared").await,
+        expected,
+        "v1, run by the workload account's service, kept"
+    );
+    let why = reason(&out, "shared", &digests[1]);
+    assert!(
+        why.starts_with(&format!(
+            "in use by ECS (account {WORKLOAD} (role {role}): service api"
+        )),
+        "{why}"
+    );
+    assert_eq!(calls(&out, "AssumeRole"), 1);
+}
+
+#[tokio::test]
+async fn a_usage_file_written_in_the_workload_account_protects_and_an_unreadable_one_fails_closed()
+{
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (digests, _, creds) = registry_and_workload(&moto, &aws).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("workload-usage.json");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let written = run_shipshape(
+        ["--log-format", "json", "ecr-usage", "--output", file_arg],
+        &with_creds(&proxy.env(&moto), &creds),
+    );
+    assert_eq!(written.code, 0, "stderr: {}", written.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("usage file")).expect("JSON");
+    assert_eq!(doc["format"], "shipshape-ecr-usage");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["account"], WORKLOAD);
+
+    // A usage file that cannot be read: exit 1, one line, nothing deleted.
+    let missing = dir.path().join("missing.json");
+    let mut args = vec!["--usage-file", missing.to_str().expect("utf-8")];
+    args.extend_from_slice(&KEEP_ONE);
+    let failed = prune(&proxy.env(&moto), &args);
+    assert_eq!(failed.code, 1, "stderr: {}", failed.stderr);
+    assert!(
+        failed.stderr.contains("cannot use the usage file")
+            && failed.stderr.contains("nothing was deleted"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(aws.digests("shared").await.len(), 4, "nothing deleted");
+    assert_eq!(calls(&failed, "BatchDeleteImage"), 0);
+
+    let mut args = vec!["--usage-file", file_arg];
+    args.extend_from_slice(&KEEP_ONE);
+    let out = prune(&proxy.env(&moto), &args);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[1].clone(), digests[3].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("shared").await,
+        expected,
+        "v1 kept by the usage file"
+    );
+    let why = reason(&out, "shared", &digests[1]);
+    assert!(
+        why.starts_with(&format!(
+            "in use by ECS (usage file {file_arg} (account {WORKLOAD}): service api"
+        )),
+        "{why}"
+    );
+}
