@@ -482,3 +482,16 @@ async fn a_usage_file_written_in_the_workload_account_protects_and_an_unreadable
         "{why}"
     );
 }
+
+#[test]
+fn a_usage_role_that_is_not_a_role_arn_is_a_usage_error() {
+    let env = [("AWS_REGION".to_owned(), "us-east-1".to_owned())];
+    let out = prune(&env, &["--usage-role", "arn:aws:iam::2109:user/alice"]);
+    assert_eq!(out.code, 2, "stderr: {}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("usage-role"))
+        .unwrap_or_else(|| panic!("no line names --usage-role: {}", out.stderr));
+    assert!(line.contains("is not an IAM role ARN"), "{line}");
+}

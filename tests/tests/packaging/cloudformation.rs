@@ -128,3 +128,53 @@ fn subify(v: &serde_json::Value) -> serde_json::Value {
         other => other.clone(),
     }
 }
+
+#[test]
+fn the_workload_account_role_template_passes_cfn_lint_and_reads_what_the_pruner_reads() {
+    let rel = "packaging/cloudformation/ecr-usage-role.yaml";
+    let out = cfn_lint(&repo(rel));
+    ok(&out, "cfn-lint");
+    assert!(
+        out.stdout.trim().is_empty(),
+        "cfn-lint findings:\n{}",
+        out.stdout
+    );
+    let template = yaml_to_json(&repo(rel));
+    let role = &template["Resources"]["UsageRole"]["Properties"];
+    let statements = unsub(&role["Policies"][0]["PolicyDocument"]["Statement"]);
+    let task: serde_json::Value =
+        serde_json::from_str(&read(&repo("packaging/iam/ecr-prune-task-policy.json")))
+            .expect("task policy JSON");
+    // The usage-reading statements of the pruner's own policy, the same in both.
+    let reading: Vec<serde_json::Value> = task["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter(|s| {
+            s["Action"].as_array().is_some_and(|a| {
+                a.iter().all(|x| {
+                    let x = x.as_str().unwrap_or_default();
+                    ["ecs:", "events:", "scheduler:", "lambda:"]
+                        .iter()
+                        .any(|p| x.starts_with(p))
+                })
+            })
+        })
+        .cloned()
+        .collect();
+    assert_eq!(statements, serde_json::Value::Array(reading));
+    let task_role_arns = task["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Action"][0] == "sts:AssumeRole")
+        .map(|s| s["Resource"][0].clone())
+        .expect("the pruner may assume the workload role");
+    assert_eq!(
+        task_role_arns,
+        format!(
+            "arn:aws:iam::*:role/{}",
+            role["RoleName"].as_str().expect("role name")
+        )
+    );
+}
