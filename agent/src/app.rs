@@ -246,7 +246,8 @@ async fn ecr_usage(
 ) -> Result<usize, crate::ecr_prune::EcrError> {
     let (own, roles) = usage_clients(globals, settings).await?;
     let sources = usage_sources(&own, &roles);
-    let usage = crate::ecr_prune::read_usage(settings, &sources).await?;
+    let now = crate::adapters::clock::SystemClock.now();
+    let usage = crate::ecr_prune::read_usage(settings, &sources, now).await?;
     let account = match own.ecr.caller_arn().await {
         Ok(arn) => arn.split(':').nth(4).map(str::to_owned),
         Err(e) => {
@@ -257,7 +258,6 @@ async fn ecr_usage(
             None
         }
     };
-    let now = crate::adapters::clock::SystemClock.now();
     let file = crate::ecr_prune::usage_file::UsageFile::new(&usage, account, now);
     let mut text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
     text.push(b'\n');

@@ -59,7 +59,14 @@ fn version_and_help_exit_zero() {
     assert!(out.stdout.starts_with("shipshape "), "{}", out.stdout);
     let out = run_shipshape(["--help"], &[]);
     assert_eq!(out.code, 0);
-    for cmd in ["bootstrap", "gc", "ecr-prune", "daemon", "check"] {
+    for cmd in [
+        "bootstrap",
+        "gc",
+        "ecr-prune",
+        "ecr-usage",
+        "daemon",
+        "check",
+    ] {
         assert!(
             out.stdout.contains(cmd),
             "{cmd} not in help:\n{}",

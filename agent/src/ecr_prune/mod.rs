@@ -80,7 +80,7 @@ pub async fn run(
     // Before any BatchGetImage: our reads must not count as pulls.
     pull_time::ensure(ecr, settings.pull_time_exclusion).await;
     let (repositories, usage) =
-        tokio::join!(ecr.list_repositories(), read_usage(settings, sources));
+        tokio::join!(ecr.list_repositories(), read_usage(settings, sources, now));
     let repositories = repositories.map_err(EcrError::ListRepositories)?;
     let usage = usage?;
     let selected: Vec<Repository> = repositories
@@ -116,6 +116,7 @@ pub async fn run(
 pub async fn read_usage(
     settings: &Settings,
     sources: &[UsageSource<'_>],
+    now: DateTime<Utc>,
 ) -> Result<EcsUsage, EcrError> {
     let mut usage = EcsUsage::default();
     for path in &settings.usage_file {
@@ -123,6 +124,16 @@ pub async fn read_usage(
             path: path.clone(),
             message,
         })?;
+        let age = now.signed_duration_since(file.generated_at);
+        if age
+            > chrono::Duration::from_std(usage_file::STALE_AFTER).unwrap_or(chrono::TimeDelta::MAX)
+        {
+            tracing::warn!(
+                "usage file {} was written {}h ago; what its account started since is not protected: write it again before each prune",
+                path.display(),
+                age.num_hours()
+            );
+        }
         usage.merge(file.usage(path));
     }
     let reads = futures_util::future::join_all(

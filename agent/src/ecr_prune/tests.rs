@@ -380,3 +380,57 @@ fn repository_errors_read_as_they_always_have() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_usage_file_protects_and_an_unreadable_one_fails_before_any_read_or_delete() {
+    let ecr = FakeEcr::with(vec![("a", many(5))]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("usage.json");
+    let mut used = snapshot::EcsUsage::default();
+    used.add_digest_from(
+        "sha256:i0002".into(),
+        "service api, pinned sha256:i0002".into(),
+    );
+    // Written two days before the plan: still used, with a warning.
+    let written = now() - chrono::Duration::days(2);
+    let file = usage_file::UsageFile::new(&used, Some("210987654321".into()), written);
+    std::fs::write(&path, serde_json::to_vec(&file).expect("json")).expect("write");
+    let missing = EcrOptions {
+        apply: true,
+        keep_last: Some(1),
+        force: true,
+        usage_file: vec![dir.path().join("missing.json")],
+        ..EcrOptions::default()
+    };
+    let e = pass(&settings(missing.clone()), &ecr, &FakeEcs::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EcrError::UsageFile { .. }), "{e}");
+    assert_eq!(e.exit_code(), crate::exit::EXIT_RUNTIME);
+    assert!(e.to_string().contains("nothing was deleted"), "{e}");
+    assert_eq!(ecr.calls("DescribeImages"), 0);
+    assert_eq!(ecr.calls("BatchDeleteImage"), 0);
+
+    let s = settings(EcrOptions {
+        usage_file: vec![path.clone()],
+        ..missing
+    });
+    let report = pass(&s, &ecr, &FakeEcs::default()).await.unwrap();
+    let kept = repo(&report, "a")
+        .plan
+        .as_ref()
+        .expect("planned")
+        .units
+        .iter()
+        .find(|u| u.unit.digest == "sha256:i0002")
+        .map(|u| u.reason.to_string())
+        .expect("unit");
+    assert_eq!(
+        kept,
+        format!(
+            "in use by ECS (usage file {} (account 210987654321): service api, pinned sha256:i0002)",
+            path.display()
+        )
+    );
+    assert!(ecr.digests("a").contains(&"sha256:i0002".to_owned()));
+}

@@ -22,6 +22,9 @@ use super::snapshot::EcsUsage;
 
 pub const FORMAT: &str = "shipshape-ecr-usage";
 pub const VERSION: u32 = 1;
+/// A file older than this is still used, with a warning: it may miss what its account
+/// started since.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The file as written and read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
