@@ -187,6 +187,12 @@ impl Moto {
     /// Runs the AWS CLI of the test venv (next to `moto_server`) against this moto with
     /// `--output text`; returns its trimmed stdout, panics when it fails.
     pub fn aws_cli(&self, args: &[&str]) -> String {
+        self.aws_cli_as(&[], args)
+    }
+
+    /// [`Moto::aws_cli`] with `creds` (e.g. an assumed role's, which moto maps to the
+    /// role's account) over the test credentials.
+    pub fn aws_cli_as(&self, creds: &[(String, String)], args: &[&str]) -> String {
         let aws_cli = moto_server_path().with_file_name("aws");
         let out = Command::new(&aws_cli)
             .args(args)
@@ -194,6 +200,7 @@ impl Moto {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.env())
+            .envs(creds.iter().cloned())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", aws_cli.display()));
         assert!(

@@ -1064,3 +1064,5 @@ async fn the_latest_task_definition_revisions_of_a_family_in_use_are_rollback_ta
         "{repo}"
     );
 }
+
+mod usage;

@@ -10,7 +10,6 @@ mod bootstrap;
 mod cli;
 mod daemon;
 mod ecr_prune;
-mod ecr_usage;
 mod gc;
 mod gc_contract;
 mod harness;

@@ -3,8 +3,11 @@
 //! Scheduler schedule's ECS targets) and Lambda container-image functions (an alias's
 //! version by its resolved digest). moto serves EventBridge, Scheduler and Lambda's
 //! lists; its GetFunction makes `ResolvedImageUri` up, so the proxy answers GetFunction
-//! from fixtures shaped like the Lambda API reference.
+//! from fixtures shaped like the Lambda API reference. Many accounts: a workload
+//! account (moto switches accounts on AssumeRole) read through `--usage-role`, and
+//! through `ecr-usage --output` there and `--usage-file` in the registry account.
 
+use super::tick;
 use shipshape_tests::aws::Aws;
 use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::Moto;
@@ -12,38 +15,18 @@ use shipshape_tests::proxy::AwsProxy;
 
 const ACCOUNT: &str = "123456789012";
 
-/// moto's `imagePushedAt` has one-second resolution: space pushes that must be ordered.
-fn tick() {
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-}
-
 fn prune(env: &[(String, String)], args: &[&str]) -> Output {
-    let mut all = vec!["--log-level", "debug", "--log-format", "json", "ecr-prune"];
-    all.extend_from_slice(args);
-    run_shipshape(all, env)
+    super::prune_env(env, args)
 }
 
 /// Number of HTTP attempts of `op` the binary logged.
 fn calls(out: &Output, op: &str) -> usize {
-    out.stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "aws call" && v["operation"] == op)
-        .count()
+    super::count(&super::calls(out), op)
 }
 
 /// The reason the JSON report gives for `digest` in `repository`.
 fn reason(out: &Output, repository: &str, digest: &str) -> String {
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.stdout));
-    doc["repositories"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["name"] == repository))
-        .and_then(|r| r["units"].as_array())
-        .and_then(|u| u.iter().find(|u| u["digest"] == digest))
-        .and_then(|u| u["reason"].as_str())
-        .unwrap_or_else(|| panic!("no unit {digest} of {repository} in {doc}"))
-        .to_owned()
+    super::reason_of(super::repo_json(&super::json(out), repository), digest).to_owned()
 }
 
 /// `n` images `v0…v{n-1}` of a new repository, oldest first; its URI and their digests.
@@ -325,25 +308,6 @@ fn with_creds(env: &[(String, String)], creds: &[(String, String)]) -> Vec<(Stri
     out
 }
 
-/// The aws CLI of the test venv against moto as `creds`.
-fn aws_cli_as(moto: &Moto, creds: &[(String, String)], args: &[&str]) -> String {
-    let cli = shipshape_tests::moto::moto_server_path().with_file_name("aws");
-    let out = std::process::Command::new(&cli)
-        .args(args)
-        .args(["--output", "text"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(with_creds(&moto.env(), creds))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli.display()));
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A registry repository `shared` (v0…v3) in moto's default account, and a workload
 /// account whose service (scaled to zero) runs `shared:v1`; the role's ARN and the
 /// workload's credentials.
@@ -355,20 +319,14 @@ async fn registry_and_workload(
     assert!(uri.starts_with(ACCOUNT), "{uri}");
     let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
     let creds = assume(moto, &role);
-    let caller = aws_cli_as(
-        moto,
+    let caller = moto.aws_cli_as(
         &creds,
         &["sts", "get-caller-identity", "--query", "Account"],
     );
     assert_eq!(caller, WORKLOAD, "moto switched accounts");
-    aws_cli_as(
-        moto,
-        &creds,
-        &["ecs", "create-cluster", "--cluster-name", "apps"],
-    );
+    moto.aws_cli_as(&creds, &["ecs", "create-cluster", "--cluster-name", "apps"]);
     let containers = serde_json::json!([{"name": "app", "image": format!("{uri}:v1"), "memoryReservation": 128}]);
-    let td = aws_cli_as(
-        moto,
+    let td = moto.aws_cli_as(
         &creds,
         &[
             "ecs",
@@ -381,8 +339,7 @@ async fn registry_and_workload(
             "taskDefinition.taskDefinitionArn",
         ],
     );
-    aws_cli_as(
-        moto,
+    moto.aws_cli_as(
         &creds,
         &[
             "ecs",
