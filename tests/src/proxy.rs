@@ -67,8 +67,15 @@ struct Fixtures {
     rest: Vec<RestFixture>,
 }
 
-/// One REST-JSON answer: method, path, query pairs, body.
-type RestFixture = (String, String, Vec<(String, String)>, serde_json::Value);
+/// One REST-JSON answer: method, path, query pairs, then the error type it answers
+/// with (None: 200 with the body) and the body.
+type RestFixture = (
+    String,
+    String,
+    Vec<(String, String)>,
+    Option<String>,
+    serde_json::Value,
+);
 
 /// `%XX` escapes of a URL path or query part decoded (`%24LATEST` → `$LATEST`).
 fn percent_decode(s: &str) -> String {
@@ -200,12 +207,29 @@ impl AwsProxy {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            None,
             response,
         ));
     }
 
+    /// Answer every `method path` request with UnknownOperationException, as an endpoint
+    /// that does not serve the API (e.g. `GET /schedules`: no EventBridge Scheduler).
+    pub fn refuse_rest(&self, method: &str, path: &str) {
+        let kind = "UnknownOperationException";
+        self.fixtures.lock().expect("fixtures").rest.push((
+            method.to_owned(),
+            path.to_owned(),
+            Vec::new(),
+            Some(kind.to_owned()),
+            serde_json::json!({"message": format!("{method} {path} is not served by this endpoint")}),
+        ));
+    }
+
     /// The fixture answering this request line (`GET /path?query HTTP/1.1`), if any.
-    fn rest_answer(request_line: &str, fixtures: &Mutex<Fixtures>) -> Option<String> {
+    fn rest_answer(
+        request_line: &str,
+        fixtures: &Mutex<Fixtures>,
+    ) -> Option<(Option<String>, String)> {
         let mut words = request_line.split_whitespace();
         let (method, target) = (words.next()?, words.next()?);
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -219,12 +243,12 @@ impl AwsProxy {
         fixtures
             .rest
             .iter()
-            .find(|(m, p, q, _)| {
+            .find(|(m, p, q, _, _)| {
                 m.eq_ignore_ascii_case(method)
                     && *p == path
                     && q.iter().all(|pair| pairs.contains(pair))
             })
-            .map(|(_, _, _, body)| body.to_string())
+            .map(|(_, _, _, error, body)| (error.clone(), body.to_string()))
     }
 
     /// `http://127.0.0.1:<port>` of the proxy.
@@ -391,9 +415,15 @@ impl AwsProxy {
         }
         if target.is_none() {
             let head = String::from_utf8_lossy(&request[..header_end]);
-            if let Some(body) = Self::rest_answer(head.lines().next().unwrap_or(""), fixtures) {
+            if let Some((error, body)) =
+                Self::rest_answer(head.lines().next().unwrap_or(""), fixtures)
+            {
+                let (status, error) = match error {
+                    Some(kind) => ("400 Bad Request", format!("x-amzn-ErrorType: {kind}\r\n")),
+                    None => ("200 OK", String::new()),
+                };
                 let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{error}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 return client.write_all(reply.as_bytes());

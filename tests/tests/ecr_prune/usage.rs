@@ -79,15 +79,14 @@ const KEEP_ONE: [&str; 8] = [
     "json",
 ];
 
-#[tokio::test]
-async fn a_scheduled_tasks_image_is_kept_for_a_rule_and_a_schedule() {
-    let moto = Moto::start();
-    let proxy = AwsProxy::start(&moto);
-    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
-    let (uri, digests) = images(&aws, "etl", 5).await;
+/// Repository `etl` (v0…v4) whose v1 an EventBridge rule's ECS target runs and whose v2
+/// the schedule `nightly` runs (beside a schedule `ping` with an SQS target); its URI and
+/// digests.
+async fn scheduled_tasks(moto: &Moto, aws: &Aws) -> (String, Vec<String>) {
+    let (uri, digests) = images(aws, "etl", 5).await;
     let cluster = format!("arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/prod");
-    let by_rule = task_definition(&aws, "etl", &format!("{uri}:v1")).await;
-    let by_schedule = task_definition(&aws, "report", &format!("{uri}:v2")).await;
+    let by_rule = task_definition(aws, "etl", &format!("{uri}:v1")).await;
+    let by_schedule = task_definition(aws, "report", &format!("{uri}:v2")).await;
     moto.aws_cli(&[
         "events",
         "put-rule",
@@ -139,7 +138,15 @@ async fn a_scheduled_tasks_image_is_kept_for_a_rule_and_a_schedule() {
             "RoleArn": format!("arn:aws:iam::{ACCOUNT}:role/scheduler-send"),
         }),
     );
+    (uri, digests)
+}
 
+#[tokio::test]
+async fn a_scheduled_tasks_image_is_kept_for_a_rule_and_a_schedule() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (uri, digests) = scheduled_tasks(&moto, &aws).await;
     let out = prune(&proxy.env(&moto), &KEEP_ONE);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected = vec![digests[1].clone(), digests[2].clone(), digests[4].clone()];
@@ -167,6 +174,47 @@ async fn a_scheduled_tasks_image_is_kept_for_a_rule_and_a_schedule() {
         "only the schedule whose target is an ECS cluster is read"
     );
     assert!(!out.stderr.contains("is not available"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn an_endpoint_without_scheduler_or_lambda_is_one_warning_each_and_rules_still_protect() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (_, digests) = scheduled_tasks(&moto, &aws).await;
+    proxy.refuse_rest("GET", "/schedules");
+    proxy.refuse_rest("GET", "/2015-03-31/functions");
+    let out = prune(&proxy.env(&moto), &KEEP_ONE);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"WARN\""))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{}", out.stderr);
+    for what in [
+        "EventBridge Scheduler is not available",
+        "Lambda is not available",
+    ] {
+        let line = warnings
+            .iter()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no warning {what:?}: {warnings:?}"));
+        assert!(line.len() < 400, "{line}");
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("sinceImagePulled may be skewed")),
+        "the third: no pull-time exclusion API behind this proxy: {warnings:?}"
+    );
+    let mut expected = vec![digests[1].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("etl").await,
+        expected,
+        "the rule's image kept; the schedule's is not known here"
+    );
 }
 
 /// GetFunction's answer for one version of an image function, shaped like the Lambda
