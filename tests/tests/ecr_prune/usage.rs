@@ -500,3 +500,36 @@ fn a_usage_role_that_is_not_a_role_arn_is_a_usage_error() {
         .unwrap_or_else(|| panic!("no line names --usage-role: {}", out.stderr));
     assert!(line.contains("is not an IAM role ARN"), "{line}");
 }
+
+#[tokio::test]
+async fn a_usage_role_that_cannot_be_assumed_fails_the_run_and_deletes_nothing() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (digests, role, _) = registry_and_workload(&moto, &aws).await;
+    // STS behind a closed port: AssumeRole cannot be answered (after the SDK's retries).
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let mut env = proxy.env(&moto);
+    env.push((
+        "AWS_ENDPOINT_URL_STS".into(),
+        format!("http://127.0.0.1:{port}"),
+    ));
+    let mut args = vec!["--usage-role", role.as_str()];
+    args.extend_from_slice(&KEEP_ONE);
+    let out = prune(&env, &args);
+    assert_eq!(out.code, 1, "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot assume the usage role")
+            && out.stderr.contains("nothing was deleted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        aws.digests("shared").await.len(),
+        digests.len(),
+        "nothing deleted"
+    );
+    assert_eq!(calls(&out, "DescribeImages"), 0);
+}
