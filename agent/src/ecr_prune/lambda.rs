@@ -198,6 +198,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_lambda_chain_reads_as_in_use_by_lambda_from_any_account() {
+        use crate::ecr_prune::planner::Reason;
+        let chain = "lambda fn alias prod → version 1 → sha256:v1";
+        assert_eq!(
+            Reason::InUseByEcs(chain.into()).to_string(),
+            format!("in use by Lambda ({chain})")
+        );
+        let other =
+            format!("account 210987654321 (role arn:aws:iam::210987654321:role/r): {chain}");
+        assert!(Reason::InUseByEcs(other)
+            .to_string()
+            .starts_with("in use by Lambda (account 210987654321"));
+        assert!(
+            Reason::InUseByEcs("schedule nightly, task definition etl:7: repo:v1".into())
+                .to_string()
+                .starts_with("in use by ECS (")
+        );
+    }
+
     #[tokio::test]
     async fn an_unavailable_lambda_is_skipped_and_a_denied_read_fails_closed() {
         let mut f = fake();
