@@ -78,7 +78,10 @@ pub async fn run(cli: Cli, loaded: Loaded, signals: Option<Signals>) -> Result<S
                 OutputFormat::Text => report.write_text(&mut out)?,
             }
             out.flush()?;
-            Ok(if report.failed() {
+            // The gate's answer first: a CI hook asks "is there room?".
+            Ok(if report.free_goal_missed() {
+                Status::GoalNotReached
+            } else if report.failed() {
                 Status::PartialFailure
             } else {
                 Status::Ok

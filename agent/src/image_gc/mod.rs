@@ -90,7 +90,7 @@ pub async fn run_with_last_use(
 ) -> Result<Report, GcError> {
     let calls_before = docker.api_calls();
     let options = snapshot::SnapshotOptions {
-        require_disk: settings.disk.is_some(),
+        require_disk: settings.disk.is_some() || settings.ensure_free.is_some(),
         container_grace: settings.containers.then_some(settings.container_grace),
         volumes: settings.volumes,
         state_path: Some(settings.state.clone()),
@@ -130,6 +130,18 @@ pub async fn run_with_last_use(
         );
         (done.outcomes, Some(done.stats))
     };
+    let ensure_free = settings.ensure_free.map(|target| {
+        let after = match &stats {
+            Some(stats) => stats.disk_after,
+            None => snap.disk.map(|u| estimate_after(u, &plan, &outcomes)),
+        };
+        report::FreeCheck {
+            target,
+            free_bytes: after.map(|u| u.free_bytes()),
+            free_inodes: after.map(|u| u.free_inodes()),
+            met: after.is_some_and(|u| target.met_by(u.free_bytes(), u.free_inodes())),
+        }
+    });
     Ok(Report {
         dry_run: settings.dry_run,
         plan,
@@ -137,7 +149,26 @@ pub async fn run_with_last_use(
         stats,
         disk_before: snap.disk,
         plan_api_calls,
+        ensure_free,
     })
+}
+
+/// What a dry run expects the filesystem to look like after: each image it would
+/// delete frees its size (inodes are not estimated).
+fn estimate_after(
+    mut usage: crate::ports::disk::FsUsage,
+    plan: &planner::Plan,
+    outcomes: &executor::Outcomes,
+) -> crate::ports::disk::FsUsage {
+    let freed: u64 = plan
+        .images
+        .iter()
+        .zip(&outcomes.images)
+        .filter(|(_, o)| o.as_ref().is_some_and(reason::Outcome::is_gone))
+        .map(|(e, _)| e.size)
+        .sum();
+    usage.used_bytes = usage.used_bytes.saturating_sub(freed);
+    usage
 }
 
 /// Low water above high water once both are bytes of this filesystem (`10MB` and
