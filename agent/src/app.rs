@@ -400,3 +400,23 @@ pub async fn credential_helper(
     let aws = AwsSecrets::connect(None, settings.timeout).await;
     Ok(helper::answer(action, input, &settings, &aws, &aws, deadline, &cancel).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's jobs run `[gc]` as resolved here, in both modes: the shipped
+    /// config gives them max age and watermarks together.
+    #[test]
+    fn the_shipped_config_gives_the_daemons_gc_both_max_age_and_watermarks() {
+        let text = include_str!("../../packaging/shipshape.toml");
+        let loaded = crate::config::parse(text, std::path::Path::new("shipshape.toml")).unwrap();
+        let (sections, daemon) = resolve_daemon(&loaded).unwrap();
+        assert_eq!(
+            sections.gc.max_age,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        assert!(sections.gc.disk.is_some());
+        assert!(daemon.job(JobKind::Gc).is_some());
+    }
+}

@@ -1,0 +1,267 @@
+//! `gc`'s policy through the binary on a private dockerd whose data root is a small
+//! tmpfs: `--max-age` deleting what is unused for longer while high water is not
+//! reached, max age and LRU eviction in one pass stopping at low water,
+//! `--ensure-free` met (exit 0) and not met (exit 3) — each time the dry run
+//! predicting exactly what the real run then does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use shipshape::last_use::LastUseState;
+use shipshape_tests::bin::{run_shipshape, Output};
+use shipshape_tests::dockerd::Dockerd;
+use shipshape_tests::images::{self, ImageSpec};
+
+const OLD: i64 = 1_600_000_000; // 2020-09-13
+const MIB: u64 = 1 << 20;
+/// Each generated image's own layer: deleting it frees about this much.
+const PAYLOAD: u64 = 8 * MIB;
+/// `--max-age` for these tests: long enough for a dry run and a real run after
+/// the "recent" uses, short enough to wait out after loading.
+const MAX_AGE_SECS: u64 = 20;
+
+/// `gc` with a state file and JSON output; returns the output and its document.
+fn gc(d: &Dockerd, state: &Path, args: &[&str]) -> (Output, Value) {
+    let mut argv = vec![
+        "--docker-host".to_owned(),
+        d.host(),
+        "gc".to_owned(),
+        "--output".to_owned(),
+        "json".to_owned(),
+        "--state".to_owned(),
+        state.display().to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let out = run_shipshape(argv, &[]);
+    let doc = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            out.stdout, out.stderr
+        )
+    });
+    (out, doc)
+}
+
+/// Image ID → (action, reason), the dry run's "would delete" read as "deleted".
+fn decisions(doc: &Value) -> BTreeMap<String, (String, String)> {
+    doc["images"]
+        .as_array()
+        .expect("images array")
+        .iter()
+        .map(|i| {
+            let action = i["action"].as_str().unwrap_or_default();
+            (
+                i["id"].as_str().unwrap_or_default().to_owned(),
+                (
+                    action.replace("would delete", "deleted"),
+                    i["reason"].as_str().unwrap_or_default().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The dry run first, then the real run with the same arguments: the same decision
+/// for every image and the same exit code. Returns the real run's document.
+fn dry_then_real(d: &Dockerd, state: &Path, args: &[&str]) -> (i32, Value) {
+    let mut dry_args = vec!["--dry-run"];
+    dry_args.extend_from_slice(args);
+    let (dry_out, dry) = gc(d, state, &dry_args);
+    let (out, real) = gc(d, state, args);
+    assert_eq!(
+        decisions(&dry),
+        decisions(&real),
+        "the dry run predicted another outcome\ndry stderr: {}\nreal stderr: {}",
+        dry_out.stderr,
+        out.stderr
+    );
+    assert_eq!(dry_out.code, out.code, "exit codes differ: {}", out.stderr);
+    (out.code, real)
+}
+
+fn deleted_ids(doc: &Value) -> Vec<String> {
+    decisions(doc)
+        .into_iter()
+        .filter(|(_, (a, _))| a == "deleted")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn used_bytes(d: &Dockerd) -> u64 {
+    let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
+    (st.blocks() - st.blocks_free()) as u64 * st.fragment_size() as u64
+}
+
+fn free_bytes(d: &Dockerd) -> u64 {
+    let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
+    st.blocks_free() as u64 * st.fragment_size() as u64
+}
+
+/// `count` images of `PAYLOAD` bytes each, named `{prefix}/{n}:1`, oldest first,
+/// loaded in batches (`docker load` stages the archive on the same small filesystem).
+fn load_big(d: &Dockerd, prefix: &str, count: i64) -> Vec<String> {
+    let specs: Vec<ImageSpec> = (0..count)
+        .map(|n| {
+            ImageSpec::new(&format!("{prefix}/{n}:1"), OLD + n * 100)
+                .payload(usize::try_from(PAYLOAD).unwrap())
+        })
+        .collect();
+    specs.chunks(4).flat_map(|c| images::load(d, c)).collect()
+}
+
+/// A state file in which `ids` were used just now, in that order a millisecond
+/// apart (the daemon's record; later than the loads, so it sets the LRU order).
+fn used_now(dir: &Path, ids: &[String]) -> std::path::PathBuf {
+    let path = dir.join("state.json");
+    let now = chrono::Utc::now();
+    let mut state = LastUseState::empty(now);
+    for (n, id) in ids.iter().enumerate() {
+        state.touch(id, now + chrono::Duration::milliseconds(n as i64));
+    }
+    state.save(&path).expect("save state");
+    path
+}
+
+/// Wait until everything loaded so far is unused for longer than `--max-age`
+/// (the engine saw the loads: they count as uses).
+fn outlive_max_age() {
+    std::thread::sleep(Duration::from_secs(MAX_AGE_SECS + 2));
+}
+
+#[test]
+fn max_age_deletes_what_is_unused_for_longer_while_high_water_is_not_reached() {
+    let d = Dockerd::builder().tmpfs_data_root(128 << 20).start();
+    let stale = load_big(&d, "stale", 3);
+    let recent = load_big(&d, "recent", 2);
+    outlive_max_age();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = used_now(dir.path(), &recent);
+    let max_age = format!("{MAX_AGE_SECS}s");
+    let args = [
+        "--min-age",
+        "0s",
+        "--max-age",
+        &max_age,
+        "--high-water",
+        "99%",
+        "--low-water",
+        "98%",
+    ];
+    let (code, real) = dry_then_real(&d, &state, &args);
+    assert_eq!(code, 0);
+    let planned = decisions(&real);
+    for id in &stale {
+        assert_eq!(
+            planned[id],
+            ("deleted".to_owned(), format!("unused for over {max_age}"))
+        );
+    }
+    for id in &recent {
+        assert_eq!(
+            planned[id],
+            (
+                "kept".to_owned(),
+                "disk usage not above high water 99%".to_owned()
+            )
+        );
+    }
+    let left = d.image_ids();
+    assert!(recent.iter().all(|id| left.contains(id)));
+    assert!(stale.iter().all(|id| !left.contains(id)));
+}
+
+#[test]
+fn max_age_and_lru_eviction_in_one_pass_stop_at_low_water() {
+    let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
+    let stale = load_big(&d, "stale", 2);
+    outlive_max_age();
+    let recent = load_big(&d, "recent", 6);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = used_now(dir.path(), &recent);
+    // The two stale images free about 16 MiB: still above high water (20 MiB
+    // below today), so the least recently used of the others go until low water
+    // (28 MiB below): two more. Each boundary sits half an image from the
+    // figures, so the dry run's sizes and the real filesystem agree.
+    let before = used_bytes(&d);
+    let high = (before - 20 * MIB).to_string();
+    let low = (before - 28 * MIB).to_string();
+    let max_age = format!("{MAX_AGE_SECS}s");
+    let args = [
+        "--min-age",
+        "0s",
+        "--max-age",
+        &max_age,
+        "--high-water",
+        &format!("{high}B"),
+        "--low-water",
+        &format!("{low}B"),
+    ];
+    let (code, real) = dry_then_real(&d, &state, &args);
+    assert_eq!(code, 0);
+    let planned = decisions(&real);
+    let mut gone = stale.clone();
+    gone.extend(recent[..2].iter().cloned());
+    gone.sort();
+    assert_eq!(deleted_ids(&real), gone, "{planned:#?}");
+    for id in &stale {
+        assert_eq!(planned[id].1, format!("unused for over {max_age}"));
+    }
+    assert_eq!(planned[&recent[0]].1, "least recently used");
+    assert!(planned[&recent[2]].1.contains("low water"), "{planned:#?}");
+    assert!(used_bytes(&d) <= before - 28 * MIB);
+    assert_eq!(d.image_ids().len(), 4);
+}
+
+#[test]
+fn ensure_free_evicts_until_met_and_exits_3_when_it_cannot() {
+    let d = Dockerd::builder().tmpfs_data_root(128 << 20).start();
+    let ids = load_big(&d, "ci", 6);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = used_now(dir.path(), &ids);
+    // 2.5 images more than free now: three go, oldest first.
+    let want = free_bytes(&d) + 20 * MIB;
+    let want_arg = format!("{want}B");
+    let (code, real) = dry_then_real(&d, &state, &["--min-age", "0s", "--ensure-free", &want_arg]);
+    assert_eq!(code, 0, "{real:#}");
+    let mut gone = ids[..3].to_vec();
+    gone.sort();
+    assert_eq!(deleted_ids(&real), gone);
+    assert_eq!(real["ensure_free"]["met"], true);
+    assert!(free_bytes(&d) >= want);
+
+    // More than the whole filesystem: every candidate goes, the goal is missed, exit 3
+    // (the dry run says so first).
+    let (code, real) = dry_then_real(&d, &state, &["--min-age", "0s", "--ensure-free", "1GiB"]);
+    assert_eq!(code, 3);
+    assert_eq!(real["ensure_free"]["met"], false);
+    assert!(d.image_ids().is_empty());
+}
+
+#[test]
+fn ensure_free_in_text_output_and_help() {
+    let d = Dockerd::builder().tmpfs_data_root(64 << 20).start();
+    let out = run_shipshape(
+        [
+            "--docker-host",
+            &d.host(),
+            "gc",
+            "--dry-run",
+            "--ensure-free",
+            "1GiB",
+            "--state",
+            "/nonexistent/state.json",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Ensure free 1.0 GiB:") && out.stdout.contains("NOT met"),
+        "{}",
+        out.stdout
+    );
+    let help = run_shipshape(["gc", "--help"], &[]);
+    assert!(help.stdout.contains("--ensure-free") && help.stdout.contains("exit 3"));
+    assert!(help.stdout.contains("--max-age"));
+}
