@@ -265,3 +265,59 @@ fn ensure_free_in_text_output_and_help() {
     assert!(help.stdout.contains("--ensure-free") && help.stdout.contains("exit 3"));
     assert!(help.stdout.contains("--max-age"));
 }
+
+/// One test per bad policy value: exit 2 with one line naming the key or flag,
+/// nothing on stdout, nothing deleted.
+mod a_bad_policy_value_is_exit_2_naming_it_and_changes_nothing {
+    use super::*;
+
+    fn refused(args: &[&str], config: Option<&str>, needles: &[&str]) {
+        let d = Dockerd::start();
+        images::load(&d, &[ImageSpec::new("app:1", OLD)]);
+        let before = d.image_ids();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut argv = vec!["--docker-host".to_owned(), d.host()];
+        if let Some(text) = config {
+            let path = dir.path().join("shipshape.toml");
+            std::fs::write(&path, text).expect("write config");
+            argv.extend(["--config".to_owned(), path.display().to_string()]);
+        }
+        argv.push("gc".to_owned());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let out = run_shipshape(argv, &[]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        for n in needles {
+            assert!(out.stderr.contains(n), "{n:?} missing: {}", out.stderr);
+        }
+        assert_eq!(d.image_ids(), before);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+
+    #[test]
+    fn max_age_flag_not_above_min_age() {
+        refused(
+            &["--min-age", "2h", "--max-age", "1h"],
+            None,
+            &["--max-age", "min age 2h"],
+        );
+    }
+
+    #[test]
+    fn max_age_in_the_file_not_above_min_age() {
+        refused(
+            &["--min-age", "0s"],
+            Some("[gc]\nmin_age = \"0s\"\nmax_age = \"0s\"\n"),
+            &["gc.max_age", "line 3"],
+        );
+    }
+
+    #[test]
+    fn ensure_free_that_is_no_size() {
+        refused(
+            &["--min-age", "0s", "--ensure-free", "10GB,lots"],
+            None,
+            &["--ensure-free", "lots"],
+        );
+    }
+}
