@@ -200,6 +200,7 @@ impl Tracker {
             .map(|i| ListedImage {
                 id: i.id,
                 tags: i.repo_tags,
+                created: i.created,
             })
             .collect();
         let outcome = self.store.reconcile(&listing, now);

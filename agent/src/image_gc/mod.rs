@@ -4,6 +4,7 @@
 //! mode) → executor (no force; 404 fine, 409 skipped) → report (plan + outcomes,
 //! table or JSON). `run` is the job; it takes its ports, `now` and a cancel token.
 
+pub mod age;
 pub mod docker_gc;
 pub mod executor;
 pub mod planner;
@@ -96,12 +97,18 @@ pub async fn run_with_last_use(
         state_path: Some(settings.state.clone()),
         last_use,
     };
-    let snap = snapshot::take(docker, disk, &options, now).await?;
-    let plan_api_calls = docker.api_calls() - calls_before;
+    let mut snap = snapshot::take(docker, disk, &options, now).await?;
     if let (Some(marks), Some(usage)) = (settings.disk, snap.disk) {
         check_watermarks(marks, usage.total_bytes)?;
     }
-    let plan = planner::plan(&snap, &settings.policy(), now);
+    let policy = settings.policy();
+    let mut plan = planner::plan(&snap, &policy, now);
+    // The longest age a decision depends on: a tag time can matter only within it.
+    let threshold = settings.min_age.max(settings.max_age.unwrap_or_default());
+    while snapshot::read_tag_times(docker, &mut snap, &plan, threshold, now).await? {
+        plan = planner::plan(&snap, &policy, now);
+    }
+    let plan_api_calls = docker.api_calls() - calls_before;
     tracing::debug!(
         images = snap.images.len(),
         containers = snap.containers.len(),

@@ -168,11 +168,18 @@ fn plan_images(
     now: DateTime<Utc>,
 ) -> (Vec<ImageEntry>, DiskPlan) {
     let images = &snapshot.images;
+    // The latest of creation, the engine's sightings and the daemon's record; an
+    // image nothing dates (a future creation time only) is unknown: oldest.
     let last_used: Vec<DateTime<Utc>> = images
         .iter()
-        .map(|i| match snapshot.last_use.get(&i.id) {
-            Some(&used) if used > i.created => used,
-            _ => i.created,
+        .map(|i| {
+            super::age::last_use(
+                i.created,
+                snapshot.engine_seen.get(&i.id).copied(),
+                snapshot.last_use.get(&i.id).copied(),
+                now,
+            )
+            .unwrap_or(DateTime::UNIX_EPOCH)
         })
         .collect();
     let by_id: HashMap<&str, usize> = images
