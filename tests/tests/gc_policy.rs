@@ -321,3 +321,71 @@ mod a_bad_policy_value_is_exit_2_naming_it_and_changes_nothing {
         );
     }
 }
+
+/// `docker login` to `registry` with the password on stdin.
+fn login(d: &Dockerd, registry: &shipshape_tests::registry::Registry, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = d
+        .docker()
+        .args(["login", "-u", user, "--password-stdin", &registry.host()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker login");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("password");
+    let out = child.wait_with_output().expect("docker login");
+    assert!(
+        out.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_old_image_freshly_pulled_is_kept_by_min_age_without_a_state_file() {
+    let registry = shipshape_tests::registry::Registry::start("ci", "age-test-password");
+    let mut d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::new("local/pulled:1", OLD),
+            ImageSpec::new("local/loaded:1", OLD + 10),
+            ImageSpec::new("local/retagged:1", OLD + 20),
+        ],
+    );
+    let (pulled, loaded, retagged) = (&ids[0], &ids[1], &ids[2]);
+    let remote = format!("{}/team/pulled:1", registry.host());
+    login(&d, &registry, "ci", "age-test-password");
+    d.docker_ok(["tag", "local/pulled:1", &remote]);
+    d.docker_ok(["push", &remote]);
+    d.docker_ok(["rmi", &remote, "local/pulled:1"]);
+    // `docker tag` sets LastTagTime (the engine keeps it across restarts).
+    d.docker_ok(["tag", "local/retagged:1", "local/retagged:2"]);
+    // A restart empties the engine's event log: only what happens next is in it.
+    d.restart();
+    d.docker_ok(["pull", &remote]);
+    assert!(d.image_ids().contains(pulled), "the pull brings the same image back");
+
+    let state = Path::new("/nonexistent/state.json");
+    let (out, dry) = gc(&d, state, &["--dry-run", "--min-age", "1h"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let planned = decisions(&dry);
+    let young = ("kept".to_owned(), "younger than 1h".to_owned());
+    assert_eq!(planned[pulled], young, "built in 2020, pulled just now");
+    assert_eq!(planned[retagged], young, "tagged minutes ago (LastTagTime)");
+    assert_eq!(
+        planned[loaded].0, "deleted",
+        "loaded before the restart, no use the engine still knows of"
+    );
+    let (out, real) = gc(&d, state, &["--min-age", "1h"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(decisions(&real), planned);
+    let left = d.image_ids();
+    assert!(left.contains(pulled) && left.contains(retagged) && !left.contains(loaded));
+}
