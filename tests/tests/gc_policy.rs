@@ -368,7 +368,7 @@ fn an_old_image_freshly_pulled_is_kept_by_min_age_without_a_state_file() {
     // `docker tag` sets LastTagTime (the engine keeps it across restarts).
     d.docker_ok(["tag", "local/retagged:1", "local/retagged:2"]);
     // A restart empties the engine's event log: only what happens next is in it.
-    d.restart();
+    d.forget_events();
     d.docker_ok(["pull", &remote]);
     assert!(d.image_ids().contains(pulled), "the pull brings the same image back");
 
