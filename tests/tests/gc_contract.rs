@@ -315,7 +315,10 @@ async fn trace_a_tag(engine: &dyn DockerEngine, id: &str, at_tag: &dyn Fn()) -> 
         .expect("inspect")
         .and_then(|i| i.last_tag_time);
     let earlier = engine
-        .replay_events(t0 - chrono::Duration::hours(1), t0 - chrono::Duration::milliseconds(1))
+        .replay_events(
+            t0 - chrono::Duration::hours(1),
+            t0 - chrono::Duration::milliseconds(1),
+        )
         .await
         .expect("replay");
     (

@@ -105,7 +105,7 @@ fn load_big(d: &Dockerd, prefix: &str, count: i64) -> Vec<String> {
     let specs: Vec<ImageSpec> = (0..count)
         .map(|n| {
             ImageSpec::new(&format!("{prefix}/{n}:1"), OLD + n * 100)
-                .payload(usize::try_from(PAYLOAD).unwrap())
+                .payload(usize::try_from(PAYLOAD).expect("payload fits usize"))
         })
         .collect();
     specs.chunks(4).flat_map(|c| images::load(d, c)).collect()
@@ -370,7 +370,10 @@ fn an_old_image_freshly_pulled_is_kept_by_min_age_without_a_state_file() {
     // A restart empties the engine's event log: only what happens next is in it.
     d.forget_events();
     d.docker_ok(["pull", &remote]);
-    assert!(d.image_ids().contains(pulled), "the pull brings the same image back");
+    assert!(
+        d.image_ids().contains(pulled),
+        "the pull brings the same image back"
+    );
 
     let state = Path::new("/nonexistent/state.json");
     let (out, dry) = gc(&d, state, &["--dry-run", "--min-age", "1h"]);

@@ -516,7 +516,8 @@ impl DockerEngine for BollardEngine {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<DockerEvent>, DockerError> {
-        let stamp = |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        let stamp =
+            |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
         let options = EventsOptions {
             since: Some(stamp(since)),
             until: Some(stamp(until)),

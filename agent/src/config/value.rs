@@ -415,13 +415,31 @@ mod tests {
     #[test]
     fn free_space_parses_size_and_optional_inodes() {
         let f: FreeSpace = "10MiB".parse().unwrap();
-        assert_eq!(f, FreeSpace { bytes: 10 << 20, inodes: None });
+        assert_eq!(
+            f,
+            FreeSpace {
+                bytes: 10 << 20,
+                inodes: None
+            }
+        );
         let f: FreeSpace = "1KiB,500".parse().unwrap();
-        assert_eq!(f, FreeSpace { bytes: 1024, inodes: Some(500) });
+        assert_eq!(
+            f,
+            FreeSpace {
+                bytes: 1024,
+                inodes: Some(500)
+            }
+        );
         assert_eq!(f.to_string().parse::<FreeSpace>(), Ok(f));
         assert!(f.met_by(1024, 500) && !f.met_by(1023, 500) && !f.met_by(1024, 499));
-        assert!("lots".parse::<FreeSpace>().unwrap_err().contains("\"lots\""));
-        assert!("1GB,many".parse::<FreeSpace>().unwrap_err().contains("\"many\""));
+        assert!("lots"
+            .parse::<FreeSpace>()
+            .unwrap_err()
+            .contains("\"lots\""));
+        assert!("1GB,many"
+            .parse::<FreeSpace>()
+            .unwrap_err()
+            .contains("\"many\""));
     }
 
     #[test]

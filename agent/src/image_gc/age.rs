@@ -129,7 +129,13 @@ mod tests {
     use super::*;
     use crate::testing::docker::{full_id, hours_ago, image, now};
 
-    fn event(scope: EventScope, action: &str, actor: &str, image: Option<&str>, h: i64) -> DockerEvent {
+    fn event(
+        scope: EventScope,
+        action: &str,
+        actor: &str,
+        image: Option<&str>,
+        h: i64,
+    ) -> DockerEvent {
         DockerEvent {
             scope,
             action: EventAction::parse(action),
@@ -164,7 +170,10 @@ mod tests {
         assert_eq!(log.seen[&full_id("b1")], hours_ago(4));
         assert_eq!(log.seen[&full_id("c1")], hours_ago(2));
         assert_eq!(log.seen[&full_id("d1")], hours_ago(6));
-        assert!(!log.seen.contains_key(&full_id("e1")), "untag and die are no use");
+        assert!(
+            !log.seen.contains_key(&full_id("e1")),
+            "untag and die are no use"
+        );
         assert_eq!(log.covers_since, Some(hours_ago(6)));
         assert_eq!(engine_log(&[], &images).covers_since, None);
     }
@@ -176,7 +185,10 @@ mod tests {
             last_use(hours_ago(100), Some(hours_ago(1)), Some(hours_ago(5)), n),
             Some(hours_ago(1))
         );
-        assert_eq!(last_use(hours_ago(100), None, None, n), Some(hours_ago(100)));
+        assert_eq!(
+            last_use(hours_ago(100), None, None, n),
+            Some(hours_ago(100))
+        );
         assert_eq!(last_use(hours_ago(-48), None, None, n), None);
         assert_eq!(
             last_use(hours_ago(-48), Some(hours_ago(2)), None, n),
@@ -196,11 +208,25 @@ mod tests {
         assert!(needs_tag_time(&tagged, None, false, None, hour, n));
         // Not when the log covers the whole hour, the daemon recorded it, it is young
         // already, it has no tag, or no age matters (min age 0).
-        assert!(!needs_tag_time(&tagged, old, false, Some(hours_ago(2)), hour, n));
+        assert!(!needs_tag_time(
+            &tagged,
+            old,
+            false,
+            Some(hours_ago(2)),
+            hour,
+            n
+        ));
         assert!(!needs_tag_time(&tagged, old, true, short_log, hour, n));
         assert!(!needs_tag_time(&tagged, Some(n), false, short_log, hour, n));
         let dangling = image("b1", &[], 100, 1);
         assert!(!needs_tag_time(&dangling, old, false, short_log, hour, n));
-        assert!(!needs_tag_time(&tagged, old, false, short_log, Duration::ZERO, n));
+        assert!(!needs_tag_time(
+            &tagged,
+            old,
+            false,
+            short_log,
+            Duration::ZERO,
+            n
+        ));
     }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::*;
-use crate::config::value::Watermark;
 use crate::config::value::FreeSpace;
+use crate::config::value::Watermark;
 use crate::image_gc::policy::{DiskWatermarks, ExcludeSet, Policy};
 use crate::image_gc::reason::Outcome;
 use crate::ports::disk::FsUsage;
@@ -819,7 +819,13 @@ fn a_stale_parent_of_a_fresh_candidate_waits_for_its_child() {
     s.disk = usage(95 * GIB, 100 * GIB);
     let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
     assert_eq!(deleted_order(&p), vec!["c1", "b"]);
-    assert!(matches!(p.disk, DiskPlan::Pressure { unconditional: 0, .. }));
+    assert!(matches!(
+        p.disk,
+        DiskPlan::Pressure {
+            unconditional: 0,
+            ..
+        }
+    ));
 }
 
 fn ensuring(bytes: u64, inodes: Option<u64>) -> Policy {

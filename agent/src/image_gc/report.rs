@@ -261,7 +261,9 @@ impl Report {
             writeln!(out, "Build cache: {} reclaimed", format_size(bytes))?;
         }
         if let Some(check) = self.ensure_free {
-            let free = check.free_bytes.map_or("unmeasured".to_owned(), format_size);
+            let free = check
+                .free_bytes
+                .map_or("unmeasured".to_owned(), format_size);
             let (verb, state) = match (self.dry_run, check.met) {
                 (true, true) => ("would be", "met"),
                 (true, false) => ("would be", "NOT met"),

@@ -48,7 +48,15 @@ fn engine() -> FakeDocker {
         vec![container("c1", "base:1", "b4", ContainerState::Running)],
     )
     .with_disk(50 * GIB, 100 * GIB);
-    fake.with(|s| s.event_log.push(logged(EventScope::Container, "start", "c1", Some("base:1"), 100)));
+    fake.with(|s| {
+        s.event_log.push(logged(
+            EventScope::Container,
+            "start",
+            "c1",
+            Some("base:1"),
+            100,
+        ))
+    });
     fake
 }
 
@@ -281,7 +289,10 @@ fn dry(min_age: &str) -> Args {
 async fn an_old_image_pulled_minutes_ago_is_young_by_the_engines_log() {
     let fake = engine();
     // Pulled 0 h ago (this hour), built 48 h ago.
-    fake.with(|s| s.event_log.push(logged(EventScope::Image, "pull", "app:1", None, 0)));
+    fake.with(|s| {
+        s.event_log
+            .push(logged(EventScope::Image, "pull", "app:1", None, 0))
+    });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(
         planned(&report, "a1"),
@@ -307,7 +318,8 @@ async fn tag_time_is_read_only_for_planned_deletions_when_the_log_is_too_short()
     fake.tag_image(&full_id("a1"), "app", "1").await.unwrap();
     fake.with(|s| {
         s.event_log.clear();
-        s.event_log.push(logged(EventScope::Image, "pull", "other:1", None, 0));
+        s.event_log
+            .push(logged(EventScope::Image, "pull", "other:1", None, 0));
         s.calls = 0;
     });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
@@ -324,14 +336,20 @@ async fn tag_time_is_read_only_for_planned_deletions_when_the_log_is_too_short()
 async fn a_future_creation_time_is_unknown_not_young_forever() {
     let fake = FakeDocker::new(vec![image("f1", &["skewed:1"], -72, GIB)], vec![])
         .with_disk(50 * GIB, 100 * GIB);
-    fake.with(|s| s.event_log.push(logged(EventScope::Image, "pull", "x:1", None, 100)));
+    fake.with(|s| {
+        s.event_log
+            .push(logged(EventScope::Image, "pull", "x:1", None, 100))
+    });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(
         planned(&report, "f1"),
         (Action::Delete, ImageReason::LeastRecentlyUsed)
     );
     // …but a pull the engine saw dates it.
-    fake.with(|s| s.event_log.push(logged(EventScope::Image, "pull", "skewed:1", None, 0)));
+    fake.with(|s| {
+        s.event_log
+            .push(logged(EventScope::Image, "pull", "skewed:1", None, 0))
+    });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(planned(&report, "f1").0, Action::Keep);
 }

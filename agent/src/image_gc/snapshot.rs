@@ -164,7 +164,11 @@ pub async fn read_tag_times(
         .collect();
     let mut found = false;
     let mut read = Vec::new();
-    for image in snapshot.images.iter().filter(|i| deleting.contains(i.id.as_str())) {
+    for image in snapshot
+        .images
+        .iter()
+        .filter(|i| deleting.contains(i.id.as_str()))
+    {
         let known = age::last_use(
             image.created,
             snapshot.engine_seen.get(&image.id).copied(),
@@ -172,7 +176,14 @@ pub async fn read_tag_times(
             now,
         );
         let recorded = snapshot.last_use.contains_key(&image.id);
-        if !age::needs_tag_time(image, known, recorded, snapshot.log_covers_since, threshold, now) {
+        if !age::needs_tag_time(
+            image,
+            known,
+            recorded,
+            snapshot.log_covers_since,
+            threshold,
+            now,
+        ) {
             continue;
         }
         read.push(image.id.clone());

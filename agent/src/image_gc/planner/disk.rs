@@ -45,8 +45,9 @@ pub(super) fn select(
     };
     // Stale images first (they go whatever the disk), then the others; each part
     // keeps the candidate order, so children still come before parents.
-    let (first, rest): (Vec<usize>, Vec<usize>) =
-        ordered.iter().partition(|&&i| stale.get(&i).is_some_and(|s| s.is_none()));
+    let (first, rest): (Vec<usize>, Vec<usize>) = ordered
+        .iter()
+        .partition(|&&i| stale.get(&i).is_some_and(|s| s.is_none()));
     let mut decisions = Vec::with_capacity(ordered.len());
     for &i in &first {
         let max_age = policy.max_age.unwrap_or(Duration::MAX);
@@ -191,7 +192,9 @@ pub fn eviction_stop(disk: &DiskPlan, usage: &FsUsage, evicted: usize) -> Option
         .free
         .is_some_and(|f| !f.met_by(usage.free_bytes(), usage.free_inodes()));
     match high {
-        Some(high) if evicted == 0 && *unconditional > 0 && !usage.above(high) && !short_of_free => {
+        Some(high)
+            if evicted == 0 && *unconditional > 0 && !usage.above(high) && !short_of_free =>
+        {
             Some(Outcome::NotAboveHighWater { high: *high })
         }
         _ => None,
