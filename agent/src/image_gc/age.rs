@@ -127,23 +127,7 @@ pub fn needs_tag_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::docker::{full_id, hours_ago, image, now};
-
-    fn event(
-        scope: EventScope,
-        action: &str,
-        actor: &str,
-        image: Option<&str>,
-        h: i64,
-    ) -> DockerEvent {
-        DockerEvent {
-            scope,
-            action: EventAction::parse(action),
-            actor_id: actor.to_owned(),
-            image: image.map(str::to_owned),
-            time: Some(hours_ago(h)),
-        }
-    }
+    use crate::testing::docker::{event, full_id, hours_ago, image, now};
 
     #[test]
     fn pulls_loads_tags_and_containers_date_images_by_id() {

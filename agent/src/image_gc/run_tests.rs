@@ -6,8 +6,8 @@ use super::*;
 use crate::image_gc::planner::Action;
 use crate::image_gc::reason::{ImageReason, Outcome};
 use crate::image_gc::settings::GcOptions;
-use crate::ports::docker::{ContainerState, DockerEngine, DockerEvent, EventAction, EventScope};
-use crate::testing::docker::{container, full_id, image, now, FakeDocker, FAKE_ROOT_DIR};
+use crate::ports::docker::{ContainerState, DockerEngine, EventScope};
+use crate::testing::docker::{container, event, full_id, image, now, FakeDocker, FAKE_ROOT_DIR};
 
 const GIB: u64 = 1 << 30;
 
@@ -49,7 +49,7 @@ fn engine() -> FakeDocker {
     )
     .with_disk(50 * GIB, 100 * GIB);
     fake.with(|s| {
-        s.event_log.push(logged(
+        s.event_log.push(event(
             EventScope::Container,
             "start",
             "c1",
@@ -58,22 +58,6 @@ fn engine() -> FakeDocker {
         ))
     });
     fake
-}
-
-fn logged(
-    scope: EventScope,
-    action: &str,
-    actor: &str,
-    image: Option<&str>,
-    hours_ago: i64,
-) -> DockerEvent {
-    DockerEvent {
-        scope,
-        action: EventAction::parse(action),
-        actor_id: actor.to_owned(),
-        image: image.map(str::to_owned),
-        time: Some(crate::testing::docker::hours_ago(hours_ago)),
-    }
 }
 
 async fn pass(fake: &FakeDocker, args: Args, cancel: &CancellationToken) -> Report {
@@ -291,7 +275,7 @@ async fn an_old_image_pulled_minutes_ago_is_young_by_the_engines_log() {
     // Pulled 0 h ago (this hour), built 48 h ago.
     fake.with(|s| {
         s.event_log
-            .push(logged(EventScope::Image, "pull", "app:1", None, 0))
+            .push(event(EventScope::Image, "pull", "app:1", None, 0))
     });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(
@@ -319,7 +303,7 @@ async fn tag_time_is_read_only_for_planned_deletions_when_the_log_is_too_short()
     fake.with(|s| {
         s.event_log.clear();
         s.event_log
-            .push(logged(EventScope::Image, "pull", "other:1", None, 0));
+            .push(event(EventScope::Image, "pull", "other:1", None, 0));
         s.calls = 0;
     });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
@@ -338,7 +322,7 @@ async fn a_future_creation_time_is_unknown_not_young_forever() {
         .with_disk(50 * GIB, 100 * GIB);
     fake.with(|s| {
         s.event_log
-            .push(logged(EventScope::Image, "pull", "x:1", None, 100))
+            .push(event(EventScope::Image, "pull", "x:1", None, 100))
     });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(
@@ -348,7 +332,7 @@ async fn a_future_creation_time_is_unknown_not_young_forever() {
     // …but a pull the engine saw dates it.
     fake.with(|s| {
         s.event_log
-            .push(logged(EventScope::Image, "pull", "skewed:1", None, 0))
+            .push(event(EventScope::Image, "pull", "skewed:1", None, 0))
     });
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(planned(&report, "f1").0, Action::Keep);

@@ -46,6 +46,23 @@ pub fn image(id: &str, tags: &[&str], age_h: i64, size: u64) -> ImageInfo {
     }
 }
 
+/// An event of the engine's log, `hours_ago` hours before `now()`.
+pub fn event(
+    scope: EventScope,
+    action: &str,
+    actor: &str,
+    image: Option<&str>,
+    hours_ago_: i64,
+) -> DockerEvent {
+    DockerEvent {
+        scope,
+        action: EventAction::parse(action),
+        actor_id: actor.to_owned(),
+        image: image.map(str::to_owned),
+        time: Some(hours_ago(hours_ago_)),
+    }
+}
+
 /// `sha256:` + `id` padded with zeros to 64 hex digits.
 pub fn full_id(id: &str) -> String {
     format!("sha256:{id:0<64}")
