@@ -215,6 +215,32 @@ fn max_age_and_lru_eviction_in_one_pass_stop_at_low_water() {
 }
 
 #[test]
+fn watermarks_alone_evict_to_low_water_as_the_dry_run_said() {
+    let d = Dockerd::builder().tmpfs_data_root(128 << 20).start();
+    let ids = load_big(&d, "lru", 6);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = used_now(dir.path(), &ids);
+    // Above high water by half an image; low water 2.5 images below: three go.
+    let before = used_bytes(&d);
+    let high = format!("{}B", before - 4 * MIB);
+    let low = format!("{}B", before - 20 * MIB);
+    let args = [
+        "--min-age",
+        "0s",
+        "--high-water",
+        &high,
+        "--low-water",
+        &low,
+    ];
+    let (code, real) = dry_then_real(&d, &state, &args);
+    assert_eq!(code, 0);
+    let mut gone = ids[..3].to_vec();
+    gone.sort();
+    assert_eq!(deleted_ids(&real), gone);
+    assert!(used_bytes(&d) <= before - 20 * MIB);
+}
+
+#[test]
 fn ensure_free_evicts_until_met_and_exits_3_when_it_cannot() {
     let d = Dockerd::builder().tmpfs_data_root(128 << 20).start();
     let ids = load_big(&d, "ci", 6);
