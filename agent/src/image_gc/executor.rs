@@ -2,8 +2,11 @@
 //! happened to each item it deletes, beside the plan (which it never changes).
 //! Never forces: 404 means already gone (fine), 409 means the item became in use
 //! (kept, the run goes on). Deletes in chunks with bounded concurrency; between
-//! chunks it honours cancellation and, in disk-pressure mode (one deletion a
-//! chunk), re-measures the filesystem and stops at low water.
+//! chunks it honours cancellation. In disk-pressure mode the stale (`--max-age`)
+//! deletions go first in chunks, then the evictions one at a time, the filesystem
+//! re-measured after each and the pass stopped by the planner's rule
+//! (`planner::disk::eviction_stop`: low water, `--ensure-free`, or no longer above
+//! high water after the stale phase).
 
 use std::collections::HashSet;
 use std::path::PathBuf;

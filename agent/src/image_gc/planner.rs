@@ -4,7 +4,8 @@
 //! the submodules: `containers` (containers and volumes first, as a removed
 //! container frees its image), `protect` (the protection rules), `order`
 //! (dangling, least recently used, largest, children before parents) and `disk`
-//! (disk-pressure mode and the deletion cap).
+//! (`--max-age`, eviction by watermarks or `--ensure-free`, and the deletion cap).
+//! Ages come from `super::age`.
 
 mod containers;
 pub mod disk;

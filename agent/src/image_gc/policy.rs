@@ -1,5 +1,5 @@
-//! The policy the planner applies: ages, keep-per-repo, disk watermarks, and the
-//! compiled matchers for exclude patterns and ECS agent images. Built from validated
+//! The policy the planner applies: ages (min and max), keep-per-repo, disk targets
+//! (watermarks, `--ensure-free`) and the goal they set, and the compiled matchers for exclude patterns and ECS agent images. Built from validated
 //! settings; holds no I/O.
 
 use std::time::Duration;
