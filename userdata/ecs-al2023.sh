@@ -113,6 +113,7 @@ set = $v_settings
 [gc]
 $state_line
 min_age = "1h"
+max_age = "1d"
 keep_per_repo = 1
 exclude = ["amazon/amazon-ecs-agent:*", "amazon/amazon-ecs-pause:*"]
 high_water = "85%"

@@ -97,6 +97,7 @@ auth_secret = $v_auth_secrets
 [gc]
 state = $v_state
 min_age = "2h"
+max_age = "1d"
 keep_per_repo = 1
 exclude = ["registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:*", "gitlab/gitlab-runner-helper:*"]
 high_water = "80%"

@@ -78,7 +78,10 @@ pub async fn run(cli: Cli, loaded: Loaded, signals: Option<Signals>) -> Result<S
                 OutputFormat::Text => report.write_text(&mut out)?,
             }
             out.flush()?;
-            Ok(if report.failed() {
+            // The gate's answer first: a CI hook asks "is there room?".
+            Ok(if report.free_goal_missed() {
+                Status::GoalNotReached
+            } else if report.failed() {
                 Status::PartialFailure
             } else {
                 Status::Ok
@@ -488,4 +491,24 @@ pub async fn credential_helper(
     }
     let aws = AwsSecrets::connect(None, settings.timeout).await;
     Ok(helper::answer(action, input, &settings, &aws, &aws, deadline, &cancel).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's jobs run `[gc]` as resolved here, in both modes: the shipped
+    /// config gives them max age and watermarks together.
+    #[test]
+    fn the_shipped_config_gives_the_daemons_gc_both_max_age_and_watermarks() {
+        let text = include_str!("../../packaging/shipshape.toml");
+        let loaded = crate::config::parse(text, std::path::Path::new("shipshape.toml")).unwrap();
+        let (sections, daemon) = resolve_daemon(&loaded).unwrap();
+        assert_eq!(
+            sections.gc.max_age,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        assert!(sections.gc.disk.is_some());
+        assert!(daemon.job(JobKind::Gc).is_some());
+    }
 }

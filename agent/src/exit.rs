@@ -6,6 +6,9 @@
 pub const EXIT_RUNTIME: u8 = 1;
 /// Exit code for usage and configuration errors.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a goal the command could not reach: `gc --ensure-free` with less
+/// free than asked after the pass (a CI hook can fail the job or drain the host).
+pub const EXIT_GOAL: u8 = 3;
 
 /// How a command that did not fail outright ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +17,8 @@ pub enum Status {
     Ok,
     /// Exit 1: the command ran to the end but some part failed and was reported.
     PartialFailure,
+    /// Exit 3: the run's goal (`gc --ensure-free`) was not reached.
+    GoalNotReached,
 }
 
 impl Status {
@@ -21,6 +26,7 @@ impl Status {
         match self {
             Self::Ok => 0,
             Self::PartialFailure => EXIT_RUNTIME,
+            Self::GoalNotReached => EXIT_GOAL,
         }
     }
 }

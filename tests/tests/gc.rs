@@ -50,7 +50,7 @@ fn decisions(doc: &Value) -> std::collections::BTreeMap<String, (String, String)
 
 #[test]
 fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
-    let d = Dockerd::start();
+    let mut d = Dockerd::start();
     let now = chrono::Utc::now().timestamp();
     let specs = vec![
         ImageSpec::new("keep/stopped:1", OLD),    // 0 stopped container
@@ -68,6 +68,7 @@ fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
     let mut specs = specs;
     specs[7].repo_tags.push("m2/x:old".to_owned());
     let ids = images::load(&d, &specs);
+    d.forget_events();
     let running = images::busybox_image(&d, "keep/running:1");
     images::run_container(&d, "keep/running:1", "runner", &["sleep", "1000"]);
     images::create_container(&d, "keep/stopped:1", "stopped", &[]);
@@ -147,11 +148,12 @@ fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
 
 #[test]
 fn text_output_is_a_table_with_a_total() {
-    let d = Dockerd::start();
+    let mut d = Dockerd::start();
     let ids = images::load(
         &d,
         &[ImageSpec::new("app:1", OLD), ImageSpec::new("redis:7", OLD)],
     );
+    d.forget_events();
     let out = gc(&d, &["--dry-run", "--exclude", "redis:*"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -219,7 +221,10 @@ fn the_plan_makes_a_constant_number_of_engine_api_calls() {
     );
     let large = count(&d);
     assert_eq!(small, large, "API calls grew with the number of images");
-    assert_eq!(large, 4, "version + images + containers + info");
+    assert_eq!(
+        large, 5,
+        "version + images + containers + info + the event log"
+    );
 }
 
 #[tokio::test]
@@ -514,7 +519,7 @@ fn disk_pressure_mode_deletes_oldest_first_until_low_water() {
 #[test]
 fn last_use_from_the_daemon_state_file_keeps_an_old_image_young() {
     use shipshape::last_use::LastUseState;
-    let d = Dockerd::start();
+    let mut d = Dockerd::start();
     let ids = images::load(
         &d,
         &[
@@ -522,6 +527,7 @@ fn last_use_from_the_daemon_state_file_keeps_an_old_image_young() {
             ImageSpec::new("unused/b:1", OLD),
         ],
     );
+    d.forget_events();
     let dir = tempfile::tempdir().expect("tempdir");
     let state_path = dir.path().join("state.json");
     let now = chrono::Utc::now();

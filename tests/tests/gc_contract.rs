@@ -280,3 +280,71 @@ fn the_contract_expects_the_engine_rules_the_executor_relies_on() {
     );
     assert_eq!(expect("not-found").unwrap(), ["404", "ok", "404", "404"]);
 }
+
+/// What an engine showed about a tag's traces: `LastTagTime` before the tag, the tag
+/// events of the image in the window around it (and their time inside it), the
+/// `LastTagTime` after it (inside the window), and tag events replayed for a window
+/// that ended before.
+type TagTrace = (bool, usize, bool, bool, usize);
+
+/// `at_tag` runs just before the tag call (the fake takes its clock from it).
+async fn trace_a_tag(engine: &dyn DockerEngine, id: &str, at_tag: &dyn Fn()) -> TagTrace {
+    use shipshape::ports::docker::{EventAction, EventScope};
+    let before = engine
+        .inspect_image(id)
+        .await
+        .expect("inspect")
+        .and_then(|i| i.last_tag_time);
+    let t0 = chrono::Utc::now();
+    at_tag();
+    engine.tag_image(id, "app", "2").await.expect("tag");
+    let t1 = chrono::Utc::now();
+    let inside = |t: Option<chrono::DateTime<chrono::Utc>>| t.is_some_and(|t| t >= t0 && t <= t1);
+    let tags_of = |events: &[shipshape::ports::docker::DockerEvent]| -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
+        events
+            .iter()
+            .filter(|e| e.scope == EventScope::Image && e.action == EventAction::Tag && e.actor_id == id)
+            .map(|e| e.time)
+            .collect()
+    };
+    let window = engine.replay_events(t0, t1).await.expect("replay");
+    let tags = tags_of(&window);
+    let after = engine
+        .inspect_image(id)
+        .await
+        .expect("inspect")
+        .and_then(|i| i.last_tag_time);
+    let earlier = engine
+        .replay_events(
+            t0 - chrono::Duration::hours(1),
+            t0 - chrono::Duration::milliseconds(1),
+        )
+        .await
+        .expect("replay");
+    (
+        before.is_some(),
+        tags.len(),
+        tags.iter().all(|t| inside(*t)),
+        inside(after),
+        tags_of(&earlier).len(),
+    )
+}
+
+/// The fake's event log and `LastTagTime` (what gc dates images by): a loaded image has
+/// no tag time; the tag API logs one `tag` event naming the image by ID and sets the
+/// tag time, both at the moment of the call; a replay returns only its window.
+#[test]
+fn the_fake_engine_logs_tags_and_tag_times_as_dockerd_does() {
+    let d = Dockerd::start();
+    let loaded = images::load(&d, &[ImageSpec::new("app:1", OLD)]);
+    let real = runtime().block_on(async {
+        let engine = BollardEngine::connect_to(d.host()).await.expect("connect");
+        trace_a_tag(&engine, &loaded[0], &|| {}).await
+    });
+    let fake = FakeDocker::new(vec![image("aa", &["app:1"], 48, 10)], vec![]);
+    // The fake's own actions happen when its clock says: the moment of the call.
+    let at_tag = || fake.with(|s| s.clock = Some(chrono::Utc::now()));
+    let fake_trace = runtime().block_on(trace_a_tag(&fake, &full_id("aa"), &at_tag));
+    assert_eq!(fake_trace, real, "fake vs dockerd (tag traces)");
+    assert_eq!(real, (false, 1, true, true, 0));
+}

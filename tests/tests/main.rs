@@ -12,6 +12,7 @@ mod daemon;
 mod ecr_prune;
 mod gc;
 mod gc_contract;
+mod gc_policy;
 mod harness;
 mod layering;
 mod packaging;

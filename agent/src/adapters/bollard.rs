@@ -22,7 +22,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use chrono::{DateTime, TimeZone, Utc};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
@@ -215,6 +215,15 @@ fn to_btree(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
     map.unwrap_or_default().into_iter().collect()
 }
 
+/// An RFC 3339 time from the engine; Go's zero time (`0001-01-01T00:00:00Z`, "never")
+/// and anything before 1970 are `None`.
+fn engine_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| t.timestamp() > 0)
+}
+
 fn convert_event(m: EventMessage) -> DockerEvent {
     let scope = match m.typ {
         Some(EventMessageTypeEnum::CONTAINER) => EventScope::Container,
@@ -372,6 +381,10 @@ impl DockerEngine for BollardEngine {
             Some(ImageDetails {
                 id: i.id?,
                 repo_tags: real_tags(i.repo_tags.unwrap_or_default()),
+                last_tag_time: i
+                    .metadata
+                    .and_then(|m| m.last_tag_time)
+                    .and_then(|t| engine_time(&t)),
             })
         }))
     }
@@ -498,6 +511,26 @@ impl DockerEngine for BollardEngine {
             .boxed()
     }
 
+    async fn replay_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<DockerEvent>, DockerError> {
+        let stamp =
+            |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        let options = EventsOptions {
+            since: Some(stamp(since)),
+            until: Some(stamp(until)),
+            filters: None,
+        };
+        let host = self.host.clone();
+        self.docker("GET /events")?
+            .events(Some(options))
+            .map(move |item| item.map(convert_event).map_err(|e| classify(&host, e)))
+            .try_collect()
+            .await
+    }
+
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
@@ -536,6 +569,16 @@ mod tests {
         });
         assert_eq!(event.time, None);
         assert_eq!(event.action, EventAction::Other("exec_start".to_owned()));
+    }
+
+    #[test]
+    fn the_engines_zero_time_is_never() {
+        assert_eq!(engine_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(
+            engine_time("2026-01-02T03:04:05.123456789Z").map(|t| t.timestamp()),
+            Some(1_767_323_045)
+        );
+        assert_eq!(engine_time("soon"), None);
     }
 
     #[test]

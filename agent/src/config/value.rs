@@ -111,6 +111,59 @@ impl FromStr for Watermark {
 }
 text_value!(Watermark);
 
+/// `--ensure-free SIZE[,INODES]`: free space (and optionally free inodes) Docker's
+/// filesystem must have after a pass; `10GB` or `10GB,100000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpace {
+    pub bytes: u64,
+    pub inodes: Option<u64>,
+}
+
+impl FreeSpace {
+    /// For messages: `10 GiB` or `10 GiB and 100000 inodes`.
+    pub fn describe(&self) -> String {
+        match self.inodes {
+            Some(i) => format!("{} and {i} inodes", format_size(self.bytes)),
+            None => format_size(self.bytes),
+        }
+    }
+
+    /// Does a filesystem with `free_bytes`/`free_inodes` free meet this?
+    pub fn met_by(&self, free_bytes: u64, free_inodes: u64) -> bool {
+        free_bytes >= self.bytes && self.inodes.is_none_or(|i| free_inodes >= i)
+    }
+}
+
+impl FromStr for FreeSpace {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (size, inodes) = match text.split_once(',') {
+            Some((size, inodes)) => (size, Some(inodes.trim())),
+            None => (text, None),
+        };
+        let bytes = parse_size(size)?;
+        let inodes = inodes
+            .map(|i| {
+                i.parse::<u64>().map_err(|_| {
+                    format!("invalid inode count {i:?}; use SIZE[,INODES], e.g. 10GB,100000")
+                })
+            })
+            .transpose()?;
+        Ok(Self { bytes, inodes })
+    }
+}
+
+impl fmt::Display for FreeSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_size(self.bytes))?;
+        match self.inodes {
+            Some(i) => write!(f, ",{i}"),
+            None => Ok(()),
+        }
+    }
+}
+text_value!(FreeSpace);
+
 /// A duration as users write it (`90s`, `1h30m`, `7d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -357,6 +410,36 @@ mod tests {
             .parse::<KeyValue>()
             .unwrap_err()
             .contains("hunter2"));
+    }
+
+    #[test]
+    fn free_space_parses_size_and_optional_inodes() {
+        let f: FreeSpace = "10MiB".parse().unwrap();
+        assert_eq!(
+            f,
+            FreeSpace {
+                bytes: 10 << 20,
+                inodes: None
+            }
+        );
+        let f: FreeSpace = "1KiB,500".parse().unwrap();
+        assert_eq!(
+            f,
+            FreeSpace {
+                bytes: 1024,
+                inodes: Some(500)
+            }
+        );
+        assert_eq!(f.to_string().parse::<FreeSpace>(), Ok(f));
+        assert!(f.met_by(1024, 500) && !f.met_by(1023, 500) && !f.met_by(1024, 499));
+        assert!("lots"
+            .parse::<FreeSpace>()
+            .unwrap_err()
+            .contains("\"lots\""));
+        assert!("1GB,many"
+            .parse::<FreeSpace>()
+            .unwrap_err()
+            .contains("\"many\""));
     }
 
     #[test]

@@ -142,9 +142,12 @@ impl Tracker {
             }
             Err(e) => return Lost::Error(e.to_string()),
         }
-        // Subscribe before listing, so nothing between the two is lost.
+        // Subscribe before listing, so nothing between the two is lost. The first
+        // session replays the engine's whole buffered log (its last 256 events): pulls,
+        // loads and container starts from before the daemon started date the images
+        // the reconciliation first sees (`last_use::first_sighting`), as gc's age does.
         let mut opened_at = self.clock.now();
-        let mut stream = conn.events(*last_event);
+        let mut stream = conn.events(Some(last_event.unwrap_or(DateTime::UNIX_EPOCH)));
         if let Err(e) = self.reconcile(conn, containers).await {
             return Lost::Error(e.to_string());
         }
@@ -200,6 +203,7 @@ impl Tracker {
             .map(|i| ListedImage {
                 id: i.id,
                 tags: i.repo_tags,
+                created: i.created,
             })
             .collect();
         let outcome = self.store.reconcile(&listing, now);
@@ -484,6 +488,11 @@ mod tests {
         // The replacement stream works, and was opened with `since` for replay.
         let opened = r.fake.state.lock().unwrap().opened.clone();
         assert_eq!(opened.len(), 2);
+        assert_eq!(
+            opened[0],
+            Some(DateTime::UNIX_EPOCH),
+            "the first stream replays the engine's buffered log"
+        );
         assert_eq!(opened[1], Some(base()));
         r.fake
             .emit(ev(EventScope::Container, "start", "c9", Some("new:1"), 700));

@@ -2,8 +2,11 @@
 //! happened to each item it deletes, beside the plan (which it never changes).
 //! Never forces: 404 means already gone (fine), 409 means the item became in use
 //! (kept, the run goes on). Deletes in chunks with bounded concurrency; between
-//! chunks it honours cancellation and, in disk-pressure mode (one deletion a
-//! chunk), re-measures the filesystem and stops at low water.
+//! chunks it honours cancellation. In disk-pressure mode the stale (`--max-age`)
+//! deletions go first in chunks, then the evictions one at a time, the filesystem
+//! re-measured after each and the pass stopped by the planner's rule
+//! (`planner::disk::eviction_stop`: low water, `--ensure-free`, or no longer above
+//! high water after the stale phase).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::planner::disk as eviction;
 use super::planner::{Action, ContainerEntry, DiskPlan, ImageEntry, Plan, VolumeEntry};
 use super::reason::{Failure, Outcome};
 use crate::ports::disk::{Disk, FsUsage};
@@ -64,12 +68,14 @@ pub struct Execution {
 const DEFAULT_CHUNK_ROUNDS: usize = 16;
 
 /// What a dry run reports, since it cannot delete and re-measure: every planned
-/// deletion done, except that in disk-pressure mode only the first `estimated`
-/// are, the others stopping at low water.
+/// deletion done, except that in disk-pressure mode the evictions stop where the
+/// planner's estimate (the executor's stop rule applied to the image sizes) stops.
 pub fn dry_run(plan: &Plan) -> Outcomes {
-    let (limit, stop) = match plan.disk {
-        DiskPlan::Pressure { low, estimated, .. } => (estimated, Outcome::LowWaterReached { low }),
-        DiskPlan::Off => (usize::MAX, Outcome::Deleted),
+    let sizes: Vec<u64> = plan.deletions().map(|e| e.size).collect();
+    let (evicted, stop) = eviction::simulate(&plan.disk, &sizes);
+    let unconditional = match plan.disk {
+        DiskPlan::Pressure { unconditional, .. } => unconditional,
+        DiskPlan::Off => 0,
     };
     let mut images = vec![None; plan.images.len()];
     let deletions = plan
@@ -78,10 +84,9 @@ pub fn dry_run(plan: &Plan) -> Outcomes {
         .enumerate()
         .filter(|(_, e)| e.action == Action::Delete);
     for (n, (i, _)) in deletions.enumerate() {
-        images[i] = Some(if n < limit {
-            Outcome::Deleted
-        } else {
-            stop.clone()
+        images[i] = Some(match &stop {
+            Some(stop) if n >= unconditional + evicted => stop.clone(),
+            _ => Outcome::Deleted,
         });
     }
     Outcomes {
@@ -154,23 +159,28 @@ async fn remove_images(
     stats: &mut ExecStats,
 ) -> Vec<Option<Outcome>> {
     let mut outcomes = vec![None; plan.images.len()];
-    let pressure = match plan.disk {
-        DiskPlan::Pressure { low, .. } => Some(low),
-        DiskPlan::Off => None,
-    };
-    // Disk-pressure mode deletes one image at a time and re-measures after each, so
-    // it stops exactly at low water instead of a chunk past it.
-    let chunk_size = if pressure.is_some() {
-        1
-    } else {
-        concurrency * DEFAULT_CHUNK_ROUNDS
-    };
     let images = &plan.images;
     let todo: Vec<usize> = (0..images.len())
         .filter(|&i| images[i].action == Action::Delete)
         .collect();
+    // The stale deletions (all of them in default mode) go in large chunks; in
+    // disk-pressure mode the evictions go one at a time, re-measured after each,
+    // so the pass stops exactly where the goal is reached, not a chunk past it.
+    let (unconditional, pressure) = match plan.disk {
+        DiskPlan::Pressure { unconditional, .. } => (unconditional.min(todo.len()), true),
+        DiskPlan::Off => (todo.len(), false),
+    };
+    let (stale, evictions) = todo.split_at(unconditional);
+    let mut chunks = chunk(images, stale, concurrency * DEFAULT_CHUNK_ROUNDS);
+    let first_eviction = chunks.len();
+    chunks.extend(evictions.iter().map(|&i| vec![i]));
     let mut stop: Option<Outcome> = None;
-    for chunk in chunk(images, &todo, chunk_size) {
+    for (n, chunk) in chunks.into_iter().enumerate() {
+        // Before the first eviction after a stale phase: the stale deletions may
+        // have been enough.
+        if pressure && n == first_eviction && n > 0 && stop.is_none() {
+            stop = measure_stop(disk, plan, options, 0, stats);
+        }
         if stop.is_none() && cancel.is_cancelled() {
             stop = Some(Outcome::Cancelled);
         }
@@ -205,27 +215,44 @@ async fn remove_images(
                     stats.failures += 1;
                 }
                 // Decided between chunks, never by one deletion.
-                Outcome::Cancelled | Outcome::LowWaterReached { .. } => {}
+                Outcome::Cancelled
+                | Outcome::LowWaterReached { .. }
+                | Outcome::EnoughFree { .. }
+                | Outcome::NotAboveHighWater { .. } => {}
             }
             outcomes[i] = Some(outcome);
         }
-        if let (Some(low), Some(dir)) = (pressure, options.root_dir.as_deref()) {
-            match disk.usage(dir) {
-                Ok(usage) if !usage.above(&low) => {
-                    tracing::info!(used_bytes = usage.used_bytes, low = %low, "low water reached");
-                    stop = Some(Outcome::LowWaterReached { low });
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    // Cannot tell where we are: stop rather than delete blind.
-                    tracing::warn!(error = %e, "disk re-measure failed; stopping");
-                    stats.failures += 1;
-                    stop = Some(Outcome::Failed(Failure::disk(&e)));
-                }
-            }
+        if pressure && n >= first_eviction {
+            stop = measure_stop(disk, plan, options, n + 1 - first_eviction, stats);
         }
     }
     outcomes
+}
+
+/// Re-measure Docker's filesystem and apply the planner's stop rule; a failed
+/// measure stops the pass rather than delete blind.
+fn measure_stop(
+    disk: &dyn Disk,
+    plan: &Plan,
+    options: &ExecOptions,
+    evicted: usize,
+    stats: &mut ExecStats,
+) -> Option<Outcome> {
+    let dir = options.root_dir.as_deref()?;
+    match disk.usage(dir) {
+        Ok(usage) => {
+            let stop = eviction::eviction_stop(&plan.disk, &usage, evicted);
+            if let Some(stop) = &stop {
+                tracing::info!(used_bytes = usage.used_bytes, free_bytes = usage.free_bytes(), stop = %stop, "eviction done");
+            }
+            stop
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "disk re-measure failed; stopping");
+            stats.failures += 1;
+            Some(Outcome::Failed(Failure::disk(&e)))
+        }
+    }
 }
 
 /// Split the ordered deletions into chunks; a parent never shares a chunk with

@@ -560,3 +560,83 @@ fn dry_run_in_default_mode_deletes_every_planned_item() {
     assert_eq!(by_id("a1"), Some(Outcome::Deleted));
     assert_eq!(by_id("a2"), None, "kept by the plan: no outcome");
 }
+
+/// 5 GiB images, a1..a3 unused for days, r1..r4 used hours ago.
+fn stale_and_recent() -> Vec<crate::ports::docker::ImageInfo> {
+    ["a1", "a2", "a3"]
+        .iter()
+        .enumerate()
+        .map(|(n, id)| image(id, &[&format!("app:{id}")], 100 - n as i64, 5 << 30))
+        .chain((1..=4).map(|n| image(&format!("r{n}"), &[&format!("web:{n}")], 6 - n, 5 << 30)))
+        .collect()
+}
+
+fn both_knobs(high: f64, low: f64) -> Policy {
+    Policy {
+        max_age: Some(std::time::Duration::from_secs(24 * 3600)),
+        disk: Some(DiskWatermarks {
+            high: Watermark::Percent(high),
+            low: Watermark::Percent(low),
+        }),
+        ..Policy::defaults()
+    }
+}
+
+#[tokio::test]
+async fn stale_images_go_then_eviction_stops_at_low_water_as_the_dry_run_said() {
+    const GIB: u64 = 1 << 30;
+    // 95 GiB used: the stale phase takes it to 80 (above 75%: evict), r1 → 75.
+    let fake = FakeDocker::new(stale_and_recent(), vec![]).with_disk(95 * GIB, 100 * GIB);
+    let p = planned(&fake, &both_knobs(78.0, 75.0)).await;
+    let dry = dry_run(&p);
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(done.outcomes.images, dry.images);
+    assert_eq!(done.stats.images_deleted, 4);
+    let low = Watermark::Percent(75.0);
+    assert_eq!(
+        outcome_of(&p, &done, "r2"),
+        Some(Outcome::LowWaterReached { low })
+    );
+    assert_eq!(fake.image_ids().len(), 3);
+}
+
+#[tokio::test]
+async fn no_eviction_when_the_stale_phase_took_usage_below_high_water() {
+    const GIB: u64 = 1 << 30;
+    // 90 GiB: the stale phase leaves 75, not above high water 85%.
+    let fake = FakeDocker::new(stale_and_recent(), vec![]).with_disk(90 * GIB, 100 * GIB);
+    let p = planned(&fake, &both_knobs(85.0, 70.0)).await;
+    let dry = dry_run(&p);
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(done.outcomes.images, dry.images);
+    assert_eq!(done.stats.images_deleted, 3);
+    let high = Watermark::Percent(85.0);
+    assert_eq!(
+        outcome_of(&p, &done, "r1"),
+        Some(Outcome::NotAboveHighWater { high })
+    );
+}
+
+#[tokio::test]
+async fn ensure_free_evicts_until_enough_is_free() {
+    const GIB: u64 = 1 << 30;
+    let fake = FakeDocker::new(stale_and_recent(), vec![]).with_disk(90 * GIB, 100 * GIB);
+    let free = crate::config::value::FreeSpace {
+        bytes: 22 * GIB,
+        inodes: None,
+    };
+    let policy = Policy {
+        ensure_free: Some(free),
+        ..Policy::defaults()
+    };
+    let p = planned(&fake, &policy).await;
+    let dry = dry_run(&p);
+    let done = run(&fake, &p, 4).await;
+    assert_eq!(done.outcomes.images, dry.images);
+    // 10 free; three deletions make 25.
+    assert_eq!(done.stats.images_deleted, 3);
+    assert_eq!(
+        outcome_of(&p, &done, "r1"),
+        Some(Outcome::EnoughFree { free, low: None })
+    );
+}

@@ -4,6 +4,7 @@
 //! mode) → executor (no force; 404 fine, 409 skipped) → report (plan + outcomes,
 //! table or JSON). `run` is the job; it takes its ports, `now` and a cancel token.
 
+pub mod age;
 pub mod docker_gc;
 pub mod executor;
 pub mod planner;
@@ -90,18 +91,24 @@ pub async fn run_with_last_use(
 ) -> Result<Report, GcError> {
     let calls_before = docker.api_calls();
     let options = snapshot::SnapshotOptions {
-        require_disk: settings.disk.is_some(),
+        require_disk: settings.disk.is_some() || settings.ensure_free.is_some(),
         container_grace: settings.containers.then_some(settings.container_grace),
         volumes: settings.volumes,
         state_path: Some(settings.state.clone()),
         last_use,
     };
-    let snap = snapshot::take(docker, disk, &options, now).await?;
-    let plan_api_calls = docker.api_calls() - calls_before;
+    let mut snap = snapshot::take(docker, disk, &options, now).await?;
     if let (Some(marks), Some(usage)) = (settings.disk, snap.disk) {
         check_watermarks(marks, usage.total_bytes)?;
     }
-    let plan = planner::plan(&snap, &settings.policy(), now);
+    let policy = settings.policy();
+    let mut plan = planner::plan(&snap, &policy, now);
+    // The longest age a decision depends on: a tag time can matter only within it.
+    let threshold = settings.min_age.max(settings.max_age.unwrap_or_default());
+    while snapshot::read_tag_times(docker, &mut snap, &plan, threshold, now).await? {
+        plan = planner::plan(&snap, &policy, now);
+    }
+    let plan_api_calls = docker.api_calls() - calls_before;
     tracing::debug!(
         images = snap.images.len(),
         containers = snap.containers.len(),
@@ -130,6 +137,18 @@ pub async fn run_with_last_use(
         );
         (done.outcomes, Some(done.stats))
     };
+    let ensure_free = settings.ensure_free.map(|target| {
+        let after = match &stats {
+            Some(stats) => stats.disk_after,
+            None => snap.disk.map(|u| estimate_after(u, &plan, &outcomes)),
+        };
+        report::FreeCheck {
+            target,
+            free_bytes: after.map(|u| u.free_bytes()),
+            free_inodes: after.map(|u| u.free_inodes()),
+            met: after.is_some_and(|u| target.met_by(u.free_bytes(), u.free_inodes())),
+        }
+    });
     Ok(Report {
         dry_run: settings.dry_run,
         plan,
@@ -137,7 +156,26 @@ pub async fn run_with_last_use(
         stats,
         disk_before: snap.disk,
         plan_api_calls,
+        ensure_free,
     })
+}
+
+/// What a dry run expects the filesystem to look like after: each image it would
+/// delete frees its size (inodes are not estimated).
+fn estimate_after(
+    mut usage: crate::ports::disk::FsUsage,
+    plan: &planner::Plan,
+    outcomes: &executor::Outcomes,
+) -> crate::ports::disk::FsUsage {
+    let freed: u64 = plan
+        .images
+        .iter()
+        .zip(&outcomes.images)
+        .filter(|(_, o)| o.as_ref().is_some_and(reason::Outcome::is_gone))
+        .map(|(e, _)| e.size)
+        .sum();
+    usage.used_bytes = usage.used_bytes.saturating_sub(freed);
+    usage
 }
 
 /// Low water above high water once both are bytes of this filesystem (`10MB` and

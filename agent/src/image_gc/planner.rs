@@ -4,10 +4,11 @@
 //! the submodules: `containers` (containers and volumes first, as a removed
 //! container frees its image), `protect` (the protection rules), `order`
 //! (dangling, least recently used, largest, children before parents) and `disk`
-//! (disk-pressure mode and the deletion cap).
+//! (`--max-age`, eviction by watermarks or `--ensure-free`, and the deletion cap).
+//! Ages come from `super::age`.
 
 mod containers;
-mod disk;
+pub mod disk;
 mod order;
 mod protect;
 
@@ -16,12 +17,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::policy::Policy;
+use super::policy::{DiskGoal, Policy};
 use super::reason::{ContainerReason, ImageReason, VolumeReason};
 use super::snapshot::Snapshot;
 use crate::config::value::Watermark;
 use crate::ports::disk::FsUsage;
-use crate::ports::docker::ImageInfo;
 use crate::shared::reference::short_id;
 
 /// Delete or keep.
@@ -65,14 +65,19 @@ pub struct VolumeEntry {
 /// Disk-pressure mode as planned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DiskPlan {
-    /// Default mode: delete every candidate.
+    /// No eviction: every deletion of the plan goes.
     Off,
-    /// Above high water: delete in order until at or below `low` (re-measured by
-    /// the executor). `estimated` is how many deletions the image sizes suggest;
-    /// a dry run reports that many.
+    /// Usage at the snapshot triggered `goal`: the first `unconditional` deletions
+    /// (stale, `--max-age`) go whatever the disk; the rest are evicted in order, the
+    /// executor re-measuring after each, until `disk::eviction_stop` says so.
+    /// `estimated` is how many evictions the image sizes suggest; a dry run reports
+    /// that many.
     Pressure {
-        low: Watermark,
+        goal: DiskGoal,
+        /// High water, when watermarks are set.
+        high: Option<Watermark>,
         usage: FsUsage,
+        unconditional: usize,
         estimated: usize,
     },
 }
@@ -164,11 +169,18 @@ fn plan_images(
     now: DateTime<Utc>,
 ) -> (Vec<ImageEntry>, DiskPlan) {
     let images = &snapshot.images;
+    // The latest of creation, the engine's sightings and the daemon's record; an
+    // image nothing dates (a future creation time only) is unknown: oldest.
     let last_used: Vec<DateTime<Utc>> = images
         .iter()
-        .map(|i| match snapshot.last_use.get(&i.id) {
-            Some(&used) if used > i.created => used,
-            _ => i.created,
+        .map(|i| {
+            super::age::last_use(
+                i.created,
+                snapshot.engine_seen.get(&i.id).copied(),
+                snapshot.last_use.get(&i.id).copied(),
+                now,
+            )
+            .unwrap_or(DateTime::UNIX_EPOCH)
         })
         .collect();
     let by_id: HashMap<&str, usize> = images
@@ -180,7 +192,15 @@ fn plan_images(
     let mut protection = protect::protection(images, &users, &last_used, policy, now);
     protect::protect_parents(images, &by_id, &mut protection);
     let candidates = order::candidates(images, &protection, &last_used, &by_id);
-    let cut = disk::cut(images, &candidates, policy, snapshot.disk);
+    let selection = disk::select(
+        images,
+        &candidates,
+        &last_used,
+        &by_id,
+        policy,
+        snapshot.disk,
+        now,
+    );
 
     let entry = |i: usize, action: Action, reason: ImageReason| ImageEntry {
         id: images[i].id.clone(),
@@ -194,11 +214,10 @@ fn plan_images(
     };
     let mut entries = Vec::with_capacity(images.len());
     let mut kept: Vec<(usize, ImageReason)> = Vec::new();
-    for (n, &i) in candidates.iter().enumerate() {
-        if n < cut.deletable {
-            entries.push(entry(i, Action::Delete, candidate_reason(&images[i])));
-        } else {
-            kept.push((i, cut.held.clone()));
+    for (i, action, reason) in selection.decisions {
+        match action {
+            Action::Delete => entries.push(entry(i, Action::Delete, reason)),
+            Action::Keep => kept.push((i, reason)),
         }
     }
     kept.extend(
@@ -212,15 +231,7 @@ fn plan_images(
         tracing::debug!(image = %short_id(&images[i].id), reason = %reason, "kept");
         entries.push(entry(i, Action::Keep, reason));
     }
-    (entries, cut.disk)
-}
-
-fn candidate_reason(image: &ImageInfo) -> ImageReason {
-    if image.repo_tags.is_empty() {
-        ImageReason::Dangling
-    } else {
-        ImageReason::LeastRecentlyUsed
-    }
+    (entries, selection.disk)
 }
 
 #[cfg(test)]

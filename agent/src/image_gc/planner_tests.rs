@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::*;
+use crate::config::value::FreeSpace;
 use crate::config::value::Watermark;
 use crate::image_gc::policy::{DiskWatermarks, ExcludeSet, Policy};
+use crate::image_gc::reason::Outcome;
 use crate::ports::disk::FsUsage;
-use crate::ports::docker::{ContainerInfo, ContainerState, VolumeInfo};
+use crate::ports::docker::{ContainerInfo, ContainerState, ImageInfo, VolumeInfo};
 use crate::testing::docker::{container, full_id, hours_ago, image, now};
 
 const GIB: u64 = 1 << 30;
@@ -696,4 +698,212 @@ fn max_deletions_caps_containers_images_and_volumes_together() {
         ContainerReason::MaxDeletions { max: 0 }
     );
     assert!(matches!(decision(&p, "a1").1, ImageReason::InUse { .. }));
+}
+
+// --max-age, --ensure-free, and both policies in one pass.
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn max_age(policy: Policy) -> Policy {
+    Policy {
+        max_age: Some(DAY),
+        ..policy
+    }
+}
+
+fn stale() -> ImageReason {
+    ImageReason::Stale { max_age: DAY }
+}
+
+/// 5 GiB images: a1 and a2 unused for 100 h and 90 h, r1 and r2 used 3 h and
+/// 2 h ago, y1 younger than min age.
+fn aged() -> Vec<ImageInfo> {
+    let mut images: Vec<ImageInfo> = [("a1", 100), ("a2", 90), ("r1", 3), ("r2", 2)]
+        .iter()
+        .map(|(id, h)| image(id, &[&format!("app:{id}")], *h, 5 * GIB))
+        .collect();
+    images.push(image("y1", &["app:y1"], 0, 5 * GIB));
+    images
+}
+
+#[test]
+fn max_age_alone_deletes_only_what_is_unused_for_longer() {
+    let p = plan(&snap(aged(), vec![]), &max_age(policy()), now());
+    assert_eq!(deleted_order(&p), vec!["a1", "a2"]);
+    assert_eq!(decision(&p, "a1"), deleted(stale()));
+    assert_eq!(
+        decision(&p, "r1"),
+        kept(ImageReason::UsedWithinMaxAge { max_age: DAY })
+    );
+    assert_eq!(decision(&p, "y1"), kept(YOUNG), "min age always protects");
+    assert_eq!(p.disk, DiskPlan::Off);
+}
+
+#[test]
+fn max_age_counts_from_last_use() {
+    let mut s = snap(aged(), vec![]);
+    s.last_use.insert(full_id("a1"), hours_ago(2));
+    let p = plan(&s, &max_age(policy()), now());
+    assert_eq!(deleted_order(&p), vec!["a2"]);
+}
+
+#[test]
+fn max_age_goes_whatever_the_disk_below_high_water() {
+    let mut s = snap(aged(), vec![]);
+    s.disk = usage(50 * GIB, 100 * GIB);
+    let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
+    assert_eq!(deleted_order(&p), vec!["a1", "a2"]);
+    assert_eq!(
+        decision(&p, "r1"),
+        kept(ImageReason::BelowHighWater {
+            high: Watermark::Percent(85.0)
+        })
+    );
+    assert_eq!(p.disk, DiskPlan::Off);
+}
+
+#[test]
+fn above_high_water_stale_images_go_first_then_lru_eviction_to_low_water() {
+    // 93 of 100 GiB: the two stale images free 10 (to 83, not above high water 85%)…
+    let mut s = snap(aged(), vec![]);
+    s.disk = usage(93 * GIB, 100 * GIB);
+    let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
+    assert_eq!(deleted_order(&p), vec!["a1", "a2", "r1", "r2"]);
+    assert_eq!(decision(&p, "r1"), deleted(ImageReason::LeastRecentlyUsed));
+    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    assert!(matches!(
+        p.disk,
+        DiskPlan::Pressure {
+            unconditional: 2,
+            estimated: 0,
+            ..
+        }
+    ));
+    assert_eq!(
+        disk::simulate(&p.disk, &sizes).1,
+        Some(Outcome::NotAboveHighWater {
+            high: Watermark::Percent(85.0)
+        }),
+        "kubelet's rule: no eviction once usage is not above high water"
+    );
+    // …at 98 GiB they leave 88: evict r1 (83), r2 (78) and still above 75%.
+    s.disk = usage(98 * GIB, 100 * GIB);
+    let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
+    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    assert_eq!(disk::simulate(&p.disk, &sizes), (2, None));
+    // High water 80%, 91 GiB: 81 after the stale phase (above 80%), r1 → 76, r2 → 71.
+    s.disk = usage(91 * GIB, 100 * GIB);
+    let p = plan(&s, &max_age(disk_policy(80.0, 75.0)), now());
+    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    let low = Watermark::Percent(75.0);
+    assert_eq!(
+        disk::simulate(&p.disk, &sizes),
+        (2, Some(Outcome::LowWaterReached { low }))
+    );
+}
+
+#[test]
+fn a_stale_parent_of_a_fresh_candidate_waits_for_its_child() {
+    let base = image("b0", &["base:1"], 100, GIB);
+    let mut child = image("c1", &["app:2"], 3, GIB);
+    child.parent_id = Some(full_id("b0"));
+    let s = snap(vec![base, child], vec![]);
+    let p = plan(&s, &max_age(policy()), now());
+    assert_eq!(
+        decision(&p, "c1"),
+        kept(ImageReason::UsedWithinMaxAge { max_age: DAY })
+    );
+    assert_eq!(decision(&p, "b0"), kept(parent_of("c10000000000")));
+    // Under pressure both go, the child first.
+    let mut s = s;
+    s.disk = usage(95 * GIB, 100 * GIB);
+    let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
+    assert_eq!(deleted_order(&p), vec!["c1", "b"]);
+    assert!(matches!(
+        p.disk,
+        DiskPlan::Pressure {
+            unconditional: 0,
+            ..
+        }
+    ));
+}
+
+fn ensuring(bytes: u64, inodes: Option<u64>) -> Policy {
+    Policy {
+        ensure_free: Some(FreeSpace { bytes, inodes }),
+        ..policy()
+    }
+}
+
+#[test]
+fn ensure_free_evicts_lru_until_that_much_is_free() {
+    let mut s = snap(aged(), vec![]);
+    s.disk = usage(90 * GIB, 100 * GIB);
+    let p = plan(&s, &ensuring(18 * GIB, None), now());
+    // a1, a2, r1, r2 are candidates (y1 is young); 10 GiB free, 8 more needed.
+    assert_eq!(deleted_order(&p), vec!["a1", "a2", "r1", "r2"]);
+    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    let free = FreeSpace {
+        bytes: 18 * GIB,
+        inodes: None,
+    };
+    assert_eq!(
+        disk::simulate(&p.disk, &sizes),
+        (2, Some(Outcome::EnoughFree { free, low: None }))
+    );
+    // Enough free already: nothing goes.
+    s.disk = usage(80 * GIB, 100 * GIB);
+    let p = plan(&s, &ensuring(18 * GIB, None), now());
+    assert_eq!(p.deletions().count(), 0);
+    assert_eq!(decision(&p, "a1"), kept(ImageReason::EnoughFree { free }));
+}
+
+#[test]
+fn ensure_free_counts_inodes_too() {
+    let mut s = snap(aged(), vec![]);
+    s.disk = usage(10 * GIB, 100 * GIB); // 990 of 1000 inodes free
+    let p = plan(&s, &ensuring(GIB, Some(995)), now());
+    assert!(matches!(p.disk, DiskPlan::Pressure { .. }));
+    let p = plan(&s, &ensuring(GIB, Some(990)), now());
+    assert_eq!(p.disk, DiskPlan::Off);
+}
+
+#[test]
+fn max_deletions_caps_stale_and_evicted_images_in_order() {
+    let mut s = snap(aged(), vec![]);
+    s.disk = usage(99 * GIB, 100 * GIB);
+    let p = plan(
+        &s,
+        &Policy {
+            max_deletions: Some(3),
+            ..max_age(disk_policy(85.0, 75.0))
+        },
+        now(),
+    );
+    assert_eq!(deleted_order(&p), vec!["a1", "a2", "r1"]);
+    assert_eq!(
+        decision(&p, "r2"),
+        kept(ImageReason::MaxDeletions { max: 3 })
+    );
+}
+
+#[test]
+fn disk_mode_touches_containers_only_by_their_own_flag() {
+    let mut c = container("c1", "app:a1", "a1", ContainerState::Exited);
+    c.finished_at = Some(hours_ago(5));
+    let mut s = snap(aged(), vec![c]);
+    s.disk = usage(10 * GIB, 100 * GIB);
+    let p = plan(&s, &disk_policy(85.0, 75.0), now());
+    assert!(p.containers.is_empty() && p.volumes.is_empty());
+    assert_eq!(p.deletions().count(), 0);
+    let p = plan(
+        &s,
+        &Policy {
+            containers: true,
+            ..disk_policy(85.0, 75.0)
+        },
+        now(),
+    );
+    assert_eq!(p.containers[0].action, Action::Delete, "its own rule");
+    assert_eq!(p.deletions().count(), 0, "images wait for disk pressure");
 }

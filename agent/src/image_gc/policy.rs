@@ -1,5 +1,5 @@
-//! The policy the planner applies: ages, keep-per-repo, disk watermarks, and the
-//! compiled matchers for exclude patterns and ECS agent images. Built from validated
+//! The policy the planner applies: ages (min and max), keep-per-repo, disk targets
+//! (watermarks, `--ensure-free`) and the goal they set, and the compiled matchers for exclude patterns and ECS agent images. Built from validated
 //! settings; holds no I/O.
 
 use std::time::Duration;
@@ -7,7 +7,8 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::docker_gc::{self, GrepLine};
-use crate::config::value::Watermark;
+use crate::config::value::{FreeSpace, Watermark};
+use crate::ports::disk::FsUsage;
 use crate::shared::reference::{familiar, repo_of};
 
 /// How long a `created` (never started) container must exist before it may go:
@@ -36,10 +37,14 @@ pub struct DiskWatermarks {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub min_age: Duration,
+    /// `--max-age`: an unprotected image unused for longer goes whatever the disk.
+    pub max_age: Option<Duration>,
     pub keep_per_repo: u32,
     pub excludes: ExcludeSet,
     pub protect_ecs_agent: bool,
     pub disk: Option<DiskWatermarks>,
+    /// `--ensure-free`: evict until this much of Docker's filesystem is free.
+    pub ensure_free: Option<FreeSpace>,
     /// Plan container removal (`--containers`).
     pub containers: bool,
     pub container_grace: Duration,
@@ -54,16 +59,55 @@ impl Policy {
     pub fn defaults() -> Self {
         Self {
             min_age: Duration::from_secs(3600),
+            max_age: None,
             keep_per_repo: 0,
             excludes: ExcludeSet::default(),
             protect_ecs_agent: true,
             disk: None,
+            ensure_free: None,
             containers: false,
             container_grace: Duration::from_secs(3600),
             remove_ecs_containers: false,
             volumes: false,
             max_deletions: None,
         }
+    }
+}
+
+/// What eviction must reach in one pass: the targets the usage at its start
+/// triggers — low water when usage is above high water, the `--ensure-free` floor
+/// when short of it (kubelet's rule: act above high, stop at low).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskGoal {
+    pub low: Option<Watermark>,
+    pub free: Option<FreeSpace>,
+}
+
+impl DiskGoal {
+    /// Is every triggered target met?
+    pub fn reached(&self, usage: &FsUsage) -> bool {
+        self.low.is_none_or(|low| !usage.above(&low))
+            && self
+                .free
+                .is_none_or(|f| f.met_by(usage.free_bytes(), usage.free_inodes()))
+    }
+}
+
+impl Policy {
+    /// The eviction `usage` calls for, if any.
+    pub fn disk_goal(&self, usage: &FsUsage) -> Option<DiskGoal> {
+        let low = self.disk.filter(|m| usage.above(&m.high)).map(|m| m.low);
+        let free = self
+            .ensure_free
+            .filter(|f| !f.met_by(usage.free_bytes(), usage.free_inodes()));
+        (low.is_some() || free.is_some()).then_some(DiskGoal { low, free })
+    }
+
+    /// Are images beyond the stale ones evicted only under disk pressure (watermarks
+    /// or `--ensure-free`)? Otherwise every candidate goes (or, with `--max-age`
+    /// alone, only the stale ones).
+    pub fn evicts(&self) -> bool {
+        self.disk.is_some() || self.ensure_free.is_some()
     }
 }
 

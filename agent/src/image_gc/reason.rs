@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::value::{format_duration, Watermark};
+use crate::config::value::{format_duration, FreeSpace, Watermark};
 use crate::ports::disk::DiskError;
 use crate::ports::docker::{ContainerState, DockerError};
 
@@ -37,7 +37,19 @@ pub enum ImageReason {
     // Candidates.
     Dangling,
     LeastRecentlyUsed,
+    /// `--max-age`: unused for longer than this; goes whatever the disk.
+    Stale {
+        max_age: Duration,
+    },
     // Candidates the pass leaves alone.
+    /// `--max-age` without disk targets: used within it.
+    UsedWithinMaxAge {
+        max_age: Duration,
+    },
+    /// `--ensure-free` alone: that much is free already.
+    EnoughFree {
+        free: FreeSpace,
+    },
     /// Disk-pressure mode, usage not above high water: nothing to do.
     BelowHighWater {
         high: Watermark,
@@ -58,6 +70,11 @@ impl fmt::Display for ImageReason {
             Self::ParentOfKept { child } => write!(f, "parent of kept image {child}"),
             Self::Dangling => f.write_str("dangling"),
             Self::LeastRecentlyUsed => f.write_str("least recently used"),
+            Self::Stale { max_age } => write!(f, "unused for over {}", format_duration(*max_age)),
+            Self::UsedWithinMaxAge { max_age } => {
+                write!(f, "used within max age {}", format_duration(*max_age))
+            }
+            Self::EnoughFree { free } => write!(f, "{} free already", free.describe()),
             Self::BelowHighWater { high } => write!(f, "disk usage not above high water {high}"),
             Self::MaxDeletions { max } => write!(f, "max deletions ({max}) reached"),
         }
@@ -142,6 +159,16 @@ pub enum Outcome {
     LowWaterReached {
         low: Watermark,
     },
+    /// Eviction toward `--ensure-free` (and low water, when triggered too) reached
+    /// its goal before its turn.
+    EnoughFree {
+        free: FreeSpace,
+        low: Option<Watermark>,
+    },
+    /// The max-age deletions brought usage to or below high water: no eviction.
+    NotAboveHighWater {
+        high: Watermark,
+    },
     Failed(Failure),
 }
 
@@ -210,6 +237,19 @@ impl fmt::Display for Outcome {
             Self::Conflict => f.write_str("conflict: in use"),
             Self::Cancelled => f.write_str("cancelled by shutdown"),
             Self::LowWaterReached { low } => write!(f, "disk usage at or below low water {low}"),
+            Self::EnoughFree { free, low: None } => write!(f, "{} free", free.describe()),
+            Self::EnoughFree {
+                free,
+                low: Some(low),
+            } => write!(
+                f,
+                "{} free and disk usage at or below low water {low}",
+                free.describe()
+            ),
+            Self::NotAboveHighWater { high } => write!(
+                f,
+                "disk usage not above high water {high} after the max-age deletions"
+            ),
             Self::Failed(failure) => write!(f, "failed: {failure}"),
         }
     }
@@ -252,6 +292,23 @@ mod tests {
             ),
             (ImageReason::Dangling, "dangling"),
             (ImageReason::LeastRecentlyUsed, "least recently used"),
+            (
+                ImageReason::Stale { max_age: 24 * hour },
+                "unused for over 1day",
+            ),
+            (
+                ImageReason::UsedWithinMaxAge { max_age: 24 * hour },
+                "used within max age 1day",
+            ),
+            (
+                ImageReason::EnoughFree {
+                    free: FreeSpace {
+                        bytes: 1 << 30,
+                        inodes: None,
+                    },
+                },
+                "1.0 GiB free already",
+            ),
             (
                 ImageReason::BelowHighWater {
                     high: Watermark::Percent(85.0),
@@ -309,6 +366,22 @@ mod tests {
                     low: Watermark::Percent(75.0),
                 },
                 "disk usage at or below low water 75%",
+            ),
+            (
+                Outcome::EnoughFree {
+                    free: FreeSpace {
+                        bytes: 1 << 20,
+                        inodes: Some(10),
+                    },
+                    low: None,
+                },
+                "1.0 MiB and 10 inodes free",
+            ),
+            (
+                Outcome::NotAboveHighWater {
+                    high: Watermark::Percent(85.0),
+                },
+                "disk usage not above high water 85% after the max-age deletions",
             ),
             (
                 Outcome::Failed(Failure::Engine(DockerError::Api {

@@ -13,7 +13,7 @@ use tabwriter::TabWriter;
 use super::executor::{ExecStats, Outcomes};
 use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
 use super::reason::Outcome;
-use crate::config::value::format_size;
+use crate::config::value::{format_size, FreeSpace};
 use crate::ports::disk::FsUsage;
 use crate::shared::reference::short_id;
 
@@ -30,6 +30,19 @@ pub struct Report {
     pub disk_before: Option<FsUsage>,
     /// Engine API calls the snapshot (the plan) made.
     pub plan_api_calls: u64,
+    /// `--ensure-free`: whether the filesystem has that much free after the pass
+    /// (a dry run: estimated from the image sizes).
+    pub ensure_free: Option<FreeCheck>,
+}
+
+/// The `--ensure-free` gate after the pass (exit 3 when not met).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FreeCheck {
+    pub target: FreeSpace,
+    /// `None` when the filesystem could not be measured after the pass.
+    pub free_bytes: Option<u64>,
+    pub free_inodes: Option<u64>,
+    pub met: bool,
 }
 
 /// One item as the report shows it: what was done (or would be) and why.
@@ -118,6 +131,11 @@ impl Report {
         self.stats.as_ref().and_then(|s| s.disk_after)
     }
 
+    /// `--ensure-free` was given and is not met (exit 3)?
+    pub fn free_goal_missed(&self) -> bool {
+        self.ensure_free.is_some_and(|c| !c.met)
+    }
+
     /// Anything failed (other than 404/409, which are expected)?
     pub fn failed(&self) -> bool {
         self.stats.as_ref().is_some_and(|s| s.failures > 0)
@@ -142,6 +160,13 @@ impl Report {
                 before: self.disk_before.map(UsageDto::from),
             },
             dry_run: self.dry_run,
+            ensure_free: self.ensure_free.map(|c| EnsureFreeDto {
+                free_bytes: c.free_bytes,
+                free_inodes: c.free_inodes,
+                met: c.met,
+                target_bytes: c.target.bytes,
+                target_inodes: c.target.inodes,
+            }),
             images: self
                 .images()
                 .map(|(e, shown)| ImageDto {
@@ -235,6 +260,22 @@ impl Report {
         if let Some(bytes) = self.stats.as_ref().and_then(|s| s.build_cache_bytes) {
             writeln!(out, "Build cache: {} reclaimed", format_size(bytes))?;
         }
+        if let Some(check) = self.ensure_free {
+            let free = check
+                .free_bytes
+                .map_or("unmeasured".to_owned(), format_size);
+            let (verb, state) = match (self.dry_run, check.met) {
+                (true, true) => ("would be", "met"),
+                (true, false) => ("would be", "NOT met"),
+                (false, true) => ("is", "met"),
+                (false, false) => ("is", "NOT met"),
+            };
+            writeln!(
+                out,
+                "Ensure free {}: {free} {verb} free; {state}",
+                check.target.describe()
+            )?;
+        }
         if let Some(before) = self.disk_before {
             match self.disk_after() {
                 Some(after) => writeln!(
@@ -281,9 +322,21 @@ pub struct ReportDto<'a> {
     pub containers: Vec<ContainerDto<'a>>,
     pub disk: DiskDto,
     pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensure_free: Option<EnsureFreeDto>,
     pub images: Vec<ImageDto<'a>>,
     pub reclaimed_bytes: u64,
     pub volumes: Vec<VolumeDto<'a>>,
+}
+
+/// `--ensure-free` after the pass.
+#[derive(Debug, Serialize)]
+pub struct EnsureFreeDto {
+    pub free_bytes: Option<u64>,
+    pub free_inodes: Option<u64>,
+    pub met: bool,
+    pub target_bytes: u64,
+    pub target_inodes: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]

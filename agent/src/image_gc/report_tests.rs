@@ -79,6 +79,7 @@ fn dry_run_report() -> Report {
         stats: None,
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
+        ensure_free: None,
     }
 }
 
@@ -105,6 +106,7 @@ fn real_run_report() -> Report {
         }),
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
+        ensure_free: None,
     }
 }
 

@@ -6,8 +6,8 @@ use super::*;
 use crate::image_gc::planner::Action;
 use crate::image_gc::reason::{ImageReason, Outcome};
 use crate::image_gc::settings::GcOptions;
-use crate::ports::docker::ContainerState;
-use crate::testing::docker::{container, full_id, image, now, FakeDocker, FAKE_ROOT_DIR};
+use crate::ports::docker::{ContainerState, DockerEngine, EventScope};
+use crate::testing::docker::{container, event, full_id, image, now, FakeDocker, FAKE_ROOT_DIR};
 
 const GIB: u64 = 1 << 30;
 
@@ -35,9 +35,10 @@ struct Args {
     options: GcOptions,
 }
 
-/// An old tagged image, an old dangling one, a young one, and one in use.
+/// An old tagged image, an old dangling one, a young one, and one in use; the
+/// engine's event log reaches back 100 hours (its container's start).
 fn engine() -> FakeDocker {
-    FakeDocker::new(
+    let fake = FakeDocker::new(
         vec![
             image("a1", &["app:1"], 48, GIB),
             image("d2", &[], 72, GIB),
@@ -46,7 +47,17 @@ fn engine() -> FakeDocker {
         ],
         vec![container("c1", "base:1", "b4", ContainerState::Running)],
     )
-    .with_disk(50 * GIB, 100 * GIB)
+    .with_disk(50 * GIB, 100 * GIB);
+    fake.with(|s| {
+        s.event_log.push(event(
+            EventScope::Container,
+            "start",
+            "c1",
+            Some("base:1"),
+            100,
+        ))
+    });
+    fake
 }
 
 async fn pass(fake: &FakeDocker, args: Args, cancel: &CancellationToken) -> Report {
@@ -106,8 +117,8 @@ async fn dry_run_plans_everything_and_touches_nothing() {
     assert_eq!(report.stats, None);
     assert_eq!(report.reclaimed_bytes(), 2 * GIB);
     assert_eq!(report.disk_before.map(|d| d.used_bytes), Some(50 * GIB));
-    // list images, list containers, /info: nothing per image.
-    assert_eq!(report.plan_api_calls, 3);
+    // list images, list containers, /info, the event log: nothing per image.
+    assert_eq!(report.plan_api_calls, 4);
 }
 
 #[tokio::test]
@@ -244,4 +255,85 @@ async fn an_unreachable_engine_fails_the_snapshot() {
         "{err}"
     );
     assert_eq!(err.exit_code(), crate::exit::EXIT_RUNTIME);
+}
+
+// Age from use (the engine's log, `LastTagTime`), not from build.
+
+fn dry(min_age: &str) -> Args {
+    Args {
+        dry_run: true,
+        options: GcOptions {
+            min_age: Some(min_age.parse().unwrap()),
+            ..Default::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn an_old_image_pulled_minutes_ago_is_young_by_the_engines_log() {
+    let fake = engine();
+    // Pulled 0 h ago (this hour), built 48 h ago.
+    fake.with(|s| {
+        s.event_log
+            .push(event(EventScope::Image, "pull", "app:1", None, 0))
+    });
+    let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
+    assert_eq!(
+        planned(&report, "a1"),
+        (
+            Action::Keep,
+            ImageReason::Young {
+                min_age: std::time::Duration::from_secs(3600)
+            }
+        )
+    );
+    assert_eq!(report.plan_api_calls, 4, "the log is one call");
+}
+
+#[tokio::test]
+async fn tag_time_is_read_only_for_planned_deletions_when_the_log_is_too_short() {
+    let fake = engine();
+    // The log now reaches back a minute only (it turned over); a1 was tagged
+    // half an hour ago (`docker tag`), which only `LastTagTime` still knows.
+    fake.with(|s| {
+        s.event_log.clear();
+        s.clock = Some(now() - chrono::Duration::minutes(30));
+    });
+    fake.tag_image(&full_id("a1"), "app", "1").await.unwrap();
+    fake.with(|s| {
+        s.event_log.clear();
+        s.event_log
+            .push(event(EventScope::Image, "pull", "other:1", None, 0));
+        s.calls = 0;
+    });
+    let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
+    assert_eq!(planned(&report, "a1").0, Action::Keep);
+    // 4 + one inspect: a1 only — not d2 (no tag), y3 (young), b4 (in use).
+    assert_eq!(report.plan_api_calls, 5);
+    // With the log reaching back far enough, no inspect at all.
+    let fake = engine();
+    let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
+    assert_eq!(report.plan_api_calls, 4);
+}
+
+#[tokio::test]
+async fn a_future_creation_time_is_unknown_not_young_forever() {
+    let fake = FakeDocker::new(vec![image("f1", &["skewed:1"], -72, GIB)], vec![])
+        .with_disk(50 * GIB, 100 * GIB);
+    fake.with(|s| {
+        s.event_log
+            .push(event(EventScope::Image, "pull", "x:1", None, 100))
+    });
+    let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
+    assert_eq!(
+        planned(&report, "f1"),
+        (Action::Delete, ImageReason::LeastRecentlyUsed)
+    );
+    // …but a pull the engine saw dates it.
+    fake.with(|s| {
+        s.event_log
+            .push(event(EventScope::Image, "pull", "skewed:1", None, 0))
+    });
+    let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
+    assert_eq!(planned(&report, "f1").0, Action::Keep);
 }

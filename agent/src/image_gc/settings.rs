@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::docker_gc::{self, GrepLine};
 use super::policy::{DiskWatermarks, ExcludeSet, Policy};
 use crate::config::layer::{Invalid, Key, Layered};
-use crate::config::value::{ser_duration, with_default, HumanDuration, Watermark};
+use crate::config::value::{ser_duration, with_default, FreeSpace, HumanDuration, Watermark};
 use crate::last_use::DEFAULT_STATE_PATH;
 
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(3600);
@@ -22,6 +22,7 @@ const MAX_CONCURRENCY: usize = 64;
 const SECTION: &str = "gc";
 const EXCLUDE: Key = Key::new(SECTION, "exclude");
 const EXCLUDE_FILE: Key = Key::new(SECTION, "exclude_file");
+const MAX_AGE: Key = Key::new(SECTION, "max_age");
 const HIGH_WATER: Key = Key::new(SECTION, "high_water");
 const LOW_WATER: Key = Key::new(SECTION, "low_water");
 const CONCURRENCY: Key = Key::file_only(SECTION, "concurrency");
@@ -34,6 +35,10 @@ pub struct GcOptions {
         "Images younger than this (from the later of creation and last use) are kept",
         HumanDuration(DEFAULT_MIN_AGE)))]
     pub min_age: Option<HumanDuration>,
+    /// Images unused for longer than this go whatever the disk (kubelet's
+    /// imageMaximumGCAge, docker-gc's grace period); with watermarks, in the same pass.
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<HumanDuration>,
     #[arg(long, value_name = "N", help = with_default(
         "Keep the newest N images of every repository", DEFAULT_KEEP_PER_REPO))]
     pub keep_per_repo: Option<u32>,
@@ -49,7 +54,11 @@ pub struct GcOptions {
     /// Disk-pressure mode: delete until usage is at or below this.
     #[arg(long, value_name = "PCT|SIZE", requires = "high_water")]
     pub low_water: Option<Watermark>,
-    /// Also remove exited/dead containers past the grace period.
+    /// CI pre-job gate: evict least recently used images until this much of Docker's
+    /// filesystem is free (and INODES inodes); exit 3 when it cannot.
+    #[arg(long, value_name = "SIZE[,INODES]")]
+    pub ensure_free: Option<FreeSpace>,
+    /// Also remove exited/dead containers past the grace period (any mode).
     #[arg(long)]
     pub containers: bool,
     #[arg(long, value_name = "DURATION", help = with_default(
@@ -87,12 +96,15 @@ pub struct GcSettings {
     pub dry_run: bool,
     #[serde(serialize_with = "ser_duration")]
     pub min_age: Duration,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_age: Option<Duration>,
     pub keep_per_repo: u32,
     /// Patterns from `--exclude`/`exclude` then from the exclude file, in order.
     pub exclude: Vec<String>,
     pub exclude_file: Option<PathBuf>,
     #[serde(flatten, serialize_with = "ser_watermarks")]
     pub disk: Option<DiskWatermarks>,
+    pub ensure_free: Option<FreeSpace>,
     pub containers: bool,
     #[serde(serialize_with = "ser_duration")]
     pub container_grace: Duration,
@@ -120,6 +132,10 @@ fn ser_watermarks<S: Serializer>(disk: &Option<DiskWatermarks>, s: S) -> Result<
         low_water: disk.map(|d| d.low),
     }
     .serialize(s)
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    d.map(HumanDuration).serialize(s)
 }
 
 /// The exclude file, compiled with docker-gc's semantics (`docker_gc`).
@@ -176,12 +192,28 @@ impl GcSettings {
             }
             None => excludes,
         };
+        let min_age = flags
+            .min_age
+            .or(file.min_age)
+            .map_or(DEFAULT_MIN_AGE, |d| d.0);
+        let max_age = flags.max_age.or(file.max_age).map(|d| d.0);
+        if let Some(max_age) = max_age.filter(|&m| m <= min_age) {
+            return Err(l.invalid(
+                MAX_AGE,
+                flags.max_age.is_some(),
+                true,
+                format!(
+                    "max age {} is not above min age {}; images younger than min age are \
+                     always kept, so set max age above it",
+                    HumanDuration(max_age),
+                    HumanDuration(min_age)
+                ),
+            ));
+        }
         Ok(Self {
             dry_run: false,
-            min_age: flags
-                .min_age
-                .or(file.min_age)
-                .map_or(DEFAULT_MIN_AGE, |d| d.0),
+            min_age,
+            max_age,
             keep_per_repo: flags
                 .keep_per_repo
                 .or(file.keep_per_repo)
@@ -189,6 +221,7 @@ impl GcSettings {
             exclude,
             exclude_file,
             disk,
+            ensure_free: flags.ensure_free.or(file.ensure_free),
             containers: flags.containers || file.containers,
             container_grace: flags
                 .container_grace
@@ -252,10 +285,12 @@ impl GcSettings {
     pub fn policy(&self) -> Policy {
         Policy {
             min_age: self.min_age,
+            max_age: self.max_age,
             keep_per_repo: self.keep_per_repo,
             excludes: self.excludes.clone(),
             protect_ecs_agent: self.protect_ecs_agent,
             disk: self.disk,
+            ensure_free: self.ensure_free,
             containers: self.containers,
             container_grace: self.container_grace,
             remove_ecs_containers: self.remove_ecs_containers,
@@ -370,6 +405,45 @@ mod tests {
     fn high_without_low_in_file_is_refused() {
         let e = resolve(&[], "[gc]\nhigh_water = \"70%\"\n").unwrap_err();
         assert_eq!(e.key, LOW_WATER);
+    }
+
+    #[test]
+    fn max_age_and_ensure_free_come_from_flags_or_file() {
+        let s = resolve(
+            &["--ensure-free", "2GiB,1000"],
+            "[gc]\nmax_age = \"1d\"\nhigh_water = \"85%\"\nlow_water = \"75%\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.max_age, Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            s.ensure_free,
+            Some(FreeSpace {
+                bytes: 2 << 30,
+                inodes: Some(1000)
+            })
+        );
+        let p = s.policy();
+        assert!(p.max_age.is_some() && p.disk.is_some() && p.ensure_free.is_some());
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["max_age"], "1day");
+        assert_eq!(v["ensure_free"], "2.0 GiB,1000");
+        assert!(GcSettings::defaults().max_age.is_none());
+    }
+
+    #[test]
+    fn max_age_not_above_min_age_is_refused_naming_the_key() {
+        let e = resolve(&[], "[gc]\nmin_age = \"2h\"\nmax_age = \"1h\"\n").unwrap_err();
+        assert_eq!(e.key, MAX_AGE);
+        assert_eq!(e.origin, Origin::File { line: Some(3) });
+        let e = resolve(&["--max-age", "30m"], "").unwrap_err();
+        assert!(e.to_string().starts_with("invalid --max-age"), "{e}");
+    }
+
+    #[test]
+    fn bad_ensure_free_flag_is_refused_by_the_parser() {
+        let e = Flags::try_parse_from(["gc", "--ensure-free", "10GB,lots"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--ensure-free"), "{e}");
     }
 
     #[test]

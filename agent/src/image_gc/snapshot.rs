@@ -1,15 +1,19 @@
 //! The snapshot: everything the planner needs, read once through the ports — one
 //! listing each of images and containers, `/info` for Docker's root directory, the
-//! disk usage of it, and image last-use from the daemon's state file. The image plan
-//! costs a constant number of Engine API calls whatever the number of images.
+//! engine's buffered event log (when it saw images pulled, loaded, tagged or used),
+//! the disk usage of Docker's filesystem, and image last-use from the daemon's state
+//! file. The image plan costs a constant number of Engine API calls whatever the
+//! number of images; `read_tag_times` then reads `LastTagTime` only of planned
+//! deletions it could keep (`age::needs_tag_time`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::GcError;
+use super::planner::Plan;
+use super::{age, GcError};
 use crate::last_use::LastUseState;
 use crate::ports::disk::{Disk, FsUsage};
 use crate::ports::docker::{
@@ -26,6 +30,13 @@ pub struct Snapshot {
     pub containers: Vec<ContainerInfo>,
     /// Image ID → last use, from the state file (absent: creation time counts).
     pub last_use: HashMap<String, DateTime<Utc>>,
+    /// Image ID → the latest time the engine saw it pulled, loaded, tagged or used
+    /// (its event log, and `LastTagTime` where read).
+    pub engine_seen: HashMap<String, DateTime<Utc>>,
+    /// The event log is complete from here on (`age::EngineLog::covers_since`).
+    pub log_covers_since: Option<DateTime<Utc>>,
+    /// Images whose `LastTagTime` was read (each at most once).
+    pub tag_time_read: HashSet<String>,
     pub volumes: Vec<VolumeInfo>,
     pub root_dir: Option<PathBuf>,
     pub disk: Option<FsUsage>,
@@ -99,14 +110,96 @@ pub async fn take(
             .map(load_last_use)
             .unwrap_or_default(),
     };
+    let log = engine_log(docker, &images, now).await;
     Ok(Snapshot {
         images,
         containers,
         last_use,
+        engine_seen: log.seen,
+        log_covers_since: log.covers_since,
+        tag_time_read: HashSet::new(),
         volumes,
         root_dir: Some(root_dir),
         disk,
     })
+}
+
+/// When the engine last saw each image: one replay of its event log. A log that
+/// cannot be read only leaves the other sources (and more `LastTagTime` reads).
+async fn engine_log(
+    docker: &dyn DockerEngine,
+    images: &[ImageInfo],
+    now: DateTime<Utc>,
+) -> age::EngineLog {
+    match docker.replay_events(DateTime::UNIX_EPOCH, now).await {
+        Ok(events) => {
+            let log = age::engine_log(&events, images);
+            tracing::debug!(events = events.len(), covers_since = ?log.covers_since, "engine event log replayed");
+            log
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the engine's event log; ages from creation, tag time and the daemon's record");
+            age::EngineLog::default()
+        }
+    }
+}
+
+/// Read `LastTagTime` of the images `plan` deletes where it could keep them
+/// (`age::needs_tag_time`: tagged, unrecorded, older than `threshold` by what is
+/// known, and the event log too short to tell), into `engine_seen`. Returns whether
+/// any such time was found (the caller then plans again, and calls this again: an
+/// image kept now may free a `--max-deletions` slot). Never reads an image the plan
+/// keeps anyway, nor one twice.
+pub async fn read_tag_times(
+    docker: &dyn DockerEngine,
+    snapshot: &mut Snapshot,
+    plan: &Plan,
+    threshold: Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, GcError> {
+    let deleting: HashSet<&str> = plan
+        .deletions()
+        .map(|e| e.id.as_str())
+        .filter(|id| !snapshot.tag_time_read.contains(*id))
+        .collect();
+    let mut found = false;
+    let mut read = Vec::new();
+    for image in snapshot
+        .images
+        .iter()
+        .filter(|i| deleting.contains(i.id.as_str()))
+    {
+        let known = age::last_use(
+            image.created,
+            snapshot.engine_seen.get(&image.id).copied(),
+            snapshot.last_use.get(&image.id).copied(),
+            now,
+        );
+        let recorded = snapshot.last_use.contains_key(&image.id);
+        if !age::needs_tag_time(
+            image,
+            known,
+            recorded,
+            snapshot.log_covers_since,
+            threshold,
+            now,
+        ) {
+            continue;
+        }
+        read.push(image.id.clone());
+        let tagged = docker
+            .inspect_image(&image.id)
+            .await
+            .map_err(step("inspect image"))?
+            .and_then(|d| d.last_tag_time);
+        if let Some(at) = tagged.filter(|&at| known.is_none_or(|k| at > k)) {
+            tracing::debug!(image = %crate::shared::reference::short_id(&image.id), tagged = %at, "dated by LastTagTime");
+            snapshot.engine_seen.insert(image.id.clone(), at);
+            found = true;
+        }
+    }
+    snapshot.tag_time_read.extend(read);
+    Ok(found)
 }
 
 /// `FinishedAt` is not in the listing: inspect only stopped containers that could

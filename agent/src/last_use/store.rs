@@ -22,6 +22,8 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 pub struct ListedImage {
     pub id: String,
     pub tags: Vec<String>,
+    /// `Created`: dates the first sighting (`super::first_sighting`).
+    pub created: DateTime<Utc>,
 }
 
 /// What one reconciliation changed.
@@ -134,8 +136,9 @@ impl StateStore {
     }
 
     /// Bring the state in line with a full listing: forget images that are gone,
-    /// refresh tags, and start images never seen before at `now` (first seen — the
-    /// events that would have dated them may have been missed, so assume recent).
+    /// refresh tags, and date images never seen before by `super::first_sighting`
+    /// (their creation, or `now` for a creation time in the future); the engine's
+    /// replayed events and later uses move them forward.
     pub fn reconcile(&self, listing: &[ListedImage], now: DateTime<Utc>) -> ReconcileOutcome {
         let mut inner = self.lock();
         let before = inner.state.images.len();
@@ -160,7 +163,7 @@ impl StateStore {
                     inner.state.images.insert(
                         image.id.clone(),
                         ImageUse {
-                            last_used: now,
+                            last_used: super::first_sighting(image.created, now),
                             tags: image.tags.clone(),
                         },
                     );
@@ -288,6 +291,7 @@ mod tests {
         ListedImage {
             id: id.into(),
             tags: tags.iter().map(|s| (*s).to_owned()).collect(),
+            created: t(20),
         }
     }
 
@@ -357,7 +361,11 @@ mod tests {
             Some(t(5)),
             "reconcile is not a use"
         );
-        assert_eq!(store.last_used("sha256:new"), Some(t(30)));
+        assert_eq!(
+            store.last_used("sha256:new"),
+            Some(t(20)),
+            "first sighting dates from creation, not now"
+        );
         assert_eq!(store.last_used("sha256:gone"), None);
         let out = store.reconcile(
             &[
@@ -367,6 +375,16 @@ mod tests {
             t(40),
         );
         assert_eq!(out, ReconcileOutcome::default());
+    }
+
+    #[test]
+    fn a_first_sighting_with_a_future_creation_time_is_just_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("s.json"), t(0)).unwrap();
+        let mut future = listed("sha256:skewed", &["a:1"]);
+        future.created = t(50);
+        store.reconcile(&[future], t(30));
+        assert_eq!(store.last_used("sha256:skewed"), Some(t(30)));
     }
 
     #[test]

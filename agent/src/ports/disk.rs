@@ -25,6 +25,14 @@ impl FsUsage {
         }
     }
 
+    pub fn free_bytes(&self) -> u64 {
+        self.total_bytes.saturating_sub(self.used_bytes)
+    }
+
+    pub fn free_inodes(&self) -> u64 {
+        self.total_inodes.saturating_sub(self.used_inodes)
+    }
+
     /// Is usage above `mark`? Percentages apply to bytes and to inodes; a size
     /// mark is about bytes only.
     pub fn above(&self, mark: &Watermark) -> bool {

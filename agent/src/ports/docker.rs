@@ -34,6 +34,10 @@ pub struct ImageDetails {
     pub id: String,
     /// `repo:tag` references (`<none>:<none>` dropped).
     pub repo_tags: Vec<String>,
+    /// `Metadata.LastTagTime`: when a tag was last put on the image through the tag
+    /// API (`docker tag`, a build's `-t`); on 20.10 neither a pull nor a load sets it.
+    /// `None` when never set (the engine answers the zero time).
+    pub last_tag_time: Option<DateTime<Utc>>,
 }
 
 /// The answer of `DELETE /images/{reference}`.
@@ -262,6 +266,14 @@ pub trait DockerEngine: Send + Sync {
         &self,
         since: Option<DateTime<Utc>>,
     ) -> BoxStream<'static, Result<DockerEvent, DockerError>>;
+    /// `GET /events?since=…&until=…`, unfiltered: what the engine's in-memory event
+    /// log (its last 256 events of every kind, lost when it restarts) holds between
+    /// the two, oldest first; the answer ends at `until`. One call.
+    async fn replay_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<DockerEvent>, DockerError>;
     /// Engine API calls made so far through this client (for the API-economy checks).
     fn api_calls(&self) -> u64;
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    ImageDetails, ImageInfo, Removed, VolumeInfo,
+    EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
 };
 use crate::shared::reference::repo_of;
 
@@ -43,6 +43,23 @@ pub fn image(id: &str, tags: &[&str], age_h: i64, size: u64) -> ImageInfo {
         repo_digests: Vec::new(),
         created: hours_ago(age_h),
         size,
+    }
+}
+
+/// An event of the engine's log, `hours_ago` hours before `now()`.
+pub fn event(
+    scope: EventScope,
+    action: &str,
+    actor: &str,
+    image: Option<&str>,
+    hours_ago_: i64,
+) -> DockerEvent {
+    DockerEvent {
+        scope,
+        action: EventAction::parse(action),
+        actor_id: actor.to_owned(),
+        image: image.map(str::to_owned),
+        time: Some(hours_ago(hours_ago_)),
     }
 }
 
@@ -92,6 +109,14 @@ pub struct FakeState {
     pub opened: Vec<Option<DateTime<Utc>>>,
     /// Streams opened while true never yield anything (bollard#113).
     pub stall: bool,
+    /// The engine's buffered event log `replay_events` answers from (oldest first);
+    /// `tag_image` appends to it, tests add pulls and loads.
+    pub event_log: Vec<DockerEvent>,
+    /// When the fake's own actions happen (`tag_image`'s event, `LastTagTime`);
+    /// `now()` when unset.
+    pub clock: Option<DateTime<Utc>>,
+    /// Image ID → `LastTagTime`, set by `tag_image`.
+    pub last_tag_time: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug, Default)]
@@ -303,6 +328,7 @@ impl DockerEngine for FakeDocker {
             .map(|i| ImageDetails {
                 id: i.id.clone(),
                 repo_tags: i.repo_tags.clone(),
+                last_tag_time: s.last_tag_time.get(&i.id).copied(),
             }))
     }
 
@@ -382,6 +408,18 @@ impl DockerEngine for FakeDocker {
             image.repo_tags.retain(|t| *t != reference);
         }
         s.images[idx].repo_tags.push(reference);
+        // As the engine does: the tag event names the image by ID, and the tag API
+        // (unlike a pull or a load) sets `LastTagTime`.
+        let at = s.clock.unwrap_or_else(now);
+        let image_id = s.images[idx].id.clone();
+        s.last_tag_time.insert(image_id.clone(), at);
+        s.event_log.push(DockerEvent {
+            scope: EventScope::Image,
+            action: EventAction::Tag,
+            actor_id: image_id,
+            image: None,
+            time: Some(at),
+        });
         Ok(())
     }
     async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
@@ -430,6 +468,20 @@ impl DockerEngine for FakeDocker {
             s.feeds.push(tx);
         }
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+    async fn replay_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<DockerEvent>, DockerError> {
+        let s = self.enter()?;
+        // The engine keeps its last 256 events; `since`/`until` are inclusive.
+        let kept = s.event_log.len().saturating_sub(256);
+        Ok(s.event_log[kept..]
+            .iter()
+            .filter(|e| e.time.is_some_and(|t| t >= since && t <= until))
+            .cloned()
+            .collect())
     }
     fn api_calls(&self) -> u64 {
         self.lock().calls

@@ -1,80 +1,244 @@
-//! How many of the ordered candidates this pass deletes: all of them by default,
-//! none in disk-pressure mode while usage is not above high water, and never more
-//! than `--max-deletions`. Above high water the executor re-measures and stops at
-//! low water; the plan carries the estimate the image sizes suggest.
+//! Which candidates this pass deletes, in one pass of both policies (kubelet's image
+//! GC): first the stale ones — unused for longer than `--max-age` — whatever the
+//! disk; then, when usage is above high water or short of `--ensure-free`, the rest
+//! in LRU order until the goal is reached. Without either, every candidate goes;
+//! with `--max-age` alone, only the stale ones. Never more than `--max-deletions`.
+//!
+//! The executor re-measures after every eviction and stops by [`eviction_stop`];
+//! the plan's estimate applies the same rule to the image sizes, so a dry run
+//! reports what the real run does when the sizes are what the disk frees.
 
-use super::DiskPlan;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{since, Action, DiskPlan};
 use crate::config::value::Watermark;
-use crate::image_gc::policy::Policy;
-use crate::image_gc::reason::ImageReason;
+use crate::image_gc::policy::{DiskGoal, Policy};
+use crate::image_gc::reason::{ImageReason, Outcome};
 use crate::ports::disk::FsUsage;
 use crate::ports::docker::ImageInfo;
+use crate::shared::reference::short_id;
 
-/// The cut through the candidate list.
-pub(super) struct Cut {
-    /// The first `deletable` candidates are deleted…
-    pub deletable: usize,
-    /// …the others are kept for this reason.
-    pub held: ImageReason,
+/// The candidates in execution order, each with its decision.
+pub(super) struct Selection {
+    pub decisions: Vec<(usize, Action, ImageReason)>,
     pub disk: DiskPlan,
 }
 
-pub(super) fn cut(
+/// Decide the candidates (`ordered`: deletion order, children before parents).
+pub(super) fn select(
     images: &[ImageInfo],
-    candidates: &[usize],
+    ordered: &[usize],
+    last_used: &[DateTime<Utc>],
+    by_id: &HashMap<&str, usize>,
     policy: &Policy,
     usage: Option<FsUsage>,
-) -> Cut {
-    let max = policy.max_deletions;
-    let capped = Cut {
-        deletable: max.map_or(candidates.len(), |max| {
-            candidates
-                .len()
-                .min(usize::try_from(max).unwrap_or(usize::MAX))
-        }),
-        held: ImageReason::MaxDeletions {
-            max: max.unwrap_or(0),
-        },
-        disk: DiskPlan::Off,
+    now: DateTime<Utc>,
+) -> Selection {
+    let stale = stale_flags(images, ordered, last_used, by_id, policy.max_age, now);
+    let goal = if policy.evicts() {
+        usage.and_then(|u| policy.disk_goal(&u).map(|g| (g, u)))
+    } else {
+        None
     };
-    let Some(marks) = policy.disk else {
-        return capped;
-    };
-    match usage.filter(|u| u.above(&marks.high)) {
-        Some(usage) => {
-            let sizes: Vec<u64> = candidates.iter().map(|&i| images[i].size).collect();
-            let estimated = estimate_deletions(&marks.low, &usage, &sizes).min(capped.deletable);
-            Cut {
-                disk: DiskPlan::Pressure {
-                    low: marks.low,
-                    usage,
-                    estimated,
-                },
-                ..capped
+    // Stale images first (they go whatever the disk), then the others; each part
+    // keeps the candidate order, so children still come before parents.
+    let (first, rest): (Vec<usize>, Vec<usize>) = ordered
+        .iter()
+        .partition(|&&i| stale.get(&i).is_some_and(|s| s.is_none()));
+    let mut decisions = Vec::with_capacity(ordered.len());
+    for &i in &first {
+        let max_age = policy.max_age.unwrap_or(Duration::MAX);
+        decisions.push((i, Action::Delete, ImageReason::Stale { max_age }));
+    }
+    for &i in &rest {
+        let held_by_child = stale.get(&i).copied().flatten();
+        let (action, reason) = match (policy.evicts(), goal, policy.max_age) {
+            (true, Some(_), _) | (false, _, None) => (Action::Delete, candidate_reason(&images[i])),
+            (true, None, _) => (Action::Keep, not_needed(policy)),
+            (false, _, Some(max_age)) => match held_by_child {
+                Some(child) => (
+                    Action::Keep,
+                    ImageReason::ParentOfKept {
+                        child: short_id(&images[child].id).to_owned(),
+                    },
+                ),
+                None => (Action::Keep, ImageReason::UsedWithinMaxAge { max_age }),
+            },
+        };
+        decisions.push((i, action, reason));
+    }
+    // `--max-deletions`, spent in execution order.
+    if let Some(max) = policy.max_deletions {
+        let mut left = usize::try_from(max).unwrap_or(usize::MAX);
+        for d in decisions.iter_mut().filter(|d| d.1 == Action::Delete) {
+            if left == 0 {
+                d.1 = Action::Keep;
+                d.2 = ImageReason::MaxDeletions { max };
+            } else {
+                left -= 1;
             }
         }
-        None => Cut {
-            deletable: 0,
-            held: ImageReason::BelowHighWater { high: marks.high },
-            disk: DiskPlan::Off,
+    }
+    let disk = match goal {
+        Some((goal, usage)) => {
+            let unconditional = decisions
+                .iter()
+                .take(first.len())
+                .filter(|d| d.1 == Action::Delete)
+                .count();
+            let mut pressure = DiskPlan::Pressure {
+                goal,
+                high: policy.disk.map(|m| m.high),
+                usage,
+                unconditional,
+                estimated: 0,
+            };
+            let sizes: Vec<u64> = decisions
+                .iter()
+                .filter(|d| d.1 == Action::Delete)
+                .map(|d| images[d.0].size)
+                .collect();
+            let (estimated, _) = simulate(&pressure, &sizes);
+            if let DiskPlan::Pressure { estimated: e, .. } = &mut pressure {
+                *e = estimated;
+            }
+            pressure
+        }
+        None => DiskPlan::Off,
+    };
+    Selection { decisions, disk }
+}
+
+/// Why the non-stale candidates stay when no eviction is needed.
+fn not_needed(policy: &Policy) -> ImageReason {
+    match (policy.disk, policy.ensure_free) {
+        (Some(marks), _) => ImageReason::BelowHighWater { high: marks.high },
+        (None, Some(free)) => ImageReason::EnoughFree { free },
+        (None, None) => ImageReason::LeastRecentlyUsed,
+    }
+}
+
+/// With `--max-age`, the candidates unused for longer: `None` when they go in the
+/// stale phase, `Some(child)` when one is the ancestor of a candidate that is not
+/// stale (`child` is its own child on that line): the engine refuses a parent
+/// before its child, so it waits for the child's fate. Without `--max-age`, empty.
+fn stale_flags(
+    images: &[ImageInfo],
+    ordered: &[usize],
+    last_used: &[DateTime<Utc>],
+    by_id: &HashMap<&str, usize>,
+    max_age: Option<Duration>,
+    now: DateTime<Utc>,
+) -> HashMap<usize, Option<usize>> {
+    let Some(max_age) = max_age else {
+        return HashMap::new();
+    };
+    let mut stale: HashMap<usize, Option<usize>> = ordered
+        .iter()
+        .filter(|&&i| since(now, last_used[i]) > max_age)
+        .map(|&i| (i, None))
+        .collect();
+    let fresh: Vec<usize> = ordered
+        .iter()
+        .copied()
+        .filter(|i| !stale.contains_key(i))
+        .collect();
+    for i in fresh {
+        let mut child = i;
+        while let Some(&parent) = images[child]
+            .parent_id
+            .as_deref()
+            .and_then(|p| by_id.get(p))
+        {
+            match stale.get_mut(&parent) {
+                Some(held @ None) => *held = Some(child),
+                _ => break,
+            }
+            child = parent;
+        }
+    }
+    stale
+}
+
+fn candidate_reason(image: &ImageInfo) -> ImageReason {
+    if image.repo_tags.is_empty() {
+        ImageReason::Dangling
+    } else {
+        ImageReason::LeastRecentlyUsed
+    }
+}
+
+/// In disk-pressure mode, with `usage` measured after the stale deletions and
+/// `evicted` evictions: why eviction stops here, or `None` to go on. Before the
+/// first eviction (after a stale phase) it also stops when the stale deletions took
+/// usage to or below high water.
+pub fn eviction_stop(disk: &DiskPlan, usage: &FsUsage, evicted: usize) -> Option<Outcome> {
+    let DiskPlan::Pressure {
+        goal,
+        high,
+        unconditional,
+        ..
+    } = disk
+    else {
+        return None;
+    };
+    if goal.reached(usage) {
+        return Some(goal_outcome(goal));
+    }
+    let short_of_free = goal
+        .free
+        .is_some_and(|f| !f.met_by(usage.free_bytes(), usage.free_inodes()));
+    match high {
+        Some(high)
+            if evicted == 0 && *unconditional > 0 && !usage.above(high) && !short_of_free =>
+        {
+            Some(Outcome::NotAboveHighWater { high: *high })
+        }
+        _ => None,
+    }
+}
+
+/// The outcome of the deletions a reached goal made unnecessary.
+fn goal_outcome(goal: &DiskGoal) -> Outcome {
+    match (goal.free, goal.low) {
+        (Some(free), low) => Outcome::EnoughFree { free, low },
+        (None, low) => Outcome::LowWaterReached {
+            low: low.unwrap_or(Watermark::Percent(100.0)),
         },
     }
 }
 
-/// How many deletions (in order) the image sizes suggest reach `low`. Inode
-/// pressure cannot be estimated from sizes, so then every candidate counts.
-fn estimate_deletions(low: &Watermark, usage: &FsUsage, sizes: &[u64]) -> usize {
-    if matches!(low, Watermark::Percent(_))
-        && low.exceeded_by(usage.used_inodes, usage.total_inodes)
-    {
-        return sizes.len();
+/// Apply [`eviction_stop`] to the planned deletions' `sizes` (in order) as if each
+/// freed its size (inodes cannot be told from sizes: an inode goal is never
+/// estimated as reached). Returns how many evictions happen and why the rest stop.
+pub fn simulate(disk: &DiskPlan, sizes: &[u64]) -> (usize, Option<Outcome>) {
+    let DiskPlan::Pressure {
+        usage,
+        unconditional,
+        ..
+    } = disk
+    else {
+        return (sizes.len(), None);
+    };
+    let mut usage = *usage;
+    let free = |u: &mut FsUsage, size: u64| u.used_bytes = u.used_bytes.saturating_sub(size);
+    let (first, rest) = sizes.split_at((*unconditional).min(sizes.len()));
+    for &size in first {
+        free(&mut usage, size);
     }
-    let mut used = usage.used_bytes;
-    for (n, size) in sizes.iter().enumerate() {
-        if !low.exceeded_by(used, usage.total_bytes) {
-            return n;
+    if !first.is_empty() {
+        if let Some(stop) = eviction_stop(disk, &usage, 0) {
+            return (0, Some(stop));
         }
-        used = used.saturating_sub(*size);
     }
-    sizes.len()
+    for (n, &size) in rest.iter().enumerate() {
+        free(&mut usage, size);
+        if let Some(stop) = eviction_stop(disk, &usage, n + 1) {
+            return (n + 1, Some(stop));
+        }
+    }
+    (rest.len(), None)
 }
