@@ -272,6 +272,7 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
         concurrency: 2,
         root_dir: snap.root_dir.clone(),
         build_cache: None,
+        origin: None,
     };
     let done = executor::execute(
         &client,
@@ -928,4 +929,145 @@ fn legacy_builder_chains_are_kept_whole_or_cleaned_in_one_pass() {
     assert_eq!(done, would, "the dry run did not predict the run");
     let after = all_image_ids(&d);
     assert_eq!(after, before.difference(&would).cloned().collect());
+}
+
+/// Digest-only and tag-plus-digest images made the way users make them: pushed to a
+/// local registry and pulled back by digest (`docker pull reg/web@sha256:… && docker
+/// tag … web:prod`), so the engine holds real `RepoDigests`.
+#[test]
+fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_digest_only_images(
+) {
+    use shipshape_tests::registry::DigestRegistry;
+    let d = Dockerd::start();
+    let registry = DigestRegistry::start(&d);
+    let reg = registry.host();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::dangling(OLD),          // 0 web: digest + web:prod
+            ImageSpec::dangling(OLD),          // 1 pinned: digest-only, excluded repo
+            ImageSpec::dangling(OLD + 1),      // 2 pinned: a second digest-only image
+            ImageSpec::dangling(OLD),          // 3 loose: digest-only, not excluded
+            ImageSpec::new("redis:7", OLD),    // 4 excluded by its fully qualified name
+            ImageSpec::dangling(OLD),          // 5 two tags and a digest in one repo
+            ImageSpec::new("agent:1", OLD),    // 6 pinned by digest in an excluded repo, plus a tag
+        ],
+    );
+    let web = registry.digest_only(&d, &ids[0], "web");
+    d.docker_ok(["tag", &ids[0], "web:prod"]);
+    registry.digest_only(&d, &ids[1], "pinned");
+    registry.digest_only(&d, &ids[2], "pinned");
+    let loose = registry.digest_only(&d, &ids[3], "loose");
+    registry.push(&d, &ids[5], "two");
+    d.docker_ok(["tag", &ids[5], &format!("{reg}/two:latest")]);
+    registry.digest_only(&d, &ids[6], "agents/ecs");
+    d.docker_ok(["tag", &ids[6], "agent:1"]);
+    let refs = |id: &str| d.docker_ok(["image", "inspect", "--format", "{{json .RepoTags}} {{json .RepoDigests}}", id]);
+    assert_eq!(
+        refs(&ids[0]).trim(),
+        format!("[\"web:prod\"] [\"{web}\"]"),
+        "a tag plus another repository's digest"
+    );
+    assert_eq!(refs(&ids[3]).trim(), format!("[] [\"{loose}\"]"), "digest-only");
+
+    let pinned = format!("{reg}/pinned:*");
+    let agents = format!("{reg}/agents/*");
+    let args = [
+        "--min-age",
+        "0s",
+        "--exclude",
+        pinned.as_str(),
+        "--exclude",
+        "docker.io/library/redis:*",
+        "--exclude",
+        agents.as_str(),
+    ];
+    let with = |extra: &[&str]| -> Vec<&str> { args.iter().chain(extra).copied().collect() };
+    let dry = json(&gc(&d, &with(&["--output", "json", "--dry-run"])));
+    let text = gc(&d, &with(&["--dry-run"]));
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(text.stdout.contains(&loose), "digest-only named by repo@digest:\n{}", text.stdout);
+    let real = json(&gc(&d, &with(&["--output", "json"])));
+    let (planned, done) = (decisions(&dry), decisions(&real));
+    let kept_by = |id: &str, pattern: &str| {
+        assert_eq!(
+            done[id],
+            ("kept".to_owned(), format!("excluded by {pattern}")),
+            "{id}\n{real}"
+        );
+    };
+    kept_by(&ids[1], &pinned);
+    kept_by(&ids[2], &pinned);
+    kept_by(&ids[4], "docker.io/library/redis:*");
+    kept_by(&ids[6], &agents);
+    for i in [0, 3, 5] {
+        assert_eq!(planned[&ids[i]].0, "would delete", "{}\n{dry}", ids[i]);
+        assert_eq!(done[&ids[i]].0, "deleted", "{}\n{real}", ids[i]);
+    }
+    for (id, (action, reason)) in &planned {
+        let (real_action, real_reason) = &done[id];
+        assert_eq!(
+            (action.replace("would delete", "deleted"), reason),
+            (real_action.clone(), real_reason),
+            "dry run vs run for {id}"
+        );
+    }
+    assert!(!real.to_string().contains("conflict"), "{real}");
+    let left = d.image_ids();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(left.contains(id), [1, 2, 4, 6].contains(&i), "{id}: {left:?}");
+    }
+}
+
+/// The round trip between checking a tag and removing it by name: CI moves that very
+/// tag to a new build while the untag is held, so the engine takes it off the new
+/// build. The engine's tag log shows the move, and the run puts the tag back there.
+#[test]
+fn a_tag_moved_inside_the_round_trip_of_its_untag_is_put_back_on_the_new_build() {
+    use shipshape_tests::dockerd::HoldingProxy;
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            two_tags(&["web:stable", "web:latest"], OLD),
+            ImageSpec::new("web:1b2c3d4e", OLD + 10),
+        ],
+    );
+    // `latest` is kept for the delete by ID; `stable` goes by name: hold that untag.
+    let proxy = HoldingProxy::start(&d, "DELETE", "web:stable");
+    let host = proxy.host();
+    let run = std::thread::spawn(move || {
+        run_shipshape(
+            [
+                "--docker-host",
+                host.as_str(),
+                "gc",
+                "--output",
+                "json",
+                "--min-age",
+                "0s",
+                "--keep-per-repo",
+                "1",
+                "--state",
+                "/nonexistent/state.json",
+            ],
+            &[],
+        )
+    });
+    proxy.wait_held(std::time::Duration::from_secs(60));
+    d.docker_ok(["tag", &ids[1], "web:stable"]);
+    proxy.release();
+    let out = run.join().expect("gc thread");
+    let doc = json(&out);
+    assert_eq!(decisions(&doc)[&ids[0]].0, "deleted", "{doc}");
+    assert_eq!(tags_now(&d, &ids[0]), None);
+    assert_eq!(
+        tags_now(&d, &ids[1]),
+        Some(BTreeSet::from([
+            "web:1b2c3d4e".to_owned(),
+            "web:stable".to_owned()
+        ])),
+        "the moved tag must end on the new build\n{}",
+        out.stderr
+    );
 }

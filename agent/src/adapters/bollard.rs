@@ -26,7 +26,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
+    EventAction, EventScope, ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
@@ -496,6 +496,43 @@ impl DockerEngine for BollardEngine {
             .events(Some(options))
             .map(move |item| item.map(convert_event).map_err(|e| classify(&host, e)))
             .boxed()
+    }
+
+    async fn tag_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TagEvent>, DockerError> {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["image".to_owned()]),
+            ("event".to_owned(), vec!["tag".to_owned()]),
+        ]);
+        let at = |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        let options = EventsOptions {
+            since: Some(at(since)),
+            until: Some(at(until)),
+            filters: Some(filters),
+        };
+        let messages: Vec<Result<EventMessage, BollardError>> = self
+            .docker("GET /events")?
+            .events(Some(options))
+            .collect()
+            .await;
+        messages
+            .into_iter()
+            .map(|m| {
+                let m = m.map_err(|e| self.map_err(e))?;
+                let actor = m.actor.unwrap_or_default();
+                let reference = actor
+                    .attributes
+                    .and_then(|a| a.get("name").cloned())
+                    .unwrap_or_default();
+                Ok(TagEvent {
+                    image_id: actor.id.unwrap_or_default(),
+                    reference,
+                })
+            })
+            .collect()
     }
 
     fn api_calls(&self) -> u64 {

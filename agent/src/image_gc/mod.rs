@@ -88,6 +88,9 @@ pub async fn run_with_last_use(
     last_use: Option<std::collections::HashMap<String, DateTime<Utc>>>,
     cancel: &CancellationToken,
 ) -> Result<Report, GcError> {
+    // `now` was read just before this call: its instant, for the executor's reads of
+    // the engine's event log.
+    let origin = executor::WallOrigin::new(now);
     let calls_before = docker.api_calls();
     let options = snapshot::SnapshotOptions {
         require_disk: settings.disk.is_some(),
@@ -116,6 +119,7 @@ pub async fn run_with_last_use(
             concurrency: settings.concurrency,
             root_dir: snap.root_dir.clone(),
             build_cache: settings.build_cache.then_some(settings.min_age),
+            origin: Some(origin),
         };
         let done = executor::execute(docker, disk, &plan, &exec, cancel).await;
         let stats = &done.stats;

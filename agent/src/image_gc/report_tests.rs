@@ -102,6 +102,7 @@ fn real_run_report() -> Report {
             conflicts: 1,
             failures: 0,
             disk_after: Some(usage(400)),
+            ..Default::default()
         }),
         disk_before: Some(usage(500)),
         plan_api_calls: 4,

@@ -45,6 +45,15 @@ pub struct Removed {
     pub deleted: Vec<String>,
 }
 
+/// One image `tag` event of the engine's log: `image_id` received `reference`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagEvent {
+    /// The image that got the reference (`Actor.ID`, `sha256:…`).
+    pub image_id: String,
+    /// The reference in the familiar form (`Actor.Attributes.name`).
+    pub reference: String,
+}
+
 /// A container's lifecycle state as the engine names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerState {
@@ -262,6 +271,14 @@ pub trait DockerEngine: Send + Sync {
         &self,
         since: Option<DateTime<Utc>>,
     ) -> BoxStream<'static, Result<DockerEvent, DockerError>>;
+    /// `GET /events?since&until` filtered to image `tag` events, oldest first: what
+    /// the engine still holds of them in its buffered log (moby keeps the last 256
+    /// events of every kind). Returns once `until` has passed on the engine's clock.
+    async fn tag_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TagEvent>, DockerError>;
     /// Engine API calls made so far through this client (for the API-economy checks).
     fn api_calls(&self) -> u64;
 }

@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    ImageDetails, ImageInfo, Removed, VolumeInfo,
+    ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
 };
-use crate::shared::reference::repo_of;
+use crate::shared::reference::{familiar, repo_of};
 
 /// The address the fake says it is at.
 pub const FAKE_HOST: &str = "unix:///fake.sock";
@@ -92,6 +92,9 @@ pub struct FakeState {
     pub opened: Vec<Option<DateTime<Utc>>>,
     /// Streams opened while true never yield anything (bollard#113).
     pub stall: bool,
+    /// Every `tag_image`, in order: the fake's event log, which `tag_events` returns
+    /// whole (it keeps no time).
+    pub tag_log: Vec<TagEvent>,
 }
 
 #[derive(Debug, Default)]
@@ -188,8 +191,10 @@ fn short(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// Does `reference` (an ID or ID prefix, a `repo:tag`, a `repo@digest`) name `image`?
+/// Does `reference` (an ID or ID prefix, a `repo:tag`, a `repo@digest`, fully
+/// qualified or familiar) name `image`?
 fn names(image: &ImageInfo, reference: &str) -> bool {
+    let reference = familiar(reference);
     if reference.starts_with("sha256:") {
         return image.id.starts_with(reference);
     }
@@ -311,6 +316,8 @@ impl DockerEngine for FakeDocker {
     async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError> {
         let mut s = self.enter()?;
         s.removals.push(reference.to_owned());
+        // The engine parses the reference and answers in the familiar form.
+        let reference = familiar(reference);
         if let Some(e) = s.image_faults.get(reference) {
             return Err(e.clone());
         }
@@ -377,11 +384,16 @@ impl DockerEngine for FakeDocker {
         let Some(idx) = s.images.iter().position(|i| names(i, id)) else {
             return Err(DockerError::NotFound(format!("No such image: {id}")));
         };
-        let reference = format!("{repo}:{tag}");
+        let reference = format!("{}:{tag}", familiar(repo));
         for image in &mut s.images {
             image.repo_tags.retain(|t| *t != reference);
         }
-        s.images[idx].repo_tags.push(reference);
+        let image_id = s.images[idx].id.clone();
+        s.images[idx].repo_tags.push(reference.clone());
+        s.tag_log.push(TagEvent {
+            image_id,
+            reference,
+        });
         Ok(())
     }
     async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
@@ -430,6 +442,13 @@ impl DockerEngine for FakeDocker {
             s.feeds.push(tx);
         }
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+    async fn tag_events(
+        &self,
+        _since: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<Vec<TagEvent>, DockerError> {
+        Ok(self.enter()?.tag_log.clone())
     }
     fn api_calls(&self) -> u64 {
         self.lock().calls
