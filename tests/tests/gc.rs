@@ -982,12 +982,20 @@ fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_d
         "--exclude",
         agents.as_str(),
     ];
-    let with = |extra: &[&str]| -> Vec<&str> { args.iter().chain(extra).copied().collect() };
-    let dry = json(&gc(&d, &with(&["--output", "json", "--dry-run"])));
-    let text = gc(&d, &with(&["--dry-run"]));
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        args.iter().chain(extra).map(|a| a.to_string()).collect()
+    };
+    let argv = |extra: &[&'static str]| with(extra);
+    let run = |extra: &[&'static str]| {
+        let a = argv(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        gc(&d, &a)
+    };
+    let dry = json(&run(&["--output", "json", "--dry-run"]));
+    let text = run(&["--dry-run"]);
     assert_eq!(text.code, 0, "{}", text.stderr);
     assert!(text.stdout.contains(&loose), "digest-only named by repo@digest:\n{}", text.stdout);
-    let real = json(&gc(&d, &with(&["--output", "json"])));
+    let real = json(&run(&["--output", "json"]));
     let (planned, done) = (decisions(&dry), decisions(&real));
     let kept_by = |id: &str, pattern: &str| {
         assert_eq!(

@@ -388,7 +388,7 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         let digest = registry.digest_only(&d, &id(key), repo);
         ids.insert(key, (id(key), digest));
     }
-    d.docker_ok(["create", "--network", "none", "--name", "q", &id("q"), "sh"]);
+    d.docker_ok(["create", "--network", "none", "--name", "uses-q", &id("q"), "sh"]);
     let s = registry.push(&d, &id("s"), "same");
     ids.insert("s", (id("s"), s));
     let t = registry.push(&d, &id("t"), "two");
