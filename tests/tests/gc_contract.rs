@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use shipshape::adapters::bollard::BollardEngine;
-use shipshape::ports::docker::{ContainerState, DockerEngine, DockerError, ImageInfo};
+use shipshape::ports::docker::{ContainerState, DockerEngine, DockerError, ImageInfo, TagEvent};
 use shipshape::testing::docker::{container, full_id, image, FakeDocker};
 use shipshape_tests::dockerd::Dockerd;
 use shipshape_tests::images::{self, ImageSpec};
@@ -413,10 +413,31 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         let refs = |k: &str| before.1[k].clone().expect("present");
         assert_eq!(refs("w"), (vec!["web:prod".to_owned()], vec![ids["w"].1.clone()]));
         assert_eq!(refs("p"), (vec![], vec![ids["p"].1.clone()]));
-        (
+        let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        let seen = (
             play_refs(&fake, &steps, &ids, &host).await,
             play_refs(&engine, &steps, &ids, &host).await,
-        )
+        );
+        // The tag log: each `Tag` step as (image, familiar reference), on both.
+        let until = chrono::Utc::now() + chrono::Duration::milliseconds(200);
+        let wanted = ["web2:2".to_owned(), format!("{host}/other:1")];
+        let tags_of = |log: Vec<TagEvent>| -> Vec<(String, String)> {
+            log.into_iter()
+                .filter(|e| wanted.contains(&e.reference))
+                .map(|e| (e.image_id, e.reference))
+                .collect()
+        };
+        let fake_log = tags_of(fake.tag_events(since, until).await.expect("fake log"));
+        let real_log = tags_of(engine.tag_events(since, until).await.expect("engine log"));
+        assert_eq!(fake_log, real_log, "tag log: fake vs dockerd");
+        assert_eq!(
+            real_log,
+            [
+                (ids["f"].0.clone(), wanted[0].clone()),
+                (ids["u"].0.clone(), wanted[1].clone())
+            ]
+        );
+        seen
     });
     assert_eq!(fake, real, "fake vs dockerd");
     let expected: Vec<String> = digest_steps().into_iter().map(|(_, a)| a.to_owned()).collect();
