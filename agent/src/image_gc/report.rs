@@ -99,8 +99,19 @@ impl Report {
             .count()
     }
 
-    /// Bytes reclaimed (or, in a dry run, that would be: the sum of image sizes).
+    /// Bytes reclaimed: in a real run, measured on Docker's filesystem (used bytes
+    /// before the snapshot minus after the run, so shared layers count once and
+    /// what else wrote meanwhile counts too); without both measures, and in a dry
+    /// run, the estimate ([`Self::estimated_reclaimed_bytes`]).
     pub fn reclaimed_bytes(&self) -> u64 {
+        self.measured_reclaimed()
+            .map_or_else(|| self.estimated_reclaimed_bytes(), |(bytes, _)| bytes)
+    }
+
+    /// The sum of the deleted images' sizes plus the build cache the engine says it
+    /// pruned. An image's size counts the layers it shares in full, so this is an
+    /// upper bound for images and the only figure a dry run has.
+    pub fn estimated_reclaimed_bytes(&self) -> u64 {
         match &self.stats {
             Some(s) => s.reclaimed_bytes,
             None => self
@@ -112,6 +123,16 @@ impl Report {
                 .map(|(e, _)| e.size)
                 .sum(),
         }
+    }
+
+    /// (bytes, inodes) freed on Docker's filesystem by a real run, when it was
+    /// measured before and after; a filesystem fuller after counts as nothing freed.
+    pub fn measured_reclaimed(&self) -> Option<(u64, u64)> {
+        let (before, after) = (self.disk_before?, self.disk_after()?);
+        Some((
+            before.used_bytes.saturating_sub(after.used_bytes),
+            before.used_inodes.saturating_sub(after.used_inodes),
+        ))
     }
 
     pub fn disk_after(&self) -> Option<FsUsage> {
@@ -153,7 +174,10 @@ impl Report {
                     tags: &e.tags,
                 })
                 .collect(),
+            estimated_reclaimed_bytes: self.estimated_reclaimed_bytes(),
             reclaimed_bytes: self.reclaimed_bytes(),
+            reclaimed_bytes_measured: self.measured_reclaimed().is_some(),
+            reclaimed_inodes: self.measured_reclaimed().map(|(_, inodes)| inodes),
             volumes: self
                 .volumes()
                 .map(|(v, shown)| VolumeDto {
@@ -227,11 +251,22 @@ impl Report {
         } else {
             ("deleted", "reclaimed")
         };
-        writeln!(
+        write!(
             out,
             "Total: {deleted} images {done}, {kept} kept; {verb} {}",
             format_size(self.reclaimed_bytes())
         )?;
+        match self.measured_reclaimed() {
+            Some((_, inodes)) => writeln!(
+                out,
+                " and {inodes} inodes, measured (image and build cache sizes sum to {})",
+                format_size(self.estimated_reclaimed_bytes())
+            )?,
+            None if self.estimated_reclaimed_bytes() > 0 => {
+                writeln!(out, " at most (image sizes; shared layers counted in full)")?
+            }
+            None => writeln!(out)?,
+        }
         if let Some(bytes) = self.stats.as_ref().and_then(|s| s.build_cache_bytes) {
             writeln!(out, "Build cache: {} reclaimed", format_size(bytes))?;
         }
@@ -281,8 +316,15 @@ pub struct ReportDto<'a> {
     pub containers: Vec<ContainerDto<'a>>,
     pub disk: DiskDto,
     pub dry_run: bool,
+    /// Deleted images' sizes plus build cache pruned (shared layers in full).
+    pub estimated_reclaimed_bytes: u64,
     pub images: Vec<ImageDto<'a>>,
+    /// Measured on the filesystem when `reclaimed_bytes_measured`, else the estimate.
     pub reclaimed_bytes: u64,
+    pub reclaimed_bytes_measured: bool,
+    /// Inodes freed, measured; absent when not measured (and in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaimed_inodes: Option<u64>,
     pub volumes: Vec<VolumeDto<'a>>,
 }
 
@@ -355,7 +397,7 @@ impl GcSummary {
             images_deleted: stats.images_deleted,
             containers_deleted: stats.containers_deleted,
             volumes_deleted: stats.volumes_deleted,
-            bytes_reclaimed: stats.reclaimed_bytes,
+            bytes_reclaimed: report.reclaimed_bytes(),
             disk_usage_ratio: report
                 .disk_after()
                 .or(report.disk_before)

@@ -101,7 +101,10 @@ fn real_run_report() -> Report {
             build_cache_bytes: Some(1024),
             conflicts: 1,
             failures: 0,
-            disk_after: Some(usage(400)),
+            disk_after: Some(FsUsage {
+                used_inodes: 4,
+                ..usage(400)
+            }),
             ..Default::default()
         }),
         disk_before: Some(usage(500)),
@@ -139,7 +142,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
       "total_bytes": 1000,
       "total_inodes": 100,
       "used_bytes": 400,
-      "used_inodes": 7
+      "used_inodes": 4
     },
     "before": {
       "total_bytes": 1000,
@@ -149,6 +152,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
     }
   },
   "dry_run": false,
+  "estimated_reclaimed_bytes": 1034,
   "images": [
     {
       "action": "deleted",
@@ -180,7 +184,9 @@ fn json_of_a_real_run_has_the_spec_shape() {
       ]
     }
   ],
-  "reclaimed_bytes": 1034,
+  "reclaimed_bytes": 100,
+  "reclaimed_bytes_measured": true,
+  "reclaimed_inodes": 3,
   "volumes": [
     {
       "action": "deleted",
@@ -200,6 +206,9 @@ fn json_of_a_dry_run_has_no_after_and_no_build_cache() {
     assert_eq!(doc["disk"]["after"], serde_json::Value::Null);
     assert!(doc.get("build_cache_reclaimed_bytes").is_none());
     assert_eq!(doc["reclaimed_bytes"], 15);
+    assert_eq!(doc["estimated_reclaimed_bytes"], 15);
+    assert_eq!(doc["reclaimed_bytes_measured"], false);
+    assert!(doc.get("reclaimed_inodes").is_none());
     let actions: Vec<&str> = doc["images"]
         .as_array()
         .unwrap()
@@ -225,7 +234,7 @@ c1c1c1c1c1c1  done  app:1  would delete  finished over 1h ago
 VOLUME  ACTION        REASON
 orphan  would delete  dangling
 
-Total: 2 images to delete, 1 kept; would reclaim 15 B
+Total: 2 images to delete, 1 kept; would reclaim 15 B at most (image sizes; shared layers counted in full)
 Disk: 50.0% used
 ";
     assert_eq!(text(&dry_run_report()), expected);
@@ -245,7 +254,7 @@ c1c1c1c1c1c1  done  app:1  deleted  finished over 1h ago
 VOLUME  ACTION   REASON
 orphan  deleted  already gone
 
-Total: 1 images deleted, 2 kept; reclaimed 1.0 KiB
+Total: 1 images deleted, 2 kept; reclaimed 100 B and 3 inodes, measured (image and build cache sizes sum to 1.0 KiB)
 Build cache: 1.0 KiB reclaimed
 Disk: 50.0% used before, 40.0% after
 ";
@@ -261,7 +270,7 @@ fn summary_for_the_daemon_counts_what_happened() {
             images_deleted: 1,
             containers_deleted: 1,
             volumes_deleted: 1,
-            bytes_reclaimed: 1034,
+            bytes_reclaimed: 100,
             disk_usage_ratio: Some(0.4),
         }
     );
