@@ -219,7 +219,10 @@ fn the_plan_makes_a_constant_number_of_engine_api_calls() {
     );
     let large = count(&d);
     assert_eq!(small, large, "API calls grew with the number of images");
-    assert_eq!(large, 4, "version + images + containers + info");
+    assert_eq!(
+        large, 5,
+        "version + images + containers + info, and /system/df for the dry run's estimates"
+    );
 }
 
 #[tokio::test]
@@ -1078,4 +1081,55 @@ fn a_tag_moved_inside_the_round_trip_of_its_untag_is_put_back_on_the_new_build()
         "the moved tag must end on the new build\n{}",
         out.stderr
     );
+}
+
+/// A dry run estimates from the engine's accounting (`/system/df`: what each image
+/// holds alone), a real run measures Docker's filesystem before and after.
+#[test]
+fn a_dry_run_estimates_unique_sizes_and_a_real_run_measures_what_it_freed() {
+    // Its own filesystem: nothing else writes there while the run measures it.
+    let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
+    let base = ImageSpec::new("layers/base:1", OLD).payload(200_000);
+    let ids = images::load(
+        &d,
+        &[
+            base,
+            ImageSpec {
+                shares_base_with: Some(0),
+                ..ImageSpec::new("layers/top:1", OLD).payload(1000)
+            },
+            ImageSpec::new("alone:1", OLD).payload(300_000),
+        ],
+    );
+    let dry = json(&gc(&d, &["--output", "json", "--min-age", "0s", "--dry-run"]));
+    let image = |doc: &Value, id: &str| {
+        doc["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {doc}"))
+    };
+    let top = image(&dry, &ids[1]);
+    let (size, unique) = (
+        top["size"].as_u64().expect("size"),
+        top["unique_size"].as_u64().expect("unique_size"),
+    );
+    assert!(unique < size, "the top image shares the base layer: {unique} < {size}");
+    let alone = image(&dry, &ids[2]);
+    assert_eq!(alone["unique_size"], alone["size"], "{alone}");
+    let sizes: u64 = ids.iter().map(|id| image(&dry, id)["size"].as_u64().unwrap_or(0)).sum();
+    let estimate = dry["estimated_reclaimed_bytes"].as_u64().expect("estimate");
+    assert!(estimate < sizes, "shared layers counted once: {estimate} < {sizes}\n{dry}");
+    assert_eq!(dry["reclaimed_bytes_measured"], false);
+
+    let real = json(&gc(&d, &["--output", "json", "--min-age", "0s"]));
+    assert_eq!(real["reclaimed_bytes_measured"], true, "{real}");
+    assert!(real["reclaimed_inodes"].as_u64().is_some(), "{real}");
+    assert!(real.get("unique_size").is_none());
+    // The layers held 500 kB of payload; the filesystem freed about that, not the
+    // size sum that counts the base twice.
+    let measured = real["reclaimed_bytes"].as_u64().expect("measured");
+    assert!(measured >= 400_000, "{measured}\n{real}");
 }

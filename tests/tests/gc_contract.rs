@@ -405,6 +405,14 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
             engine.list_images().await.expect("list"),
             engine.list_containers().await.expect("containers"),
         );
+        // `/system/df`: an image with layers of its own holds its whole size alone, on
+        // both; neither has build cache here.
+        let (fake_df, real_df) = (
+            fake.data_usage().await.expect("fake df"),
+            engine.data_usage().await.expect("engine df"),
+        );
+        assert_eq!(fake_df, real_df, "/system/df: fake vs dockerd");
+        assert_eq!(real_df.unique_sizes.len(), ids.len());
         let before = play_refs(&fake, &[], &ids, &host).await;
         let real_before = play_refs(&engine, &[], &ids, &host).await;
         assert_eq!(before, real_before);

@@ -112,6 +112,25 @@ pub async fn run_with_last_use(
         api_calls = plan_api_calls,
         "planned"
     );
+    // A dry run cannot measure what it frees, so it asks the engine's accounting for
+    // what each image holds alone and what build cache a prune would take: one
+    // `/system/df`, which sizes every layer, container and volume — seconds on a big
+    // engine, so a real run (which measures the filesystem) does not pay for it.
+    let estimates = if settings.dry_run {
+        match docker.data_usage().await {
+            Ok(usage) => Some(report::Estimates::new(
+                usage,
+                settings.build_cache.then_some(settings.min_age),
+                now,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read /system/df; estimates count shared layers in full");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let (outcomes, stats) = if settings.dry_run {
         (executor::dry_run(&plan), None)
     } else {
@@ -141,6 +160,7 @@ pub async fn run_with_last_use(
         stats,
         disk_before: snap.disk,
         plan_api_calls,
+        estimates,
     })
 }
 

@@ -15,6 +15,8 @@ use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
 use super::reason::Outcome;
 use crate::config::value::format_size;
 use crate::ports::disk::FsUsage;
+use crate::ports::docker::DataUsage;
+use chrono::{DateTime, Utc};
 use crate::shared::reference::short_id;
 
 /// The result of one pass, ready to print or summarise.
@@ -30,6 +32,42 @@ pub struct Report {
     pub disk_before: Option<FsUsage>,
     /// Engine API calls the snapshot (the plan) made.
     pub plan_api_calls: u64,
+    /// A dry run's estimates from `/system/df`; `None` otherwise or when unread.
+    pub estimates: Option<Estimates>,
+}
+
+/// What a dry run predicts from the engine's own accounting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Estimates {
+    /// Image ID → bytes only it holds.
+    pub unique_sizes: std::collections::HashMap<String, u64>,
+    /// Build cache `--build-cache` would prune; `None` without the flag.
+    pub build_cache_bytes: Option<u64>,
+}
+
+impl Estimates {
+    /// From `/system/df`: the build cache a prune `older_than` before `now` takes
+    /// is its unused, unshared records last used before then (a shared record
+    /// frees less than its size, so it is left out: a lower bound).
+    pub fn new(
+        usage: DataUsage,
+        build_cache: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let build_cache_bytes = build_cache.map(|older_than| {
+            let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or_default();
+            usage
+                .build_cache
+                .iter()
+                .filter(|r| !r.in_use && !r.shared && r.last_used.is_some_and(|t| t <= cutoff))
+                .map(|r| r.size)
+                .sum()
+        });
+        Self {
+            unique_sizes: usage.unique_sizes,
+            build_cache_bytes,
+        }
+    }
 }
 
 /// One item as the report shows it: what was done (or would be) and why.
@@ -108,21 +146,32 @@ impl Report {
             .map_or_else(|| self.estimated_reclaimed_bytes(), |(bytes, _)| bytes)
     }
 
-    /// The sum of the deleted images' sizes plus the build cache the engine says it
-    /// pruned. An image's size counts the layers it shares in full, so this is an
-    /// upper bound for images and the only figure a dry run has.
+    /// A real run: the sum of the deleted images' sizes plus the build cache the
+    /// engine says it pruned; an image's size counts the layers it shares in full,
+    /// so this is an upper bound. A dry run: each image's unique size and the build
+    /// cache a prune would take, from `/system/df` when it was read, else the sizes.
     pub fn estimated_reclaimed_bytes(&self) -> u64 {
-        match &self.stats {
-            Some(s) => s.reclaimed_bytes,
-            None => self
-                .plan
-                .images
-                .iter()
-                .zip(&self.outcomes.images)
-                .filter(|(_, o)| o.as_ref().is_some_and(Outcome::is_gone))
-                .map(|(e, _)| e.size)
-                .sum(),
+        if let Some(s) = &self.stats {
+            return s.reclaimed_bytes;
         }
+        let images: u64 = self
+            .plan
+            .images
+            .iter()
+            .zip(&self.outcomes.images)
+            .filter(|(_, o)| o.as_ref().is_some_and(Outcome::is_gone))
+            .map(|(e, _)| self.unique_size(&e.id).unwrap_or(e.size))
+            .sum();
+        images + self.predicted_build_cache().unwrap_or(0)
+    }
+
+    /// The bytes only this image holds, when the dry run read them.
+    pub fn unique_size(&self, id: &str) -> Option<u64> {
+        self.estimates.as_ref()?.unique_sizes.get(id).copied()
+    }
+
+    fn predicted_build_cache(&self) -> Option<u64> {
+        self.estimates.as_ref()?.build_cache_bytes
     }
 
     /// (bytes, inodes) freed on Docker's filesystem by a real run, when it was
@@ -147,7 +196,10 @@ impl Report {
     /// The SPEC JSON document.
     pub fn to_dto(&self) -> ReportDto<'_> {
         ReportDto {
-            build_cache_reclaimed_bytes: self.stats.as_ref().and_then(|s| s.build_cache_bytes),
+            build_cache_reclaimed_bytes: match &self.stats {
+                Some(s) => s.build_cache_bytes,
+                None => self.predicted_build_cache(),
+            },
             containers: self
                 .containers()
                 .map(|(c, shown)| ContainerDto {
@@ -172,6 +224,7 @@ impl Report {
                     reason: shown.reason,
                     size: e.size,
                     tags: &e.tags,
+                    unique_size: self.unique_size(&e.id),
                 })
                 .collect(),
             estimated_reclaimed_bytes: self.estimated_reclaimed_bytes(),
@@ -262,6 +315,15 @@ impl Report {
                 " and {inodes} inodes, measured (image and build cache sizes sum to {})",
                 format_size(self.estimated_reclaimed_bytes())
             )?,
+            None if self.estimates.is_some() => writeln!(
+                out,
+                " (unique sizes{})",
+                if self.predicted_build_cache().is_some() {
+                    " and build cache records"
+                } else {
+                    ""
+                }
+            )?,
             None if self.estimated_reclaimed_bytes() > 0 => {
                 writeln!(out, " at most (image sizes; shared layers counted in full)")?
             }
@@ -269,6 +331,8 @@ impl Report {
         }
         if let Some(bytes) = self.stats.as_ref().and_then(|s| s.build_cache_bytes) {
             writeln!(out, "Build cache: {} reclaimed", format_size(bytes))?;
+        } else if let Some(bytes) = self.predicted_build_cache() {
+            writeln!(out, "Build cache: would reclaim {}", format_size(bytes))?;
         }
         if let Some(before) = self.disk_before {
             match self.disk_after() {
@@ -336,6 +400,9 @@ pub struct ImageDto<'a> {
     pub reason: String,
     pub size: u64,
     pub tags: &'a [String],
+    /// Bytes only this image holds (`/system/df`), in a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_size: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]

@@ -79,6 +79,7 @@ fn dry_run_report() -> Report {
         stats: None,
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
+        estimates: None,
     }
 }
 
@@ -109,6 +110,7 @@ fn real_run_report() -> Report {
         }),
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
+        estimates: None,
     }
 }
 
@@ -293,4 +295,39 @@ fn a_digest_only_image_is_named_by_repo_at_digest() {
     );
     let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
     assert_eq!(doc["images"][1]["digests"][0], "reg/pinned@sha256:abcd");
+}
+
+#[test]
+fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
+    use crate::ports::docker::{BuildCacheRecord, DataUsage};
+    let mut report = dry_run_report();
+    let record = |size, in_use, shared, hours| BuildCacheRecord {
+        size,
+        in_use,
+        shared,
+        last_used: Some(crate::testing::docker::hours_ago(hours)),
+    };
+    let usage = DataUsage {
+        unique_sizes: [(report.plan.images[0].id.clone(), 4)].into_iter().collect(),
+        build_cache: vec![
+            record(100, false, false, 48),
+            record(1000, true, false, 48),
+            record(10_000, false, true, 48),
+            record(100_000, false, false, 0),
+        ],
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    report.estimates = Some(Estimates::new(usage, Some(hour), crate::testing::docker::now()));
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(doc["images"][0]["unique_size"], 4);
+    assert!(doc["images"][1].get("unique_size").is_none());
+    // 4 (a1 alone) + 5 (d2, no unique size known: its size) + 100 of build cache.
+    assert_eq!(doc["estimated_reclaimed_bytes"], 109);
+    assert_eq!(doc["build_cache_reclaimed_bytes"], 100);
+    let text = text(&report);
+    assert!(
+        text.contains("would reclaim 109 B (unique sizes and build cache records)"),
+        "{text}"
+    );
+    assert!(text.contains("Build cache: would reclaim 100 B"), "{text}");
 }

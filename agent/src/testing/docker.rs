@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
-    ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
+    ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine, DockerError,
+    DockerEvent,
     ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
 };
 use crate::shared::reference::{familiar, repo_of};
@@ -95,6 +96,8 @@ pub struct FakeState {
     /// Every `tag_image`, in order: the fake's event log, which `tag_events` returns
     /// whole (it keeps no time).
     pub tag_log: Vec<TagEvent>,
+    /// Image ID → unique size `data_usage` reports (default: the image's size).
+    pub unique_sizes: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -442,6 +445,23 @@ impl DockerEngine for FakeDocker {
             s.feeds.push(tx);
         }
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+    /// Every image's unique size is its size (the fake has no layers), unless
+    /// `unique_sizes` says otherwise; no build cache.
+    async fn data_usage(&self) -> Result<DataUsage, DockerError> {
+        let s = self.enter()?;
+        let unique_sizes = s
+            .images
+            .iter()
+            .map(|i| {
+                let unique = s.unique_sizes.get(&i.id).copied().unwrap_or(i.size);
+                (i.id.clone(), unique)
+            })
+            .collect();
+        Ok(DataUsage {
+            unique_sizes,
+            build_cache: Vec::new(),
+        })
     }
     async fn tag_events(
         &self,
