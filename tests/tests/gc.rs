@@ -136,7 +136,10 @@ fn protected_images_survive_and_dry_run_reports_exactly_what_the_run_deletes() {
     let after = d.image_ids();
     let survivors: BTreeSet<String> = before.difference(&would).cloned().collect();
     assert_eq!(after, survivors);
-    assert!(real["reclaimed_bytes"].as_u64().unwrap_or(0) > 0);
+    // Measured on a filesystem other processes write too (this host's): it may
+    // show nothing freed; the estimate is the deleted images' sizes.
+    assert!(real["estimated_reclaimed_bytes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(real["reclaimed_bytes_measured"], true, "{real}");
     // Both containers are still there.
     let names = d.docker_ok(["ps", "-a", "--format", "{{.Names}}"]);
     assert!(
