@@ -941,8 +941,8 @@ fn legacy_builder_chains_are_kept_whole_or_cleaned_in_one_pass() {
 /// local registry and pulled back by digest (`docker pull reg/web@sha256:… && docker
 /// tag … web:prod`), so the engine holds real `RepoDigests`.
 #[test]
-fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_digest_only_images(
-) {
+fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_digest_only_images()
+{
     use shipshape_tests::registry::DigestRegistry;
     let d = Dockerd::start();
     let registry = DigestRegistry::start(&d);
@@ -950,13 +950,13 @@ fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_d
     let ids = images::load(
         &d,
         &[
-            ImageSpec::dangling(OLD),          // 0 web: digest + web:prod
-            ImageSpec::dangling(OLD),          // 1 pinned: digest-only, excluded repo
-            ImageSpec::dangling(OLD + 1),      // 2 pinned: a second digest-only image
-            ImageSpec::dangling(OLD),          // 3 loose: digest-only, not excluded
-            ImageSpec::new("redis:7", OLD),    // 4 excluded by its fully qualified name
-            ImageSpec::dangling(OLD),          // 5 two tags and a digest in one repo
-            ImageSpec::new("agent:1", OLD),    // 6 pinned by digest in an excluded repo, plus a tag
+            ImageSpec::dangling(OLD),       // 0 web: digest + web:prod
+            ImageSpec::dangling(OLD),       // 1 pinned: digest-only, excluded repo
+            ImageSpec::dangling(OLD + 1),   // 2 pinned: a second digest-only image
+            ImageSpec::dangling(OLD),       // 3 loose: digest-only, not excluded
+            ImageSpec::new("redis:7", OLD), // 4 excluded by its fully qualified name
+            ImageSpec::dangling(OLD),       // 5 two tags and a digest in one repo
+            ImageSpec::new("agent:1", OLD), // 6 pinned by digest in an excluded repo, plus a tag
         ],
     );
     let web = registry.digest_only(&d, &ids[0], "web");
@@ -968,13 +968,25 @@ fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_d
     d.docker_ok(["tag", &ids[5], &format!("{reg}/two:latest")]);
     registry.digest_only(&d, &ids[6], "agents/ecs");
     d.docker_ok(["tag", &ids[6], "agent:1"]);
-    let refs = |id: &str| d.docker_ok(["image", "inspect", "--format", "{{json .RepoTags}} {{json .RepoDigests}}", id]);
+    let refs = |id: &str| {
+        d.docker_ok([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoTags}} {{json .RepoDigests}}",
+            id,
+        ])
+    };
     assert_eq!(
         refs(&ids[0]).trim(),
         format!("[\"web:prod\"] [\"{web}\"]"),
         "a tag plus another repository's digest"
     );
-    assert_eq!(refs(&ids[3]).trim(), format!("[] [\"{loose}\"]"), "digest-only");
+    assert_eq!(
+        refs(&ids[3]).trim(),
+        format!("[] [\"{loose}\"]"),
+        "digest-only"
+    );
 
     let pinned = format!("{reg}/pinned:*");
     let agents = format!("{reg}/agents/*");
@@ -1000,7 +1012,11 @@ fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_d
     let dry = json(&run(&["--output", "json", "--dry-run"]));
     let text = run(&["--dry-run"]);
     assert_eq!(text.code, 0, "{}", text.stderr);
-    assert!(text.stdout.contains(&loose), "digest-only named by repo@digest:\n{}", text.stdout);
+    assert!(
+        text.stdout.contains(&loose),
+        "digest-only named by repo@digest:\n{}",
+        text.stdout
+    );
     let real = json(&run(&["--output", "json"]));
     let (planned, done) = (decisions(&dry), decisions(&real));
     let kept_by = |id: &str, pattern: &str| {
@@ -1029,7 +1045,11 @@ fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_d
     assert!(!real.to_string().contains("conflict"), "{real}");
     let left = d.image_ids();
     for (i, id) in ids.iter().enumerate() {
-        assert_eq!(left.contains(id), [1, 2, 4, 6].contains(&i), "{id}: {left:?}");
+        assert_eq!(
+            left.contains(id),
+            [1, 2, 4, 6].contains(&i),
+            "{id}: {left:?}"
+        );
     }
 }
 
@@ -1104,7 +1124,10 @@ fn a_dry_run_estimates_unique_sizes_and_a_real_run_measures_what_it_freed() {
             ImageSpec::new("alone:1", OLD).payload(300_000),
         ],
     );
-    let dry = json(&gc(&d, &["--output", "json", "--min-age", "0s", "--dry-run"]));
+    let dry = json(&gc(
+        &d,
+        &["--output", "json", "--min-age", "0s", "--dry-run"],
+    ));
     let image = |doc: &Value, id: &str| {
         doc["images"]
             .as_array()
@@ -1119,12 +1142,21 @@ fn a_dry_run_estimates_unique_sizes_and_a_real_run_measures_what_it_freed() {
         top["size"].as_u64().expect("size"),
         top["unique_size"].as_u64().expect("unique_size"),
     );
-    assert!(unique < size, "the top image shares the base layer: {unique} < {size}");
+    assert!(
+        unique < size,
+        "the top image shares the base layer: {unique} < {size}"
+    );
     let alone = image(&dry, &ids[2]);
     assert_eq!(alone["unique_size"], alone["size"], "{alone}");
-    let sizes: u64 = ids.iter().map(|id| image(&dry, id)["size"].as_u64().unwrap_or(0)).sum();
+    let sizes: u64 = ids
+        .iter()
+        .map(|id| image(&dry, id)["size"].as_u64().unwrap_or(0))
+        .sum();
     let estimate = dry["estimated_reclaimed_bytes"].as_u64().expect("estimate");
-    assert!(estimate < sizes, "shared layers counted once: {estimate} < {sizes}\n{dry}");
+    assert!(
+        estimate < sizes,
+        "shared layers counted once: {estimate} < {sizes}\n{dry}"
+    );
     assert_eq!(dry["reclaimed_bytes_measured"], false);
 
     let real = json(&gc(&d, &["--output", "json", "--min-age", "0s"]));

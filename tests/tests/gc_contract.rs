@@ -285,7 +285,10 @@ fn the_contract_expects_the_engine_rules_the_executor_relies_on() {
 
 /// What a digest run saw: each step's answer, then per image its tags and digests
 /// (`None`: gone).
-type SeenRefs = (Vec<String>, BTreeMap<String, Option<(Vec<String>, Vec<String>)>>);
+type SeenRefs = (
+    Vec<String>,
+    BTreeMap<String, Option<(Vec<String>, Vec<String>)>>,
+);
 
 /// Play `steps` (references: `id:<key>` an image's ID, `@<key>` its digest reference,
 /// `R/` the registry host; `Tag(key, repo, tag)`) and read every image's references back.
@@ -388,7 +391,15 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         let digest = registry.digest_only(&d, &id(key), repo);
         ids.insert(key, (id(key), digest));
     }
-    d.docker_ok(["create", "--network", "none", "--name", "uses-q", &id("q"), "sh"]);
+    d.docker_ok([
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "uses-q",
+        &id("q"),
+        "sh",
+    ]);
     let s = registry.push(&d, &id("s"), "same");
     ids.insert("s", (id("s"), s));
     let t = registry.push(&d, &id("t"), "two");
@@ -419,7 +430,10 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         // The shapes are the ones named: a tag plus another repository's digest, and
         // digest-only images.
         let refs = |k: &str| before.1[k].clone().expect("present");
-        assert_eq!(refs("w"), (vec!["web:prod".to_owned()], vec![ids["w"].1.clone()]));
+        assert_eq!(
+            refs("w"),
+            (vec!["web:prod".to_owned()], vec![ids["w"].1.clone()])
+        );
         assert_eq!(refs("p"), (vec![], vec![ids["p"].1.clone()]));
         let since = chrono::Utc::now() - chrono::Duration::hours(1);
         let seen = (
@@ -448,6 +462,9 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         seen
     });
     assert_eq!(fake, real, "fake vs dockerd");
-    let expected: Vec<String> = digest_steps().into_iter().map(|(_, a)| a.to_owned()).collect();
+    let expected: Vec<String> = digest_steps()
+        .into_iter()
+        .map(|(_, a)| a.to_owned())
+        .collect();
     assert_eq!(real.0, expected, "the engine's answers");
 }

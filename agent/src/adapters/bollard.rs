@@ -25,9 +25,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::ports::docker::{
-    ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    BuildCacheRecord, DataUsage, EventAction, EventScope, ImageDetails, ImageInfo, Removed,
-    TagEvent, VolumeInfo,
+    BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
+    DockerError, DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, TagEvent,
+    VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.

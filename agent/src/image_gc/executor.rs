@@ -229,7 +229,11 @@ async fn remove_images(
             .await;
         let untagged: Vec<(&str, &str)> = results
             .iter()
-            .flat_map(|(i, d)| d.untagged.iter().map(|t| (t.as_str(), images[*i].id.as_str())))
+            .flat_map(|(i, d)| {
+                d.untagged
+                    .iter()
+                    .map(|t| (t.as_str(), images[*i].id.as_str()))
+            })
             .collect();
         if let (Some(since), Some(origin)) = (chunk_start, options.origin) {
             if !untagged.is_empty() {
@@ -502,7 +506,10 @@ async fn verify_untags(
         }
         let (repo, name) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
         let restored = match docker.inspect_image(tag).await {
-            Ok(None) => docker.tag_image(&last.image_id, repo, name).await.map(|()| true),
+            Ok(None) => docker
+                .tag_image(&last.image_id, repo, name)
+                .await
+                .map(|()| true),
             Ok(Some(_)) => Ok(false),
             Err(e) => Err(e),
         };

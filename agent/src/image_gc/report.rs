@@ -16,8 +16,8 @@ use super::reason::Outcome;
 use crate::config::value::format_size;
 use crate::ports::disk::FsUsage;
 use crate::ports::docker::DataUsage;
-use chrono::{DateTime, Utc};
 use crate::shared::reference::short_id;
+use chrono::{DateTime, Utc};
 
 /// The result of one pass, ready to print or summarise.
 #[derive(Debug, Clone)]

@@ -308,7 +308,9 @@ fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
         last_used: Some(crate::testing::docker::hours_ago(hours)),
     };
     let usage = DataUsage {
-        unique_sizes: [(report.plan.images[0].id.clone(), 4)].into_iter().collect(),
+        unique_sizes: [(report.plan.images[0].id.clone(), 4)]
+            .into_iter()
+            .collect(),
         build_cache: vec![
             record(100, false, false, 48),
             record(1000, true, false, 48),
@@ -317,7 +319,11 @@ fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
         ],
     };
     let hour = std::time::Duration::from_secs(3600);
-    report.estimates = Some(Estimates::new(usage, Some(hour), crate::testing::docker::now()));
+    report.estimates = Some(Estimates::new(
+        usage,
+        Some(hour),
+        crate::testing::docker::now(),
+    ));
     let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
     assert_eq!(doc["images"][0]["unique_size"], 4);
     assert!(doc["images"][1].get("unique_size").is_none());

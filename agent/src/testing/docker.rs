@@ -17,8 +17,7 @@ use tokio::sync::mpsc;
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine, DockerError,
-    DockerEvent,
-    ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
+    DockerEvent, ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
 };
 use crate::shared::reference::{familiar, repo_of};
 

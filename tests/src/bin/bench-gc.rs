@@ -47,7 +47,10 @@ fn mix(n: usize) -> Mix {
                 Vec::new()
             } else {
                 // One service per repository: its build's commit and `latest`.
-                vec![format!("ci/s{i}:{:08x}", i * 2_654_435_761 % (1 << 32)), format!("ci/s{i}:latest")]
+                vec![
+                    format!("ci/s{i}:{:08x}", i * 2_654_435_761 % (1 << 32)),
+                    format!("ci/s{i}:latest"),
+                ]
             };
             spec
         })
