@@ -690,6 +690,22 @@ fn tags_now(d: &Dockerd, id: &str) -> Option<BTreeSet<String>> {
     Some(tags.into_iter().collect())
 }
 
+/// `gc --output json --min-age 0s` plus `extra`, through `proxy`, on a thread (the
+/// test meanwhile acts on the held request).
+fn gc_in_background(
+    proxy: &shipshape_tests::dockerd::HoldingProxy,
+    extra: &[&str],
+) -> std::thread::JoinHandle<Output> {
+    let argv: Vec<String> = ["--docker-host", &proxy.host(), "gc"]
+        .iter()
+        .chain(&["--output", "json", "--min-age", "0s"])
+        .chain(extra)
+        .chain(&["--state", "/nonexistent/state.json"])
+        .map(|a| a.to_string())
+        .collect();
+    std::thread::spawn(move || run_shipshape(argv, &[]))
+}
+
 fn two_tags(tags: &[&str], created: i64) -> ImageSpec {
     let mut spec = ImageSpec::new(tags[0], created);
     spec.repo_tags = tags.iter().map(|t| t.to_string()).collect();
@@ -746,23 +762,7 @@ fn an_image_that_gains_a_container_mid_run_keeps_every_tag() {
     let hex = ids[0].trim_start_matches("sha256:").to_owned();
     // Hold the final delete by ID: by then the other tags are off the image.
     let proxy = HoldingProxy::start(&d, "DELETE", &hex);
-    let host = proxy.host();
-    let run = std::thread::spawn(move || {
-        run_shipshape(
-            [
-                "--docker-host",
-                host.as_str(),
-                "gc",
-                "--output",
-                "json",
-                "--min-age",
-                "0s",
-                "--state",
-                "/nonexistent/state.json",
-            ],
-            &[],
-        )
-    });
+    let run = gc_in_background(&proxy, &[]);
     let held = proxy.wait_held(std::time::Duration::from_secs(60));
     // Requests carry the negotiated API version (20.10 here: 1.41).
     assert!(held.contains(" /v1.41/images/"), "{held}");
@@ -798,52 +798,43 @@ fn an_image_that_gains_a_container_mid_run_keeps_every_tag() {
     );
 }
 
-#[test]
-fn a_tag_moved_to_a_new_build_mid_run_stays_on_it() {
+/// `web:<other>` + `web:latest` (old) and a newer build `web:1b2c3d4e`: the request
+/// `DELETE …<held>` is held while CI moves `web:<moved>` to the new build; the old
+/// image must go and the moved tag end on the new build.
+fn tag_moved_while_held(other: &str, held: &str, moved: &str) {
     use shipshape_tests::dockerd::HoldingProxy;
     let d = Dockerd::start();
     let ids = images::load(
         &d,
         &[
-            two_tags(&["web:0a1b2c3d", "web:latest"], OLD),
+            two_tags(&[&format!("web:{other}"), "web:latest"], OLD),
             ImageSpec::new("web:1b2c3d4e", OLD + 10),
         ],
     );
-    // Hold the untag of the commit tag; meanwhile CI moves `latest` to a new build.
-    let proxy = HoldingProxy::start(&d, "DELETE", "web:0a1b2c3d");
-    let host = proxy.host();
-    let run = std::thread::spawn(move || {
-        run_shipshape(
-            [
-                "--docker-host",
-                host.as_str(),
-                "gc",
-                "--output",
-                "json",
-                "--min-age",
-                "0s",
-                "--keep-per-repo",
-                "1",
-                "--state",
-                "/nonexistent/state.json",
-            ],
-            &[],
-        )
-    });
+    let proxy = HoldingProxy::start(&d, "DELETE", held);
+    let run = gc_in_background(&proxy, &["--keep-per-repo", "1"]);
     proxy.wait_held(std::time::Duration::from_secs(60));
-    d.docker_ok(["tag", &ids[1], "web:latest"]);
+    d.docker_ok(["tag", &ids[1], &format!("web:{moved}")]);
     proxy.release();
-    let doc = json(&run.join().expect("gc thread"));
+    let out = run.join().expect("gc thread");
+    let doc = json(&out);
     assert_eq!(decisions(&doc)[&ids[0]].0, "deleted", "{doc}");
     assert_eq!(tags_now(&d, &ids[0]), None);
     assert_eq!(
         tags_now(&d, &ids[1]),
         Some(BTreeSet::from([
             "web:1b2c3d4e".to_owned(),
-            "web:latest".to_owned()
+            format!("web:{moved}")
         ])),
-        "the moved tag must stay on the new build"
+        "the moved tag must end on the new build\n{}",
+        out.stderr
     );
+}
+
+#[test]
+fn a_tag_moved_to_a_new_build_mid_run_stays_on_it() {
+    // Hold the untag of the commit tag; meanwhile CI moves `latest` to a new build.
+    tag_moved_while_held("0a1b2c3d", "web:0a1b2c3d", "latest");
 }
 
 /// `DOCKER_BUILDKIT=0 docker build -t <tag>` of `dockerfile` (the legacy builder, the
@@ -1058,52 +1049,9 @@ fn registry_digest_shapes_are_deleted_in_one_pass_and_repository_excludes_keep_d
 /// build. The engine's tag log shows the move, and the run puts the tag back there.
 #[test]
 fn a_tag_moved_inside_the_round_trip_of_its_untag_is_put_back_on_the_new_build() {
-    use shipshape_tests::dockerd::HoldingProxy;
-    let d = Dockerd::start();
-    let ids = images::load(
-        &d,
-        &[
-            two_tags(&["web:stable", "web:latest"], OLD),
-            ImageSpec::new("web:1b2c3d4e", OLD + 10),
-        ],
-    );
-    // `latest` is kept for the delete by ID; `stable` goes by name: hold that untag.
-    let proxy = HoldingProxy::start(&d, "DELETE", "web:stable");
-    let host = proxy.host();
-    let run = std::thread::spawn(move || {
-        run_shipshape(
-            [
-                "--docker-host",
-                host.as_str(),
-                "gc",
-                "--output",
-                "json",
-                "--min-age",
-                "0s",
-                "--keep-per-repo",
-                "1",
-                "--state",
-                "/nonexistent/state.json",
-            ],
-            &[],
-        )
-    });
-    proxy.wait_held(std::time::Duration::from_secs(60));
-    d.docker_ok(["tag", &ids[1], "web:stable"]);
-    proxy.release();
-    let out = run.join().expect("gc thread");
-    let doc = json(&out);
-    assert_eq!(decisions(&doc)[&ids[0]].0, "deleted", "{doc}");
-    assert_eq!(tags_now(&d, &ids[0]), None);
-    assert_eq!(
-        tags_now(&d, &ids[1]),
-        Some(BTreeSet::from([
-            "web:1b2c3d4e".to_owned(),
-            "web:stable".to_owned()
-        ])),
-        "the moved tag must end on the new build\n{}",
-        out.stderr
-    );
+    // `latest` is kept for the delete by ID; `stable` goes by name: hold that untag
+    // and move `stable` itself.
+    tag_moved_while_held("stable", "web:stable", "stable");
 }
 
 /// A dry run estimates from the engine's accounting (`/system/df`: what each image
