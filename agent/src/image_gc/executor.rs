@@ -102,7 +102,7 @@ const CHUNK_EVENT_BUDGET: usize = 160;
 
 /// How far past the last answer the tag log is read, so that an engine clock a
 /// little ahead still includes it (the read waits until then).
-const LOG_MARGIN: chrono::Duration = chrono::Duration::milliseconds(20);
+const LOG_MARGIN: chrono::Duration = chrono::Duration::milliseconds(5);
 
 /// What a dry run reports, since it cannot delete and re-measure: every planned
 /// deletion done, except that in disk-pressure mode only the first `estimated`
@@ -483,6 +483,13 @@ async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Deletion
 /// image, the move came after the untag (or someone tagged again): it stays. A log
 /// the engine cannot give is a warning, not a failure: the untags were checked
 /// beforehand, this only narrows a window of one round trip.
+///
+/// Where it falls short: the log is the engine's ring of its last 256 events
+/// (chunks are sized to leave room, but a busy host can push a move out of it);
+/// the window is addressed in wall time (`WallOrigin`), so an engine whose clock
+/// is off from this host's (a remote `tcp://` engine) may fall outside it; and a
+/// tag that reached the checked image by a pull or a load (no `tag` event) after
+/// an earlier move elsewhere would be put back on that elsewhere.
 async fn verify_untags(
     docker: &dyn DockerEngine,
     untagged: &[(&str, &str)],

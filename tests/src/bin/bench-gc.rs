@@ -281,6 +281,19 @@ fn main() {
         );
 
         let list = lists[PLAN_RUNS / 2];
+        // What the dry run's estimates cost: the engine's `/system/df`.
+        let mut dfs: Vec<Duration> = (0..PLAN_RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                d.docker_ok(["system", "df"]);
+                start.elapsed()
+            })
+            .collect();
+        dfs.sort();
+        println!(
+            "  `docker system df` (one /system/df, read by the dry run only) median of {PLAN_RUNS}: {}",
+            ms(dfs[PLAN_RUNS / 2])
+        );
         println!(
             "  ratio plan / `docker image ls`: {:.2} (goal <= 1.5)",
             plan.wall.as_secs_f64() / list.as_secs_f64()
