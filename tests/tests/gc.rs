@@ -1116,3 +1116,24 @@ fn a_dry_run_estimates_unique_sizes_and_a_real_run_measures_what_it_freed() {
     let measured = real["reclaimed_bytes"].as_u64().expect("measured");
     assert!(measured >= 400_000, "{measured}\n{real}");
 }
+
+/// Container log files are space gc does not free: the report names how much.
+#[test]
+fn the_report_counts_container_log_bytes() {
+    let d = Dockerd::start();
+    images::busybox_image(&d, "talk:1");
+    images::run_container(
+        &d,
+        "talk:1",
+        "talker",
+        &["sh", "-c", "yes 0123456789 | head -c 200000"],
+    );
+    d.docker_ok(["wait", "talker"]);
+    let doc = json(&gc(&d, &["--output", "json", "--dry-run"]));
+    let logs = doc["container_log_bytes"]
+        .as_u64()
+        .expect("container_log_bytes");
+    assert!(logs >= 200_000, "{logs}\n{doc}");
+    let text = gc(&d, &["--dry-run"]);
+    assert!(text.stdout.contains("Container logs: "), "{}", text.stdout);
+}

@@ -131,6 +131,10 @@ pub async fn run_with_last_use(
     } else {
         None
     };
+    let container_log_bytes = snap
+        .root_dir
+        .as_deref()
+        .and_then(|root| disk.container_log_bytes(root));
     let (outcomes, stats) = if settings.dry_run {
         (executor::dry_run(&plan), None)
     } else {
@@ -161,6 +165,7 @@ pub async fn run_with_last_use(
         disk_before: snap.disk,
         plan_api_calls,
         estimates,
+        container_log_bytes,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Report {
     pub plan_api_calls: u64,
     /// A dry run's estimates from `/system/df`; `None` otherwise or when unread.
     pub estimates: Option<Estimates>,
+    /// Bytes of container log files under Docker's root directory, when measured.
+    pub container_log_bytes: Option<u64>,
 }
 
 /// What a dry run predicts from the engine's own accounting.
@@ -200,6 +202,7 @@ impl Report {
                 Some(s) => s.build_cache_bytes,
                 None => self.predicted_build_cache(),
             },
+            container_log_bytes: self.container_log_bytes,
             containers: self
                 .containers()
                 .map(|(c, shown)| ContainerDto {
@@ -334,6 +337,13 @@ impl Report {
         } else if let Some(bytes) = self.predicted_build_cache() {
             writeln!(out, "Build cache: would reclaim {}", format_size(bytes))?;
         }
+        if let Some(bytes) = self.container_log_bytes.filter(|b| *b > 0) {
+            writeln!(
+                out,
+                "Container logs: {} (not removed by gc; limit them with the log driver's max-size)",
+                format_size(bytes)
+            )?;
+        }
         if let Some(before) = self.disk_before {
             match self.disk_after() {
                 Some(after) => writeln!(
@@ -377,6 +387,9 @@ fn table<const N: usize>(
 pub struct ReportDto<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_cache_reclaimed_bytes: Option<u64>,
+    /// Container log files under Docker's root directory (gc does not remove them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_log_bytes: Option<u64>,
     pub containers: Vec<ContainerDto<'a>>,
     pub disk: DiskDto,
     pub dry_run: bool,

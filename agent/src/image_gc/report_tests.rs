@@ -80,6 +80,7 @@ fn dry_run_report() -> Report {
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
         estimates: None,
+        container_log_bytes: None,
     }
 }
 
@@ -111,6 +112,7 @@ fn real_run_report() -> Report {
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
         estimates: None,
+        container_log_bytes: None,
     }
 }
 
@@ -336,4 +338,17 @@ fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
         "{text}"
     );
     assert!(text.contains("Build cache: would reclaim 100 B"), "{text}");
+}
+
+#[test]
+fn container_log_bytes_get_a_line_and_a_field() {
+    let mut report = real_run_report();
+    report.container_log_bytes = Some(3 * 1024 * 1024);
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(doc["container_log_bytes"], 3 * 1024 * 1024);
+    assert!(
+        text(&report).contains("Container logs: 3.0 MiB (not removed by gc"),
+        "{}",
+        text(&report)
+    );
 }
