@@ -468,6 +468,8 @@ pub struct GcSummary {
     pub bytes_reclaimed: u64,
     /// Usage ratio (0..1) of Docker's filesystem after the pass, when measured.
     pub disk_usage_ratio: Option<f64>,
+    /// Bytes of container log files under Docker's root directory, when measured.
+    pub container_log_bytes: Option<u64>,
 }
 
 impl GcSummary {
@@ -482,6 +484,7 @@ impl GcSummary {
                 .disk_after()
                 .or(report.disk_before)
                 .map(|u| u.bytes_ratio()),
+            container_log_bytes: report.container_log_bytes,
         }
     }
 }

@@ -276,6 +276,7 @@ fn summary_for_the_daemon_counts_what_happened() {
             volumes_deleted: 1,
             bytes_reclaimed: 100,
             disk_usage_ratio: Some(0.4),
+            container_log_bytes: None,
         }
     );
     assert!(!real_run_report().failed());
