@@ -390,6 +390,7 @@ impl Jobs for CoreJobs {
             volumes_deleted: s.volumes_deleted,
             bytes_reclaimed: s.bytes_reclaimed,
             disk_usage_ratio: s.disk_usage_ratio,
+            container_log_bytes: s.container_log_bytes,
         })
     }
 

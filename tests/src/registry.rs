@@ -109,3 +109,78 @@ impl Drop for Registry {
         }
     }
 }
+
+/// A registry with a fixed throwaway login, and images pushed to it and pulled back by
+/// digest through a private dockerd, so the engine records real `RepoDigests` — the
+/// reference shapes gc must handle: a tag plus a `repo@digest` of another repository,
+/// and a digest-only image (`docker pull reg/pinned@sha256:…`, no tag).
+pub struct DigestRegistry {
+    registry: Registry,
+}
+
+const DIGEST_USER: &str = "gc-tests";
+const DIGEST_PASSWORD: &str = "gc-tests-password";
+
+impl DigestRegistry {
+    /// Start a registry and log `d`'s docker CLI in to it.
+    pub fn start(d: &crate::dockerd::Dockerd) -> DigestRegistry {
+        let registry = Registry::start(DIGEST_USER, DIGEST_PASSWORD);
+        let mut login = d.docker();
+        login
+            .args(["login", "--username", DIGEST_USER, "--password-stdin"])
+            .arg(registry.host())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = login.spawn().expect("docker login");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(DIGEST_PASSWORD.as_bytes())
+            .expect("write password");
+        let out = child.wait_with_output().expect("docker login");
+        assert!(
+            out.status.success(),
+            "docker login {}: {}\nregistry log: {}",
+            registry.host(),
+            String::from_utf8_lossy(&out.stderr),
+            registry.log()
+        );
+        DigestRegistry { registry }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.registry.host()
+    }
+
+    /// Push the image `id` as `<host>/<repo>:push` and return its digest reference
+    /// `<host>/<repo>@sha256:…`; the image keeps the pushed tag and gains the digest.
+    pub fn push(&self, d: &crate::dockerd::Dockerd, id: &str, repo: &str) -> String {
+        let tagged = format!("{}/{repo}:push", self.host());
+        d.docker_ok(["tag", id, &tagged]);
+        d.docker_ok(["push", "--quiet", &tagged]);
+        let digests = d.docker_ok(["image", "inspect", "--format", "{{json .RepoDigests}}", id]);
+        let digests: Vec<String> = serde_json::from_str(digests.trim()).expect("RepoDigests");
+        let prefix = format!("{}/{repo}@", self.host());
+        digests
+            .into_iter()
+            .find(|r| r.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no digest of {prefix} after the push"))
+    }
+
+    /// Make `id` a digest-only image of `<host>/<repo>`: push it, remove every tag
+    /// (the image goes), pull it back by digest. Returns the digest reference; the image
+    /// ID is unchanged.
+    pub fn digest_only(&self, d: &crate::dockerd::Dockerd, id: &str, repo: &str) -> String {
+        let digest = self.push(d, id, repo);
+        let tags = d.docker_ok(["image", "inspect", "--format", "{{json .RepoTags}}", id]);
+        let tags: Vec<String> = serde_json::from_str(tags.trim()).expect("RepoTags");
+        for tag in tags {
+            d.docker_ok(["rmi", &tag]);
+        }
+        d.docker_ok(["pull", "--quiet", &digest]);
+        digest
+    }
+}

@@ -4,16 +4,18 @@
 //! same answer to every step and leave the same images with the same tags. A rule the fake
 //! has without a scenario here is a defect (STYLE.md, habit 8).
 //!
-//! Not covered here: `repo@digest` references — they only appear through a registry pull,
-//! and these tests have no registry yet; the fake's digest rules are unit-tested only.
+//! `repo@digest` references only appear through a registry: the digest scenario pushes to
+//! and pulls from Debian's docker-registry through the private dockerd, then builds the
+//! fake from the engine's own listing, so both start from the very same references.
 
 use std::collections::BTreeMap;
 
 use shipshape::adapters::bollard::BollardEngine;
-use shipshape::ports::docker::{ContainerState, DockerEngine, DockerError, ImageInfo};
+use shipshape::ports::docker::{ContainerState, DockerEngine, DockerError, ImageInfo, TagEvent};
 use shipshape::testing::docker::{container, full_id, image, FakeDocker};
 use shipshape_tests::dockerd::Dockerd;
 use shipshape_tests::images::{self, ImageSpec};
+use shipshape_tests::registry::DigestRegistry;
 
 const OLD: i64 = 1_600_000_000;
 
@@ -347,4 +349,190 @@ fn the_fake_engine_logs_tags_and_tag_times_as_dockerd_does() {
     let fake_trace = runtime().block_on(trace_a_tag(&fake, &full_id("aa"), &at_tag));
     assert_eq!(fake_trace, real, "fake vs dockerd (tag traces)");
     assert_eq!(real, (false, 1, true, true, 0));
+}
+
+/// What a digest run saw: each step's answer, then per image its tags and digests
+/// (`None`: gone).
+type SeenRefs = (
+    Vec<String>,
+    BTreeMap<String, Option<(Vec<String>, Vec<String>)>>,
+);
+
+/// Play `steps` (references: `id:<key>` an image's ID, `@<key>` its digest reference,
+/// `R/` the registry host; `Tag(key, repo, tag)`) and read every image's references back.
+async fn play_refs(
+    engine: &dyn DockerEngine,
+    steps: &[Step],
+    ids: &BTreeMap<&str, (String, String)>,
+    registry: &str,
+) -> SeenRefs {
+    let resolve = |r: &str| {
+        if let Some(key) = r.strip_prefix("id:") {
+            ids[key].0.clone()
+        } else if let Some(key) = r.strip_prefix('@') {
+            ids[key].1.clone()
+        } else {
+            r.replace("R/", &format!("{registry}/"))
+        }
+    };
+    let mut answers = Vec::new();
+    for step in steps {
+        answers.push(match step {
+            Step::Remove(r) => answer(engine.remove_image(&resolve(r)).await),
+            Step::Tag(key, repo, tag) => {
+                answer(engine.tag_image(&ids[key].0, &resolve(repo), tag).await)
+            }
+        });
+    }
+    let listed = engine.list_images().await.expect("list images");
+    let state = ids
+        .iter()
+        .map(|(key, (id, _))| {
+            let refs = listed.iter().find(|i| &i.id == id).map(|i| {
+                let mut tags = i.repo_tags.clone();
+                let mut digests = i.repo_digests.clone();
+                tags.sort();
+                digests.sort();
+                (tags, digests)
+            });
+            ((*key).to_owned(), refs)
+        })
+        .collect();
+    (answers, state)
+}
+
+/// The digest steps, in order, with the answers the engine's rules give.
+fn digest_steps() -> Vec<(Step, &'static str)> {
+    use Step::{Remove, Tag};
+    vec![
+        // w: `web:prod` + `R/web@…` — one tag, two repositories: not by ID.
+        (Remove("id:w"), "409"),
+        (Remove("web:prod"), "ok"),
+        (Remove("id:w"), "ok"),
+        // p: digest-only, by its digest: the last reference, so the image goes.
+        (Remove("@p"), "ok"),
+        (Remove("id:p"), "404"),
+        // q: digest-only, used by a created container: by digest and by ID refused.
+        (Remove("@q"), "409"),
+        (Remove("id:q"), "409"),
+        // s: `R/same:push` + `R/same@…`: the repository's last tag takes its digests.
+        (Remove("R/same:push"), "ok"),
+        (Remove("id:s"), "404"),
+        // t: two tags and a digest in one repository: one tag by name, then by ID.
+        (Remove("id:t"), "409"),
+        (Remove("R/two:push"), "ok"),
+        (Remove("id:t"), "ok"),
+        // f: a fully qualified Docker Hub name is the familiar one.
+        (Remove("docker.io/library/web2:1"), "ok"),
+        (Tag("f", "docker.io/library/web2", "2"), "ok"),
+        (Remove("web2:2"), "ok"),
+        // u: tagging a digest-only image in another repository.
+        (Tag("u", "R/other", "1"), "ok"),
+        (Remove("id:u"), "409"),
+    ]
+}
+
+#[test]
+fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
+    let d = Dockerd::start();
+    let registry = DigestRegistry::start(&d);
+    let keys = ["w", "p", "q", "s", "t", "f", "u"];
+    let specs: Vec<ImageSpec> = keys
+        .iter()
+        .map(|k| {
+            let mut spec = ImageSpec::new("x:x", OLD);
+            spec.repo_tags = if *k == "f" {
+                vec!["web2:1".to_owned(), "web2:keep".to_owned()]
+            } else {
+                Vec::new()
+            };
+            spec
+        })
+        .collect();
+    let loaded = images::load(&d, &specs);
+    let id = |k: &str| loaded[keys.iter().position(|x| *x == k).expect("key")].clone();
+    let mut ids: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    let w = registry.digest_only(&d, &id("w"), "web");
+    d.docker_ok(["tag", &id("w"), "web:prod"]);
+    ids.insert("w", (id("w"), w));
+    for (key, repo) in [("p", "pinned"), ("q", "pinned2"), ("u", "pinned3")] {
+        let digest = registry.digest_only(&d, &id(key), repo);
+        ids.insert(key, (id(key), digest));
+    }
+    d.docker_ok([
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "uses-q",
+        &id("q"),
+        "sh",
+    ]);
+    let s = registry.push(&d, &id("s"), "same");
+    ids.insert("s", (id("s"), s));
+    let t = registry.push(&d, &id("t"), "two");
+    d.docker_ok(["tag", &id("t"), &format!("{}/two:latest", registry.host())]);
+    ids.insert("t", (id("t"), t));
+    ids.insert("f", (id("f"), String::new()));
+
+    let steps: Vec<Step> = digest_steps().into_iter().map(|(s, _)| s).collect();
+    let host = registry.host();
+    let (fake, real) = runtime().block_on(async {
+        let engine = BollardEngine::connect_to(d.host()).await.expect("connect");
+        // The fake starts from the engine's own listing: the same references, byte for byte.
+        let fake = FakeDocker::new(
+            engine.list_images().await.expect("list"),
+            engine.list_containers().await.expect("containers"),
+        );
+        // `/system/df`: an image with layers of its own holds its whole size alone, on
+        // both; neither has build cache here.
+        let (fake_df, real_df) = (
+            fake.data_usage().await.expect("fake df"),
+            engine.data_usage().await.expect("engine df"),
+        );
+        assert_eq!(fake_df, real_df, "/system/df: fake vs dockerd");
+        assert_eq!(real_df.unique_sizes.len(), ids.len());
+        let before = play_refs(&fake, &[], &ids, &host).await;
+        let real_before = play_refs(&engine, &[], &ids, &host).await;
+        assert_eq!(before, real_before);
+        // The shapes are the ones named: a tag plus another repository's digest, and
+        // digest-only images.
+        let refs = |k: &str| before.1[k].clone().expect("present");
+        assert_eq!(
+            refs("w"),
+            (vec!["web:prod".to_owned()], vec![ids["w"].1.clone()])
+        );
+        assert_eq!(refs("p"), (vec![], vec![ids["p"].1.clone()]));
+        let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        let seen = (
+            play_refs(&fake, &steps, &ids, &host).await,
+            play_refs(&engine, &steps, &ids, &host).await,
+        );
+        // The tag log: each `Tag` step as (image, familiar reference), on both.
+        let until = chrono::Utc::now() + chrono::Duration::milliseconds(200);
+        let wanted = ["web2:2".to_owned(), format!("{host}/other:1")];
+        let tags_of = |log: Vec<TagEvent>| -> Vec<(String, String)> {
+            log.into_iter()
+                .filter(|e| wanted.contains(&e.reference))
+                .map(|e| (e.image_id, e.reference))
+                .collect()
+        };
+        let fake_log = tags_of(fake.tag_events(since, until).await.expect("fake log"));
+        let real_log = tags_of(engine.tag_events(since, until).await.expect("engine log"));
+        assert_eq!(fake_log, real_log, "tag log: fake vs dockerd");
+        assert_eq!(
+            real_log,
+            [
+                (ids["f"].0.clone(), wanted[0].clone()),
+                (ids["u"].0.clone(), wanted[1].clone())
+            ]
+        );
+        seen
+    });
+    assert_eq!(fake, real, "fake vs dockerd");
+    let expected: Vec<String> = digest_steps()
+        .into_iter()
+        .map(|(_, a)| a.to_owned())
+        .collect();
+    assert_eq!(real.0, expected, "the engine's answers");
 }

@@ -25,8 +25,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::ports::docker::{
-    ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
+    BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
+    DockerError, DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, TagEvent,
+    VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
@@ -245,6 +246,71 @@ fn convert_event(m: EventMessage) -> DockerEvent {
         image: attributes.get("image").cloned(),
         time,
     }
+}
+
+/// The 1.41 `/system/df` document: `Images[].{Id,Size,SharedSize}` (`SharedSize`
+/// -1 when not computed) and `BuildCache[]`.
+fn data_usage_of(doc: &serde_json::Value) -> DataUsage {
+    let u = |v: &serde_json::Value| v.as_i64().map_or(0, |n| u64::try_from(n).unwrap_or(0));
+    let time = |v: &serde_json::Value| v.as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    let unique_sizes = doc["Images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let id = i["Id"].as_str()?.to_owned();
+            Some((id, u(&i["Size"]).saturating_sub(u(&i["SharedSize"]))))
+        })
+        .collect();
+    let build_cache = doc["BuildCache"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| BuildCacheRecord {
+            size: u(&r["Size"]),
+            in_use: r["InUse"].as_bool().unwrap_or(true),
+            shared: r["Shared"].as_bool().unwrap_or(false),
+            last_used: time(&r["LastUsedAt"]).or_else(|| time(&r["CreatedAt"])),
+        })
+        .collect();
+    DataUsage {
+        unique_sizes,
+        build_cache,
+    }
+}
+
+/// `GET path` as one HTTP/1.0 request (the answer ends with the connection, never
+/// chunked) to a `unix://` or `tcp://`/`http://` engine; the body of a 200.
+async fn raw_get(host: &str, path: &str) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n");
+    let mut answer = Vec::new();
+    let io = |e: std::io::Error| e.to_string();
+    match host.split_once("://") {
+        Some(("unix", socket)) => {
+            let mut s = tokio::net::UnixStream::connect(socket).await.map_err(io)?;
+            s.write_all(request.as_bytes()).await.map_err(io)?;
+            s.read_to_end(&mut answer).await.map_err(io)?;
+        }
+        Some(("tcp" | "http", address)) => {
+            let mut s = tokio::net::TcpStream::connect(address.trim_end_matches('/'))
+                .await
+                .map_err(io)?;
+            s.write_all(request.as_bytes()).await.map_err(io)?;
+            s.read_to_end(&mut answer).await.map_err(io)?;
+        }
+        _ => return Err(format!("GET {path} is not supported over {host}")),
+    }
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP answer to GET {path}"))?;
+    let status = String::from_utf8_lossy(&answer[..split]);
+    let status = status.lines().next().unwrap_or_default();
+    if status.split(' ').nth(1) != Some("200") {
+        return Err(format!("GET {path}: {status}"));
+    }
+    Ok(answer[split + 4..].to_vec())
 }
 
 #[async_trait]
@@ -529,6 +595,62 @@ impl DockerEngine for BollardEngine {
             .map(move |item| item.map(convert_event).map_err(|e| classify(&host, e)))
             .try_collect()
             .await
+    }
+
+    async fn data_usage(&self) -> Result<DataUsage, DockerError> {
+        // bollard 0.21 reads `/system/df` in the API 1.52 shape only (`ImageUsage`…),
+        // which an engine of API 1.41 (20.10) does not send: ask directly, in the
+        // negotiated version, and read the 1.41 fields.
+        let version = self.docker("GET /system/df")?.client_version().to_string();
+        let body = raw_get(&self.host, &format!("/v{version}/system/df"))
+            .await
+            .map_err(|message| DockerError::Unreachable {
+                host: self.host.clone(),
+                message,
+            })?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| DockerError::Api {
+                status: 0,
+                message: format!("unexpected /system/df answer from the engine: {e}"),
+            })?;
+        Ok(data_usage_of(&doc))
+    }
+
+    async fn tag_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TagEvent>, DockerError> {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["image".to_owned()]),
+            ("event".to_owned(), vec!["tag".to_owned()]),
+        ]);
+        let at = |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        let options = EventsOptions {
+            since: Some(at(since)),
+            until: Some(at(until)),
+            filters: Some(filters),
+        };
+        let messages: Vec<Result<EventMessage, BollardError>> = self
+            .docker("GET /events")?
+            .events(Some(options))
+            .collect()
+            .await;
+        messages
+            .into_iter()
+            .map(|m| {
+                let m = m.map_err(|e| self.map_err(e))?;
+                let actor = m.actor.unwrap_or_default();
+                let reference = actor
+                    .attributes
+                    .and_then(|a| a.get("name").cloned())
+                    .unwrap_or_default();
+                Ok(TagEvent {
+                    image_id: actor.id.unwrap_or_default(),
+                    reference,
+                })
+            })
+            .collect()
     }
 
     fn api_calls(&self) -> u64 {

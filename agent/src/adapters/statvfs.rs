@@ -27,6 +27,31 @@ impl Disk for Statvfs {
             used_inodes: total_inodes.saturating_sub(st.files_free() as u64),
         })
     }
+
+    /// One directory read per container (two with the local driver), one `stat`
+    /// per log file.
+    fn container_log_bytes(&self, root_dir: &Path) -> Option<u64> {
+        let files = |dir: &Path| -> Vec<std::fs::DirEntry> {
+            std::fs::read_dir(dir)
+                .map(|d| d.flatten().collect())
+                .unwrap_or_default()
+        };
+        let len = |f: &std::fs::DirEntry| f.metadata().map_or(0, |m| m.len());
+        let containers = std::fs::read_dir(root_dir.join("containers")).ok()?;
+        let mut total = 0;
+        for container in containers.flatten() {
+            for f in files(&container.path()) {
+                let name = f.file_name();
+                let name = name.to_string_lossy();
+                if name.contains("-json.log") {
+                    total += len(&f);
+                } else if name == "local-logs" {
+                    total += files(&f.path()).iter().map(len).sum::<u64>();
+                }
+            }
+        }
+        Some(total)
+    }
 }
 
 #[cfg(test)]
@@ -39,6 +64,19 @@ mod tests {
         assert!(u.total_bytes > 0);
         assert!(u.used_bytes <= u.total_bytes);
         assert!((0.0..=1.0).contains(&u.bytes_ratio()));
+    }
+
+    #[test]
+    fn container_logs_of_both_drivers_are_counted_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let c = root.path().join("containers/abc");
+        std::fs::create_dir_all(c.join("local-logs")).unwrap();
+        std::fs::write(c.join("abc-json.log"), [0u8; 100]).unwrap();
+        std::fs::write(c.join("abc-json.log.1"), [0u8; 10]).unwrap();
+        std::fs::write(c.join("local-logs/container.log"), [0u8; 1]).unwrap();
+        std::fs::write(c.join("config.v2.json"), [0u8; 1000]).unwrap();
+        assert_eq!(Statvfs.container_log_bytes(root.path()), Some(111));
+        assert_eq!(Statvfs.container_log_bytes(&root.path().join("none")), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct GcOutcome {
     pub bytes_reclaimed: u64,
     /// Used share (0..1) of Docker's filesystem after the pass, when measured.
     pub disk_usage_ratio: Option<f64>,
+    /// Bytes of container log files under Docker's root directory, when measured.
+    pub container_log_bytes: Option<u64>,
 }
 
 /// What one ECR prune pass did.

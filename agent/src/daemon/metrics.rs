@@ -45,6 +45,7 @@ pub struct Metrics {
     pub volumes_deleted: Counter,
     pub bytes_reclaimed: Counter,
     pub disk_usage_ratio: F64Gauge,
+    pub container_log_bytes: Gauge,
     pub ecr_images_deleted: Family<RepositoryLabel, Counter>,
     pub last_error: F64Gauge,
     pub docker_up: Gauge,
@@ -74,6 +75,7 @@ impl Metrics {
             volumes_deleted: Counter::default(),
             bytes_reclaimed: Counter::default(),
             disk_usage_ratio: F64Gauge::default(),
+            container_log_bytes: Gauge::default(),
             ecr_images_deleted: Family::default(),
             last_error: F64Gauge::default(),
             docker_up: Gauge::default(),
@@ -124,6 +126,11 @@ impl Metrics {
             "docker_fs_usage_ratio",
             "Used share (0..1) of the filesystem holding Docker's root dir",
             m.disk_usage_ratio.clone(),
+        );
+        registry.register(
+            "docker_container_log_bytes",
+            "Bytes of container log files under Docker's root dir (gc does not remove them)",
+            m.container_log_bytes.clone(),
         );
         registry.register(
             "ecr_images_deleted",
@@ -218,6 +225,10 @@ impl Metrics {
         if let Some(r) = s.disk_usage_ratio {
             self.disk_usage_ratio.set(r);
         }
+        if let Some(bytes) = s.container_log_bytes {
+            self.container_log_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn record_ecr(&self, s: &EcrOutcome) {
@@ -280,6 +291,7 @@ mod tests {
             volumes_deleted: 1,
             bytes_reclaimed: 4096,
             disk_usage_ratio: Some(0.42),
+            container_log_bytes: Some(1234),
         });
         m.record_ecr(&EcrOutcome {
             deleted_per_repository: vec![("app".into(), 3), ("web".into(), 1)],
@@ -327,6 +339,10 @@ mod tests {
         assert_eq!(
             value(&scrape, "shipshape_docker_fs_usage_ratio", None),
             0.42
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_docker_container_log_bytes", None),
+            1234.0
         );
         assert_eq!(
             value(

@@ -12,7 +12,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::planner::disk as eviction;
@@ -30,6 +32,33 @@ pub struct ExecOptions {
     pub root_dir: Option<PathBuf>,
     /// Prune build cache older than this (`--build-cache`).
     pub build_cache: Option<Duration>,
+    /// Wall time at one instant (the run's `now`), so the executor can address the
+    /// engine's event log without reading the wall clock; `None`: tags removed by
+    /// name are not checked against the log (see [`verify_untags`]).
+    pub origin: Option<WallOrigin>,
+}
+
+/// `at` was the wall time at `instant`: later wall times are `at` plus the
+/// monotonic time elapsed since.
+#[derive(Debug, Clone, Copy)]
+pub struct WallOrigin {
+    pub at: DateTime<Utc>,
+    pub instant: Instant,
+}
+
+impl WallOrigin {
+    /// The origin `now` at this instant.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            at: now,
+            instant: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = chrono::Duration::from_std(self.instant.elapsed()).unwrap_or_default();
+        self.at + elapsed
+    }
 }
 
 /// Totals of one execution.
@@ -43,6 +72,9 @@ pub struct ExecStats {
     pub build_cache_bytes: Option<u64>,
     pub conflicts: u64,
     pub failures: u64,
+    /// Tags this run removed from an image they had moved to in the same round
+    /// trip, found in the engine's tag log and put back on it.
+    pub tags_restored: u64,
     pub disk_after: Option<FsUsage>,
 }
 
@@ -66,6 +98,15 @@ pub struct Execution {
 /// In default mode a chunk is large (cancellation is still checked between
 /// chunks); in disk-pressure mode it is one deletion, re-measured after.
 const DEFAULT_CHUNK_ROUNDS: usize = 16;
+
+/// The engine replays only its last 256 events (moby `daemon/events`, `eventsLimit`);
+/// a chunk whose own deletions log at most this many leaves room for what else the
+/// host does meanwhile, so the tag log read after it still covers the whole chunk.
+const CHUNK_EVENT_BUDGET: usize = 160;
+
+/// How far past the last answer the tag log is read, so that an engine clock a
+/// little ahead still includes it (the read waits until then).
+const LOG_MARGIN: chrono::Duration = chrono::Duration::milliseconds(5);
 
 /// What a dry run reports, since it cannot delete and re-measure: every planned
 /// deletion done, except that in disk-pressure mode the evictions stop where the
@@ -181,6 +222,7 @@ async fn remove_images(
         if pressure && n == first_eviction && n > 0 && stop.is_none() {
             stop = measure_stop(disk, plan, options, 0, stats);
         }
+        let chunk_start = options.origin.map(|o| o.now());
         if stop.is_none() && cancel.is_cancelled() {
             stop = Some(Outcome::Cancelled);
         }
@@ -190,12 +232,25 @@ async fn remove_images(
             }
             continue;
         }
-        let results: Vec<(usize, Outcome)> = stream::iter(chunk)
+        let results: Vec<(usize, Deletion)> = stream::iter(chunk)
             .map(|i| async move { (i, delete_image(docker, &images[i]).await) })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        for (i, outcome) in results {
+        let untagged: Vec<(&str, &str)> = results
+            .iter()
+            .flat_map(|(i, d)| {
+                d.untagged
+                    .iter()
+                    .map(|t| (t.as_str(), images[*i].id.as_str()))
+            })
+            .collect();
+        if let (Some(since), Some(origin)) = (chunk_start, options.origin) {
+            if !untagged.is_empty() {
+                verify_untags(docker, &untagged, since, origin.now() + LOG_MARGIN, stats).await;
+            }
+        }
+        for (i, Deletion { outcome, .. }) in results {
             let entry = &images[i];
             match &outcome {
                 Outcome::Deleted => {
@@ -256,16 +311,23 @@ fn measure_stop(
 }
 
 /// Split the ordered deletions into chunks; a parent never shares a chunk with
-/// its child (children come first in the plan, so the child's chunk finishes before).
+/// its child (children come first in the plan, so the child's chunk finishes before),
+/// and a chunk's deletions log at most [`CHUNK_EVENT_BUDGET`] engine events (one per
+/// reference and one for the image).
 fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> {
     let mut chunks = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut parents: HashSet<&str> = HashSet::new();
+    let mut events = 0;
     for &i in todo {
-        if current.len() >= size || parents.contains(images[i].id.as_str()) {
+        let cost = images[i].tags.len() + images[i].digests.len() + 1;
+        let full = current.len() >= size || events + cost > CHUNK_EVENT_BUDGET;
+        if !current.is_empty() && (full || parents.contains(images[i].id.as_str())) {
             chunks.push(std::mem::take(&mut current));
             parents.clear();
+            events = 0;
         }
+        events += cost;
         if let Some(p) = images[i].parent_id.as_deref() {
             parents.insert(p);
         }
@@ -305,8 +367,28 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
 // - 404 when the reference names nothing.
 //
 // The engine has no conditional untag ("remove this tag only if it still names this
-// ID"), so each path below says how it keeps the promise that a race never costs an
-// image or a tag.
+// ID"), and no call that removes several references of one image at once without
+// force (`force` by ID would, but it also deletes an image a created or stopped
+// container uses, which is exactly the other race). So each path below says how it
+// keeps the three promises: nothing unplanned is deleted or untagged; an image in use
+// never ends up with fewer tags than it had; a tag moved to a new build during the
+// run stays on the new build.
+
+/// What deleting one planned image did: its outcome and the tags it removed by name
+/// (checked against the engine's tag log after the chunk, [`verify_untags`]).
+struct Deletion {
+    outcome: Outcome,
+    untagged: Vec<String>,
+}
+
+impl From<Outcome> for Deletion {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            untagged: Vec::new(),
+        }
+    }
+}
 
 /// Delete one planned image without force.
 ///
@@ -319,15 +401,19 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
 ///   the one most likely to move (`latest`, then any tag that does not look like a
 ///   commit or a version), so the tag CI moves is never removed by name. Each tag
 ///   removed by name is first checked (`inspect`) to still name this image; one that
-///   moved is left on its new build. What remains is one round trip between that
-///   check and the untag: the untag's answer is checked, and an image it deleted that
-///   was not this one is reported as a failure naming it, never silently. Tags go
-///   before digests (a digest cannot be put back through the API).
+///   moved is left on its new build. Tags go before digests (a digest cannot be put
+///   back through the API, and cannot move: it names content).
+/// - The one window left is the round trip between that check and the untag: a tag
+///   moved to image B inside it is removed from B. The engine cannot refuse that, so
+///   it is repaired: after the chunk, the engine's tag log shows the move
+///   ([`verify_untags`]) and the tag is put back on B. Only when the tag was B's last
+///   reference does the untag delete B (its `Deleted` record names B): that cannot be
+///   undone, and is reported as a failure naming B, never silently.
 /// - If any step meets a 409 (a container or a new reference appeared), every tag
 ///   removed so far is put back on this image by ID (`POST /images/<ID>/tag`) unless
 ///   the tag names another image by then (it moved: it stays there), so an image that
 ///   gained a container keeps every tag it had.
-async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome {
+async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Deletion {
     let refs: Vec<String> = entry
         .tags
         .iter()
@@ -335,7 +421,7 @@ async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome 
         .cloned()
         .collect();
     if refs.is_empty() || is_single_reference(&refs) {
-        return delete_by_id(docker, entry, false).await;
+        return delete_by_id(docker, entry, false).await.into();
     }
     let keep = kept_reference(entry);
     let keep_repo = repo_of(keep);
@@ -351,6 +437,10 @@ async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome 
         )
         .collect();
     let mut removed: Vec<&str> = Vec::new();
+    let done = |outcome: Outcome, removed: &[&str]| Deletion {
+        outcome,
+        untagged: removed.iter().map(|t| (*t).to_owned()).collect(),
+    };
     for reference in extra {
         let is_tag = !reference.contains('@');
         if is_tag {
@@ -365,7 +455,10 @@ async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome 
                     );
                     continue;
                 }
-                Err(e) => return abandon(docker, entry, &removed, Some(Failure::Engine(e))).await,
+                Err(e) => {
+                    let outcome = abandon(docker, entry, &removed, Some(Failure::Engine(e))).await;
+                    return done(outcome, &removed);
+                }
             }
         }
         match docker.remove_image(reference).await {
@@ -378,29 +471,94 @@ async fn delete_image(docker: &dyn DockerEngine, entry: &ImageEntry) -> Outcome 
                 // untag that deleted another image (its first `Deleted` record) hit a
                 // tag that moved in the one round trip since the check.
                 if answer.deleted.first() == Some(&entry.id) {
-                    return Outcome::Deleted;
+                    return done(Outcome::Deleted, &removed);
                 }
                 if let Some(other) = answer.deleted.first() {
                     tracing::warn!(image = %short_id(&entry.id), tag = %reference, deleted = %other, "tag moved between check and untag");
-                    return Outcome::Failed(Failure::TagMoved {
+                    let outcome = Outcome::Failed(Failure::TagMoved {
                         tag: reference.clone(),
                         deleted: other.clone(),
                     });
+                    return done(outcome, &[]);
                 }
             }
             Err(DockerError::NotFound(_)) => {}
             Err(DockerError::Conflict(message)) => {
                 tracing::debug!(image = %short_id(&entry.id), reference = %reference, message = %message, "conflict");
-                return abandon(docker, entry, &removed, None).await;
+                let outcome = abandon(docker, entry, &removed, None).await;
+                return done(outcome, &removed);
             }
-            Err(e) => return abandon(docker, entry, &removed, Some(Failure::Engine(e))).await,
+            Err(e) => {
+                let outcome = abandon(docker, entry, &removed, Some(Failure::Engine(e))).await;
+                return done(outcome, &removed);
+            }
         }
     }
-    let outcome = delete_by_id(docker, entry, !removed.is_empty()).await;
+    let mut outcome = delete_by_id(docker, entry, !removed.is_empty()).await;
     if outcome == Outcome::Conflict {
-        return abandon(docker, entry, &removed, None).await;
+        outcome = abandon(docker, entry, &removed, None).await;
     }
-    outcome
+    done(outcome, &removed)
+}
+
+/// Close the check-then-untag window after the fact. `untagged` holds the tags this
+/// chunk removed by name, each with the image it was checked to name. The engine's
+/// tag log between `since` (before the chunk's first check) and `until` (after its
+/// last answer) says where each tag went: when its last move there names another
+/// image B, the tag moved after the check. If the tag names nothing now, the untag
+/// arrived after the move and took it off B: it is put back on B. If it names an
+/// image, the move came after the untag (or someone tagged again): it stays. A log
+/// the engine cannot give is a warning, not a failure: the untags were checked
+/// beforehand, this only narrows a window of one round trip.
+///
+/// Where it falls short: the log is the engine's ring of its last 256 events
+/// (chunks are sized to leave room, but a busy host can push a move out of it);
+/// the window is addressed in wall time (`WallOrigin`), so an engine whose clock
+/// is off from this host's (a remote `tcp://` engine) may fall outside it; and a
+/// tag that reached the checked image by a pull or a load (no `tag` event) after
+/// an earlier move elsewhere would be put back on that elsewhere.
+async fn verify_untags(
+    docker: &dyn DockerEngine,
+    untagged: &[(&str, &str)],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    stats: &mut ExecStats,
+) {
+    let log = match docker.tag_events(since, until).await {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the engine's tag log; removed tags not re-checked");
+            return;
+        }
+    };
+    for (tag, checked) in untagged {
+        let Some(last) = log.iter().rev().find(|e| e.reference == *tag) else {
+            continue;
+        };
+        if last.image_id == *checked {
+            continue;
+        }
+        let (repo, name) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let restored = match docker.inspect_image(tag).await {
+            Ok(None) => docker
+                .tag_image(&last.image_id, repo, name)
+                .await
+                .map(|()| true),
+            Ok(Some(_)) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match restored {
+            Ok(true) => {
+                tracing::warn!(tag = %tag, image = %short_id(&last.image_id), "tag moved between check and untag; put back on its new build");
+                stats.tags_restored += 1;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(tag = %tag, image = %short_id(&last.image_id), error = %e, "tag moved between check and untag and could not be put back; run `docker tag` to restore it");
+                stats.failures += 1;
+            }
+        }
+    }
 }
 
 /// The reference left for the atomic delete by ID: the tag most likely to move.

@@ -9,7 +9,7 @@ use crate::config::value::Watermark;
 use crate::image_gc::planner::plan;
 use crate::image_gc::policy::{DiskWatermarks, Policy};
 use crate::image_gc::snapshot::Snapshot;
-use crate::ports::docker::ContainerState;
+use crate::ports::docker::{ContainerState, TagEvent};
 use crate::testing::docker::{container, full_id, image, now, FakeDocker};
 
 fn options(concurrency: usize) -> ExecOptions {
@@ -17,6 +17,7 @@ fn options(concurrency: usize) -> ExecOptions {
         concurrency,
         root_dir: Some(PathBuf::from("/var/lib/docker")),
         build_cache: None,
+        origin: None,
     }
 }
 
@@ -639,4 +640,91 @@ async fn ensure_free_evicts_until_enough_is_free() {
         outcome_of(&p, &done, "r1"),
         Some(Outcome::EnoughFree { free, low: None })
     );
+}
+
+/// The check-then-untag window, replayed on the fake: `web:stable` was checked on
+/// a1, moved to b1, and the untag then took it off b1.
+#[tokio::test]
+async fn a_tag_the_untag_took_off_its_new_build_is_put_back_there() {
+    let fake = FakeDocker::new(
+        vec![
+            image("b1", &["web:1b2c3d4e"], 1, 10),
+            image("c1", &["other:stable", "other:keep"], 1, 10),
+        ],
+        vec![],
+    );
+    fake.with(|s| {
+        s.tag_log = vec![
+            TagEvent {
+                image_id: full_id("a1"),
+                reference: "web:stable".into(),
+            },
+            TagEvent {
+                image_id: full_id("b1"),
+                reference: "web:stable".into(),
+            },
+            // Moved after the untag: it names c1 now and stays.
+            TagEvent {
+                image_id: full_id("c1"),
+                reference: "other:stable".into(),
+            },
+            // Last moved back to the image it was checked on: nothing to repair.
+            TagEvent {
+                image_id: full_id("b1"),
+                reference: "web:v1".into(),
+            },
+            TagEvent {
+                image_id: full_id("a1"),
+                reference: "web:v1".into(),
+            },
+        ];
+    });
+    let (a1, c0) = (full_id("a1"), full_id("c0"));
+    let untagged = [
+        ("web:stable", a1.as_str()),
+        ("other:stable", c0.as_str()),
+        ("web:v1", a1.as_str()),
+        ("never:moved", a1.as_str()),
+    ];
+    let mut stats = ExecStats::default();
+    verify_untags(&fake, &untagged, now(), now(), &mut stats).await;
+    assert_eq!(stats.tags_restored, 1);
+    assert_eq!(stats.failures, 0);
+    let tags = |id: &str| {
+        let s = fake.state.lock().unwrap();
+        let mut t = s
+            .images
+            .iter()
+            .find(|i| i.id == full_id(id))
+            .map(|i| i.repo_tags.clone())
+            .unwrap_or_default();
+        t.sort();
+        t
+    };
+    assert_eq!(tags("b1"), ["web:1b2c3d4e", "web:stable"]);
+    assert_eq!(tags("c1"), ["other:keep", "other:stable"]);
+}
+
+#[test]
+fn a_chunk_logs_no_more_engine_events_than_the_buffer_replays() {
+    let snapshot = Snapshot {
+        images: (0..100)
+            .map(|n| {
+                let tags = [format!("app{n}:1"), format!("app{n}:latest")];
+                image(&format!("{n:x}"), &[&tags[0], &tags[1]], 48, 10)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let images = plan(&snapshot, &Policy::defaults(), now()).images;
+    let todo: Vec<usize> = (0..images.len())
+        .filter(|&i| images[i].action == Action::Delete)
+        .collect();
+    assert!(todo.len() > 64, "{}", todo.len());
+    let chunks = chunk(&images, &todo, 64);
+    assert!(chunks.len() > 1);
+    for c in &chunks {
+        assert!(c.len() * 3 <= CHUNK_EVENT_BUDGET, "{}", c.len());
+    }
+    assert_eq!(chunks.concat(), todo);
 }

@@ -89,6 +89,9 @@ pub async fn run_with_last_use(
     last_use: Option<std::collections::HashMap<String, DateTime<Utc>>>,
     cancel: &CancellationToken,
 ) -> Result<Report, GcError> {
+    // `now` was read just before this call: its instant, for the executor's reads of
+    // the engine's event log.
+    let origin = executor::WallOrigin::new(now);
     let calls_before = docker.api_calls();
     let options = snapshot::SnapshotOptions {
         require_disk: settings.disk.is_some() || settings.ensure_free.is_some(),
@@ -116,6 +119,29 @@ pub async fn run_with_last_use(
         api_calls = plan_api_calls,
         "planned"
     );
+    // A dry run cannot measure what it frees, so it asks the engine's accounting for
+    // what each image holds alone and what build cache a prune would take: one
+    // `/system/df`, which sizes every layer, container and volume — seconds on a big
+    // engine, so a real run (which measures the filesystem) does not pay for it.
+    let estimates = if settings.dry_run {
+        match docker.data_usage().await {
+            Ok(usage) => Some(report::Estimates::new(
+                usage,
+                settings.build_cache.then_some(settings.min_age),
+                now,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read /system/df; estimates count shared layers in full");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let container_log_bytes = snap
+        .root_dir
+        .as_deref()
+        .and_then(|root| disk.container_log_bytes(root));
     let (outcomes, stats) = if settings.dry_run {
         (executor::dry_run(&plan), None)
     } else {
@@ -123,6 +149,7 @@ pub async fn run_with_last_use(
             concurrency: settings.concurrency,
             root_dir: snap.root_dir.clone(),
             build_cache: settings.build_cache.then_some(settings.min_age),
+            origin: Some(origin),
         };
         let done = executor::execute(docker, disk, &plan, &exec, cancel).await;
         let stats = &done.stats;
@@ -157,6 +184,8 @@ pub async fn run_with_last_use(
         disk_before: snap.disk,
         plan_api_calls,
         ensure_free,
+        estimates,
+        container_log_bytes,
     })
 }
 

@@ -15,7 +15,9 @@ use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
 use super::reason::Outcome;
 use crate::config::value::{format_size, FreeSpace};
 use crate::ports::disk::FsUsage;
+use crate::ports::docker::DataUsage;
 use crate::shared::reference::short_id;
+use chrono::{DateTime, Utc};
 
 /// The result of one pass, ready to print or summarise.
 #[derive(Debug, Clone)]
@@ -33,6 +35,44 @@ pub struct Report {
     /// `--ensure-free`: whether the filesystem has that much free after the pass
     /// (a dry run: estimated from the image sizes).
     pub ensure_free: Option<FreeCheck>,
+    /// A dry run's estimates from `/system/df`; `None` otherwise or when unread.
+    pub estimates: Option<Estimates>,
+    /// Bytes of container log files under Docker's root directory, when measured.
+    pub container_log_bytes: Option<u64>,
+}
+
+/// What a dry run predicts from the engine's own accounting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Estimates {
+    /// Image ID → bytes only it holds.
+    pub unique_sizes: std::collections::HashMap<String, u64>,
+    /// Build cache `--build-cache` would prune; `None` without the flag.
+    pub build_cache_bytes: Option<u64>,
+}
+
+impl Estimates {
+    /// From `/system/df`: the build cache a prune `older_than` before `now` takes
+    /// is its unused, unshared records last used before then (a shared record
+    /// frees less than its size, so it is left out: a lower bound).
+    pub fn new(
+        usage: DataUsage,
+        build_cache: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let build_cache_bytes = build_cache.map(|older_than| {
+            let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or_default();
+            usage
+                .build_cache
+                .iter()
+                .filter(|r| !r.in_use && !r.shared && r.last_used.is_some_and(|t| t <= cutoff))
+                .map(|r| r.size)
+                .sum()
+        });
+        Self {
+            unique_sizes: usage.unique_sizes,
+            build_cache_bytes,
+        }
+    }
 }
 
 /// The `--ensure-free` gate after the pass (exit 3 when not met).
@@ -112,19 +152,51 @@ impl Report {
             .count()
     }
 
-    /// Bytes reclaimed (or, in a dry run, that would be: the sum of image sizes).
+    /// Bytes reclaimed: in a real run, measured on Docker's filesystem (used bytes
+    /// before the snapshot minus after the run, so shared layers count once and
+    /// what else wrote meanwhile counts too); without both measures, and in a dry
+    /// run, the estimate ([`Self::estimated_reclaimed_bytes`]).
     pub fn reclaimed_bytes(&self) -> u64 {
-        match &self.stats {
-            Some(s) => s.reclaimed_bytes,
-            None => self
-                .plan
-                .images
-                .iter()
-                .zip(&self.outcomes.images)
-                .filter(|(_, o)| o.as_ref().is_some_and(Outcome::is_gone))
-                .map(|(e, _)| e.size)
-                .sum(),
+        self.measured_reclaimed()
+            .map_or_else(|| self.estimated_reclaimed_bytes(), |(bytes, _)| bytes)
+    }
+
+    /// A real run: the sum of the deleted images' sizes plus the build cache the
+    /// engine says it pruned; an image's size counts the layers it shares in full,
+    /// so this is an upper bound. A dry run: each image's unique size and the build
+    /// cache a prune would take, from `/system/df` when it was read, else the sizes.
+    pub fn estimated_reclaimed_bytes(&self) -> u64 {
+        if let Some(s) = &self.stats {
+            return s.reclaimed_bytes;
         }
+        let images: u64 = self
+            .plan
+            .images
+            .iter()
+            .zip(&self.outcomes.images)
+            .filter(|(_, o)| o.as_ref().is_some_and(Outcome::is_gone))
+            .map(|(e, _)| self.unique_size(&e.id).unwrap_or(e.size))
+            .sum();
+        images + self.predicted_build_cache().unwrap_or(0)
+    }
+
+    /// The bytes only this image holds, when the dry run read them.
+    pub fn unique_size(&self, id: &str) -> Option<u64> {
+        self.estimates.as_ref()?.unique_sizes.get(id).copied()
+    }
+
+    fn predicted_build_cache(&self) -> Option<u64> {
+        self.estimates.as_ref()?.build_cache_bytes
+    }
+
+    /// (bytes, inodes) freed on Docker's filesystem by a real run, when it was
+    /// measured before and after; a filesystem fuller after counts as nothing freed.
+    pub fn measured_reclaimed(&self) -> Option<(u64, u64)> {
+        let (before, after) = (self.disk_before?, self.disk_after()?);
+        Some((
+            before.used_bytes.saturating_sub(after.used_bytes),
+            before.used_inodes.saturating_sub(after.used_inodes),
+        ))
     }
 
     pub fn disk_after(&self) -> Option<FsUsage> {
@@ -144,7 +216,11 @@ impl Report {
     /// The SPEC JSON document.
     pub fn to_dto(&self) -> ReportDto<'_> {
         ReportDto {
-            build_cache_reclaimed_bytes: self.stats.as_ref().and_then(|s| s.build_cache_bytes),
+            build_cache_reclaimed_bytes: match &self.stats {
+                Some(s) => s.build_cache_bytes,
+                None => self.predicted_build_cache(),
+            },
+            container_log_bytes: self.container_log_bytes,
             containers: self
                 .containers()
                 .map(|(c, shown)| ContainerDto {
@@ -176,9 +252,13 @@ impl Report {
                     reason: shown.reason,
                     size: e.size,
                     tags: &e.tags,
+                    unique_size: self.unique_size(&e.id),
                 })
                 .collect(),
+            estimated_reclaimed_bytes: self.estimated_reclaimed_bytes(),
             reclaimed_bytes: self.reclaimed_bytes(),
+            reclaimed_bytes_measured: self.measured_reclaimed().is_some(),
+            reclaimed_inodes: self.measured_reclaimed().map(|(_, inodes)| inodes),
             volumes: self
                 .volumes()
                 .map(|(v, shown)| VolumeDto {
@@ -252,13 +332,42 @@ impl Report {
         } else {
             ("deleted", "reclaimed")
         };
-        writeln!(
+        write!(
             out,
             "Total: {deleted} images {done}, {kept} kept; {verb} {}",
             format_size(self.reclaimed_bytes())
         )?;
+        match self.measured_reclaimed() {
+            Some((_, inodes)) => writeln!(
+                out,
+                " and {inodes} inodes, measured (image and build cache sizes sum to {})",
+                format_size(self.estimated_reclaimed_bytes())
+            )?,
+            None if self.estimates.is_some() => writeln!(
+                out,
+                " (unique sizes{})",
+                if self.predicted_build_cache().is_some() {
+                    " and build cache records"
+                } else {
+                    ""
+                }
+            )?,
+            None if self.estimated_reclaimed_bytes() > 0 => {
+                writeln!(out, " at most (image sizes; shared layers counted in full)")?
+            }
+            None => writeln!(out)?,
+        }
         if let Some(bytes) = self.stats.as_ref().and_then(|s| s.build_cache_bytes) {
             writeln!(out, "Build cache: {} reclaimed", format_size(bytes))?;
+        } else if let Some(bytes) = self.predicted_build_cache() {
+            writeln!(out, "Build cache: would reclaim {}", format_size(bytes))?;
+        }
+        if let Some(bytes) = self.container_log_bytes.filter(|b| *b > 0) {
+            writeln!(
+                out,
+                "Container logs: {} (not removed by gc; limit them with the log driver's max-size)",
+                format_size(bytes)
+            )?;
         }
         if let Some(check) = self.ensure_free {
             let free = check
@@ -319,13 +428,23 @@ fn table<const N: usize>(
 pub struct ReportDto<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_cache_reclaimed_bytes: Option<u64>,
+    /// Container log files under Docker's root directory (gc does not remove them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_log_bytes: Option<u64>,
     pub containers: Vec<ContainerDto<'a>>,
     pub disk: DiskDto,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ensure_free: Option<EnsureFreeDto>,
+    /// Deleted images' sizes plus build cache pruned (shared layers in full).
+    pub estimated_reclaimed_bytes: u64,
     pub images: Vec<ImageDto<'a>>,
+    /// Measured on the filesystem when `reclaimed_bytes_measured`, else the estimate.
     pub reclaimed_bytes: u64,
+    pub reclaimed_bytes_measured: bool,
+    /// Inodes freed, measured; absent when not measured (and in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaimed_inodes: Option<u64>,
     pub volumes: Vec<VolumeDto<'a>>,
 }
 
@@ -347,6 +466,9 @@ pub struct ImageDto<'a> {
     pub reason: String,
     pub size: u64,
     pub tags: &'a [String],
+    /// Bytes only this image holds (`/system/df`), in a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_size: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -399,6 +521,8 @@ pub struct GcSummary {
     pub bytes_reclaimed: u64,
     /// Usage ratio (0..1) of Docker's filesystem after the pass, when measured.
     pub disk_usage_ratio: Option<f64>,
+    /// Bytes of container log files under Docker's root directory, when measured.
+    pub container_log_bytes: Option<u64>,
 }
 
 impl GcSummary {
@@ -408,11 +532,12 @@ impl GcSummary {
             images_deleted: stats.images_deleted,
             containers_deleted: stats.containers_deleted,
             volumes_deleted: stats.volumes_deleted,
-            bytes_reclaimed: stats.reclaimed_bytes,
+            bytes_reclaimed: report.reclaimed_bytes(),
             disk_usage_ratio: report
                 .disk_after()
                 .or(report.disk_before)
                 .map(|u| u.bytes_ratio()),
+            container_log_bytes: report.container_log_bytes,
         }
     }
 }

@@ -80,6 +80,8 @@ fn dry_run_report() -> Report {
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
         ensure_free: None,
+        estimates: None,
+        container_log_bytes: None,
     }
 }
 
@@ -102,11 +104,17 @@ fn real_run_report() -> Report {
             build_cache_bytes: Some(1024),
             conflicts: 1,
             failures: 0,
-            disk_after: Some(usage(400)),
+            disk_after: Some(FsUsage {
+                used_inodes: 4,
+                ..usage(400)
+            }),
+            ..Default::default()
         }),
         disk_before: Some(usage(500)),
         plan_api_calls: 4,
         ensure_free: None,
+        estimates: None,
+        container_log_bytes: None,
     }
 }
 
@@ -140,7 +148,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
       "total_bytes": 1000,
       "total_inodes": 100,
       "used_bytes": 400,
-      "used_inodes": 7
+      "used_inodes": 4
     },
     "before": {
       "total_bytes": 1000,
@@ -150,6 +158,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
     }
   },
   "dry_run": false,
+  "estimated_reclaimed_bytes": 1034,
   "images": [
     {
       "action": "deleted",
@@ -181,7 +190,9 @@ fn json_of_a_real_run_has_the_spec_shape() {
       ]
     }
   ],
-  "reclaimed_bytes": 1034,
+  "reclaimed_bytes": 100,
+  "reclaimed_bytes_measured": true,
+  "reclaimed_inodes": 3,
   "volumes": [
     {
       "action": "deleted",
@@ -201,6 +212,9 @@ fn json_of_a_dry_run_has_no_after_and_no_build_cache() {
     assert_eq!(doc["disk"]["after"], serde_json::Value::Null);
     assert!(doc.get("build_cache_reclaimed_bytes").is_none());
     assert_eq!(doc["reclaimed_bytes"], 15);
+    assert_eq!(doc["estimated_reclaimed_bytes"], 15);
+    assert_eq!(doc["reclaimed_bytes_measured"], false);
+    assert!(doc.get("reclaimed_inodes").is_none());
     let actions: Vec<&str> = doc["images"]
         .as_array()
         .unwrap()
@@ -226,7 +240,7 @@ c1c1c1c1c1c1  done  app:1  would delete  finished over 1h ago
 VOLUME  ACTION        REASON
 orphan  would delete  dangling
 
-Total: 2 images to delete, 1 kept; would reclaim 15 B
+Total: 2 images to delete, 1 kept; would reclaim 15 B at most (image sizes; shared layers counted in full)
 Disk: 50.0% used
 ";
     assert_eq!(text(&dry_run_report()), expected);
@@ -246,7 +260,7 @@ c1c1c1c1c1c1  done  app:1  deleted  finished over 1h ago
 VOLUME  ACTION   REASON
 orphan  deleted  already gone
 
-Total: 1 images deleted, 2 kept; reclaimed 1.0 KiB
+Total: 1 images deleted, 2 kept; reclaimed 100 B and 3 inodes, measured (image and build cache sizes sum to 1.0 KiB)
 Build cache: 1.0 KiB reclaimed
 Disk: 50.0% used before, 40.0% after
 ";
@@ -262,8 +276,9 @@ fn summary_for_the_daemon_counts_what_happened() {
             images_deleted: 1,
             containers_deleted: 1,
             volumes_deleted: 1,
-            bytes_reclaimed: 1034,
+            bytes_reclaimed: 100,
             disk_usage_ratio: Some(0.4),
+            container_log_bytes: None,
         }
     );
     assert!(!real_run_report().failed());
@@ -285,4 +300,58 @@ fn a_digest_only_image_is_named_by_repo_at_digest() {
     );
     let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
     assert_eq!(doc["images"][1]["digests"][0], "reg/pinned@sha256:abcd");
+}
+
+#[test]
+fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
+    use crate::ports::docker::{BuildCacheRecord, DataUsage};
+    let mut report = dry_run_report();
+    let record = |size, in_use, shared, hours| BuildCacheRecord {
+        size,
+        in_use,
+        shared,
+        last_used: Some(crate::testing::docker::hours_ago(hours)),
+    };
+    let usage = DataUsage {
+        unique_sizes: [(report.plan.images[0].id.clone(), 4)]
+            .into_iter()
+            .collect(),
+        build_cache: vec![
+            record(100, false, false, 48),
+            record(1000, true, false, 48),
+            record(10_000, false, true, 48),
+            record(100_000, false, false, 0),
+        ],
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    report.estimates = Some(Estimates::new(
+        usage,
+        Some(hour),
+        crate::testing::docker::now(),
+    ));
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(doc["images"][0]["unique_size"], 4);
+    assert!(doc["images"][1].get("unique_size").is_none());
+    // 4 (a1 alone) + 5 (d2, no unique size known: its size) + 100 of build cache.
+    assert_eq!(doc["estimated_reclaimed_bytes"], 109);
+    assert_eq!(doc["build_cache_reclaimed_bytes"], 100);
+    let text = text(&report);
+    assert!(
+        text.contains("would reclaim 109 B (unique sizes and build cache records)"),
+        "{text}"
+    );
+    assert!(text.contains("Build cache: would reclaim 100 B"), "{text}");
+}
+
+#[test]
+fn container_log_bytes_get_a_line_and_a_field() {
+    let mut report = real_run_report();
+    report.container_log_bytes = Some(3 * 1024 * 1024);
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(doc["container_log_bytes"], 3 * 1024 * 1024);
+    assert!(
+        text(&report).contains("Container logs: 3.0 MiB (not removed by gc"),
+        "{}",
+        text(&report)
+    );
 }

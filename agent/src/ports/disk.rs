@@ -55,6 +55,13 @@ pub struct DiskError {
 pub trait Disk: Send + Sync {
     /// Usage of the filesystem holding `path`.
     fn usage(&self, path: &Path) -> Result<FsUsage, DiskError>;
+    /// Bytes of the container log files under Docker's root directory
+    /// (`containers/<id>/<id>-json.log*` of the json-file driver,
+    /// `containers/<id>/local-logs/*` of the local one): space gc does not free but
+    /// a full disk is often made of. `None` when not measured.
+    fn container_log_bytes(&self, _root_dir: &Path) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,34 @@ pub struct Removed {
     pub deleted: Vec<String>,
 }
 
+/// What `GET /system/df` says about images and the build cache.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataUsage {
+    /// Image ID → bytes no other image shares (`Size - SharedSize`).
+    pub unique_sizes: std::collections::HashMap<String, u64>,
+    pub build_cache: Vec<BuildCacheRecord>,
+}
+
+/// One build-cache record of `/system/df`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildCacheRecord {
+    pub size: u64,
+    pub in_use: bool,
+    /// Shared with another record: pruning it frees less than its size.
+    pub shared: bool,
+    /// `LastUsedAt`, else `CreatedAt`.
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+/// One image `tag` event of the engine's log: `image_id` received `reference`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagEvent {
+    /// The image that got the reference (`Actor.ID`, `sha256:…`).
+    pub image_id: String,
+    /// The reference in the familiar form (`Actor.Attributes.name`).
+    pub reference: String,
+}
+
 /// A container's lifecycle state as the engine names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerState {
@@ -274,6 +302,18 @@ pub trait DockerEngine: Send + Sync {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<DockerEvent>, DockerError>;
+    /// `GET /system/df`: unique image sizes and build-cache records. Costly on a big
+    /// engine (it also sizes every container's writable layer and every volume), so
+    /// gc asks only in a dry run, where nothing is measured afterwards.
+    async fn data_usage(&self) -> Result<DataUsage, DockerError>;
+    /// `GET /events?since&until` filtered to image `tag` events, oldest first: what
+    /// the engine still holds of them in its buffered log (moby keeps the last 256
+    /// events of every kind). Returns once `until` has passed on the engine's clock.
+    async fn tag_events(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TagEvent>, DockerError>;
     /// Engine API calls made so far through this client (for the API-economy checks).
     fn api_calls(&self) -> u64;
 }

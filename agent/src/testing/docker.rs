@@ -16,10 +16,10 @@ use tokio::sync::mpsc;
 
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
-    ContainerDetails, ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent,
-    EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
+    ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine, DockerError,
+    DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
 };
-use crate::shared::reference::repo_of;
+use crate::shared::reference::{familiar, repo_of};
 
 /// The address the fake says it is at.
 pub const FAKE_HOST: &str = "unix:///fake.sock";
@@ -117,6 +117,11 @@ pub struct FakeState {
     pub clock: Option<DateTime<Utc>>,
     /// Image ID → `LastTagTime`, set by `tag_image`.
     pub last_tag_time: HashMap<String, DateTime<Utc>>,
+    /// Every `tag_image`, in order, as `tag_events` returns it (whole: it keeps no
+    /// time).
+    pub tag_log: Vec<TagEvent>,
+    /// Image ID → unique size `data_usage` reports (default: the image's size).
+    pub unique_sizes: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -213,8 +218,10 @@ fn short(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// Does `reference` (an ID or ID prefix, a `repo:tag`, a `repo@digest`) name `image`?
+/// Does `reference` (an ID or ID prefix, a `repo:tag`, a `repo@digest`, fully
+/// qualified or familiar) name `image`?
 fn names(image: &ImageInfo, reference: &str) -> bool {
+    let reference = familiar(reference);
     if reference.starts_with("sha256:") {
         return image.id.starts_with(reference);
     }
@@ -337,6 +344,8 @@ impl DockerEngine for FakeDocker {
     async fn remove_image(&self, reference: &str) -> Result<Removed, DockerError> {
         let mut s = self.enter()?;
         s.removals.push(reference.to_owned());
+        // The engine parses the reference and answers in the familiar form.
+        let reference = familiar(reference);
         if let Some(e) = s.image_faults.get(reference) {
             return Err(e.clone());
         }
@@ -403,16 +412,20 @@ impl DockerEngine for FakeDocker {
         let Some(idx) = s.images.iter().position(|i| names(i, id)) else {
             return Err(DockerError::NotFound(format!("No such image: {id}")));
         };
-        let reference = format!("{repo}:{tag}");
+        let reference = format!("{}:{tag}", familiar(repo));
         for image in &mut s.images {
             image.repo_tags.retain(|t| *t != reference);
         }
-        s.images[idx].repo_tags.push(reference);
+        s.images[idx].repo_tags.push(reference.clone());
         // As the engine does: the tag event names the image by ID, and the tag API
         // (unlike a pull or a load) sets `LastTagTime`.
         let at = s.clock.unwrap_or_else(now);
         let image_id = s.images[idx].id.clone();
         s.last_tag_time.insert(image_id.clone(), at);
+        s.tag_log.push(TagEvent {
+            image_id: image_id.clone(),
+            reference,
+        });
         s.event_log.push(DockerEvent {
             scope: EventScope::Image,
             action: EventAction::Tag,
@@ -482,6 +495,31 @@ impl DockerEngine for FakeDocker {
             .filter(|e| e.time.is_some_and(|t| t >= since && t <= until))
             .cloned()
             .collect())
+    }
+
+    /// Every image's unique size is its size (the fake has no layers), unless
+    /// `unique_sizes` says otherwise; no build cache.
+    async fn data_usage(&self) -> Result<DataUsage, DockerError> {
+        let s = self.enter()?;
+        let unique_sizes = s
+            .images
+            .iter()
+            .map(|i| {
+                let unique = s.unique_sizes.get(&i.id).copied().unwrap_or(i.size);
+                (i.id.clone(), unique)
+            })
+            .collect();
+        Ok(DataUsage {
+            unique_sizes,
+            build_cache: Vec::new(),
+        })
+    }
+    async fn tag_events(
+        &self,
+        _since: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<Vec<TagEvent>, DockerError> {
+        Ok(self.enter()?.tag_log.clone())
     }
     fn api_calls(&self) -> u64 {
         self.lock().calls

@@ -1,8 +1,12 @@
 //! Benchmark of `shipshape gc` against `docker image prune -a -f` on a private dockerd.
-//! For each N (default 1000 and 5000; or the numbers given as arguments): load N
-//! distinct small generated images (sharing one layer) plus a few hundred created containers, time the
-//! plan (`gc --dry-run`, with its Engine API call count and peak RSS), then a full run
-//! deleting every unprotected image; reload the same state and time the engine's prune.
+//! For each N (default 1000 and 5000; or the numbers given as arguments) it loads a CI
+//! host's mix: most images with two tags in one repository (`$SHA` + `latest`), some
+//! pushed to a local registry and pulled back by digest then tagged in another
+//! repository (a tag plus a RepoDigest), a few legacy-builder chains (child with its
+//! `Parent`), 10% dangling, and created containers from some of them. It times the
+//! plan (`gc --dry-run`, with its Engine API call count and peak RSS) against one
+//! `docker image ls`, then a full run deleting every unprotected image; reloads the
+//! same mix and times the engine's prune, comparing what each left.
 //! Run: `cargo run --release -p shipshape-tests --bin bench-gc [N...]`.
 // Fixtures, tests and benchmarks drive real engines and AWS in real time: the wall
 // clock rule of clippy.toml is for the agent, not for them.
@@ -14,34 +18,74 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use shipshape_tests::dockerd::Dockerd;
 use shipshape_tests::images::{self, ImageSpec};
+use shipshape_tests::registry::DigestRegistry;
 
 const OLD: i64 = 1_600_000_000;
 const CONTAINERS: usize = 200;
 const PLAN_RUNS: usize = 3;
+/// Images pushed and pulled back by digest (each costs a push and a pull).
+const DIGESTS: usize = 100;
+/// Legacy-builder chains (parent + child).
+const CHAINS: usize = 10;
 
-fn specs(n: usize) -> Vec<ImageSpec> {
-    (0..n)
+/// What one load made: every image ID, and how many of each shape.
+struct Mix {
+    specs: Vec<ImageSpec>,
+    /// Indices of the images to push and pull back by digest.
+    digests: Vec<usize>,
+}
+
+fn mix(n: usize) -> Mix {
+    let plain = n.saturating_sub(DIGESTS + 2 * CHAINS);
+    let mut specs: Vec<ImageSpec> = (0..plain)
         .map(|i| {
             let created = OLD + i as i64;
             // Light images: distinct IDs (own config) sharing one layer, as thousands of
             // images with their own layers take ~150 ms each to register on overlay2.
-            let spec = ImageSpec::light(&format!("bench/r{}:t{i}", i % 100), created);
-            if i % 10 == 9 {
-                ImageSpec {
-                    repo_tags: Vec::new(),
-                    ..spec
-                }
+            let mut spec = ImageSpec::light("x:x", created);
+            spec.repo_tags = if i % 10 == 9 {
+                Vec::new()
             } else {
-                spec
-            }
+                // One service per repository: its build's commit and `latest`.
+                vec![
+                    format!("ci/s{i}:{:08x}", i * 2_654_435_761 % (1 << 32)),
+                    format!("ci/s{i}:latest"),
+                ]
+            };
+            spec
         })
-        .collect()
+        .collect();
+    let digests: Vec<usize> = (plain..plain + DIGESTS).collect();
+    for i in &digests {
+        specs.push(ImageSpec {
+            repo_tags: Vec::new(),
+            ..ImageSpec::light("x:x", OLD + *i as i64)
+        });
+    }
+    for c in 0..CHAINS {
+        let base = specs.len();
+        specs.push(ImageSpec::new(&format!("chain/base{c}:1"), OLD));
+        specs.push(ImageSpec::child(&format!("chain/app{c}:1"), OLD, base));
+    }
+    Mix { specs, digests }
 }
 
-/// Load the images and create `CONTAINERS` containers from the first of them.
-fn load_state(d: &Dockerd, specs: &[ImageSpec]) -> Duration {
+/// Load the mix, push and pull back its digest images (tagging each `web{i}:prod`),
+/// and create `CONTAINERS` containers from the first images.
+fn load_state(d: &Dockerd, registry: &DigestRegistry, mix: &Mix) -> Duration {
     let start = Instant::now();
-    let ids = images::load(d, specs);
+    let ids = images::load(d, &mix.specs);
+    std::thread::scope(|s| {
+        for part in mix.digests.chunks(mix.digests.len().div_ceil(4).max(1)) {
+            let ids = &ids;
+            s.spawn(move || {
+                for &i in part {
+                    registry.digest_only(d, &ids[i], &format!("pinned/web{i}"));
+                    d.docker_ok(["tag", &ids[i], &format!("web{i}:prod")]);
+                }
+            });
+        }
+    });
     let per_thread = CONTAINERS.div_ceil(8);
     std::thread::scope(|s| {
         for chunk in ids[..CONTAINERS.min(ids.len())].chunks(per_thread) {
@@ -60,8 +104,11 @@ fn clear_state(d: &Dockerd) {
     d.docker_ok(["image", "prune", "-a", "-f"]);
 }
 
+/// Distinct images, the legacy builder's untagged intermediates included (the CLI
+/// prints an image once per tag).
 fn image_count(d: &Dockerd) -> usize {
-    d.docker_ok(["images", "-aq"]).lines().count()
+    let out = d.docker_ok(["images", "-aq", "--no-trunc"]);
+    out.lines().collect::<std::collections::BTreeSet<_>>().len()
 }
 
 /// The binary under test: the release build when present (the benchmark driver
@@ -171,6 +218,7 @@ fn main() {
         .collect();
     let ns = if ns.is_empty() { vec![1000, 5000] } else { ns };
     let d = Dockerd::start();
+    let registry = DigestRegistry::start(&d);
     let version = d.docker_ok([
         "version",
         "-f",
@@ -184,11 +232,14 @@ fn main() {
         shipshape_path().display()
     );
     for n in ns {
-        let specs = specs(n);
-        let load = load_state(&d, &specs);
+        let mix = mix(n);
+        let load = load_state(&d, &registry, &mix);
         let total = image_count(&d);
         println!(
-            "\nN = {n}: loaded {total} images + {CONTAINERS} containers in {}",
+            "\nN = {n}: loaded {total} images ({} with sha + latest, {DIGESTS} by digest + a tag \
+             in another repository, {CHAINS} legacy chains, the rest dangling) + {CONTAINERS} \
+             containers in {}",
+            mix.specs.iter().filter(|s| s.repo_tags.len() == 2).count(),
             ms(load)
         );
 
@@ -229,11 +280,36 @@ fn main() {
             plan.peak_rss_kib
         );
 
+        let list = lists[PLAN_RUNS / 2];
+        // What the dry run's estimates cost: the engine's `/system/df`.
+        let mut dfs: Vec<Duration> = (0..PLAN_RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                d.docker_ok(["system", "df"]);
+                start.elapsed()
+            })
+            .collect();
+        dfs.sort();
+        println!(
+            "  `docker system df` (one /system/df, read by the dry run only) median of {PLAN_RUNS}: {}",
+            ms(dfs[PLAN_RUNS / 2])
+        );
+        // The plan proper (snapshot + plan, what a real run pays too) ends at the
+        // "planned" line; the dry run's `/system/df` and report come after it.
+        let planned = in_process_plan(&plan.stderr).unwrap_or(plan.wall);
+        println!(
+            "  ratio plan (snapshot+plan) / `docker image ls`: {:.2} (goal <= 1.5); \
+             dry-run wall / `docker image ls`: {:.2}",
+            planned.as_secs_f64() / list.as_secs_f64(),
+            plan.wall.as_secs_f64() / list.as_secs_f64()
+        );
+
         let full = shipshape(&d, &["gc", "--min-age", "0s", "--output", "json"]);
         let deleted = count_action(&full.stdout, "deleted");
+        let conflicts = full.stdout.matches("conflict: in use").count();
         let left = image_count(&d);
         println!(
-            "  full run: {} wall, {deleted} deleted, {left} images left, {} Engine API calls, peak RSS {} KiB",
+            "  full run: {} wall, {deleted} deleted ({conflicts} conflicts), {left} images left, {} Engine API calls, peak RSS {} KiB",
             ms(full.wall),
             docker_calls(&full.stderr),
             full.peak_rss_kib
@@ -244,7 +320,7 @@ fn main() {
         );
 
         clear_state(&d);
-        load_state(&d, &specs);
+        load_state(&d, &registry, &mix);
         assert_eq!(image_count(&d), total, "reloaded state differs");
         let start = Instant::now();
         let out = d.docker_ok(["image", "prune", "-a", "-f"]);
@@ -256,8 +332,9 @@ fn main() {
             ms(prune)
         );
         println!(
-            "  ratio full run / prune: {:.2}",
-            full.wall.as_secs_f64() / prune.as_secs_f64()
+            "  ratio full run / prune: {:.2} (goal <= 1.0); same images left: {}",
+            full.wall.as_secs_f64() / prune.as_secs_f64(),
+            left == prune_left
         );
         clear_state(&d);
     }
