@@ -149,7 +149,10 @@ fn batch_outcomes(
         .into_iter()
         .map(|digest| {
             let outcome = match by_digest.remove(&digest) {
-                None => ImageOutcome::Deleted,
+                None => {
+                    tracing::info!(job = "ecr_prune", repository = %repository, digest = %digest, "image deleted");
+                    ImageOutcome::Deleted
+                }
                 Some(f) => failure_outcome(repository, f),
             };
             (digest, outcome)

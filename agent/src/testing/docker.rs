@@ -92,6 +92,8 @@ pub struct FakeState {
     pub opened: Vec<Option<DateTime<Utc>>>,
     /// Streams opened while true never yield anything (bollard#113).
     pub stall: bool,
+    /// Each image inspection takes this long first (a busy engine; time is paused in tests).
+    pub inspect_delay: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -296,6 +298,10 @@ impl DockerEngine for FakeDocker {
             }))
     }
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError> {
+        let delay = self.lock().inspect_delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let s = self.enter()?;
         Ok(s.images
             .iter()
