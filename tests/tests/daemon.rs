@@ -839,7 +839,7 @@ fn every_gc_deletion_logs_job_image_id_and_repository_at_info_and_each_pass_one_
 
     let deleted: Vec<&serde_json::Value> = log
         .iter()
-        .filter(|l| text(l, "message") == "image deleted")
+        .filter(|l| text(l, "message") == "image deleted" && text(l, "job") == "gc")
         .collect();
     for (id, repository) in ids
         .iter()
