@@ -765,11 +765,7 @@ fn a_frozen_dockerd_is_reported_within_one_ping_period_and_tracking_resumes_afte
     daemon.wait_for(
         "STATUS to stop saying connected while dockerd is frozen",
         Duration::from_secs(18),
-        || {
-            !daemon
-                .last_status()
-                .starts_with("STATUS=Docker: connected")
-        },
+        || !daemon.last_status().starts_with("STATUS=Docker: connected"),
     );
     let status = daemon.last_status();
     assert!(
@@ -780,25 +776,29 @@ fn a_frozen_dockerd_is_reported_within_one_ping_period_and_tracking_resumes_afte
     // Reconnect attempts against the frozen engine are bounded too: still not "connected".
     std::thread::sleep(Duration::from_secs(12));
     assert!(
-        !daemon
-            .last_status()
-            .starts_with("STATUS=Docker: connected"),
+        !daemon.last_status().starts_with("STATUS=Docker: connected"),
         "{}",
         daemon.last_status()
     );
     assert!(daemon.alive(), "{}", daemon.log());
 
     drop(frozen);
-    daemon.wait_for("reconnection after SIGCONT", Duration::from_secs(60), || {
-        daemon.last_status().starts_with("STATUS=Docker: connected")
-    });
+    daemon.wait_for(
+        "reconnection after SIGCONT",
+        Duration::from_secs(60),
+        || daemon.last_status().starts_with("STATUS=Docker: connected"),
+    );
     assert_eq!(sample(&scrape(port), "shipshape_docker_up", None), 1.0);
     let loaded = images::load(&d, &[ImageSpec::light("thawed/app:1", OLD)]);
-    daemon.wait_for("an image loaded after the thaw", Duration::from_secs(15), || {
-        daemon
-            .state()
-            .is_some_and(|s| s.images.contains_key(&loaded[0]))
-    });
+    daemon.wait_for(
+        "an image loaded after the thaw",
+        Duration::from_secs(15),
+        || {
+            daemon
+                .state()
+                .is_some_and(|s| s.images.contains_key(&loaded[0]))
+        },
+    );
     let (code, _) = daemon.terminate(Duration::from_secs(30));
     assert_eq!(code, 0);
 }
@@ -869,6 +869,7 @@ fn every_gc_deletion_logs_job_image_id_and_repository_at_info_and_each_pass_one_
         finished,
         "not one summary line per pass: {summaries:#?}"
     );
-    assert!(summaries.iter().all(|l| text(l, "job") == "gc"
-        && text(l, "level") == "INFO"));
+    assert!(summaries
+        .iter()
+        .all(|l| text(l, "job") == "gc" && text(l, "level") == "INFO"));
 }

@@ -383,7 +383,9 @@ impl Tracker {
         }
         burst.overflowed += overflowed;
         burst.not_applied += not_applied;
-        self.metrics.docker_events_dropped.inc_by(overflowed + not_applied);
+        self.metrics
+            .docker_events_dropped
+            .inc_by(overflowed + not_applied);
     }
 
     /// `at`: when it happened (the engine's time, else the time it arrived).
