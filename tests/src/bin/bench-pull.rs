@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use shipshape_tests::aws::creds;
+use shipshape_tests::bench::{median, ms, release_binary};
 use shipshape_tests::dockerd::Dockerd;
 use shipshape_tests::images::busybox_image;
 use shipshape_tests::moto::Moto;
@@ -25,29 +26,6 @@ use shipshape_tests::registry::Registry;
 
 const USER: &str = "bench-user";
 const PASSWORD: &str = "bench-pw-3c1e";
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// `SHIPSHAPE_BIN`, else `target/release/shipshape`.
-fn release_binary() -> PathBuf {
-    let p = match std::env::var_os("SHIPSHAPE_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => shipshape_tests::target_dir().join("release/shipshape"),
-    };
-    assert!(
-        p.exists(),
-        "{} not found — run `cargo build --release -p shipshape` first",
-        p.display()
-    );
-    p
-}
 
 /// One client configuration: a config dir for the CLI and the environment it runs with.
 struct Client {
