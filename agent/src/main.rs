@@ -39,10 +39,15 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e.into()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon runs on one thread: its work is waiting (events, pings, scrapes, a job's
+    // API calls), and every worker thread costs a stack and a malloc arena of its own
+    // (README, Benchmarks: idle RSS). One-shot commands keep a worker per core.
+    let mut builder = if daemon {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::Output(e)),
     };

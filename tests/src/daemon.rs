@@ -30,6 +30,16 @@ impl Daemon {
     /// Writes `config` (with `@STATE@` replaced by a state path in the daemon's own
     /// directory), starts the daemon against `d` with the extra `env` and waits for READY=1.
     pub fn start(d: &Dockerd, config: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with_args(d, config, env, &[])
+    }
+
+    /// `start`, with `args` (global flags such as `--log-format json`) before `daemon`.
+    pub fn start_with_args(
+        d: &Dockerd,
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config.replace(
             "@STATE@",
@@ -64,7 +74,9 @@ impl Daemon {
         let mut cmd = crate::bin::shipshape();
         cmd.arg("--config")
             .arg(dir.path().join("shipshape.toml"))
-            .args(["--docker-host", &d.host(), "--log-level", "debug", "daemon"])
+            .args(["--docker-host", &d.host(), "--log-level", "debug"])
+            .args(args)
+            .arg("daemon")
             .env("NOTIFY_SOCKET", &sock_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -10,6 +10,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod aws;
+pub mod bench;
 pub mod bin;
 pub mod canary;
 pub mod daemon;

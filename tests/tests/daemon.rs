@@ -606,6 +606,13 @@ fn a_state_that_cannot_be_saved_never_makes_gc_forget_a_use_seconds_ago() {
         "the full disk did not fail a save:\n{}",
         daemon.log()
     );
+    assert!(
+        daemon
+            .last_status()
+            .contains("; last-use state not saved ("),
+        "STATUS does not say the state is not saved: {}",
+        daemon.last_status()
+    );
     let on_disk = std::fs::read_to_string(&state).expect("the old state file");
     assert!(
         on_disk.contains("2020-09-13"),
@@ -638,6 +645,16 @@ fn a_state_that_cannot_be_saved_never_makes_gc_forget_a_use_seconds_ago() {
     assert!(
         sample(&m, "shipshape_state_save_failures_total", None) >= 1.0,
         "save failures not counted"
+    );
+    // Room again: the retried save succeeds and STATUS stops saying otherwise.
+    std::fs::remove_file(full.dir.path().join("fill")).expect("free the tmpfs");
+    daemon.wait_for(
+        "STATUS to drop the unsaved state once a save succeeds",
+        Duration::from_secs(15),
+        || {
+            let status = daemon.last_status();
+            status.starts_with("STATUS=Docker: connected") && !status.contains("not saved")
+        },
     );
     let (code, _) = daemon.terminate(Duration::from_secs(30));
     assert_eq!(code, 0);
@@ -710,4 +727,151 @@ fn eleven_hundred_idle_metrics_connections_neither_stall_the_watchdog_nor_lose_a
     assert!(daemon.alive());
     let (code, _) = daemon.terminate(Duration::from_secs(30));
     assert_eq!(code, 0);
+}
+
+/// Sends SIGCONT to a frozen process on drop, so a failed assertion never leaves it stopped.
+struct Frozen(nix::unistd::Pid);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP dockerd");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[test]
+fn a_frozen_dockerd_is_reported_within_one_ping_period_and_tracking_resumes_after() {
+    let d = Dockerd::start();
+    let port = free_port();
+    let config = format!(
+        "[daemon]\nstate = \"@STATE@\"\n[daemon.jobs.gc]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let mut daemon = Daemon::start(&d, &config, &[]);
+    assert!(
+        daemon.last_status().starts_with("STATUS=Docker: connected"),
+        "{}",
+        daemon.last_status()
+    );
+    assert_eq!(sample(&scrape(port), "shipshape_docker_up", None), 1.0);
+
+    // SIGSTOP: the socket still accepts, nothing answers, no stream ends.
+    let frozen = Frozen::new(d.pid().expect("dockerd pid"));
+    // One ping period: a ping every 10 s, each given 5 s to answer (+ slack for a loaded host).
+    daemon.wait_for(
+        "STATUS to stop saying connected while dockerd is frozen",
+        Duration::from_secs(18),
+        || !daemon.last_status().starts_with("STATUS=Docker: connected"),
+    );
+    let status = daemon.last_status();
+    assert!(
+        status.starts_with("STATUS=Docker unavailable (Docker did not answer a ping within 5s)"),
+        "{status}"
+    );
+    assert_eq!(sample(&scrape(port), "shipshape_docker_up", None), 0.0);
+    // Reconnect attempts against the frozen engine are bounded too: still not "connected".
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(
+        !daemon.last_status().starts_with("STATUS=Docker: connected"),
+        "{}",
+        daemon.last_status()
+    );
+    assert!(daemon.alive(), "{}", daemon.log());
+
+    drop(frozen);
+    daemon.wait_for(
+        "reconnection after SIGCONT",
+        Duration::from_secs(60),
+        || daemon.last_status().starts_with("STATUS=Docker: connected"),
+    );
+    assert_eq!(sample(&scrape(port), "shipshape_docker_up", None), 1.0);
+    let loaded = images::load(&d, &[ImageSpec::light("thawed/app:1", OLD)]);
+    daemon.wait_for(
+        "an image loaded after the thaw",
+        Duration::from_secs(15),
+        || {
+            daemon
+                .state()
+                .is_some_and(|s| s.images.contains_key(&loaded[0]))
+        },
+    );
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+/// The daemon's JSON log lines (one object each; other lines skipped).
+fn json_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn text<'a>(line: &'a serde_json::Value, key: &str) -> &'a str {
+    line[key].as_str().unwrap_or_default()
+}
+
+#[test]
+fn every_gc_deletion_logs_job_image_id_and_repository_at_info_and_each_pass_one_summary() {
+    let d = Dockerd::start();
+    let ids = images::load(
+        &d,
+        &[
+            ImageSpec::new("journal/a:1", OLD),
+            ImageSpec::new("registry.example.com:5000/journal/b:1", OLD + 1),
+        ],
+    );
+    let config = "[gc]\nmin_age = \"0s\"\nkeep_per_repo = 0\n[daemon]\nstate = \"@STATE@\"\n[daemon.jobs.gc]\nschedule = \"*/2 * * * * *\"\n";
+    let mut daemon = Daemon::start_with_args(&d, config, &[], &["--log-format", "json"]);
+    daemon.wait_for("gc to delete both images", Duration::from_secs(30), || {
+        let left = d.image_ids();
+        ids.iter().all(|id| !left.contains(id))
+    });
+    // A few more passes with nothing to delete.
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, _) = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(code, 0);
+    let log = json_lines(&daemon.log());
+    assert!(!log.is_empty(), "no JSON log lines:\n{}", daemon.log());
+
+    let deleted: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|l| text(l, "message") == "image deleted" && text(l, "job") == "gc")
+        .collect();
+    for (id, repository) in ids
+        .iter()
+        .zip(["journal/a", "registry.example.com:5000/journal/b"])
+    {
+        let line = deleted
+            .iter()
+            .find(|l| text(l, "image_id") == id)
+            .unwrap_or_else(|| panic!("no deletion line with image_id={id}:\n{deleted:#?}"));
+        assert_eq!(text(line, "level"), "INFO", "{line}");
+        assert_eq!(text(line, "job"), "gc", "{line}");
+        assert_eq!(text(line, "repository"), repository, "{line}");
+    }
+    assert_eq!(deleted.len(), 2, "{deleted:#?}");
+
+    let finished = log
+        .iter()
+        .filter(|l| text(l, "message") == "job finished" && text(l, "job") == "gc")
+        .count();
+    let summaries: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|l| text(l, "message") == "gc pass done")
+        .collect();
+    assert!(finished >= 2, "{finished} gc passes");
+    assert_eq!(
+        summaries.len(),
+        finished,
+        "not one summary line per pass: {summaries:#?}"
+    );
+    assert!(summaries
+        .iter()
+        .all(|l| text(l, "job") == "gc" && text(l, "level") == "INFO"));
 }

@@ -61,7 +61,7 @@ impl Background {
                 docker: parts.docker,
                 store: parts.store.clone(),
                 clock: Arc::clone(&parts.clock),
-                board: parts.board,
+                board: parts.board.clone(),
                 metrics: Arc::clone(&parts.metrics),
                 reconcile_interval: parts.reconcile_interval,
                 root_dir: root_tx,
@@ -71,11 +71,17 @@ impl Background {
         );
         let persist_stop = CancellationToken::new();
         let metrics = Arc::clone(&parts.metrics);
+        let board = parts.board.clone();
         tasks.spawn(parts.store.persist_loop(
             DEFAULT_DEBOUNCE,
             parts.clock,
             persist_stop.clone(),
-            move |_| metrics.state_save_failed(),
+            move |saved| {
+                if saved.is_err() {
+                    metrics.state_save_failed();
+                }
+                board.state_saved(saved.map_err(ToString::to_string));
+            },
         ));
         if let Some(listener) = parts.listener {
             if let Ok(addr) = listener.local_addr() {

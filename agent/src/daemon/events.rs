@@ -7,17 +7,26 @@
 //! with `since` = the last event seen (the engine replays what a dead stream missed);
 //! a ping every `LIVENESS_INTERVAL` notices a dead engine; any failure reconnects with
 //! capped exponential backoff (backon), reconciling again after every reconnect.
+//!
+//! No event is lost silently: the stream is drained at once into a bounded queue (the
+//! engine itself would skip a slow reader), and an event that overflows it or cannot be
+//! applied is counted (`shipshape_docker_events_dropped_total`), warned once per burst,
+//! and repaired by a full reconciliation as soon as the queue is empty again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::metrics::Metrics;
 use super::notify::{DockerState, StatusBoard};
@@ -27,12 +36,93 @@ use crate::ports::docker::{
 };
 use crate::ports::Clock;
 
-/// How often the engine is pinged while the stream is quiet.
-pub const LIVENESS_INTERVAL: Duration = Duration::from_secs(15);
+/// How often the engine is pinged. A frozen engine (SIGSTOP, a hung dockerd) keeps
+/// its socket open and answers nothing, so each ping has `PING_TIMEOUT`: `STATUS=` and
+/// `shipshape_docker_up` turn within `LIVENESS_INTERVAL + PING_TIMEOUT` (15 s).
+pub const LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
+/// An engine that does not answer a ping within this is unavailable.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on (re)connecting, version negotiation included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on each request to the engine; the event stream itself is not bounded by it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Events read from the engine and not handled yet. moby gives each subscriber a
+/// 1,024-event buffer and skips one that does not take an event within 100 ms
+/// (daemon/events/events.go), without a word; our reader never makes it wait.
+pub const EVENT_QUEUE: usize = 1024;
+
+type EventItem = Result<DockerEvent, DockerError>;
+
+/// One event stream, read at once into a bounded queue by its own task.
+struct Feed {
+    queue: mpsc::Receiver<EventItem>,
+    /// Events that found the queue full since the last `take_overflowed`.
+    overflowed: Arc<AtomicU64>,
+    reader: AbortOnDropHandle<()>,
+}
+
+impl Feed {
+    fn open(stream: BoxStream<'static, EventItem>) -> Feed {
+        let (tx, queue) = mpsc::channel(EVENT_QUEUE);
+        let overflowed = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&overflowed);
+        let reader = tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(event) => match tx.try_send(Ok(event)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Closed(_)) => return,
+                    },
+                    // The end of a session is never dropped: wait for room.
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Feed {
+            queue,
+            overflowed,
+            reader: AbortOnDropHandle::new(reader),
+        }
+    }
+
+    /// Stop reading; the events already queued.
+    fn close(self) -> Vec<DockerEvent> {
+        drop(self.reader);
+        let mut queue = self.queue;
+        let mut events = Vec::new();
+        while let Ok(Ok(event)) = queue.try_recv() {
+            events.push(event);
+        }
+        events
+    }
+
+    fn take_overflowed(&self) -> u64 {
+        self.overflowed.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Events dropped since the last reconciliation (a burst ends with one).
+#[derive(Default)]
+struct Dropped {
+    overflowed: u64,
+    not_applied: u64,
+}
+
+impl Dropped {
+    fn any(&self) -> bool {
+        self.overflowed + self.not_applied > 0
+    }
+}
 
 /// Delays before reconnect attempts 1, 2, 3…: 1s, 2s, 4s … capped at 30s, each plus
 /// up to as much again at random so a fleet does not reconnect in lockstep. Endless.
@@ -92,7 +182,7 @@ impl Tracker {
                     self.session(&*self.docker, &stop, &mut last_event, &mut containers)
                         .await
                 }
-                Err(e) => Lost::Error(e.to_string()),
+                Err(e) => Lost::Error(e),
             };
             self.first_attempt.send_replace(true);
             let Lost::Error(reason) = lost else { return };
@@ -118,9 +208,18 @@ impl Tracker {
     }
 
     /// A fresh, version-negotiated connection that answers a ping.
-    async fn connect(&self) -> Result<(), DockerError> {
-        self.docker.connect().await?;
-        self.docker.ping().await
+    async fn connect(&self) -> Result<(), String> {
+        let attempt = async {
+            self.docker.connect().await?;
+            self.docker.ping().await
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "Docker did not answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            )),
+        }
     }
 
     /// One connection's life: subscribe, reconcile, then follow events.
@@ -147,7 +246,8 @@ impl Tracker {
         // loads and container starts from before the daemon started date the images
         // the reconciliation first sees (`last_use::first_sighting`), as gc's age does.
         let mut opened_at = self.clock.now();
-        let mut stream = conn.events(Some(last_event.unwrap_or(DateTime::UNIX_EPOCH)));
+        let mut feed = Feed::open(conn.events(Some(last_event.unwrap_or(DateTime::UNIX_EPOCH))));
+        let mut dropped = Dropped::default();
         if let Err(e) = self.reconcile(conn, containers).await {
             return Lost::Error(e.to_string());
         }
@@ -161,28 +261,51 @@ impl Tracker {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Lost::Stopped,
-                item = stream.next() => match item {
+                item = feed.queue.recv() => match item {
                     Some(Ok(event)) => {
-                        let at = event.time.unwrap_or_else(|| self.clock.now());
-                        *last_event = Some(last_event.map_or(at, |t| t.max(at)));
-                        self.handle(conn, &event, at, containers).await;
+                        if !self.handle(conn, &event, last_event, containers).await {
+                            self.dropped(&mut dropped, 0, 1);
+                        }
+                        self.dropped(&mut dropped, feed.take_overflowed(), 0);
+                        if dropped.any() && feed.queue.is_empty() {
+                            // The burst is over: repair what the dropped events would have done.
+                            if let Err(e) = self.reconcile(conn, containers).await {
+                                return Lost::Error(e.to_string());
+                            }
+                            tracing::info!(
+                                overflowed = dropped.overflowed,
+                                not_applied = dropped.not_applied,
+                                "reconciled with Docker after dropped events"
+                            );
+                            dropped = Dropped::default();
+                        }
                     }
                     Some(Err(e)) => return Lost::Error(e.to_string()),
                     None => return Lost::Error("event stream ended".to_owned()),
                 },
                 _ = reconcile_tick.tick() => {
                     // Replace the stream even when it looks healthy: a silently stalled
-                    // one is indistinguishable from a quiet engine.
+                    // one is indistinguishable from a quiet engine. What the old one
+                    // queued is handled first; `since` replays the rest.
+                    for event in feed.close() {
+                        self.handle(conn, &event, last_event, containers).await;
+                    }
                     let since = Some(last_event.map_or(opened_at, |t| t.max(opened_at)));
                     opened_at = self.clock.now();
-                    stream = conn.events(since);
+                    feed = Feed::open(conn.events(since));
                     if let Err(e) = self.reconcile(conn, containers).await {
                         return Lost::Error(e.to_string());
                     }
+                    dropped = Dropped::default();
                 }
                 _ = live_tick.tick() => {
-                    if let Err(e) = conn.ping().await {
-                        return Lost::Error(e.to_string());
+                    match tokio::time::timeout(PING_TIMEOUT, conn.ping()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Lost::Error(e.to_string()),
+                        Err(_) => return Lost::Error(format!(
+                            "Docker did not answer a ping within {}s",
+                            PING_TIMEOUT.as_secs()
+                        )),
                     }
                 }
             }
@@ -229,19 +352,44 @@ impl Tracker {
         Ok(())
     }
 
+    /// Apply one event; false when it could not be (a reconciliation repairs it).
     async fn handle(
         &self,
         conn: &dyn DockerEngine,
         event: &DockerEvent,
-        at: DateTime<Utc>,
+        last_event: &mut Option<DateTime<Utc>>,
         containers: &mut HashMap<String, String>,
-    ) {
+    ) -> bool {
+        let at = event.time.unwrap_or_else(|| self.clock.now());
+        *last_event = Some(last_event.map_or(at, |t| t.max(at)));
         self.metrics.docker_events.inc();
-        if let Err(e) = self.apply(conn, event, at, containers).await {
-            // The next reconciliation repairs whatever this event would have done.
-            tracing::debug!(action = %event.action, actor = %event.actor_id, error = %e, "event not applied");
-        }
+        let applied = match self.apply(conn, event, at, containers).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(action = %event.action, actor = %event.actor_id, error = %e, "event not applied");
+                false
+            }
+        };
         self.metrics.tracked_images.set(gauge(self.store.len()));
+        applied
+    }
+
+    /// Count `overflowed` + `not_applied` dropped events; the first of a burst warns.
+    fn dropped(&self, burst: &mut Dropped, overflowed: u64, not_applied: u64) {
+        if overflowed + not_applied == 0 {
+            return;
+        }
+        if !burst.any() {
+            tracing::warn!(
+                queue = EVENT_QUEUE,
+                "Docker events dropped (queue full or not applied); reconciling with a full listing once the burst is over"
+            );
+        }
+        burst.overflowed += overflowed;
+        burst.not_applied += not_applied;
+        self.metrics
+            .docker_events_dropped
+            .inc_by(overflowed + not_applied);
     }
 
     /// `at`: when it happened (the engine's time, else the time it arrived).
@@ -550,6 +698,47 @@ mod tests {
         assert_eq!(
             r.store.last_used("sha256:b"),
             Some(base() + chrono::Duration::seconds(900))
+        );
+        r.stop.cancel();
+        r.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_storm_that_overflows_the_queue_is_counted_and_reconciled_after() {
+        let fake = up_engine(vec![img("sha256:a", "app:1")]);
+        // A busy engine: each inspection takes 10 ms, so 1,500 events outrun the handler.
+        fake.with(|e| e.inspect_delay = Some(Duration::from_millis(10)));
+        let r = start(fake);
+        settle().await;
+        r.fake.with(|e| e.images.push(img("sha256:n", "new:1")));
+        let storm = EVENT_QUEUE + 500;
+        for _ in 0..storm {
+            r.fake
+                .emit(ev(EventScope::Image, "pull", "app:1", None, 10));
+        }
+        // The one event saying the new image arrived is lost in the overflow.
+        r.fake
+            .emit(ev(EventScope::Image, "pull", "new:1", None, 11));
+        // The reader takes all at once; the handler counts the overflow after its next event.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let dropped = r.metrics.docker_events_dropped.get();
+        assert!(
+            (400..=501).contains(&dropped),
+            "{dropped} of {storm} events counted as dropped"
+        );
+        assert_eq!(r.store.last_used("sha256:n"), None);
+        // The queue drains (1,024 × 10 ms), then one full listing repairs the loss.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        settle().await;
+        assert!(
+            r.store.last_used("sha256:n").is_some(),
+            "no reconciliation after the dropped events"
+        );
+        assert_eq!(r.metrics.docker_events_dropped.get(), dropped);
+        assert_eq!(
+            r.metrics.docker_events.get() + dropped,
+            u64::try_from(storm + 1).unwrap(),
+            "every event either handled or counted"
         );
         r.stop.cancel();
         r.task.await.unwrap();

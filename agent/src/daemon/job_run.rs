@@ -77,9 +77,14 @@ pub async fn run_job(ctx: Arc<JobContext>, kind: JobKind, trigger: Trigger, guar
 async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), JobError> {
     // gc plans with the in-memory record, so a state file that could not be saved (full
     // disk: exactly when gc runs) never makes a recent use look old. Saving is still tried.
-    if let Err(e) = ctx.store.flush(ctx.clock.now()).await {
-        ctx.metrics.state_save_failed();
-        tracing::warn!(error = %e, "cannot save last-use state before GC (retried); GC uses the in-memory record");
+    match ctx.store.flush(ctx.clock.now()).await {
+        Ok(true) => ctx.board.state_saved(Ok(())),
+        Ok(false) => {}
+        Err(e) => {
+            ctx.metrics.state_save_failed();
+            ctx.board.state_saved(Err(e.to_string()));
+            tracing::warn!(error = %e, "cannot save last-use state before GC (retried); GC uses the in-memory record");
+        }
     }
     let last_use = ctx.store.last_use_map();
     let mode = match trigger {
@@ -87,16 +92,8 @@ async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), JobError> {
         Trigger::DiskPressure => GcMode::DiskPressure,
     };
     let outcome = ctx.jobs.gc(mode, last_use, ctx.shutdown.clone()).await?;
+    // The pass's one summary line ("gc pass done") is gc's own.
     ctx.metrics.record_gc(&outcome);
-    tracing::info!(
-        job = "gc",
-        images_deleted = outcome.images_deleted,
-        containers_deleted = outcome.containers_deleted,
-        volumes_deleted = outcome.volumes_deleted,
-        bytes_reclaimed = outcome.bytes_reclaimed,
-        disk_usage_ratio = outcome.disk_usage_ratio.unwrap_or(f64::NAN),
-        "gc pass done"
-    );
     Ok(())
 }
 

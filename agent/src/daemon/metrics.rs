@@ -50,6 +50,7 @@ pub struct Metrics {
     pub last_error: F64Gauge,
     pub docker_up: Gauge,
     pub docker_events: Counter,
+    pub docker_events_dropped: Counter,
     pub docker_reconnects: Counter,
     pub tracked_images: Gauge,
     state_save_failures: Counter,
@@ -80,6 +81,7 @@ impl Metrics {
             last_error: F64Gauge::default(),
             docker_up: Gauge::default(),
             docker_events: Counter::default(),
+            docker_events_dropped: Counter::default(),
             docker_reconnects: Counter::default(),
             tracked_images: Gauge::default(),
             state_save_failures: Counter::default(),
@@ -151,6 +153,11 @@ impl Metrics {
             "docker_events",
             "Docker events handled",
             m.docker_events.clone(),
+        );
+        registry.register(
+            "docker_events_dropped",
+            "Docker events that overflowed the queue or could not be applied (a full reconciliation follows)",
+            m.docker_events_dropped.clone(),
         );
         registry.register(
             "docker_reconnects",

@@ -2,7 +2,8 @@
 //! of `WATCHDOG_USEC`, `RELOADING=1` on SIGHUP and `STOPPING=1`, through `sd-notify`.
 //!
 //! Without `NOTIFY_SOCKET` every call is a no-op. `STATUS=` is composed from the
-//! Docker connection state and the jobs running, and sent only when it changes.
+//! Docker connection state, the jobs running and a last-use state that cannot be
+//! saved (until a save succeeds), and sent only when it changes.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -66,6 +67,8 @@ struct Parts {
     docker: DockerState,
     running: BTreeSet<JobKind>,
     last_failure: Option<(JobKind, String)>,
+    /// The last save of the last-use state failed with this error.
+    unsaved: Option<String>,
     sent: String,
 }
 
@@ -88,6 +91,7 @@ impl StatusBoard {
                 docker: DockerState::Connecting,
                 running: BTreeSet::new(),
                 last_failure: None,
+                unsaved: None,
                 sent: String::new(),
             })),
         }
@@ -127,6 +131,12 @@ impl StatusBoard {
         });
     }
 
+    /// The outcome of a save of the last-use state: a failure stays in `STATUS=`
+    /// until a later save succeeds.
+    pub fn state_saved(&self, result: Result<(), String>) {
+        self.update(|p| p.unsaved = result.err());
+    }
+
     pub fn text(&self) -> String {
         render(&self.parts.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -147,10 +157,14 @@ fn render(p: &Parts) -> String {
         let names: Vec<&str> = p.running.iter().map(|k| k.name()).collect();
         format!("running {}", names.join(", "))
     };
-    match &p.last_failure {
-        Some((kind, e)) => format!("{docker}; {jobs}; last {kind} failed: {e}"),
-        None => format!("{docker}; {jobs}"),
+    let mut text = format!("{docker}; {jobs}");
+    if let Some((kind, e)) = &p.last_failure {
+        text.push_str(&format!("; last {kind} failed: {e}"));
     }
+    if let Some(e) = &p.unsaved {
+        text.push_str(&format!("; last-use state not saved ({e}), retrying"));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -177,5 +191,20 @@ mod tests {
         b.job_finished(JobKind::RefreshAuth, None);
         b.job_finished(JobKind::Gc, None);
         assert!(b.text().ends_with("; idle"), "{}", b.text());
+    }
+
+    #[test]
+    fn a_failed_state_save_stays_in_status_until_a_save_succeeds() {
+        let b = StatusBoard::new();
+        b.docker(DockerState::Connected);
+        b.state_saved(Err("No space left on device".into()));
+        assert_eq!(
+            b.text(),
+            "Docker: connected; idle; last-use state not saved (No space left on device), retrying"
+        );
+        b.job_started(JobKind::Gc);
+        assert!(b.text().contains("not saved"), "{}", b.text());
+        b.state_saved(Ok(()));
+        assert_eq!(b.text(), "Docker: connected; running gc");
     }
 }

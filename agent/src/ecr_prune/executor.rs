@@ -149,7 +149,10 @@ fn batch_outcomes(
         .into_iter()
         .map(|digest| {
             let outcome = match by_digest.remove(&digest) {
-                None => ImageOutcome::Deleted,
+                None => {
+                    tracing::info!(job = "ecr_prune", repository = %repository, digest = %digest, "image deleted");
+                    ImageOutcome::Deleted
+                }
                 Some(f) => failure_outcome(repository, f),
             };
             (digest, outcome)
@@ -231,6 +234,69 @@ mod tests {
             vec![3, 4]
         );
         assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn each_deleted_image_is_one_info_line_with_job_repository_and_digest() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        type Seen = Arc<Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>;
+        struct Capture(Seen);
+        struct Fields(Vec<(String, String)>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push((f.name().to_owned(), format!("{v:?}")));
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                self.0.push((f.name().to_owned(), v.to_owned()));
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let mut fields = Fields(Vec::new());
+                event.record(&mut fields);
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((*event.metadata().level(), fields.0));
+            }
+        }
+        let seen: Seen = Arc::default();
+        let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&seen)));
+        tracing::subscriber::with_default(subscriber, || {
+            batch_outcomes(
+                "team/app",
+                vec!["sha256:a".to_owned(), "sha256:b".to_owned()],
+                vec![DeleteFailure {
+                    digest: "sha256:b".to_owned(),
+                    code: FailureCode::ImageNotFound,
+                    reason: "gone".to_owned(),
+                }],
+            );
+        });
+        let seen = seen.lock().unwrap();
+        let field = |fields: &[(String, String)], key: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let deleted: Vec<_> = seen
+            .iter()
+            .filter(|(_, f)| field(f, "message") == "image deleted")
+            .collect();
+        assert_eq!(deleted.len(), 1, "{seen:?}");
+        let (level, fields) = deleted[0];
+        assert_eq!(*level, tracing::Level::INFO);
+        assert_eq!(field(fields, "job"), "ecr_prune");
+        assert_eq!(field(fields, "repository"), "team/app");
+        assert_eq!(field(fields, "digest"), "sha256:a");
     }
 
     #[tokio::test]

@@ -254,7 +254,14 @@ async fn remove_images(
             let entry = &images[i];
             match &outcome {
                 Outcome::Deleted => {
-                    tracing::info!(image = %short_id(&entry.id), reason = %entry.reason, size = entry.size, "deleted");
+                    tracing::info!(
+                        job = "gc",
+                        image_id = %entry.id,
+                        repository = %repositories(entry),
+                        reason = %entry.reason,
+                        size = entry.size,
+                        "image deleted"
+                    );
                     stats.images_deleted += 1;
                     stats.reclaimed_bytes += entry.size;
                 }
@@ -728,6 +735,23 @@ fn settle(result: Result<(), DockerError>, stats: &mut ExecStats) -> Outcome {
             stats.failures += 1;
             Outcome::Failed(Failure::Engine(e))
         }
+    }
+}
+
+/// The repositories an image was known by (tags first, else digests), for its deletion
+/// line's `REPOSITORY=`; `<none>` for an image with neither.
+fn repositories(entry: &ImageEntry) -> String {
+    let mut repos: Vec<&str> = Vec::new();
+    for reference in entry.tags.iter().chain(&entry.digests) {
+        let repo = repo_of(reference);
+        if !repos.contains(&repo) {
+            repos.push(repo);
+        }
+    }
+    if repos.is_empty() {
+        "<none>".to_owned()
+    } else {
+        repos.join(",")
     }
 }
 

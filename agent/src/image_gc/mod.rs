@@ -154,6 +154,7 @@ pub async fn run_with_last_use(
         let done = executor::execute(docker, disk, &plan, &exec, cancel).await;
         let stats = &done.stats;
         tracing::info!(
+            job = "gc",
             images_deleted = stats.images_deleted,
             containers_deleted = stats.containers_deleted,
             volumes_deleted = stats.volumes_deleted,

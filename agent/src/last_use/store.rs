@@ -241,13 +241,14 @@ impl StateStore {
     }
 
     /// Persist changes `debounce` after they happen, until `stop`; then flush once more.
-    /// A failed save is retried `debounce` later and reported through `on_error`.
+    /// A failed save is retried `debounce` later; each save written or failed is
+    /// reported through `on_save`.
     pub async fn persist_loop(
         self,
         debounce: Duration,
         clock: Arc<dyn crate::ports::Clock>,
         stop: CancellationToken,
-        on_error: impl Fn(&StateError) + Send,
+        on_save: impl Fn(Result<(), &StateError>) + Send,
     ) {
         loop {
             tokio::select! {
@@ -260,11 +261,12 @@ impl StateStore {
             }
             match self.flush(clock.now()).await {
                 Ok(true) => {
-                    tracing::debug!(path = %self.path.display(), images = self.len(), "state saved")
+                    on_save(Ok(()));
+                    tracing::debug!(path = %self.path.display(), images = self.len(), "state saved");
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    on_error(&e);
+                    on_save(Err(&e));
                     tracing::warn!(error = %e, "cannot save last-use state; will retry");
                     self.changed.notify_one();
                 }

@@ -122,6 +122,8 @@ pub struct FakeState {
     pub tag_log: Vec<TagEvent>,
     /// Image ID → unique size `data_usage` reports (default: the image's size).
     pub unique_sizes: HashMap<String, u64>,
+    /// Each image inspection takes this long first (a busy engine; time is paused in tests).
+    pub inspect_delay: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -328,6 +330,10 @@ impl DockerEngine for FakeDocker {
             }))
     }
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, DockerError> {
+        let delay = self.lock().inspect_delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let s = self.enter()?;
         Ok(s.images
             .iter()

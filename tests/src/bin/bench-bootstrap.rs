@@ -8,10 +8,11 @@
 // clock rule of clippy.toml is for the agent, not for them.
 #![allow(clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use shipshape_tests::bench::{median, ms, release_binary};
 use shipshape_tests::moto::{moto_server_path, Moto};
 
 const RUNS: usize = 15;
@@ -34,30 +35,6 @@ umask 077
   echo "ECS_ENGINE_AUTH_DATA=$auth"
 } > "$cfg"
 "#;
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// The binary under test: `SHIPSHAPE_BIN`, else `target/release/shipshape`.
-fn release_binary() -> PathBuf {
-    let p = match std::env::var_os("SHIPSHAPE_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => shipshape_tests::target_dir().join("release/shipshape"),
-    };
-    if !p.exists() {
-        panic!(
-            "{} not found — run `cargo build --release -p shipshape` first",
-            p.display()
-        );
-    }
-    p
-}
 
 fn timed(cmd: &mut Command, out_file: &Path) -> Duration {
     let _ = std::fs::remove_file(out_file);

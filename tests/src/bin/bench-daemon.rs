@@ -2,6 +2,11 @@
 //! images; each daemon is started, left to settle, then its process tree's resident
 //! memory and CPU time are read from /proc over one minute. Prints both and the ratio.
 //!
+//! Then, with shipshape still running, a container event storm (`STORM_CYCLES`, default
+//! 2,000 create/start/die/destroy cycles through the Engine API, 4 at a time) and its RSS
+//! once settled again. RSS is also split into anonymous (heap, stacks) and file-backed
+//! (the binary's code) pages.
+//!
 //! `SHIPSHAPE_BIN` / `DOCUUM_BIN` pick the binaries (default: the built shipshape next
 //! to this bench, `docuum` on PATH); `BENCH_SECONDS` shortens the window.
 // Fixtures, tests and benchmarks drive real engines and AWS in real time: the wall
@@ -16,6 +21,66 @@ use shipshape_tests::dockerd::Dockerd;
 use shipshape_tests::images::{self, ImageSpec};
 
 const IMAGES: usize = 1000;
+
+/// RssAnon and RssFile (KiB) of one process.
+fn rss_split(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("RssAnon:"), kib("RssFile:") + kib("RssShmem:"))
+}
+
+/// `cycles` containers created, started, waited for and removed, `parallel` at a time:
+/// create, start, die and destroy events for the daemon to follow.
+fn storm(d: &Dockerd, image: &str, cycles: usize, parallel: usize) -> Duration {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let t = Instant::now();
+    rt.block_on(async {
+        let docker = d.client().await;
+        futures_util::stream::iter(0..cycles)
+            .for_each_concurrent(parallel, |_| {
+                let docker = docker.clone();
+                async move {
+                    let body = ContainerCreateBody {
+                        image: Some(image.to_owned()),
+                        cmd: Some(vec!["true".to_owned()]),
+                        host_config: Some(HostConfig {
+                            network_mode: Some("none".to_owned()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    let id = docker
+                        .create_container(None, body)
+                        .await
+                        .expect("create container")
+                        .id;
+                    docker
+                        .start_container(&id, None)
+                        .await
+                        .expect("start container");
+                    let _ = docker.wait_container(&id, None).collect::<Vec<_>>().await;
+                    docker
+                        .remove_container(&id, None)
+                        .await
+                        .expect("remove container");
+                }
+            })
+            .await;
+    });
+    t.elapsed()
+}
 
 /// utime+stime (ticks) and VmRSS (KiB) of one process.
 fn proc_stat(pid: u32) -> Option<(u64, u64, u32)> {
@@ -192,6 +257,34 @@ fn main() {
         settled.as_secs_f64()
     );
     let a = measure(&mut ours, window, tck);
+    let (anon, file) = rss_split(ours.id());
+    println!("shipshape idle RSS split: anonymous {anon} KiB, file-backed {file} KiB");
+
+    let cycles: usize = std::env::var("STORM_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let busybox = images::busybox_image(&d, "storm/busybox:1");
+    let took = storm(&d, "storm/busybox:1", cycles, 4);
+    println!(
+        "event storm: {cycles} container cycles ({} events) in {:.1}s",
+        cycles * 4,
+        took.as_secs_f64()
+    );
+    let settled = settle(ours.id(), tck);
+    let storm_figures = measure(&mut ours, Duration::from_secs(10), tck);
+    let (anon, file) = rss_split(ours.id());
+    let storm_seen = shipshape::last_use::LastUseState::load(&work.path().join("state.json"))
+        .ok()
+        .flatten()
+        .and_then(|s| s.last_used(&busybox))
+        .is_some();
+    println!(
+        "shipshape after the storm (settled {:.1}s): RSS {} KiB (max {} KiB during 10 s), anonymous {anon} KiB, file-backed {file} KiB; storm image tracked: {storm_seen}",
+        settled.as_secs_f64(),
+        storm_figures.rss_kib,
+        storm_figures.max_rss_kib
+    );
     stop(ours);
 
     // docuum: threshold far above usage so it only watches; own HOME for its state.

@@ -111,6 +111,14 @@ fn units_hold_under_a_live_systemd() {
         m.sh("test -e /etc/ecs/ecs.config").code != 0,
         "a failed bootstrap wrote ecs.config"
     );
+    // …and left its marker in /run/shipshape, the one writable path under the read-only /run.
+    const MARKER: &str = "/run/shipshape/bootstrap-failed/etc-ecs-ecs.config";
+    assert!(
+        m.sh(&format!("test -e {MARKER}")).code == 0,
+        "no failure marker inside the sandbox:\n{}",
+        m.sh("journalctl --no-pager -o cat -u shipshape-bootstrap -n 10")
+            .stdout
+    );
 
     // A binary state file (the old crash loop before READY) is moved aside.
     m.sh_ok("mkdir -p /var/lib/shipshape && printf '\\377\\376\\000\\234' > /var/lib/shipshape/state.json");
@@ -149,6 +157,16 @@ fn units_hold_under_a_live_systemd() {
     assert_eq!(
         m.prop("shipshape-bootstrap.service", "ActiveState"),
         "active"
+    );
+    assert!(
+        m.sh(&format!("test -e {MARKER}")).code != 0,
+        "the failure marker outlived the recovery"
+    );
+    let marker_warnings = m.sh("journalctl --no-pager -o cat -u shipshape -u shipshape-bootstrap | grep -c 'cannot leave the failure marker'");
+    assert_eq!(
+        marker_warnings.stdout.trim(),
+        "0",
+        "a run could not write its failure marker"
     );
     let bootstrap_done: u64 = m
         .prop(

@@ -118,6 +118,8 @@ mod units_carry_the_spec_directives {
                 ("InaccessiblePaths", "/run/dbus/system_bus_socket"),
                 ("LimitNOFILE", ""),
                 ("Wants", "shipshape-ecs-restart.path"),
+                ("RuntimeDirectory", "shipshape"),
+                ("RuntimeDirectoryPreserve", "yes"),
             ],
         );
     }
@@ -133,6 +135,8 @@ mod units_carry_the_spec_directives {
                 ("After", "network-online.target"),
                 ("ExecStart", "/usr/bin/shipshape bootstrap"),
                 ("ReadOnlyPaths", "/run"),
+                ("RuntimeDirectory", "shipshape"),
+                ("RuntimeDirectoryPreserve", "yes"),
                 ("InaccessiblePaths", "/run/systemd/private"),
                 ("InaccessiblePaths", "/run/dbus/system_bus_socket"),
             ],
