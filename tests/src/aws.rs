@@ -177,20 +177,29 @@ impl Aws {
         self.put(repo, tag, &manifest, OCI_INDEX).await
     }
 
-    /// The digests in `repo`, sorted.
+    /// The digests in `repo`, sorted (every page: the strict proxy pages at 100).
     pub async fn digests(&self, repo: &str) -> Vec<String> {
-        let out = self
-            .ecr
-            .describe_images()
-            .repository_name(repo)
-            .send()
-            .await
-            .expect("DescribeImages");
-        let mut v: Vec<String> = out
-            .image_details()
-            .iter()
-            .filter_map(|d| d.image_digest().map(str::to_owned))
-            .collect();
+        let mut v = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecr
+                .describe_images()
+                .repository_name(repo)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .expect("DescribeImages");
+            v.extend(
+                out.image_details()
+                    .iter()
+                    .filter_map(|d| d.image_digest().map(str::to_owned)),
+            );
+            match out.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
         v.sort();
         v
     }

@@ -9,9 +9,11 @@
 mod bootstrap;
 mod cli;
 mod daemon;
+mod ecr_plan;
 mod ecr_prune;
 mod gc;
 mod gc_contract;
 mod harness;
 mod layering;
 mod packaging;
+mod strict_proxy;

@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// ACTIVE revisions kept per task family in use (rollback targets).
 pub const DEFAULT_KEEP_TASK_DEFINITIONS: u32 = 5;
+/// `--apply --plan` refuses a plan file older than this.
+pub const DEFAULT_PLAN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// ECR's default images-per-repository quota, used when Service Quotas can't be read.
 pub const DEFAULT_IMAGES_QUOTA: u64 = 10_000;
 /// `--max-images auto` keeps repositories under this share of the quota.
@@ -34,6 +36,7 @@ const KEEP_LAST: Key = Key::new(SECTION, "keep_last");
 const PROTECT_TAG: Key = Key::new(SECTION, "protect_tag");
 const MAX_DELETE_PERCENT: Key = Key::new(SECTION, "max_delete_percent");
 const CONCURRENCY: Key = Key::new(SECTION, "concurrency");
+const PLAN: Key = Key::new(SECTION, "plan");
 
 /// Which ECS clusters' usage protects images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +100,19 @@ pub struct EcrOptions {
     /// BatchGetImage reads then count as pulls for sinceImagePulled rules).
     #[arg(long)]
     pub no_pull_time_exclusion: bool,
+    /// Write the plan (JSON, with its creation time and a digest of what it was planned
+    /// from) to FILE, for review and a later `--apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub plan_out: Option<PathBuf>,
+    /// With --apply: delete exactly what this reviewed plan file expired, re-checking
+    /// every protection now.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub plan: Option<PathBuf>,
+    #[arg(long, value_name = "DURATION", help = with_default(
+        "--plan refuses a plan file older than this", HumanDuration(DEFAULT_PLAN_MAX_AGE)))]
+    pub plan_max_age: Option<HumanDuration>,
 }
 
 /// Validated settings of one `ecr-prune` run; `check` prints them serialized.
@@ -123,6 +139,11 @@ pub struct Settings {
     pub concurrency: usize,
     pub keep_task_definitions: u32,
     pub pull_time_exclusion: bool,
+    pub plan_out: Option<PathBuf>,
+    /// A reviewed plan file to apply (only with `apply`).
+    pub plan: Option<PathBuf>,
+    #[serde(serialize_with = "ser_duration")]
+    pub plan_max_age: Duration,
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
@@ -254,8 +275,33 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let apply = flags.apply || file.apply;
+        if flags.plan.is_some() && !apply {
+            return Err(l.invalid(
+                PLAN,
+                true,
+                false,
+                "applies a reviewed plan: give --apply with it (plan first with --plan-out FILE)",
+            ));
+        }
+        if flags.plan.is_some() && flags.plan_out.is_some() {
+            return Err(l.invalid(
+                PLAN,
+                true,
+                false,
+                "give --plan-out when planning and --plan when applying that plan, not both",
+            ));
+        }
+        if flags.plan_out.is_some() && apply {
+            return Err(l.invalid(
+                Key::new(SECTION, "plan_out"),
+                true,
+                false,
+                "writes a plan for review: leave out --apply, then apply it with --apply --plan FILE",
+            ));
+        }
         Ok(Self {
-            apply: flags.apply || file.apply,
+            apply,
             repository,
             repository_set,
             rules_origin,
@@ -277,6 +323,12 @@ impl Settings {
                 .or(file.keep_task_definitions)
                 .unwrap_or(DEFAULT_KEEP_TASK_DEFINITIONS),
             pull_time_exclusion: !(flags.no_pull_time_exclusion || file.no_pull_time_exclusion),
+            plan_out: flags.plan_out.clone(),
+            plan: flags.plan.clone(),
+            plan_max_age: flags
+                .plan_max_age
+                .or(file.plan_max_age)
+                .map_or(DEFAULT_PLAN_MAX_AGE, |d| d.0),
         })
     }
 
