@@ -15,8 +15,10 @@ fn tick() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
 }
 
+/// Through a strict proxy (real page sizes, index-first deletion): moto alone is lenient.
+/// The proxy learns the repository's indexes from the pruner's own BatchGetImage reads.
 fn prune(moto: &Moto, args: &[&str]) -> Output {
-    prune_env(&moto.env(), args)
+    prune_env(&AwsProxy::start(moto).env(moto), args)
 }
 
 fn prune_env(env: &[(String, String)], args: &[&str]) -> Output {
@@ -127,7 +129,11 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
     );
     let c = calls(&out);
     assert_eq!(count(&c, "DescribeRepositories"), 1);
-    assert_eq!(count(&c, "DescribeImages"), 1);
+    assert_eq!(
+        count(&c, "DescribeImages"),
+        2,
+        "the read, and the validation pass after the apply"
+    );
     assert_eq!(
         count(&c, "BatchGetImage"),
         1,
@@ -390,7 +396,7 @@ async fn two_hundred_fifty_deletions_take_three_calls() {
     assert_eq!(aws.digests("ci").await.len(), 1);
     let c = calls(&out);
     assert_eq!(count(&c, "BatchDeleteImage"), 3);
-    assert_eq!(count(&c, "DescribeImages"), 1);
+    assert_eq!(count(&c, "DescribeImages"), 2, "read, then validated");
     assert_eq!(count(&c, "BatchGetImage"), 0, "no index, no manifest read");
 }
 
