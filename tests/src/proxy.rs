@@ -71,7 +71,13 @@ const ID_LIMITS: [(&str, &str, usize); 6] = [
 const PAGED: [(&str, &str, usize, i64, &str); 8] = [
     ("describeimages", "imageDetails", 100, 1000, "imageIds"),
     ("listimages", "imageIds", 100, 1000, ""),
-    ("describerepositories", "repositories", 100, 1000, "repositoryNames"),
+    (
+        "describerepositories",
+        "repositories",
+        100,
+        1000,
+        "repositoryNames",
+    ),
     ("listclusters", "clusterArns", 100, 100, ""),
     ("listtasks", "taskArns", 100, 100, ""),
     ("listservices", "serviceArns", 10, 100, ""),
@@ -397,8 +403,10 @@ impl AwsProxy {
             refused = Self::referenced_children(&body, fixtures);
             if !refused.is_empty() {
                 let mut rest = body.clone();
-                let refused_digests: Vec<&serde_json::Value> =
-                    refused.iter().map(|f| &f["imageId"]["imageDigest"]).collect();
+                let refused_digests: Vec<&serde_json::Value> = refused
+                    .iter()
+                    .map(|f| &f["imageId"]["imageDigest"])
+                    .collect();
                 if let Some(ids) = rest["imageIds"].as_array_mut() {
                     ids.retain(|id| !refused_digests.contains(&&id["imageDigest"]));
                 }
@@ -422,8 +430,7 @@ impl AwsProxy {
             return client.write_all(&response);
         };
         let ok = response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200");
-        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&response[split..])
-        else {
+        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&response[split..]) else {
             return client.write_all(&response);
         };
         Self::fix_task_numbers(&mut answer);
@@ -595,10 +602,7 @@ impl AwsProxy {
     }
 
     /// The paging row of a request the proxy pages, if it does.
-    fn paged(
-        operation: &str,
-        request: &serde_json::Value,
-    ) -> Option<(&'static str, usize)> {
+    fn paged(operation: &str, request: &serde_json::Value) -> Option<(&'static str, usize)> {
         PAGED.iter().find_map(|(op, field, default, _, unpaged)| {
             let off = !unpaged.is_empty() && !request[*unpaged].is_null();
             (*op == operation && !off).then(|| {

@@ -90,18 +90,10 @@ async fn run_task(moto: &Moto, aws: &Aws, image: String) {
     assert_eq!(out.tasks().len(), 1, "RunTask placed no task: {out:?}");
 }
 
-const PLAN_ARGS: [&str; 6] = [
-    "--keep-last",
-    "1",
-    "--min-age",
-    "0s",
-    "--force",
-    "--output",
-];
+const PLAN_ARGS: [&str; 6] = ["--keep-last", "1", "--min-age", "0s", "--force", "--output"];
 
 #[tokio::test]
-async fn a_reviewed_plan_applied_after_a_new_task_started_on_one_of_its_images_keeps_that_image()
-{
+async fn a_reviewed_plan_applied_after_a_new_task_started_on_one_of_its_images_keeps_that_image() {
     let moto = Moto::start();
     moto.set_ecs_manual_transitions();
     let proxy = AwsProxy::start(&moto);
@@ -122,7 +114,11 @@ async fn a_reviewed_plan_applied_after_a_new_task_started_on_one_of_its_images_k
     args.extend(["json", "--plan-out", &plan_file]);
     let planned = prune(&proxy.env(&moto), &args);
     assert_eq!(planned.code, 0, "stderr: {}", planned.stderr);
-    assert_eq!(aws.digests("web").await.len(), 5, "planning deletes nothing");
+    assert_eq!(
+        aws.digests("web").await.len(),
+        5,
+        "planning deletes nothing"
+    );
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_path).expect("plan file written"))
             .expect("plan file is JSON");
@@ -223,7 +219,11 @@ async fn stale_foreign_and_unknown_version_plan_files_are_refused_with_exit_2() 
         let mut args = PLAN_ARGS.to_vec();
         args.extend(["text", "--apply", "--plan", file, "--plan-max-age", max_age]);
         let out = prune(&proxy.env(&moto), &args);
-        assert_eq!(out.code, 2, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+        assert_eq!(
+            out.code, 2,
+            "stdout: {}\nstderr: {}",
+            out.stdout, out.stderr
+        );
         assert!(out.stdout.is_empty(), "{}", out.stdout);
         assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
         for n in needles {
@@ -257,12 +257,16 @@ async fn stale_foreign_and_unknown_version_plan_files_are_refused_with_exit_2() 
     assert_eq!(applied.code, 0, "stderr: {}", applied.stderr);
     assert_eq!(aws.digests("web").await.len(), 1);
     assert!(
-        applied.stdout.contains("validation: ok (0 indexes, 0 referrers checked)"),
+        applied
+            .stdout
+            .contains("validation: ok (0 indexes, 0 referrers checked)"),
         "{}",
         applied.stdout
     );
     assert!(
-        applied.stdout.starts_with(&format!("reviewed plan {plan_file} (planned ")),
+        applied
+            .stdout
+            .starts_with(&format!("reviewed plan {plan_file} (planned ")),
         "{}",
         applied.stdout
     );

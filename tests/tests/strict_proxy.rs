@@ -52,7 +52,11 @@ async fn describe_images_pages_at_100_by_default_up_to_1000_with_its_own_tokens(
             None => break,
         }
     }
-    assert_eq!(sizes, vec![100, 100, 50], "moto alone answers one page of 250");
+    assert_eq!(
+        sizes,
+        vec![100, 100, 50],
+        "moto alone answers one page of 250"
+    );
     let all = aws
         .ecr
         .describe_images()
@@ -150,7 +154,11 @@ async fn list_services_pages_at_10_and_describe_repositories_at_100() {
         .send()
         .await
         .expect("ListServices page 2");
-    assert_eq!(second.service_arns().len(), 15, "the rest, at the larger size");
+    assert_eq!(
+        second.service_arns().len(),
+        15,
+        "the rest, at the larger size"
+    );
     assert!(second.next_token().is_none());
     let eleven: Vec<String> = (0..11).map(|i| format!("svc{i}")).collect();
     let refused = aws
@@ -291,7 +299,10 @@ async fn ecr_prune_pages_exactly_and_survives_throttled_pages_and_index_order() 
     let big = &doc["repositories"][0];
     assert_eq!(big["images_before"], 1051, "every page read, none twice");
     assert_eq!(big["images_after"], 1);
-    assert!(big["failures"].as_array().is_some_and(Vec::is_empty), "{big}");
+    assert!(
+        big["failures"].as_array().is_some_and(Vec::is_empty),
+        "{big}"
+    );
     assert_eq!(big["validation"]["ok"], true);
     // DescribeImages: page 1, page 2 throttled twice then served, the validation read.
     assert_eq!(proxy.requests("DescribeImages"), 5);

@@ -40,7 +40,9 @@ pub enum EcrError {
     /// A plan file that cannot be applied: nothing was read or deleted.
     #[error("{0}")]
     Plan(#[from] PlanFileError),
-    #[error("cannot write the plan file {path}: {error}; check the directory exists and is writable")]
+    #[error(
+        "cannot write the plan file {path}: {error}; check the directory exists and is writable"
+    )]
     PlanOut { path: String, error: std::io::Error },
 }
 
@@ -165,7 +167,13 @@ fn write_plan(
 ) -> Result<(), EcrError> {
     let plans: Vec<(&str, &str, &planner::RepoPlan)> = reports
         .iter()
-        .filter_map(|r| Some((r.name.as_str(), r.inputs_digest.as_deref()?, r.plan.as_ref()?)))
+        .filter_map(|r| {
+            Some((
+                r.name.as_str(),
+                r.inputs_digest.as_deref()?,
+                r.plan.as_ref()?,
+            ))
+        })
         .collect();
     let file = reviewed::build(now, usage, &plans);
     crate::shared::atomic_file::atomic_write(path, file.to_text().as_bytes(), 0o644).map_err(

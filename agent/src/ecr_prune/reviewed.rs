@@ -331,10 +331,15 @@ mod tests {
             refused: false,
             expire: vec![],
         });
-        let extra = plan.to_text().replacen("\"refused\"", "\"surprise\": 1, \"refused\"", 1);
+        let extra = plan
+            .to_text()
+            .replacen("\"refused\"", "\"surprise\": 1, \"refused\"", 1);
         assert!(matches!(at(&extra), Err(PlanFileError::Invalid { .. })));
         let future = file(now() + chrono::Duration::minutes(5)).to_text();
-        assert!(at(&future).unwrap_err().to_string().contains("in the future"));
+        assert!(at(&future)
+            .unwrap_err()
+            .to_string()
+            .contains("in the future"));
     }
 
     #[test]

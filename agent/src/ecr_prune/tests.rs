@@ -370,9 +370,10 @@ async fn a_child_lost_under_a_kept_index_fails_the_validation_pass_and_the_run()
     let kids = ["sha256:amd64", "sha256:arm64"];
     let mut images = many(4);
     images.push(idx.clone());
-    images.extend(kids.iter().map(|k| {
-        crate::testing::ecr::image(k.trim_start_matches("sha256:"), &[], 99)
-    }));
+    images.extend(
+        kids.iter()
+            .map(|k| crate::testing::ecr::image(k.trim_start_matches("sha256:"), &[], 99)),
+    );
     let mut ecr = FakeEcr::with(vec![("a", images)]);
     ecr.manifests.insert(
         idx.digest.clone(),
@@ -399,7 +400,10 @@ async fn a_child_lost_under_a_kept_index_fails_the_validation_pass_and_the_run()
             child: kids[1].to_owned(),
         }]
     );
-    assert!(report.failed(), "a violated validation fails the run (exit 1)");
+    assert!(
+        report.failed(),
+        "a violated validation fails the run (exit 1)"
+    );
     assert_eq!(
         a.error().map(|e| e.to_string()),
         Some(format!(
@@ -472,7 +476,11 @@ async fn a_reviewed_plan_deletes_only_what_it_expired_and_rechecks_protections()
     assert_eq!(a.deleted(), Some(3), "the plan's four, less the one in use");
     let left = ecr.digests("a");
     assert!(left.contains(&running));
-    assert_eq!(left.len(), 3, "i0, the running one and the new one: {left:?}");
+    assert_eq!(
+        left.len(),
+        3,
+        "i0, the running one and the new one: {left:?}"
+    );
     assert_eq!(a.kept_at_apply(), vec![running.as_str()]);
     assert_eq!(a.unchanged_since_plan, Some(false));
     let in_use = &a

@@ -98,12 +98,7 @@ mod tests {
             images: images.iter().map(|i| (*i).clone()).collect(),
             children: children
                 .iter()
-                .map(|(i, c)| {
-                    (
-                        (*i).to_owned(),
-                        c.iter().map(|d| (*d).to_owned()).collect(),
-                    )
-                })
+                .map(|(i, c)| ((*i).to_owned(), c.iter().map(|d| (*d).to_owned()).collect()))
                 .collect::<HashMap<_, _>>(),
         }
     }
