@@ -192,7 +192,9 @@ async fn a_child_deleted_before_its_index_is_refused_with_image_referenced_by_ma
     aws.repo("multi").await;
     let child = aws.image("multi", None, "amd64").await;
     let other = aws.image("multi", Some("plain"), "plain").await;
-    let index = aws.index("multi", Some("v1"), &[child.clone()]).await;
+    let index = aws
+        .index("multi", Some("v1"), std::slice::from_ref(&child))
+        .await;
     let id = |d: &str| {
         aws_sdk_ecr::types::ImageIdentifier::builder()
             .image_digest(d)
