@@ -243,6 +243,36 @@ async fn stale_foreign_and_unknown_version_plan_files_are_refused_with_exit_2() 
     refused(&v2.display().to_string(), "1d", &["format version 2"]);
     let missing = dir.path().join("missing.json").display().to_string();
     refused(&missing, "1d", &["cannot read the plan file"]);
+    let nowhere = dir
+        .path()
+        .join("no/such/dir/plan.json")
+        .display()
+        .to_string();
+    let unwritable = prune(
+        &proxy.env(&moto),
+        &["--keep-last", "1", "--plan-out", &nowhere],
+    );
+    assert_eq!(unwritable.code, 1, "{}", unwritable.stderr);
+    // The log lines of the run before it, then one error line.
+    let errors: Vec<&str> = unwritable
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("shipshape: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", unwritable.stderr);
+    assert!(
+        errors[0].contains("cannot write the plan file"),
+        "{}",
+        unwritable.stderr
+    );
+    let without_apply = prune(&proxy.env(&moto), &["--plan", &plan_file]);
+    assert_eq!(without_apply.code, 2, "{}", without_apply.stderr);
+    assert_eq!(without_apply.stderr.trim().lines().count(), 1);
+    assert!(
+        without_apply.stderr.contains("--plan"),
+        "{}",
+        without_apply.stderr
+    );
     assert_eq!(aws.digests("web").await, before, "nothing deleted");
     assert_eq!(
         std::fs::read_to_string(&plan_path).expect("plan"),

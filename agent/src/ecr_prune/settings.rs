@@ -457,6 +457,26 @@ mod tests {
     }
 
     #[test]
+    fn reviewed_plan_flags_go_with_the_right_mode() {
+        let s = resolve(&["--plan-out", "p.json"], "").unwrap();
+        assert_eq!(s.plan_out, Some(PathBuf::from("p.json")));
+        assert_eq!(s.plan_max_age, DEFAULT_PLAN_MAX_AGE);
+        let s = resolve(&["--apply", "--plan", "p.json", "--plan-max-age", "2h"], "").unwrap();
+        assert_eq!(s.plan, Some(PathBuf::from("p.json")));
+        assert_eq!(s.plan_max_age, Duration::from_secs(7200));
+        let s = resolve(&[], "[ecr]\nplan_max_age = \"3h\"\n").unwrap();
+        assert_eq!(s.plan_max_age, Duration::from_secs(3 * 3600));
+        let e = resolve(&["--plan", "p.json"], "").unwrap_err();
+        assert_eq!(e.key, PLAN);
+        assert!(e.to_string().contains("give --apply with it"), "{e}");
+        let e = resolve(&["--apply", "--plan-out", "p.json"], "").unwrap_err();
+        assert!(e.to_string().contains("leave out --apply"), "{e}");
+        let e = resolve(&["--apply", "--plan", "a", "--plan-out", "b"], "").unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        assert!(try_flags(&["--plan-max-age", "soon"]).is_err());
+    }
+
+    #[test]
     fn zero_keep_last_is_refused() {
         let e = resolve(&["--keep-last", "0"], "").unwrap_err();
         assert_eq!(e.key, KEEP_LAST);
