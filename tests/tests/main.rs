@@ -9,7 +9,6 @@
 mod bootstrap;
 mod cli;
 mod daemon;
-mod ecr_plan;
 mod ecr_prune;
 mod gc;
 mod gc_contract;

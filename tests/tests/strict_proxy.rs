@@ -107,25 +107,7 @@ async fn list_services_pages_at_10_and_describe_repositories_at_100() {
         .send()
         .await
         .expect("CreateCluster");
-    let td = aws
-        .ecs
-        .register_task_definition()
-        .family("svc")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("app")
-                .image("busybox")
-                .memory_reservation(128)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RegisterTaskDefinition");
-    let arn = td
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("arn")
-        .to_owned();
+    let arn = aws.task_definition("svc", "busybox").await;
     for i in 0..25 {
         aws.ecs
             .create_service()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use shipshape_tests::aws::{ec2_run_instance, Aws};
+use shipshape_tests::aws::Aws;
 use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::{moto_server_path, Moto};
 use shipshape_tests::proxy::AwsProxy;
@@ -135,74 +135,21 @@ async fn seed_images(aws: &Aws, sizes: &Sizes) -> usize {
 /// each on an old release of its repository (which keep-last alone would expire);
 /// `services` services (desired count 0) on other old releases.
 async fn seed_ecs(moto: &Moto, aws: &Aws, sizes: &Sizes, uri: &str) {
-    aws.ecs
-        .create_cluster()
-        .cluster_name("prod")
-        .send()
-        .await
-        .expect("CreateCluster");
-    for _ in 0..2 {
-        let instance = ec2_run_instance(moto);
-        let doc = serde_json::json!({"instanceId": instance, "region": "us-east-1"}).to_string();
-        aws.ecs
-            .register_container_instance()
-            .cluster("prod")
-            .instance_identity_document(doc)
-            .send()
-            .await
-            .expect("RegisterContainerInstance");
-    }
-    let register = |family: String, image: String| {
-        let ecs = aws.ecs.clone();
-        async move {
-            ecs.register_task_definition()
-                .family(family)
-                .container_definitions(
-                    aws_sdk_ecs::types::ContainerDefinition::builder()
-                        .name("app")
-                        .image(image)
-                        .memory_reservation(4)
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("RegisterTaskDefinition")
-                .task_definition()
-                .and_then(|t| t.task_definition_arn())
-                .expect("arn")
-                .to_owned()
-        }
-    };
+    aws.cluster_with_instances(moto, "prod", 2).await;
     let repos = sizes.repos.max(1);
     let mut started = 0;
     let mut k = 0;
     while started < sizes.tasks {
         let count = (sizes.tasks - started).min(10);
-        let td = register(
-            format!("job-{k}"),
-            format!("{uri}/service-{:02}:r{:05}", k % repos, 10 + k / repos),
-        )
-        .await;
-        let out = aws
-            .ecs
-            .run_task()
-            .cluster("prod")
-            .task_definition(td)
-            .count(count as i32)
-            .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
-            .send()
-            .await
-            .expect("RunTask");
-        assert_eq!(out.tasks().len(), count, "RunTask placed too few: {out:?}");
+        let image = format!("{uri}/service-{:02}:r{:05}", k % repos, 10 + k / repos);
+        let td = aws.task_definition(&format!("job-{k}"), &image).await;
+        aws.run_tasks("prod", &td, count).await;
         started += count;
         k += 1;
     }
     for j in 0..sizes.services {
-        let td = register(
-            format!("svc-{j}"),
-            format!("{uri}/service-{:02}:r{:05}", j % repos, 20 + j / repos),
-        )
-        .await;
+        let image = format!("{uri}/service-{:02}:r{:05}", j % repos, 20 + j / repos);
+        let td = aws.task_definition(&format!("svc-{j}"), &image).await;
         aws.ecs
             .create_service()
             .cluster("prod")

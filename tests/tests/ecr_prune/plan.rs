@@ -3,91 +3,25 @@
 //! moved onto another, a new push), then applied with `--apply --plan`; stale and
 //! foreign plan files refused with exit 2; the validation pass after every apply.
 
-use shipshape_tests::aws::{ec2_run_instance, Aws};
+use shipshape_tests::aws::Aws;
 use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::Moto;
 use shipshape_tests::proxy::AwsProxy;
 
-/// moto's `imagePushedAt` has one-second resolution: space pushes that must be ordered.
-fn tick() {
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-}
+use super::{json, reason_of as reason, repo_json as repo, tick, versions};
 
+/// `ecr-prune ARGS` at the default log level (text), so a refusal is its one line.
 fn prune(env: &[(String, String)], args: &[&str]) -> Output {
     let mut all = vec!["ecr-prune"];
     all.extend_from_slice(args);
     run_shipshape(all, env)
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            out.stdout, out.stderr
-        )
-    })
-}
-
-fn repo<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["repositories"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["name"] == name))
-        .unwrap_or_else(|| panic!("no repository {name} in {doc}"))
-}
-
-fn reason<'a>(repo: &'a serde_json::Value, digest: &str) -> &'a str {
-    repo["units"]
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["digest"] == digest))
-        .and_then(|u| u["reason"].as_str())
-        .unwrap_or_else(|| panic!("no unit {digest} in {repo}"))
-}
-
 /// Start one task of a new task definition running `image` in cluster `prod`.
 async fn run_task(moto: &Moto, aws: &Aws, image: String) {
-    aws.ecs
-        .create_cluster()
-        .cluster_name("prod")
-        .send()
-        .await
-        .expect("CreateCluster");
-    let instance = ec2_run_instance(moto);
-    let doc = serde_json::json!({"instanceId": instance, "region": "us-east-1"}).to_string();
-    aws.ecs
-        .register_container_instance()
-        .cluster("prod")
-        .instance_identity_document(doc)
-        .send()
-        .await
-        .expect("RegisterContainerInstance");
-    let td = aws
-        .ecs
-        .register_task_definition()
-        .family("late")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("app")
-                .image(image)
-                .memory_reservation(128)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RegisterTaskDefinition")
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("arn")
-        .to_owned();
-    let out = aws
-        .ecs
-        .run_task()
-        .cluster("prod")
-        .task_definition(td)
-        .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
-        .send()
-        .await
-        .expect("RunTask");
-    assert_eq!(out.tasks().len(), 1, "RunTask placed no task: {out:?}");
+    aws.cluster_with_instances(moto, "prod", 1).await;
+    let td = aws.task_definition("late", &image).await;
+    aws.run_tasks("prod", &td, 1).await;
 }
 
 const PLAN_ARGS: [&str; 6] = ["--keep-last", "1", "--min-age", "0s", "--force", "--output"];
@@ -99,14 +33,7 @@ async fn a_reviewed_plan_applied_after_a_new_task_started_on_one_of_its_images_k
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let uri = aws.repo("web").await;
-    let mut v = Vec::new();
-    for i in 0..5 {
-        v.push(
-            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
-                .await,
-        );
-        tick();
-    }
+    let v = versions(&aws, "web", 5).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plan_path = dir.path().join("plan.json");
     let plan_file = plan_path.display().to_string();
@@ -199,11 +126,7 @@ async fn stale_foreign_and_unknown_version_plan_files_are_refused_with_exit_2() 
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     aws.repo("web").await;
-    for i in 0..3 {
-        aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
-            .await;
-        tick();
-    }
+    versions(&aws, "web", 3).await;
     let before = aws.digests("web").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plan_path = dir.path().join("plan.json");
