@@ -177,20 +177,90 @@ impl Aws {
         self.put(repo, tag, &manifest, OCI_INDEX).await
     }
 
-    /// The digests in `repo`, sorted.
-    pub async fn digests(&self, repo: &str) -> Vec<String> {
-        let out = self
-            .ecr
-            .describe_images()
-            .repository_name(repo)
+    /// ECS cluster `name` with `instances` container instances (EC2 instances in moto),
+    /// where RunTask can place tasks.
+    pub async fn cluster_with_instances(&self, moto: &Moto, name: &str, instances: usize) {
+        self.ecs
+            .create_cluster()
+            .cluster_name(name)
             .send()
             .await
-            .expect("DescribeImages");
-        let mut v: Vec<String> = out
-            .image_details()
-            .iter()
-            .filter_map(|d| d.image_digest().map(str::to_owned))
-            .collect();
+            .expect("CreateCluster");
+        for _ in 0..instances {
+            let instance = ec2_run_instance(moto);
+            let doc =
+                serde_json::json!({"instanceId": instance, "region": "us-east-1"}).to_string();
+            self.ecs
+                .register_container_instance()
+                .cluster(name)
+                .instance_identity_document(doc)
+                .send()
+                .await
+                .expect("RegisterContainerInstance");
+        }
+    }
+
+    /// Registers a task definition of one container running `image`; returns its ARN.
+    /// `memoryReservation` (4 MiB, so many fit an instance), not cpu/memory: moto echoes
+    /// those as numbers in the task's containers.
+    pub async fn task_definition(&self, family: &str, image: &str) -> String {
+        self.ecs
+            .register_task_definition()
+            .family(family)
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("app")
+                    .image(image)
+                    .memory_reservation(4)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RegisterTaskDefinition")
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .expect("task definition ARN")
+            .to_owned()
+    }
+
+    /// Runs `count` (at most 10, RunTask's limit) tasks of `task_definition` on EC2.
+    pub async fn run_tasks(&self, cluster: &str, task_definition: &str, count: usize) {
+        let out = self
+            .ecs
+            .run_task()
+            .cluster(cluster)
+            .task_definition(task_definition)
+            .count(count as i32)
+            .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
+            .send()
+            .await
+            .expect("RunTask");
+        assert_eq!(out.tasks().len(), count, "RunTask placed too few: {out:?}");
+    }
+
+    /// The digests in `repo`, sorted (every page: the strict proxy pages at 100).
+    pub async fn digests(&self, repo: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecr
+                .describe_images()
+                .repository_name(repo)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .expect("DescribeImages");
+            v.extend(
+                out.image_details()
+                    .iter()
+                    .filter_map(|d| d.image_digest().map(str::to_owned)),
+            );
+            match out.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
         v.sort();
         v
     }

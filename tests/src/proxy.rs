@@ -12,6 +12,32 @@
 //! with InvalidParameterException, as ECR and ECS do, so a bug
 //! moto would let through fails the test.
 //!
+//! Real page sizes on moto's answers: moto 5 answers every list below in one page,
+//! whatever `maxResults` says and never with a `nextToken`. The proxy cuts moto's answer
+//! into the pages the real API gives — `maxResults` when the request sets it, else the
+//! API's default — and serves the later pages itself from its own `nextToken` (an
+//! unknown token is InvalidParameterException). Defaults and maxima, from the API
+//! references (`maxResults` of each request):
+//! - ECR DescribeImages, ListImages, DescribeRepositories: default 100, 1..1000 ("If
+//!   this parameter isn't used, then DescribeImages returns up to 100 results and a
+//!   nextToken value"); not with `imageIds` / `repositoryNames`, which are not paged.
+//! - ECS ListClusters, ListTasks, ListTaskDefinitions, ListTaskDefinitionFamilies:
+//!   default 100, 1..100; ListServices: default 10, 1..100 ("ListServices returns up
+//!   to 10 results").
+//!
+//! Index-first deletion as ECR enforces it: BatchDeleteImage of a manifest that an
+//! image index still in the repository lists fails for that manifest with an
+//! ImageFailure `{"imageId":{"imageDigest"},"failureCode":"ImageReferencedByManifestList",
+//! "failureReason"}` (the other ids of the call go ahead); moto deletes it. The proxy
+//! learns the indexes from the PutImage requests and BatchGetImage answers that pass
+//! through it, so an index pushed straight to moto and never read through the proxy is
+//! unknown to it. ECR does not document the order within one call; the proxy takes the
+//! strict reading: an index deleted in the same call still protects its children.
+//!
+//! Throttling on demand: `throttle(operation, after, times)` answers ThrottlingException
+//! (400, `x-amzn-ErrorType`) to `times` requests of the operation after `after` passed,
+//! e.g. the second page of a listing.
+//!
 //! What moto does not serve (ListServiceDeployments, DescribeServiceDeployments,
 //! DescribeServiceRevisions) the proxy answers from fixtures a test gives
 //! (`answer_list`, `answer_items`), shaped like the ECS API reference; without a
@@ -42,14 +68,37 @@ const ID_LIMITS: [(&str, &str, usize); 6] = [
     ("describeservicerevisions", "serviceRevisionArns", 20),
 ];
 
+/// Operations the proxy pages (lower-cased name): (operation, list field of the answer,
+/// default page, largest page, a request field that turns paging off).
+const PAGED: [(&str, &str, usize, i64, &str); 8] = [
+    ("describeimages", "imageDetails", 100, 1000, "imageIds"),
+    ("listimages", "imageIds", 100, 1000, ""),
+    (
+        "describerepositories",
+        "repositories",
+        100,
+        1000,
+        "repositoryNames",
+    ),
+    ("listclusters", "clusterArns", 100, 100, ""),
+    ("listtasks", "taskArns", 100, 100, ""),
+    ("listservices", "serviceArns", 10, 100, ""),
+    ("listtaskdefinitions", "taskDefinitionArns", 100, 100, ""),
+    ("listtaskdefinitionfamilies", "families", 100, 100, ""),
+];
+
+const TOKEN_PREFIX: &str = "shipshape-proxy-page-";
+
 /// Largest `maxResults` per operation (lower-cased name).
-const PAGE_MAX: [(&str, i64); 8] = [
+const PAGE_MAX: [(&str, i64); 10] = [
     ("listclusters", 100),
     ("listtasks", 100),
     ("listservices", 100),
     ("listtaskdefinitions", 100),
+    ("listtaskdefinitionfamilies", 100),
     ("listservicedeployments", 100),
     ("describeimages", 1000),
+    ("listimages", 1000),
     ("describerepositories", 1000),
     ("listpulltimeupdateexclusions", 1000),
 ];
@@ -62,6 +111,16 @@ struct Fixtures {
     items: Vec<(String, String, String, String, Vec<serde_json::Value>)>,
     /// The registry's pull-time update exclusion list, once `serve_pull_time_exclusions`.
     exclusions: Option<Vec<String>>,
+    /// Later pages of answers the proxy cut: token id → (answer minus its list, list
+    /// field, the items).
+    pages: std::collections::HashMap<u64, (serde_json::Value, String, Vec<serde_json::Value>)>,
+    next_page_id: u64,
+    /// repository → index digest → the digests it lists.
+    indexes: std::collections::HashMap<String, std::collections::HashMap<String, Vec<String>>>,
+    /// (operation suffix `.name`, requests to let pass first, requests to throttle).
+    throttles: Vec<(String, usize, usize)>,
+    /// Requests per operation (lower-cased), as the proxy saw them.
+    seen: std::collections::BTreeMap<String, usize>,
     /// REST-JSON answers (Lambda): (method, decoded path, decoded query pairs the
     /// request must carry, response body).
     rest: Vec<RestFixture>,
@@ -108,17 +167,13 @@ pub struct AwsProxy {
 }
 
 impl AwsProxy {
-    /// A proxy that only fixes moto's task shapes.
+    /// A proxy with every strict behaviour and no throttling.
     pub fn start(moto: &Moto) -> Self {
         Self::start_throttling(moto, "", 0)
     }
 
     /// Throttle the first `times` requests whose `x-amz-target` ends with `.{operation}`.
     pub fn start_throttling(moto: &Moto, operation: &str, times: usize) -> Self {
-        let throttle = std::sync::Arc::new(std::sync::Mutex::new((
-            format!(".{}", operation.to_lowercase()),
-            times,
-        )));
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let upstream = moto.port();
@@ -126,14 +181,39 @@ impl AwsProxy {
         let shared = fixtures.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let throttle = throttle.clone();
                 let fixtures = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = Self::serve(conn, upstream, &throttle, &fixtures);
+                    let _ = Self::serve(conn, upstream, &fixtures);
                 });
             }
         });
-        Self { port, fixtures }
+        let proxy = Self { port, fixtures };
+        if times > 0 {
+            proxy.throttle(operation, 0, times);
+        }
+        proxy
+    }
+
+    /// Answer ThrottlingException to `times` requests of `operation` (e.g.
+    /// `DescribeImages`), after letting `after` more of them pass.
+    pub fn throttle(&self, operation: &str, after: usize, times: usize) {
+        self.fixtures.lock().expect("fixtures").throttles.push((
+            format!(".{}", operation.to_lowercase()),
+            after,
+            times,
+        ));
+    }
+
+    /// Requests of `operation` the proxy received (throttled ones and later pages it
+    /// served itself included).
+    pub fn requests(&self, operation: &str) -> usize {
+        self.fixtures
+            .lock()
+            .expect("fixtures")
+            .seen
+            .get(&operation.to_lowercase())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Answer `operation` (e.g. `ListServiceDeployments`) with `response` when the
@@ -368,7 +448,6 @@ impl AwsProxy {
     fn serve(
         mut client: std::net::TcpStream,
         upstream: u16,
-        throttle: &std::sync::Mutex<(String, usize)>,
         fixtures: &Mutex<Fixtures>,
     ) -> std::io::Result<()> {
         use std::io::{Read, Write};
@@ -400,20 +479,11 @@ impl AwsProxy {
         let target = head
             .lines()
             .find_map(|l| l.strip_prefix("x-amz-target:"))
-            .map(str::trim);
-        {
-            let mut t = throttle.lock().expect("throttle lock");
-            if t.1 > 0 && target.is_some_and(|x| x.ends_with(t.0.as_str())) {
-                t.1 -= 1;
-                let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-                let reply = format!(
-                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                return client.write_all(reply.as_bytes());
-            }
-        }
-        if target.is_none() {
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        // REST-JSON (Lambda) carries no X-Amz-Target: answered from fixtures.
+        if target.is_empty() {
             let head = String::from_utf8_lossy(&request[..header_end]);
             if let Some((error, body)) =
                 Self::rest_answer(head.lines().next().unwrap_or(""), fixtures)
@@ -429,14 +499,43 @@ impl AwsProxy {
                 return client.write_all(reply.as_bytes());
             }
         }
-        let operation = target
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or_default()
-            .to_owned();
-        if let Some((status, kind, body)) =
-            Self::local_answer(&operation, &request[header_end..], fixtures)
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        if Self::throttled(fixtures, &target, &operation) {
+            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+            return Self::reply(
+                &mut client,
+                "400 Bad Request",
+                Some("ThrottlingException"),
+                body,
+            );
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null);
+        if let Some((status, kind, answer)) = Self::later_page(&operation, &body, fixtures)
+            .or_else(|| Self::local_answer(&operation, &request[header_end..], fixtures))
         {
-            return Self::reply(&mut client, status, kind, &body);
+            return Self::reply(&mut client, status, kind, &answer);
+        }
+        // Index-first: drop the ids an index still lists, answer them as ECR does.
+        let mut refused = Vec::new();
+        if operation == "batchdeleteimage" {
+            refused = Self::referenced_children(&body, fixtures);
+            if !refused.is_empty() {
+                let mut rest = body.clone();
+                let refused_digests: Vec<&serde_json::Value> = refused
+                    .iter()
+                    .map(|f| &f["imageId"]["imageDigest"])
+                    .collect();
+                if let Some(ids) = rest["imageIds"].as_array_mut() {
+                    ids.retain(|id| !refused_digests.contains(&&id["imageDigest"]));
+                }
+                if rest["imageIds"].as_array().is_none_or(Vec::is_empty) {
+                    let answer = serde_json::json!({"imageIds": [], "failures": refused});
+                    return Self::reply(&mut client, "200 OK", None, &answer.to_string());
+                }
+                let new_body = serde_json::to_vec(&rest).expect("json");
+                request = Self::with_body(&request[..header_end], &new_body);
+            }
         }
         let mut moto = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
         moto.write_all(&request)?;
@@ -449,46 +548,257 @@ impl AwsProxy {
         else {
             return client.write_all(&response);
         };
-        let body = &response[split..];
-        let fixed = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|mut v| {
-                let tasks = v.get_mut("tasks")?.as_array_mut()?;
-                for task in tasks {
-                    for c in task
-                        .get_mut("containers")
-                        .and_then(|c| c.as_array_mut())
-                        .into_iter()
-                        .flatten()
-                    {
-                        for key in ["cpu", "memory", "memoryReservation"] {
-                            if let Some(n) =
-                                c.get(key).filter(|x| x.is_number()).map(|x| x.to_string())
-                            {
-                                c[key] = serde_json::Value::String(n);
-                            }
-                        }
-                    }
+        let ok = response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200");
+        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&response[split..]) else {
+            return client.write_all(&response);
+        };
+        Self::fix_task_numbers(&mut answer);
+        if ok {
+            Self::learn_indexes(&operation, &body, &answer, fixtures);
+            if operation == "batchdeleteimage" {
+                Self::forget_deleted(&body, &answer, fixtures);
+                if let Some(failures) = answer["failures"].as_array_mut() {
+                    failures.extend(refused);
+                } else if !refused.is_empty() {
+                    answer["failures"] = serde_json::Value::Array(refused);
                 }
-                serde_json::to_vec(&v).ok()
-            });
-        match fixed {
-            None => client.write_all(&response),
-            Some(new_body) => {
-                let head = String::from_utf8_lossy(&response[..split]);
-                let mut out = String::new();
-                for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-                    if line.to_lowercase().starts_with("content-length:") {
-                        out.push_str(&format!("Content-Length: {}\r\n", new_body.len()));
-                    } else {
-                        out.push_str(line);
-                        out.push_str("\r\n");
-                    }
-                }
+            }
+            Self::first_page(&operation, &body, &mut answer, fixtures);
+        }
+        let new_body = serde_json::to_vec(&answer).expect("json");
+        client.write_all(&Self::with_body(&response[..split], &new_body))
+    }
+
+    /// `head` (through the blank line) with its Content-Length set for `body`, and `body`.
+    fn with_body(head: &[u8], body: &[u8]) -> Vec<u8> {
+        let head = String::from_utf8_lossy(head);
+        let mut out = String::new();
+        for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+            if line.to_lowercase().starts_with("content-length:") {
+                out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            } else {
+                out.push_str(line);
                 out.push_str("\r\n");
-                client.write_all(out.as_bytes())?;
-                client.write_all(&new_body)
             }
         }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    /// Count the request; should it be throttled?
+    fn throttled(fixtures: &Mutex<Fixtures>, target: &str, operation: &str) -> bool {
+        let mut f = fixtures.lock().expect("fixtures");
+        *f.seen.entry(operation.to_owned()).or_default() += 1;
+        let target = target.to_lowercase();
+        for (suffix, after, times) in &mut f.throttles {
+            if *times == 0 || !target.ends_with(suffix.as_str()) {
+                continue;
+            }
+            if *after > 0 {
+                *after -= 1;
+                return false;
+            }
+            *times -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// moto echoes a task's container `cpu`/`memory` as JSON numbers; ECS sends strings.
+    fn fix_task_numbers(answer: &mut serde_json::Value) {
+        let Some(tasks) = answer.get_mut("tasks").and_then(|t| t.as_array_mut()) else {
+            return;
+        };
+        for task in tasks {
+            for c in task
+                .get_mut("containers")
+                .and_then(|c| c.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                for key in ["cpu", "memory", "memoryReservation"] {
+                    if let Some(n) = c.get(key).filter(|x| x.is_number()).map(|x| x.to_string()) {
+                        c[key] = serde_json::Value::String(n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The digests an index manifest lists, if it is one.
+    fn listed(manifest: &str) -> Option<Vec<String>> {
+        let m: serde_json::Value = serde_json::from_str(manifest).ok()?;
+        let entries = m["manifests"].as_array()?;
+        Some(
+            entries
+                .iter()
+                .filter_map(|e| e["digest"].as_str().map(str::to_owned))
+                .collect(),
+        )
+    }
+
+    /// Remember the indexes a PutImage pushed or a BatchGetImage returned.
+    fn learn_indexes(
+        operation: &str,
+        request: &serde_json::Value,
+        answer: &serde_json::Value,
+        fixtures: &Mutex<Fixtures>,
+    ) {
+        let images: Vec<&serde_json::Value> = match operation {
+            "putimage" => answer.get("image").into_iter().collect(),
+            "batchgetimage" => answer["images"].as_array().into_iter().flatten().collect(),
+            _ => return,
+        };
+        let mut f = fixtures.lock().expect("fixtures");
+        for image in images {
+            let repository = image["repositoryName"]
+                .as_str()
+                .or_else(|| request["repositoryName"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let (Some(digest), Some(children)) = (
+                image["imageId"]["imageDigest"].as_str(),
+                image["imageManifest"].as_str().and_then(Self::listed),
+            ) else {
+                continue;
+            };
+            f.indexes
+                .entry(repository)
+                .or_default()
+                .insert(digest.to_owned(), children);
+        }
+    }
+
+    /// The ImageReferencedByManifestList failures of a BatchDeleteImage request: ids an
+    /// index still in the repository lists.
+    fn referenced_children(
+        request: &serde_json::Value,
+        fixtures: &Mutex<Fixtures>,
+    ) -> Vec<serde_json::Value> {
+        let f = fixtures.lock().expect("fixtures");
+        let repository = request["repositoryName"].as_str().unwrap_or_default();
+        let Some(indexes) = f.indexes.get(repository) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for id in request["imageIds"].as_array().into_iter().flatten() {
+            let Some(digest) = id["imageDigest"].as_str() else {
+                continue;
+            };
+            let holders: Vec<&str> = indexes
+                .iter()
+                .filter(|(_, children)| children.iter().any(|c| c == digest))
+                .map(|(index, _)| index.as_str())
+                .collect();
+            if let Some(index) = holders.iter().min() {
+                out.push(serde_json::json!({
+                    "imageId": {"imageDigest": digest},
+                    "failureCode": "ImageReferencedByManifestList",
+                    "failureReason": format!("Requested image referenced by manifest list: [{index}]"),
+                }));
+            }
+        }
+        out
+    }
+
+    /// Deleted indexes no longer protect their children.
+    fn forget_deleted(
+        request: &serde_json::Value,
+        answer: &serde_json::Value,
+        fixtures: &Mutex<Fixtures>,
+    ) {
+        let mut f = fixtures.lock().expect("fixtures");
+        let repository = request["repositoryName"].as_str().unwrap_or_default();
+        if let Some(indexes) = f.indexes.get_mut(repository) {
+            for id in answer["imageIds"].as_array().into_iter().flatten() {
+                if let Some(d) = id["imageDigest"].as_str() {
+                    indexes.remove(d);
+                }
+            }
+        }
+    }
+
+    /// The paging row of a request the proxy pages, if it does.
+    fn paged(operation: &str, request: &serde_json::Value) -> Option<(&'static str, usize)> {
+        PAGED.iter().find_map(|(op, field, default, _, unpaged)| {
+            let off = !unpaged.is_empty() && !request[*unpaged].is_null();
+            (*op == operation && !off).then(|| {
+                let size = request["maxResults"]
+                    .as_u64()
+                    .map_or(*default, |n| n as usize);
+                (*field, size)
+            })
+        })
+    }
+
+    /// Cut moto's one-page answer to the first page, keeping the rest for its token.
+    fn first_page(
+        operation: &str,
+        request: &serde_json::Value,
+        answer: &mut serde_json::Value,
+        fixtures: &Mutex<Fixtures>,
+    ) {
+        let Some((field, size)) = Self::paged(operation, request) else {
+            return;
+        };
+        if !answer["nextToken"].is_null() {
+            return; // moto paged itself: leave its paging alone
+        }
+        let Some(items) = answer[field].as_array_mut() else {
+            return;
+        };
+        if items.len() <= size {
+            return;
+        }
+        let rest = items.split_off(size);
+        let mut f = fixtures.lock().expect("fixtures");
+        let id = f.next_page_id;
+        f.next_page_id += 1;
+        let mut template = answer.clone();
+        template[field] = serde_json::Value::Array(Vec::new());
+        f.pages.insert(id, (template, field.to_owned(), rest));
+        answer["nextToken"] = serde_json::Value::String(format!("{TOKEN_PREFIX}{id}-0"));
+    }
+
+    /// A request carrying a `nextToken`: the next page the proxy kept, or the error an
+    /// unknown token gets.
+    fn later_page(
+        operation: &str,
+        request: &serde_json::Value,
+        fixtures: &Mutex<Fixtures>,
+    ) -> Option<(&'static str, Option<&'static str>, String)> {
+        let (_, size) = Self::paged(operation, request)?;
+        let token = request["nextToken"].as_str()?;
+        let invalid = || {
+            let body = serde_json::json!({"__type": "InvalidParameterException", "message": format!("Invalid NextToken: {token}")});
+            Some((
+                "400 Bad Request",
+                Some("InvalidParameterException"),
+                body.to_string(),
+            ))
+        };
+        let Some((id, offset)) = token
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|t| t.split_once('-'))
+            .and_then(|(i, o)| Some((i.parse::<u64>().ok()?, o.parse::<usize>().ok()?)))
+        else {
+            return invalid();
+        };
+        let f = fixtures.lock().expect("fixtures");
+        let Some((template, field, items)) = f.pages.get(&id) else {
+            return invalid();
+        };
+        if offset > items.len() {
+            return invalid();
+        }
+        let end = (offset + size).min(items.len());
+        let mut answer = template.clone();
+        answer[field.as_str()] = serde_json::Value::Array(items[offset..end].to_vec());
+        if end < items.len() {
+            answer["nextToken"] = serde_json::Value::String(format!("{TOKEN_PREFIX}{id}-{end}"));
+        }
+        Some(("200 OK", None, answer.to_string()))
     }
 }

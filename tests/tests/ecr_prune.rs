@@ -5,18 +5,35 @@
 
 use std::collections::BTreeMap;
 
-use shipshape_tests::aws::{ec2_run_instance, Aws};
+use shipshape_tests::aws::Aws;
 use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::Moto;
 use shipshape_tests::proxy::AwsProxy;
+
+mod plan;
 
 /// moto's `imagePushedAt` has one-second resolution: space pushes that must be ordered.
 fn tick() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
 }
 
+/// Through a strict proxy (real page sizes, index-first deletion): moto alone is lenient.
+/// The proxy learns the repository's indexes from the pruner's own BatchGetImage reads.
+/// Pushes `REPO:v0`…`v{n-1}`, a second apart (oldest first); returns their digests.
+async fn versions(aws: &Aws, repo: &str, n: usize) -> Vec<String> {
+    let mut digests = Vec::new();
+    for i in 0..n {
+        digests.push(
+            aws.image(repo, Some(&format!("v{i}")), &format!("{repo}-{i}"))
+                .await,
+        );
+        tick();
+    }
+    digests
+}
+
 fn prune(moto: &Moto, args: &[&str]) -> Output {
-    prune_env(&moto.env(), args)
+    prune_env(&AwsProxy::start(moto).env(moto), args)
 }
 
 fn prune_env(env: &[(String, String)], args: &[&str]) -> Output {
@@ -127,7 +144,11 @@ async fn multi_arch_index_keeps_untagged_children_and_goes_index_first() {
     );
     let c = calls(&out);
     assert_eq!(count(&c, "DescribeRepositories"), 1);
-    assert_eq!(count(&c, "DescribeImages"), 1);
+    assert_eq!(
+        count(&c, "DescribeImages"),
+        2,
+        "the read, and the validation pass after the apply"
+    );
     assert_eq!(
         count(&c, "BatchGetImage"),
         1,
@@ -202,66 +223,15 @@ async fn images_used_by_ecs_tasks_and_services_survive_keep_last_1() {
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let uri = aws.repo("web").await;
-    let mut digests = Vec::new();
-    for i in 0..5 {
-        digests.push(
-            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
-                .await,
-        );
-        tick();
-    }
-    aws.ecs
-        .create_cluster()
-        .cluster_name("prod")
-        .send()
-        .await
-        .expect("CreateCluster");
-    let instance = ec2_run_instance(&moto);
-    let doc = serde_json::json!({"instanceId": instance, "region": "us-east-1"}).to_string();
-    aws.ecs
-        .register_container_instance()
-        .cluster("prod")
-        .instance_identity_document(doc)
-        .send()
-        .await
-        .expect("RegisterContainerInstance");
-    let register = |family: &'static str, image: String| {
-        let ecs = aws.ecs.clone();
-        async move {
-            ecs.register_task_definition()
-                .family(family)
-                // memoryReservation, not cpu/memory: moto echoes those as numbers in
-                // the task's containers, which the SDK (rightly) refuses as strings.
-                .container_definitions(
-                    aws_sdk_ecs::types::ContainerDefinition::builder()
-                        .name("app")
-                        .image(image)
-                        .memory_reservation(128)
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("RegisterTaskDefinition")
-                .task_definition()
-                .and_then(|t| t.task_definition_arn())
-                .expect("arn")
-                .to_owned()
-        }
-    };
-    let by_tag = register("by-tag", format!("{uri}:v1")).await;
-    let by_digest = register("by-digest", format!("{uri}@{}", digests[2])).await;
-    let service_td = register("svc", format!("{uri}:v3")).await;
+    let digests = versions(&aws, "web", 5).await;
+    aws.cluster_with_instances(&moto, "prod", 1).await;
+    let by_tag = aws.task_definition("by-tag", &format!("{uri}:v1")).await;
+    let by_digest = aws
+        .task_definition("by-digest", &format!("{uri}@{}", digests[2]))
+        .await;
+    let service_td = aws.task_definition("svc", &format!("{uri}:v3")).await;
     for td in [&by_tag, &by_digest] {
-        let out = aws
-            .ecs
-            .run_task()
-            .cluster("prod")
-            .task_definition(td)
-            .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
-            .send()
-            .await
-            .expect("RunTask");
-        assert_eq!(out.tasks().len(), 1, "RunTask placed no task: {out:?}");
+        aws.run_tasks("prod", td, 1).await;
     }
     aws.ecs
         .create_service()
@@ -390,7 +360,7 @@ async fn two_hundred_fifty_deletions_take_three_calls() {
     assert_eq!(aws.digests("ci").await.len(), 1);
     let c = calls(&out);
     assert_eq!(count(&c, "BatchDeleteImage"), 3);
-    assert_eq!(count(&c, "DescribeImages"), 1);
+    assert_eq!(count(&c, "DescribeImages"), 2, "read, then validated");
     assert_eq!(count(&c, "BatchGetImage"), 0, "no index, no manifest read");
 }
 
@@ -612,24 +582,7 @@ async fn services_using(aws: &Aws, images: &[String]) {
         .await
         .expect("CreateCluster");
     for (i, image) in images.iter().enumerate() {
-        let td = aws
-            .ecs
-            .register_task_definition()
-            .family(format!("fam{i}"))
-            .container_definitions(
-                aws_sdk_ecs::types::ContainerDefinition::builder()
-                    .name("app")
-                    .image(image)
-                    .memory_reservation(128)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("RegisterTaskDefinition")
-            .task_definition()
-            .and_then(|t| t.task_definition_arn())
-            .expect("arn")
-            .to_owned();
+        let td = aws.task_definition(&format!("fam{i}"), image).await;
         aws.ecs
             .create_service()
             .cluster("prod")
@@ -648,14 +601,7 @@ async fn fips_and_dual_stack_references_protect_and_another_account_does_not() {
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     aws.repo("web").await;
-    let mut digests = Vec::new();
-    for i in 0..5 {
-        digests.push(
-            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
-                .await,
-        );
-        tick();
-    }
+    let digests = versions(&aws, "web", 5).await;
     services_using(
         &aws,
         &[
@@ -988,14 +934,7 @@ async fn the_latest_task_definition_revisions_of_a_family_in_use_are_rollback_ta
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let uri = aws.repo("web").await;
-    let mut digests = Vec::new();
-    for i in 0..5 {
-        digests.push(
-            aws.image("web", Some(&format!("v{i}")), &format!("web-{i}"))
-                .await,
-        );
-        tick();
-    }
+    let digests = versions(&aws, "web", 5).await;
     aws.ecs
         .create_cluster()
         .cluster_name("prod")

@@ -16,3 +16,4 @@ mod gc_policy;
 mod harness;
 mod layering;
 mod packaging;
+mod strict_proxy;

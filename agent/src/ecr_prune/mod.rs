@@ -11,20 +11,23 @@ pub mod planner;
 pub mod pull_time;
 pub mod reference;
 pub mod report;
+pub mod reviewed;
 pub mod rules;
 pub mod scheduled;
 pub mod settings;
 pub mod snapshot;
 pub mod usage;
 pub mod usage_file;
+pub mod validation;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::ecr::{ApiError, EcrApi, Repository};
-use planner::Policy;
-use report::{RepoOutcome, RepoReport, Report};
+use planner::{Policy, ReviewedPlan};
+use report::{RepoOutcome, RepoReport, Report, ReviewedInfo};
+use reviewed::{PlanFile, PlanFileError};
 use settings::Settings;
 use snapshot::EcsUsage;
 use usage::UsageSource;
@@ -50,6 +53,13 @@ pub enum EcrError {
     },
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    /// A plan file that cannot be applied: nothing was read or deleted.
+    #[error("{0}")]
+    Plan(#[from] PlanFileError),
+    #[error(
+        "cannot write the plan file {path}: {error}; check the directory exists and is writable"
+    )]
+    PlanOut { path: String, error: std::io::Error },
 }
 
 impl EcrError {
@@ -60,9 +70,25 @@ impl EcrError {
             | Self::UsageFile { .. }
             | Self::UsageRole { .. }
             | Self::WriteUsage { .. }
-            | Self::Output(_) => crate::exit::EXIT_RUNTIME,
+            | Self::Output(_)
+            | Self::PlanOut { .. } => crate::exit::EXIT_RUNTIME,
+            Self::Plan(_) => crate::exit::EXIT_USAGE,
         }
     }
+}
+
+/// Read and check the reviewed plan file (`--plan`).
+fn load_plan(
+    path: &std::path::Path,
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+) -> Result<PlanFile, PlanFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| PlanFileError::Read {
+        path: shown.clone(),
+        error: e.to_string(),
+    })?;
+    reviewed::parse(&shown, &text, now, max_age)
 }
 
 /// One prune pass over the repositories `settings` selects: read what ECS uses once,
@@ -77,6 +103,11 @@ pub async fn run(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Report, EcrError> {
+    // A reviewed plan is checked before any call: a bad or stale one changes nothing.
+    let reviewed = match &settings.plan {
+        Some(path) => Some(load_plan(path, now, settings.plan_max_age)?),
+        None => None,
+    };
     // Before any BatchGetImage: our reads must not count as pulls.
     pull_time::ensure(ecr, settings.pull_time_exclusion).await;
     let (repositories, usage) =
@@ -86,6 +117,11 @@ pub async fn run(
     let selected: Vec<Repository> = repositories
         .into_iter()
         .filter(|r| settings.selects(&r.name))
+        .filter(|r| {
+            reviewed
+                .as_ref()
+                .is_none_or(|p| p.repository(&r.name).is_some())
+        })
         .collect();
     tracing::info!(
         repositories = selected.len(),
@@ -96,18 +132,42 @@ pub async fn run(
         settings,
         snapshot::read_watermark(ecr, settings.max_images).await,
     );
-    let (usage, policy) = (&usage, &policy);
+    let (usage_ref, policy) = (&usage, &policy);
+    let plan_file = reviewed.as_ref();
     let mut reports: Vec<RepoReport> = stream::iter(selected)
         .map(|repository| {
-            prune_repository(ecr, repository, usage, policy, now, settings.apply, cancel)
+            let reviewed = plan_file.and_then(|p| {
+                p.repository(&repository.name).map(|repo| ReviewedPlan {
+                    repo,
+                    created_at: p.created_at,
+                })
+            });
+            prune_repository(
+                ecr,
+                repository,
+                usage_ref,
+                policy,
+                now,
+                settings.apply,
+                reviewed,
+                cancel,
+            )
         })
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
     reports.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(path) = &settings.plan_out {
+        write_plan(path, now, &usage, &reports)?;
+    }
     Ok(Report {
         apply: settings.apply,
         repositories: reports,
+        reviewed: reviewed.map(|p| ReviewedInfo {
+            path: settings.plan.clone().unwrap_or_default(),
+            created_at: p.created_at,
+            inputs_digest: p.inputs_digest,
+        }),
     })
 }
 
@@ -155,6 +215,34 @@ pub async fn read_usage(
     Ok(usage)
 }
 
+/// `--plan-out`: the plan of every repository read, written atomically.
+fn write_plan(
+    path: &std::path::Path,
+    now: DateTime<Utc>,
+    usage: &EcsUsage,
+    reports: &[RepoReport],
+) -> Result<(), EcrError> {
+    let plans: Vec<(&str, &str, &planner::RepoPlan)> = reports
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.name.as_str(),
+                r.inputs_digest.as_deref()?,
+                r.plan.as_ref()?,
+            ))
+        })
+        .collect();
+    let file = reviewed::build(now, usage, &plans);
+    crate::shared::atomic_file::atomic_write(path, file.to_text().as_bytes(), 0o644).map_err(
+        |error| EcrError::PlanOut {
+            path: path.display().to_string(),
+            error,
+        },
+    )?;
+    tracing::info!(path = %path.display(), repositories = plans.len(), "plan written");
+    Ok(())
+}
+
 /// The planner's policy from the settings and the resolved quota watermark.
 fn policy(settings: &Settings, max_images: Option<u64>) -> Policy {
     Policy {
@@ -168,7 +256,9 @@ fn policy(settings: &Settings, max_images: Option<u64>) -> Policy {
     }
 }
 
-/// One repository: read, plan, and (applying, not refused) delete.
+/// One repository: read, plan (from the reviewed plan when there is one), and
+/// (applying, not refused) delete, then validate what is left.
+#[allow(clippy::too_many_arguments)]
 async fn prune_repository(
     ecr: &dyn EcrApi,
     repository: Repository,
@@ -176,28 +266,34 @@ async fn prune_repository(
     policy: &Policy,
     now: DateTime<Utc>,
     apply: bool,
+    reviewed: Option<ReviewedPlan<'_>>,
     cancel: &CancellationToken,
 ) -> RepoReport {
     let name = repository.name.clone();
+    let unread = |outcome| RepoReport {
+        name: name.clone(),
+        plan: None,
+        outcome,
+        inputs_digest: None,
+        validation: None,
+        unchanged_since_plan: None,
+    };
     if cancel.is_cancelled() {
-        return RepoReport {
-            name,
-            plan: None,
-            outcome: RepoOutcome::NotRead,
-        };
+        return unread(RepoOutcome::NotRead);
     }
     let snap = match snapshot::read_repository(ecr, repository).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(repository = %name, error = %e, "cannot read repository");
-            return RepoReport {
-                name,
-                plan: None,
-                outcome: RepoOutcome::ReadFailed(e),
-            };
+            return unread(RepoOutcome::ReadFailed(e));
         }
     };
-    let plan = planner::plan_repository(&snap, usage, policy, now);
+    let inputs_digest = reviewed::repository_digest(&snap);
+    let plan = match reviewed {
+        Some(r) => planner::plan_reviewed(&snap, usage, policy, now, r),
+        None => planner::plan_repository(&snap, usage, policy, now),
+    };
+    let mut validation = None;
     let outcome = if let Some(refusal) = plan.refused {
         tracing::warn!(repository = %name, deleting = refusal.deleting, of = refusal.of, "plan refused by the safety cap");
         RepoOutcome::Refused(refusal)
@@ -206,13 +302,35 @@ async fn prune_repository(
     } else {
         let deletion = executor::execute(ecr, &plan, cancel).await;
         tracing::info!(repository = %name, deleted = deletion.deleted(), "repository pruned");
+        if !deletion.images.is_empty() {
+            validation = Some(validate(ecr, &snap).await);
+        }
         RepoOutcome::Applied(deletion)
     };
     RepoReport {
+        unchanged_since_plan: reviewed.map(|r| r.repo.inputs_digest == inputs_digest),
         name,
         plan: Some(plan),
         outcome,
+        inputs_digest: Some(inputs_digest),
+        validation,
     }
+}
+
+/// The validation pass: read the repository again and compare it with `before`.
+async fn validate(
+    ecr: &dyn EcrApi,
+    before: &snapshot::RepoSnapshot,
+) -> Result<validation::Validation, ApiError> {
+    let name = &before.repository.name;
+    let after = snapshot::read_again(ecr, before).await.inspect_err(|e| {
+        tracing::warn!(repository = %name, error = %e, "cannot read the repository again to validate the apply");
+    })?;
+    let v = validation::validate(before, &after);
+    for violation in &v.violations {
+        tracing::error!(repository = %name, violation = %violation, "validation failed");
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use globset::GlobSet;
 
 use super::grouping::{self, Unit};
 use super::reference::{self, Target};
+use super::reviewed::{PlannedRepo, PlannedUnit};
 use super::rules::{Action, Criterion, Rules};
 #[cfg(test)]
 use super::snapshot::Snapshot;
@@ -63,6 +64,15 @@ pub enum Reason {
     WithinRule(u32),
     /// No rule selects it.
     NoRule,
+    /// Expired by the reviewed plan (`--apply --plan`), for the reason it gave.
+    Reviewed(String),
+    /// Kept: the reviewed plan does not expire it.
+    NotInReviewedPlan,
+    /// Kept: the reviewed plan expired it, but at apply time this holds.
+    KeptAtApply(Box<Reason>),
+    /// It changed since the reviewed plan was made (a manifest pushed or a tag added
+    /// after it).
+    ChangedSincePlan(String),
 }
 
 impl fmt::Display for Reason {
@@ -86,6 +96,10 @@ impl fmt::Display for Reason {
             Self::KeepRule(p) => write!(f, "keep rule {p}"),
             Self::WithinRule(p) => write!(f, "within rule {p}"),
             Self::NoRule => f.write_str("no rule selects it"),
+            Self::Reviewed(r) => write!(f, "{r} (reviewed plan)"),
+            Self::NotInReviewedPlan => f.write_str("not expired by the reviewed plan"),
+            Self::KeptAtApply(r) => write!(f, "the reviewed plan expired it; kept at apply: {r}"),
+            Self::ChangedSincePlan(what) => write!(f, "changed since the plan: {what}"),
         }
     }
 }
@@ -188,6 +202,60 @@ pub fn plan_repository(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RepoPlan {
+    plan_with(repo, ecs, policy, now, None)
+}
+
+/// The reviewed plan `--apply --plan` carries out for one repository: its units and
+/// when it was made.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewedPlan<'a> {
+    pub repo: &'a PlannedRepo,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Re-plan one repository at apply time from a reviewed plan: a unit expires only if
+/// that plan expired it, no protection holds now (in use, protected tag, newest, min
+/// age, pending child, listed by a kept index), and nothing in it was pushed or tagged
+/// after the plan; it deletes only manifests the plan listed for it. The rules are not
+/// evaluated again (the plan was reviewed), nor is the quota; the safety cap is.
+pub fn plan_reviewed(
+    repo: &RepoSnapshot,
+    ecs: &EcsUsage,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    reviewed: ReviewedPlan<'_>,
+) -> RepoPlan {
+    let policy = Policy {
+        max_images: None,
+        ..policy.clone()
+    };
+    plan_with(repo, ecs, &policy, now, Some(reviewed))
+}
+
+/// Why a unit the reviewed plan expired changed since: a member pushed after the plan,
+/// or a tag it did not have.
+fn changed_since(
+    unit: &Unit,
+    planned: &PlannedUnit,
+    created_at: DateTime<Utc>,
+    pushed: &HashMap<&str, Option<DateTime<Utc>>>,
+) -> Option<String> {
+    if let Some(tag) = unit.all_tags.iter().find(|t| !planned.tags.contains(*t)) {
+        return Some(format!("tag {tag} added"));
+    }
+    unit.members.iter().find_map(|(d, _)| {
+        let at = pushed.get(d.as_str()).copied().flatten()?;
+        (at > created_at).then(|| format!("{d} pushed at {}", at.to_rfc3339()))
+    })
+}
+
+fn plan_with(
+    repo: &RepoSnapshot,
+    ecs: &EcsUsage,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    reviewed: Option<ReviewedPlan<'_>>,
+) -> RepoPlan {
     let archived = repo.images.iter().filter(|i| i.archived).count();
     let active: Vec<crate::ports::ecr::EcrImage> = repo
         .images
@@ -200,8 +268,31 @@ pub fn plan_repository(
     let in_use = ecs_digests(repo, ecs);
     let mut plans: Vec<UnitPlan> = Vec::with_capacity(units.len());
     let mut protected: Vec<bool> = Vec::with_capacity(units.len());
+    let pushed: HashMap<&str, Option<DateTime<Utc>>> = active
+        .iter()
+        .map(|img| (img.digest.as_str(), img.pushed_at))
+        .collect();
     for (i, unit) in units.into_iter().enumerate() {
         let protection = protection(i, &unit, &in_use, policy, now);
+        if let Some(r) = reviewed {
+            let (action, reason) = match r.repo.unit(&unit.digest) {
+                None => (Action::Keep, Reason::NotInReviewedPlan),
+                Some(planned) => match protection.or_else(|| {
+                    changed_since(&unit, planned, r.created_at, &pushed)
+                        .map(Reason::ChangedSincePlan)
+                }) {
+                    Some(why) => (Action::Keep, Reason::KeptAtApply(Box::new(why))),
+                    None => (Action::Expire, Reason::Reviewed(planned.reason.clone())),
+                },
+            };
+            protected.push(action == Action::Keep);
+            plans.push(UnitPlan {
+                unit,
+                action,
+                reason,
+            });
+            continue;
+        }
         let (action, reason) = match (&outcomes[i], protection.clone()) {
             ((Some(RuleOutcome::Expire(p)), _), None) => (Action::Expire, Reason::Rule(*p)),
             ((Some(RuleOutcome::Expire(_)), _), Some(r)) => (Action::Keep, r),
@@ -292,7 +383,14 @@ pub fn plan_repository(
         if plans[i].action != Action::Expire {
             continue;
         }
-        let freed = std::mem::take(&mut freed[i]);
+        let mut freed = std::mem::take(&mut freed[i]);
+        if let Some(planned) = reviewed.and_then(|r| r.repo.unit(&plans[i].unit.digest)) {
+            // Never more than the reviewed plan deletes: a shared child the plan left to
+            // a unit that is gone since stays (an untagged orphan, for the next plan).
+            let before = freed.len();
+            freed.retain(|(d, _)| planned.images.contains(d));
+            images_after += before - freed.len();
+        }
         if freed.iter().all(|(d, _)| *d != plans[i].unit.digest) {
             // Everything a unit holds that a kept unit does not hold is freed, so an
             // unfreed root means a kept index lists it, and with it all the rest.
@@ -308,6 +406,14 @@ pub fn plan_repository(
             .map(|(d, _)| sizes.get(d.as_str()).copied().unwrap_or(0))
             .sum();
         u.members = freed;
+    }
+    if let Some(r) = reviewed {
+        for u in &mut plans {
+            let planned = r.repo.unit(&u.unit.digest).is_some();
+            if planned && u.action == Action::Keep && !matches!(u.reason, Reason::KeptAtApply(_)) {
+                u.reason = Reason::KeptAtApply(Box::new(u.reason.clone()));
+            }
+        }
     }
     let deleting = images_before - images_after;
     let refused = (!policy.force

@@ -9,8 +9,9 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::executor::Deletion;
-use super::planner::{Refusal, RepoPlan};
+use super::planner::{Reason, Refusal, RepoPlan};
 use super::rules::Action;
+use super::validation::{Validation, Violation};
 use crate::ports::ecr::{ApiError, DeleteFailure, FailureCode};
 
 /// What happened to one repository in this run.
@@ -51,6 +52,17 @@ pub enum RepoError {
     },
     #[error("cancelled before all deletions")]
     Cancelled,
+    #[error("validation after the apply failed: {first}{}", more_violations(*count))]
+    Validation { count: usize, first: Violation },
+    #[error("cannot validate the apply: reading the repository again failed ({0})")]
+    ValidationUnreadable(ApiError),
+}
+
+fn more_violations(count: usize) -> String {
+    match count {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    }
 }
 
 /// One repository: its plan (None when it was not read) and what happened.
@@ -59,6 +71,12 @@ pub struct RepoReport {
     pub name: String,
     pub plan: Option<RepoPlan>,
     pub outcome: RepoOutcome,
+    /// Digest of the snapshot the plan was made from (`reviewed::repository_digest`).
+    pub inputs_digest: Option<String>,
+    /// The validation pass after deletions (None when nothing was deleted).
+    pub validation: Option<Result<Validation, ApiError>>,
+    /// Applying a reviewed plan: was the repository as it was when planned?
+    pub unchanged_since_plan: Option<bool>,
 }
 
 impl RepoReport {
@@ -90,6 +108,28 @@ impl RepoReport {
         }
     }
 
+    /// A violated or unreadable validation pass.
+    fn validation_error(&self) -> Option<RepoError> {
+        match self.validation.as_ref()? {
+            Err(e) => Some(RepoError::ValidationUnreadable(e.clone())),
+            Ok(v) => v.violations.first().map(|first| RepoError::Validation {
+                count: v.violations.len(),
+                first: first.clone(),
+            }),
+        }
+    }
+
+    /// Units the reviewed plan expired that this apply kept (newly protected or changed).
+    pub fn kept_at_apply(&self) -> Vec<&str> {
+        self.plan.as_ref().map_or_else(Vec::new, |p| {
+            p.units
+                .iter()
+                .filter(|u| matches!(u.reason, Reason::KeptAtApply(_)))
+                .map(|u| u.unit.digest.as_str())
+                .collect()
+        })
+    }
+
     /// Why this repository failed, if it did. A failed call comes before per-image
     /// failures, which come before a cancellation.
     pub fn error(&self) -> Option<RepoError> {
@@ -114,7 +154,7 @@ impl RepoReport {
                 } else if d.cancelled() {
                     Some(RepoError::Cancelled)
                 } else {
-                    None
+                    self.validation_error()
                 }
             }
         }
@@ -127,6 +167,16 @@ pub struct Report {
     pub apply: bool,
     /// Sorted by name.
     pub repositories: Vec<RepoReport>,
+    /// The reviewed plan this run applied (`--apply --plan`).
+    pub reviewed: Option<ReviewedInfo>,
+}
+
+/// The reviewed plan a run applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewedInfo {
+    pub path: std::path::PathBuf,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub inputs_digest: String,
 }
 
 /// What one prune pass did, for the daemon's metrics and logs.
@@ -144,6 +194,9 @@ pub struct EcrSummary {
 pub struct ReportJson<'a> {
     pub apply: bool,
     pub repositories: Vec<RepoJson<'a>>,
+    /// Only when a reviewed plan was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewed_plan: Option<&'a ReviewedInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,8 +210,26 @@ pub struct RepoJson<'a> {
     pub failures: Vec<FailureJson>,
     pub images_after: usize,
     pub images_before: usize,
+    /// Applying a reviewed plan: the units it expired that were kept now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_at_apply: Option<Vec<&'a str>>,
+    /// Applying a reviewed plan: the repository was as planned (same inputs digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchanged_since_plan: Option<bool>,
     pub name: &'a str,
     pub units: Vec<UnitJson<'a>>,
+    /// After an apply that deleted: the validation pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ValidationJson<'a> {
+    pub error: Option<String>,
+    pub indexes_checked: usize,
+    pub ok: bool,
+    pub referrers_checked: usize,
+    pub violations: &'a [Violation],
 }
 
 #[derive(Debug, Serialize)]
@@ -201,6 +272,7 @@ impl Report {
         ReportJson {
             apply: self.apply,
             repositories: self.repositories.iter().map(repo_json).collect(),
+            reviewed_plan: self.reviewed.as_ref(),
         }
     }
 
@@ -211,6 +283,15 @@ impl Report {
     }
 
     pub fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if let Some(r) = &self.reviewed {
+            writeln!(
+                out,
+                "reviewed plan {} (planned {}, inputs {})",
+                r.path.display(),
+                r.created_at.to_rfc3339(),
+                r.inputs_digest
+            )?;
+        }
         let mut total_expired = 0usize;
         let mut failed = 0usize;
         for r in &self.repositories {
@@ -273,6 +354,27 @@ impl Report {
                     )?;
                 }
             }
+            match &r.validation {
+                Some(Ok(v)) if v.ok() => writeln!(
+                    out,
+                    "  validation: ok ({} indexes, {} referrers checked)",
+                    v.indexes_checked, v.referrers_checked
+                )?,
+                Some(Ok(v)) => {
+                    for violation in &v.violations {
+                        writeln!(out, "  validation: VIOLATED {violation}")?;
+                    }
+                }
+                Some(Err(_)) | None => {}
+            }
+            let kept = r.kept_at_apply();
+            if !kept.is_empty() {
+                writeln!(
+                    out,
+                    "  {} units the reviewed plan expired were kept at apply (see their reasons)",
+                    kept.len()
+                )?;
+            }
             if let Some(e) = error {
                 writeln!(out, "  ERROR {e}")?;
             }
@@ -318,7 +420,25 @@ fn repo_json(r: &RepoReport) -> RepoJson<'_> {
             .collect(),
         images_after: r.images_after(),
         images_before: plan.map_or(0, |p| p.images_before),
+        kept_at_apply: r.unchanged_since_plan.map(|_| r.kept_at_apply()),
+        unchanged_since_plan: r.unchanged_since_plan,
         name: &r.name,
+        validation: r.validation.as_ref().map(|v| match v {
+            Ok(v) => ValidationJson {
+                error: None,
+                indexes_checked: v.indexes_checked,
+                ok: v.ok(),
+                referrers_checked: v.referrers_checked,
+                violations: &v.violations,
+            },
+            Err(e) => ValidationJson {
+                error: Some(e.to_string()),
+                indexes_checked: 0,
+                ok: false,
+                referrers_checked: 0,
+                violations: &[],
+            },
+        }),
         units: plan.map_or_else(Vec::new, |p| {
             p.units
                 .iter()
@@ -410,6 +530,9 @@ mod tests {
             repositories: vec![
                 RepoReport {
                     name: "app".into(),
+                    inputs_digest: None,
+                    validation: None,
+                    unchanged_since_plan: None,
                     plan: Some(app),
                     outcome: RepoOutcome::Applied(Deletion {
                         images: vec![
@@ -427,11 +550,17 @@ mod tests {
                 },
                 RepoReport {
                     name: "big".into(),
+                    inputs_digest: None,
+                    validation: None,
+                    unchanged_since_plan: None,
                     plan: Some(big),
                     outcome: RepoOutcome::Refused(refusal),
                 },
                 RepoReport {
                     name: "broken".into(),
+                    inputs_digest: None,
+                    validation: None,
+                    unchanged_since_plan: None,
                     plan: None,
                     outcome: RepoOutcome::ReadFailed(ApiError {
                         operation: "DescribeImages",
@@ -439,6 +568,7 @@ mod tests {
                     }),
                 },
             ],
+            reviewed: None,
         }
     }
 

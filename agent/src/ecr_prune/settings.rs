@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_DELETE_PERCENT: u8 = 50;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// ACTIVE revisions kept per task family in use (rollback targets).
 pub const DEFAULT_KEEP_TASK_DEFINITIONS: u32 = 5;
+/// `--apply --plan` refuses a plan file older than this.
+pub const DEFAULT_PLAN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// ECR's default images-per-repository quota, used when Service Quotas can't be read.
 pub const DEFAULT_IMAGES_QUOTA: u64 = 10_000;
 /// `--max-images auto` keeps repositories under this share of the quota.
@@ -50,6 +52,8 @@ fn is_role_arn(arn: &str) -> bool {
 pub fn role_account(arn: &str) -> &str {
     arn.split(':').nth(4).unwrap_or(arn)
 }
+
+const PLAN: Key = Key::new(SECTION, "plan");
 
 /// Which ECS clusters' usage protects images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,6 +125,19 @@ pub struct EcrOptions {
     /// too; repeatable. A file that cannot be read fails the run (nothing deleted).
     #[arg(long, value_name = "FILE")]
     pub usage_file: Vec<PathBuf>,
+    /// Write the plan (JSON, with its creation time and a digest of what it was planned
+    /// from) to FILE, for review and a later `--apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub plan_out: Option<PathBuf>,
+    /// With --apply: delete exactly what this reviewed plan file expired, re-checking
+    /// every protection now.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub plan: Option<PathBuf>,
+    #[arg(long, value_name = "DURATION", help = with_default(
+        "--plan refuses a plan file older than this", HumanDuration(DEFAULT_PLAN_MAX_AGE)))]
+    pub plan_max_age: Option<HumanDuration>,
 }
 
 /// Validated settings of one `ecr-prune` run; `check` prints them serialized.
@@ -151,6 +168,11 @@ pub struct Settings {
     pub usage_role: Vec<String>,
     /// Usage files from workload accounts.
     pub usage_file: Vec<PathBuf>,
+    pub plan_out: Option<PathBuf>,
+    /// A reviewed plan file to apply (only with `apply`).
+    pub plan: Option<PathBuf>,
+    #[serde(serialize_with = "ser_duration")]
+    pub plan_max_age: Duration,
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
@@ -291,8 +313,33 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let apply = flags.apply || file.apply;
+        if flags.plan.is_some() && !apply {
+            return Err(l.invalid(
+                PLAN,
+                true,
+                false,
+                "applies a reviewed plan: give --apply with it (plan first with --plan-out FILE)",
+            ));
+        }
+        if flags.plan.is_some() && flags.plan_out.is_some() {
+            return Err(l.invalid(
+                PLAN,
+                true,
+                false,
+                "give --plan-out when planning and --plan when applying that plan, not both",
+            ));
+        }
+        if flags.plan_out.is_some() && apply {
+            return Err(l.invalid(
+                Key::new(SECTION, "plan_out"),
+                true,
+                false,
+                "writes a plan for review: leave out --apply, then apply it with --apply --plan FILE",
+            ));
+        }
         Ok(Self {
-            apply: flags.apply || file.apply,
+            apply,
             repository,
             repository_set,
             rules_origin,
@@ -320,6 +367,12 @@ impl Settings {
             } else {
                 flags.usage_file.clone()
             },
+            plan_out: flags.plan_out.clone(),
+            plan: flags.plan.clone(),
+            plan_max_age: flags
+                .plan_max_age
+                .or(file.plan_max_age)
+                .map_or(DEFAULT_PLAN_MAX_AGE, |d| d.0),
         })
     }
 
@@ -445,6 +498,26 @@ mod tests {
     #[test]
     fn bad_min_age_is_refused_by_the_parser() {
         assert!(try_flags(&["--min-age", "soon"]).is_err());
+    }
+
+    #[test]
+    fn reviewed_plan_flags_go_with_the_right_mode() {
+        let s = resolve(&["--plan-out", "p.json"], "").unwrap();
+        assert_eq!(s.plan_out, Some(PathBuf::from("p.json")));
+        assert_eq!(s.plan_max_age, DEFAULT_PLAN_MAX_AGE);
+        let s = resolve(&["--apply", "--plan", "p.json", "--plan-max-age", "2h"], "").unwrap();
+        assert_eq!(s.plan, Some(PathBuf::from("p.json")));
+        assert_eq!(s.plan_max_age, Duration::from_secs(7200));
+        let s = resolve(&[], "[ecr]\nplan_max_age = \"3h\"\n").unwrap();
+        assert_eq!(s.plan_max_age, Duration::from_secs(3 * 3600));
+        let e = resolve(&["--plan", "p.json"], "").unwrap_err();
+        assert_eq!(e.key, PLAN);
+        assert!(e.to_string().contains("give --apply with it"), "{e}");
+        let e = resolve(&["--apply", "--plan-out", "p.json"], "").unwrap_err();
+        assert!(e.to_string().contains("leave out --apply"), "{e}");
+        let e = resolve(&["--apply", "--plan", "a", "--plan-out", "b"], "").unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        assert!(try_flags(&["--plan-max-age", "soon"]).is_err());
     }
 
     #[test]

@@ -199,11 +199,7 @@ pub async fn read_repository(
         .map(|i| i.digest.clone())
         .collect();
     let mut children = HashMap::new();
-    for chunk in indexes.chunks(ECR_BATCH_MAX) {
-        for (digest, manifest) in ecr.get_manifests(&repository.name, chunk).await? {
-            children.insert(digest, index_children(&manifest));
-        }
-    }
+    read_children(ecr, &repository.name, &indexes, &mut children).await?;
     tracing::debug!(
         repository = %repository.name,
         images = images.len(),
@@ -212,6 +208,48 @@ pub async fn read_repository(
     );
     Ok(RepoSnapshot {
         repository,
+        images,
+        children,
+    })
+}
+
+/// The children of these indexes, 100 manifests per BatchGetImage.
+async fn read_children(
+    ecr: &dyn EcrApi,
+    repository: &str,
+    indexes: &[String],
+    children: &mut HashMap<String, Vec<String>>,
+) -> Result<(), ApiError> {
+    for chunk in indexes.chunks(ECR_BATCH_MAX) {
+        for (digest, manifest) in ecr.get_manifests(repository, chunk).await? {
+            children.insert(digest, index_children(&manifest));
+        }
+    }
+    Ok(())
+}
+
+/// The repository read again (after an apply, for the validation pass). A manifest
+/// never changes under its digest, so only indexes `before` did not have are read.
+pub async fn read_again(ecr: &dyn EcrApi, before: &RepoSnapshot) -> Result<RepoSnapshot, ApiError> {
+    let name = &before.repository.name;
+    let images = ecr.describe_images(name).await?;
+    let mut children: HashMap<String, Vec<String>> = images
+        .iter()
+        .filter_map(|i| {
+            before
+                .children
+                .get(&i.digest)
+                .map(|c| (i.digest.clone(), c.clone()))
+        })
+        .collect();
+    let unknown: Vec<String> = images
+        .iter()
+        .filter(|i| i.is_index() && !children.contains_key(&i.digest))
+        .map(|i| i.digest.clone())
+        .collect();
+    read_children(ecr, name, &unknown, &mut children).await?;
+    Ok(RepoSnapshot {
+        repository: before.repository.clone(),
         images,
         children,
     })

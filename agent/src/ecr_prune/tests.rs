@@ -434,3 +434,135 @@ async fn a_usage_file_protects_and_an_unreadable_one_fails_before_any_read_or_de
     );
     assert!(ecr.digests("a").contains(&"sha256:i0002".to_owned()));
 }
+
+#[tokio::test]
+async fn a_child_lost_under_a_kept_index_fails_the_validation_pass_and_the_run() {
+    let idx = crate::testing::ecr::index("idx", &["v9"], 99);
+    let kids = ["sha256:amd64", "sha256:arm64"];
+    let mut images = many(4);
+    images.push(idx.clone());
+    images.extend(
+        kids.iter()
+            .map(|k| crate::testing::ecr::image(k.trim_start_matches("sha256:"), &[], 99)),
+    );
+    let mut ecr = FakeEcr::with(vec![("a", images)]);
+    ecr.manifests.insert(
+        idx.digest.clone(),
+        serde_json::json!({"manifests": [{"digest": kids[0]}, {"digest": kids[1]}]}).to_string(),
+    );
+    ecr.concurrent_deletes
+        .lock()
+        .unwrap()
+        .push(kids[1].to_owned());
+    let s = settings(EcrOptions {
+        apply: true,
+        keep_last: Some(1),
+        force: true,
+        ..EcrOptions::default()
+    });
+    let report = pass(&s, &ecr, &FakeEcs::default()).await.unwrap();
+    let a = repo(&report, "a");
+    assert_eq!(a.deleted(), Some(4));
+    let v = a.validation.clone().expect("validated").expect("readable");
+    assert_eq!(
+        v.violations,
+        vec![crate::ecr_prune::validation::Violation::ChildLost {
+            index: idx.digest.clone(),
+            child: kids[1].to_owned(),
+        }]
+    );
+    assert!(
+        report.failed(),
+        "a violated validation fails the run (exit 1)"
+    );
+    assert_eq!(
+        a.error().map(|e| e.to_string()),
+        Some(format!(
+            "validation after the apply failed: kept index {} lost its child {}",
+            idx.digest, kids[1]
+        ))
+    );
+    assert_eq!(ecr.calls("DescribeImages"), 2, "read, then read again");
+    assert_eq!(ecr.calls("BatchGetImage"), 1, "a manifest is read once");
+}
+
+#[tokio::test]
+async fn a_reviewed_plan_deletes_only_what_it_expired_and_rechecks_protections() {
+    // Planned on one snapshot: keep-last 1 of five tagged images expires i1..i4 (i0,
+    // the newest, is kept)... then i2 starts running and a new image is pushed.
+    let ecr = FakeEcr::with(vec![("a", many(5))]);
+    let s = settings(EcrOptions {
+        keep_last: Some(1),
+        force: true,
+        ..EcrOptions::default()
+    });
+    let planned = pass(&s, &ecr, &FakeEcs::default()).await.unwrap();
+    let r = repo(&planned, "a");
+    let file = crate::ecr_prune::reviewed::build(
+        now(),
+        &EcsUsage::default(),
+        &[(
+            "a",
+            r.inputs_digest.as_deref().unwrap(),
+            r.plan.as_ref().unwrap(),
+        )],
+    );
+    let expired: Vec<String> = file.repositories[0]
+        .expire
+        .iter()
+        .map(|u| u.digest.clone())
+        .collect();
+    assert_eq!(expired.len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    std::fs::write(&path, file.to_text()).unwrap();
+    // After review: i2 runs; a newer image is pushed (a rule would now expire i0 too).
+    let running = expired[1].clone();
+    let mut ecs = FakeEcs::default();
+    ecs.tasks.insert(
+        "c1".into(),
+        vec![TaskImages {
+            task_definition: "job:1".into(),
+            images: vec![],
+            digests: vec![running.clone()],
+        }],
+    );
+    ecr.repos
+        .lock()
+        .unwrap()
+        .get_mut("a")
+        .unwrap()
+        .push(image_ago("new", &["v-new"], 1));
+    let s = settings(EcrOptions {
+        apply: true,
+        plan: Some(path),
+        force: true,
+        ..EcrOptions::default()
+    });
+    let report = pass(&s, &ecr, &ecs).await.unwrap();
+    let a = repo(&report, "a");
+    assert!(!report.failed(), "{:?}", a.error());
+    assert_eq!(a.deleted(), Some(3), "the plan's four, less the one in use");
+    let left = ecr.digests("a");
+    assert!(left.contains(&running));
+    assert_eq!(
+        left.len(),
+        3,
+        "i0, the running one and the new one: {left:?}"
+    );
+    assert_eq!(a.kept_at_apply(), vec![running.as_str()]);
+    assert_eq!(a.unchanged_since_plan, Some(false));
+    let in_use = &a
+        .plan
+        .as_ref()
+        .unwrap()
+        .units
+        .iter()
+        .find(|u| u.unit.digest == running)
+        .unwrap()
+        .reason;
+    assert!(
+        matches!(in_use, planner::Reason::KeptAtApply(r) if matches!(**r, planner::Reason::InUseByEcs(_))),
+        "{in_use:?}"
+    );
+}

@@ -120,6 +120,9 @@ pub struct FakeEcr {
     pub exclusions: Mutex<Vec<String>>,
     /// The pull-time exclusion API answers UnknownOperationException.
     pub exclusions_unavailable: bool,
+    /// Another actor (a person, ECR's own lifecycle policy) deletes these digests at the
+    /// first BatchDeleteImage: what the validation pass must catch.
+    pub concurrent_deletes: Mutex<Vec<String>>,
 }
 
 /// The caller the fake's GetCallerIdentity reports: an assumed-role session.
@@ -215,6 +218,8 @@ impl EcrApi for FakeEcr {
         let mut failures = Vec::new();
         let mut repos = self.repos.lock().expect("lock");
         let images = repos.get_mut(repo).expect("repo exists");
+        let others = std::mem::take(&mut *self.concurrent_deletes.lock().expect("lock"));
+        images.retain(|i| !others.contains(&i.digest));
         for d in digests {
             if let Some(code) = self.delete_failures.get(d) {
                 failures.push(DeleteFailure {
