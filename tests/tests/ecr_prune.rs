@@ -742,24 +742,7 @@ async fn a_scaled_to_zero_service_keeps_its_pinned_digest_and_rollback_target_af
         .send()
         .await
         .expect("CreateCluster");
-    let td = aws
-        .ecs
-        .register_task_definition()
-        .family("web")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("app")
-                .image(format!("{uri}:live"))
-                .memory_reservation(128)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RegisterTaskDefinition")
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("arn")
-        .to_owned();
+    let td = aws.task_definition("web", &format!("{uri}:live")).await;
     let service_arn = aws
         .ecs
         .create_service()
@@ -943,24 +926,7 @@ async fn the_latest_task_definition_revisions_of_a_family_in_use_are_rollback_ta
         .expect("CreateCluster");
     let mut latest = String::new();
     for i in 1..=3 {
-        latest = aws
-            .ecs
-            .register_task_definition()
-            .family("web")
-            .container_definitions(
-                aws_sdk_ecs::types::ContainerDefinition::builder()
-                    .name("app")
-                    .image(format!("{uri}:v{i}"))
-                    .memory_reservation(128)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("RegisterTaskDefinition")
-            .task_definition()
-            .and_then(|t| t.task_definition_arn())
-            .expect("arn")
-            .to_owned();
+        latest = aws.task_definition("web", &format!("{uri}:v{i}")).await;
     }
     aws.ecs
         .create_service()

@@ -348,35 +348,10 @@ mod a_bad_policy_value_is_exit_2_naming_it_and_changes_nothing {
     }
 }
 
-/// `docker login` to `registry` with the password on stdin.
-fn login(d: &Dockerd, registry: &shipshape_tests::registry::Registry, user: &str, password: &str) {
-    use std::io::Write;
-    let mut child = d
-        .docker()
-        .args(["login", "-u", user, "--password-stdin", &registry.host()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("docker login");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(password.as_bytes())
-        .expect("password");
-    let out = child.wait_with_output().expect("docker login");
-    assert!(
-        out.status.success(),
-        "docker login: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn an_old_image_freshly_pulled_is_kept_by_min_age_without_a_state_file() {
-    let registry = shipshape_tests::registry::Registry::start("ci", "age-test-password");
     let mut d = Dockerd::start();
+    let registry = shipshape_tests::registry::DigestRegistry::start(&d);
     let ids = images::load(
         &d,
         &[
@@ -387,7 +362,6 @@ fn an_old_image_freshly_pulled_is_kept_by_min_age_without_a_state_file() {
     );
     let (pulled, loaded, retagged) = (&ids[0], &ids[1], &ids[2]);
     let remote = format!("{}/team/pulled:1", registry.host());
-    login(&d, &registry, "ci", "age-test-password");
     d.docker_ok(["tag", "local/pulled:1", &remote]);
     d.docker_ok(["push", &remote]);
     d.docker_ok(["rmi", &remote, "local/pulled:1"]);

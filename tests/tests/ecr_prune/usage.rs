@@ -47,27 +47,6 @@ async fn images(aws: &Aws, repository: &str, n: usize) -> (String, Vec<String>) 
     (uri, digests)
 }
 
-/// Registers a one-container task definition; returns its ARN.
-async fn task_definition(aws: &Aws, family: &str, image: &str) -> String {
-    aws.ecs
-        .register_task_definition()
-        .family(family)
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("app")
-                .image(image)
-                .memory_reservation(128)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("RegisterTaskDefinition")
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .expect("arn")
-        .to_owned()
-}
-
 const KEEP_ONE: [&str; 8] = [
     "--keep-last",
     "1",
@@ -85,8 +64,8 @@ const KEEP_ONE: [&str; 8] = [
 async fn scheduled_tasks(moto: &Moto, aws: &Aws) -> (String, Vec<String>) {
     let (uri, digests) = images(aws, "etl", 5).await;
     let cluster = format!("arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/prod");
-    let by_rule = task_definition(aws, "etl", &format!("{uri}:v1")).await;
-    let by_schedule = task_definition(aws, "report", &format!("{uri}:v2")).await;
+    let by_rule = aws.task_definition("etl", &format!("{uri}:v1")).await;
+    let by_schedule = aws.task_definition("report", &format!("{uri}:v2")).await;
     moto.aws_cli(&[
         "events",
         "put-rule",
