@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use shipshape::adapters::bollard::BollardEngine;
-use shipshape::ports::docker::{ContainerState, DockerEngine, DockerError, ImageInfo, TagEvent};
+use shipshape::ports::docker::{
+    ContainerState, DockerEngine, DockerError, DockerEvent, EventAction, EventScope, ImageInfo,
+};
 use shipshape::testing::docker::{container, full_id, image, FakeDocker};
 use shipshape_tests::dockerd::Dockerd;
 use shipshape_tests::images::{self, ImageSpec};
@@ -291,7 +293,6 @@ type TagTrace = (bool, usize, bool, bool, usize);
 
 /// `at_tag` runs just before the tag call (the fake takes its clock from it).
 async fn trace_a_tag(engine: &dyn DockerEngine, id: &str, at_tag: &dyn Fn()) -> TagTrace {
-    use shipshape::ports::docker::{EventAction, EventScope};
     let before = engine
         .inspect_image(id)
         .await
@@ -504,6 +505,8 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         );
         assert_eq!(refs("p"), (vec![], vec![ids["p"].1.clone()]));
         let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        // The fake's own actions happen when its clock says: inside the window.
+        fake.with(|s| s.clock = Some(chrono::Utc::now()));
         let seen = (
             play_refs(&fake, &steps, &ids, &host).await,
             play_refs(&engine, &steps, &ids, &host).await,
@@ -511,14 +514,20 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         // The tag log: each `Tag` step as (image, familiar reference), on both.
         let until = chrono::Utc::now() + chrono::Duration::milliseconds(200);
         let wanted = ["web2:2".to_owned(), format!("{host}/other:1")];
-        let tags_of = |log: Vec<TagEvent>| -> Vec<(String, String)> {
+        let tags_of = |log: Vec<DockerEvent>| -> Vec<(String, String)> {
             log.into_iter()
-                .filter(|e| wanted.contains(&e.reference))
-                .map(|e| (e.image_id, e.reference))
+                .filter(|e| e.scope == EventScope::Image && e.action == EventAction::Tag)
+                .filter_map(|e| Some((e.actor_id, e.name?)))
+                .filter(|(_, reference)| wanted.contains(reference))
                 .collect()
         };
-        let fake_log = tags_of(fake.tag_events(since, until).await.expect("fake log"));
-        let real_log = tags_of(engine.tag_events(since, until).await.expect("engine log"));
+        let fake_log = tags_of(fake.replay_events(since, until).await.expect("fake log"));
+        let real_log = tags_of(
+            engine
+                .replay_events(since, until)
+                .await
+                .expect("engine log"),
+        );
         assert_eq!(fake_log, real_log, "tag log: fake vs dockerd");
         assert_eq!(
             real_log,

@@ -26,7 +26,7 @@ use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::ports::docker::{
     BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
-    DockerError, DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, TagEvent,
+    DockerError, DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed,
     VolumeInfo,
 };
 
@@ -244,6 +244,7 @@ fn convert_event(m: EventMessage) -> DockerEvent {
         action: EventAction::parse(m.action.as_deref().unwrap_or_default()),
         actor_id,
         image: attributes.get("image").cloned(),
+        name: attributes.get("name").cloned(),
         time,
     }
 }
@@ -614,43 +615,6 @@ impl DockerEngine for BollardEngine {
                 message: format!("unexpected /system/df answer from the engine: {e}"),
             })?;
         Ok(data_usage_of(&doc))
-    }
-
-    async fn tag_events(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<TagEvent>, DockerError> {
-        let filters = HashMap::from([
-            ("type".to_owned(), vec!["image".to_owned()]),
-            ("event".to_owned(), vec!["tag".to_owned()]),
-        ]);
-        let at = |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
-        let options = EventsOptions {
-            since: Some(at(since)),
-            until: Some(at(until)),
-            filters: Some(filters),
-        };
-        let messages: Vec<Result<EventMessage, BollardError>> = self
-            .docker("GET /events")?
-            .events(Some(options))
-            .collect()
-            .await;
-        messages
-            .into_iter()
-            .map(|m| {
-                let m = m.map_err(|e| self.map_err(e))?;
-                let actor = m.actor.unwrap_or_default();
-                let reference = actor
-                    .attributes
-                    .and_then(|a| a.get("name").cloned())
-                    .unwrap_or_default();
-                Ok(TagEvent {
-                    image_id: actor.id.unwrap_or_default(),
-                    reference,
-                })
-            })
-            .collect()
     }
 
     fn api_calls(&self) -> u64 {

@@ -553,6 +553,7 @@ mod tests {
             action: EventAction::parse(action),
             actor_id: actor.into(),
             image: image.map(str::to_owned),
+            name: None,
             time: Some(base() + chrono::Duration::seconds(secs)),
         }
     }

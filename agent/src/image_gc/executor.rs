@@ -21,7 +21,7 @@ use super::planner::disk as eviction;
 use super::planner::{Action, ContainerEntry, DiskPlan, ImageEntry, Plan, VolumeEntry};
 use super::reason::{Failure, Outcome};
 use crate::ports::disk::{Disk, FsUsage};
-use crate::ports::docker::{DockerEngine, DockerError};
+use crate::ports::docker::{DockerEngine, DockerError, EventAction, EventScope};
 use crate::shared::reference::{repo_of, short_id};
 
 /// How to execute.
@@ -531,37 +531,38 @@ async fn verify_untags(
     until: DateTime<Utc>,
     stats: &mut ExecStats,
 ) {
-    let log = match docker.tag_events(since, until).await {
-        Ok(log) => log,
+    let log: Vec<(String, String)> = match docker.replay_events(since, until).await {
+        Ok(events) => events
+            .into_iter()
+            .filter(|e| e.scope == EventScope::Image && e.action == EventAction::Tag)
+            .filter_map(|e| Some((e.name?, e.actor_id)))
+            .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the engine's tag log; removed tags not re-checked");
             return;
         }
     };
     for (tag, checked) in untagged {
-        let Some(last) = log.iter().rev().find(|e| e.reference == *tag) else {
+        let Some((_, moved_to)) = log.iter().rev().find(|(reference, _)| reference == tag) else {
             continue;
         };
-        if last.image_id == *checked {
+        if moved_to == checked {
             continue;
         }
         let (repo, name) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
         let restored = match docker.inspect_image(tag).await {
-            Ok(None) => docker
-                .tag_image(&last.image_id, repo, name)
-                .await
-                .map(|()| true),
+            Ok(None) => docker.tag_image(moved_to, repo, name).await.map(|()| true),
             Ok(Some(_)) => Ok(false),
             Err(e) => Err(e),
         };
         match restored {
             Ok(true) => {
-                tracing::warn!(tag = %tag, image = %short_id(&last.image_id), "tag moved between check and untag; put back on its new build");
+                tracing::warn!(tag = %tag, image = %short_id(moved_to), "tag moved between check and untag; put back on its new build");
                 stats.tags_restored += 1;
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(tag = %tag, image = %short_id(&last.image_id), error = %e, "tag moved between check and untag and could not be put back; run `docker tag` to restore it");
+                tracing::warn!(tag = %tag, image = %short_id(moved_to), error = %e, "tag moved between check and untag and could not be put back; run `docker tag` to restore it");
                 stats.failures += 1;
             }
         }

@@ -9,7 +9,7 @@ use crate::config::value::Watermark;
 use crate::image_gc::planner::plan;
 use crate::image_gc::policy::{DiskWatermarks, Policy};
 use crate::image_gc::snapshot::Snapshot;
-use crate::ports::docker::{ContainerState, TagEvent};
+use crate::ports::docker::{ContainerState, DockerEvent, EventAction, EventScope};
 use crate::testing::docker::{container, full_id, image, now, FakeDocker};
 
 fn options(concurrency: usize) -> ExecOptions {
@@ -654,30 +654,25 @@ async fn a_tag_the_untag_took_off_its_new_build_is_put_back_there() {
         vec![],
     );
     fake.with(|s| {
-        s.tag_log = vec![
-            TagEvent {
-                image_id: full_id("a1"),
-                reference: "web:stable".into(),
-            },
-            TagEvent {
-                image_id: full_id("b1"),
-                reference: "web:stable".into(),
-            },
+        s.event_log = [
+            ("a1", "web:stable"),
+            ("b1", "web:stable"),
             // Moved after the untag: it names c1 now and stays.
-            TagEvent {
-                image_id: full_id("c1"),
-                reference: "other:stable".into(),
-            },
+            ("c1", "other:stable"),
             // Last moved back to the image it was checked on: nothing to repair.
-            TagEvent {
-                image_id: full_id("b1"),
-                reference: "web:v1".into(),
-            },
-            TagEvent {
-                image_id: full_id("a1"),
-                reference: "web:v1".into(),
-            },
-        ];
+            ("b1", "web:v1"),
+            ("a1", "web:v1"),
+        ]
+        .into_iter()
+        .map(|(id, reference)| DockerEvent {
+            scope: EventScope::Image,
+            action: EventAction::Tag,
+            actor_id: full_id(id),
+            image: None,
+            name: Some(reference.into()),
+            time: Some(now()),
+        })
+        .collect();
     });
     let (a1, c0) = (full_id("a1"), full_id("c0"));
     let untagged = [

@@ -68,15 +68,6 @@ pub struct BuildCacheRecord {
     pub last_used: Option<DateTime<Utc>>,
 }
 
-/// One image `tag` event of the engine's log: `image_id` received `reference`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagEvent {
-    /// The image that got the reference (`Actor.ID`, `sha256:…`).
-    pub image_id: String,
-    /// The reference in the familiar form (`Actor.Attributes.name`).
-    pub reference: String,
-}
-
 /// A container's lifecycle state as the engine names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerState {
@@ -230,6 +221,9 @@ pub struct DockerEvent {
     pub actor_id: String,
     /// Container events: the image as the container was created from (`image`).
     pub image: Option<String>,
+    /// The `name` attribute: for an image `tag` event, the reference it received
+    /// (familiar form).
+    pub name: Option<String>,
     /// When the engine says it happened; `None` when the message carries no time.
     pub time: Option<DateTime<Utc>>,
 }
@@ -306,14 +300,6 @@ pub trait DockerEngine: Send + Sync {
     /// engine (it also sizes every container's writable layer and every volume), so
     /// gc asks only in a dry run, where nothing is measured afterwards.
     async fn data_usage(&self) -> Result<DataUsage, DockerError>;
-    /// `GET /events?since&until` filtered to image `tag` events, oldest first: what
-    /// the engine still holds of them in its buffered log (moby keeps the last 256
-    /// events of every kind). Returns once `until` has passed on the engine's clock.
-    async fn tag_events(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<TagEvent>, DockerError>;
     /// Engine API calls made so far through this client (for the API-economy checks).
     fn api_calls(&self) -> u64;
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
     ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine, DockerError,
-    DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, TagEvent, VolumeInfo,
+    DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
 };
 use crate::shared::reference::{familiar, repo_of};
 
@@ -59,6 +59,7 @@ pub fn event(
         action: EventAction::parse(action),
         actor_id: actor.to_owned(),
         image: image.map(str::to_owned),
+        name: None,
         time: Some(hours_ago(hours_ago_)),
     }
 }
@@ -117,9 +118,6 @@ pub struct FakeState {
     pub clock: Option<DateTime<Utc>>,
     /// Image ID → `LastTagTime`, set by `tag_image`.
     pub last_tag_time: HashMap<String, DateTime<Utc>>,
-    /// Every `tag_image`, in order, as `tag_events` returns it (whole: it keeps no
-    /// time).
-    pub tag_log: Vec<TagEvent>,
     /// Image ID → unique size `data_usage` reports (default: the image's size).
     pub unique_sizes: HashMap<String, u64>,
     /// Each image inspection takes this long first (a busy engine; time is paused in tests).
@@ -428,15 +426,12 @@ impl DockerEngine for FakeDocker {
         let at = s.clock.unwrap_or_else(now);
         let image_id = s.images[idx].id.clone();
         s.last_tag_time.insert(image_id.clone(), at);
-        s.tag_log.push(TagEvent {
-            image_id: image_id.clone(),
-            reference,
-        });
         s.event_log.push(DockerEvent {
             scope: EventScope::Image,
             action: EventAction::Tag,
             actor_id: image_id,
             image: None,
+            name: Some(reference),
             time: Some(at),
         });
         Ok(())
@@ -519,13 +514,6 @@ impl DockerEngine for FakeDocker {
             unique_sizes,
             build_cache: Vec::new(),
         })
-    }
-    async fn tag_events(
-        &self,
-        _since: DateTime<Utc>,
-        _until: DateTime<Utc>,
-    ) -> Result<Vec<TagEvent>, DockerError> {
-        Ok(self.enter()?.tag_log.clone())
     }
     fn api_calls(&self) -> u64 {
         self.lock().calls
