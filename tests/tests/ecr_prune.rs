@@ -32,6 +32,18 @@ async fn versions(aws: &Aws, repo: &str, n: usize) -> Vec<String> {
     digests
 }
 
+/// Keep the newest tagged image, delete the rest now, print JSON.
+const KEEP_ONE: [&str; 8] = [
+    "--keep-last",
+    "1",
+    "--min-age",
+    "0s",
+    "--force",
+    "--apply",
+    "--output",
+    "json",
+];
+
 fn prune(moto: &Moto, args: &[&str]) -> Output {
     prune_env(&AwsProxy::start(moto).env(moto), args)
 }
@@ -188,19 +200,7 @@ async fn signature_of_a_kept_image_survives() {
         )
         .await;
     tick();
-    let out = prune(
-        &moto,
-        &[
-            "--keep-last",
-            "1",
-            "--min-age",
-            "0s",
-            "--force",
-            "--apply",
-            "--output",
-            "json",
-        ],
-    );
+    let out = prune(&moto, &KEEP_ONE);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected = vec![kept.clone(), kept_sig, kept_att];
     expected.sort();
@@ -243,19 +243,7 @@ async fn images_used_by_ecs_tasks_and_services_survive_keep_last_1() {
         .await
         .expect("CreateService");
 
-    let out = prune_env(
-        &proxy.env(&moto),
-        &[
-            "--keep-last",
-            "1",
-            "--min-age",
-            "0s",
-            "--force",
-            "--apply",
-            "--output",
-            "json",
-        ],
-    );
+    let out = prune_env(&proxy.env(&moto), &KEEP_ONE);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let left = aws.digests("web").await;
     for (i, d) in digests.iter().enumerate() {
@@ -612,19 +600,7 @@ async fn fips_and_dual_stack_references_protect_and_another_account_does_not() {
         ],
     )
     .await;
-    let out = prune_env(
-        &proxy.env(&moto),
-        &[
-            "--keep-last",
-            "1",
-            "--min-age",
-            "0s",
-            "--force",
-            "--apply",
-            "--output",
-            "json",
-        ],
-    );
+    let out = prune_env(&proxy.env(&moto), &KEEP_ONE);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let left = aws.digests("web").await;
     let mut expected = vec![digests[1].clone(), digests[2].clone(), digests[4].clone()];
@@ -765,19 +741,7 @@ async fn a_scaled_to_zero_service_keeps_its_pinned_digest_and_rollback_target_af
         (&previous, &pinned),
     );
 
-    let out = prune_env(
-        &proxy.env(&moto),
-        &[
-            "--keep-last",
-            "1",
-            "--min-age",
-            "0s",
-            "--force",
-            "--apply",
-            "--output",
-            "json",
-        ],
-    );
+    let out = prune_env(&proxy.env(&moto), &KEEP_ONE);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let left = aws.digests("web").await;
     let mut expected = vec![previous.clone(), pinned.clone(), newest.clone()];

@@ -240,19 +240,7 @@ async fn every_apply_ends_with_a_validation_pass_over_kept_indexes() {
     ];
     aws.index("multi", Some("v2"), &kids).await;
     tick();
-    let out = prune(
-        &proxy.env(&moto),
-        &[
-            "--keep-last",
-            "1",
-            "--min-age",
-            "0s",
-            "--force",
-            "--apply",
-            "--output",
-            "json",
-        ],
-    );
+    let out = prune(&proxy.env(&moto), &super::KEEP_ONE);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let doc = json(&out);
     let multi = repo(&doc, "multi");

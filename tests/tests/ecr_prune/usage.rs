@@ -7,7 +7,7 @@
 //! account (moto switches accounts on AssumeRole) read through `--usage-role`, and
 //! through `ecr-usage --output` there and `--usage-file` in the registry account.
 
-use super::tick;
+use super::{tick, KEEP_ONE};
 use shipshape_tests::aws::Aws;
 use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::Moto;
@@ -46,17 +46,6 @@ async fn images(aws: &Aws, repository: &str, n: usize) -> (String, Vec<String>) 
     }
     (uri, digests)
 }
-
-const KEEP_ONE: [&str; 8] = [
-    "--keep-last",
-    "1",
-    "--min-age",
-    "0s",
-    "--force",
-    "--apply",
-    "--output",
-    "json",
-];
 
 /// Repository `etl` (v0…v4) whose v1 an EventBridge rule's ECS target runs and whose v2
 /// the schedule `nightly` runs (beside a schedule `ping` with an SQS target); its URI and
