@@ -119,6 +119,9 @@ struct Fixtures {
     indexes: std::collections::HashMap<String, std::collections::HashMap<String, Vec<String>>>,
     /// (operation suffix `.name`, requests to let pass first, requests to throttle).
     throttles: Vec<(String, usize, usize)>,
+    /// Operations (lower-cased) answered AccessDeniedException, as for a role whose
+    /// policy lacks them.
+    denied: Vec<String>,
     /// Requests per operation (lower-cased), as the proxy saw them.
     seen: std::collections::BTreeMap<String, usize>,
     /// REST-JSON answers (Lambda): (method, decoded path, decoded query pairs the
@@ -135,6 +138,8 @@ type RestFixture = (
     Option<String>,
     serde_json::Value,
 );
+
+const DENIED: &str = "AccessDeniedException";
 
 /// `%XX` escapes of a URL path or query part decoded (`%24LATEST` → `$LATEST`).
 fn percent_decode(s: &str) -> String {
@@ -201,6 +206,28 @@ impl AwsProxy {
             format!(".{}", operation.to_lowercase()),
             after,
             times,
+        ));
+    }
+
+    /// Answer every request of `operation` (e.g. `ListRules`) with AccessDeniedException
+    /// (HTTP 400 in the JSON protocols, as AWS does), as when the role's policy lacks it.
+    pub fn deny(&self, operation: &str) {
+        self.fixtures
+            .lock()
+            .expect("fixtures")
+            .denied
+            .push(operation.to_lowercase());
+    }
+
+    /// Answer every `method path` REST request with AccessDeniedException (HTTP 403, as
+    /// Lambda does), e.g. `GET /2015-03-31/functions/fn` for GetFunction.
+    pub fn deny_rest(&self, method: &str, path: &str) {
+        self.fixtures.lock().expect("fixtures").rest.push((
+            method.to_owned(),
+            path.to_owned(),
+            Vec::new(),
+            Some(DENIED.to_owned()),
+            serde_json::json!({"Type": "User", "message": format!("not authorized to perform {method} {path}")}),
         ));
     }
 
@@ -489,6 +516,9 @@ impl AwsProxy {
                 Self::rest_answer(head.lines().next().unwrap_or(""), fixtures)
             {
                 let (status, error) = match error {
+                    Some(kind) if kind == DENIED => {
+                        ("403 Forbidden", format!("x-amzn-ErrorType: {kind}\r\n"))
+                    }
                     Some(kind) => ("400 Bad Request", format!("x-amzn-ErrorType: {kind}\r\n")),
                     None => ("200 OK", String::new()),
                 };
@@ -508,6 +538,17 @@ impl AwsProxy {
                 Some("ThrottlingException"),
                 body,
             );
+        }
+        if fixtures
+            .lock()
+            .expect("fixtures")
+            .denied
+            .contains(&operation.to_lowercase())
+        {
+            let body = format!(
+                r#"{{"__type":"{DENIED}","message":"not authorized to perform {operation}"}}"#
+            );
+            return Self::reply(&mut client, "400 Bad Request", Some(DENIED), &body);
         }
         let body: serde_json::Value =
             serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null);

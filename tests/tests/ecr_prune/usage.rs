@@ -501,3 +501,51 @@ async fn a_usage_role_that_cannot_be_assumed_fails_the_run_and_deletes_nothing()
     );
     assert_eq!(calls(&out, "DescribeImages"), 0);
 }
+
+/// The fakes' refusals, on the real path: a role whose policy lacks `events:ListRules`
+/// or `lambda:GetFunction` fails the run closed (exit 1, nothing deleted), as
+/// `scheduled::tests::an_unavailable_scheduler_is_skipped_and_denied_rules_fail_closed`
+/// and `lambda::tests::an_unavailable_lambda_is_skipped_and_a_denied_read_fails_closed`
+/// expect of the fakes.
+#[tokio::test]
+async fn denied_rule_or_lambda_reads_fail_the_run_closed_as_the_fakes_do() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (uri, _) = scheduled_tasks(&moto, &aws).await;
+    let before = aws.digests("etl").await;
+    proxy.deny("ListRules");
+    let out = prune(&proxy.env(&moto), &KEEP_ONE);
+    assert_eq!(out.code, 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("ListRules"), "{}", out.stderr);
+    assert_eq!(aws.digests("etl").await, before, "nothing deleted");
+
+    let lambda_proxy = AwsProxy::start(&moto);
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    moto.aws_cli(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "lambda-run",
+        "--assume-role-policy-document",
+        &trust.to_string(),
+    ]);
+    moto.aws_cli(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        "fn",
+        "--package-type",
+        "Image",
+        "--code",
+        &format!("ImageUri={uri}:v1"),
+        "--role",
+        &format!("arn:aws:iam::{ACCOUNT}:role/lambda-run"),
+    ]);
+    lambda_proxy.deny_rest("GET", "/2015-03-31/functions/fn");
+    let out = prune(&lambda_proxy.env(&moto), &KEEP_ONE);
+    assert_eq!(out.code, 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("GetFunction"), "{}", out.stderr);
+    assert_eq!(aws.digests("etl").await, before, "nothing deleted");
+}
