@@ -69,6 +69,11 @@ impl Aws {
         }
     }
 
+    /// The SDK configuration these clients use (for the product's own adapters).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
     /// Secrets Manager in `region`.
     pub fn secrets(&self, region: &str) -> aws_sdk_secretsmanager::Client {
         let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk)

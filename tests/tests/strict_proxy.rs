@@ -292,3 +292,63 @@ async fn ecr_prune_pages_exactly_and_survives_throttled_pages_and_index_order() 
     assert_eq!(proxy.requests("DescribeImages"), 5);
     assert_eq!(aws.digests("big").await.len(), 1);
 }
+
+/// `FakeEcr`'s refusal of a child deleted before its index, against the strict proxy
+/// through the product's own ECR adapter: the same three BatchDeleteImage calls (the
+/// child with a plain image, then the index, then the child) answered alike.
+#[tokio::test]
+async fn the_fake_registry_refuses_a_child_before_its_index_as_the_proxy_does() {
+    use shipshape::ports::ecr::EcrApi;
+    use shipshape::testing::ecr::{image, index, FakeEcr};
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    aws.repo("multi").await;
+    let child = aws.image("multi", None, "amd64").await;
+    let plain = aws.image("multi", Some("plain"), "plain").await;
+    let idx = aws
+        .index("multi", Some("v1"), std::slice::from_ref(&child))
+        .await;
+    let real = shipshape::adapters::aws::ecr::clients_for(aws.sdk()).ecr;
+    let with_digest = |mut i: shipshape::ports::ecr::EcrImage, d: &str| {
+        i.digest = d.to_owned();
+        i
+    };
+    let mut fake = FakeEcr::with(vec![(
+        "multi",
+        vec![
+            with_digest(image("c", &[], 1), &child),
+            with_digest(image("p", &["plain"], 1), &plain),
+            with_digest(index("i", &["v1"], 1), &idx),
+        ],
+    )]);
+    fake.manifests.insert(
+        idx.clone(),
+        serde_json::json!({"manifests": [{"digest": child}]}).to_string(),
+    );
+    let calls = [
+        vec![child.clone(), plain.clone()],
+        vec![idx.clone()],
+        vec![child.clone()],
+    ];
+    let mut seen = Vec::new();
+    for engine in [&fake as &dyn EcrApi, real.as_ref()] {
+        let mut answers = Vec::new();
+        for digests in &calls {
+            let failures = engine.batch_delete("multi", digests).await.expect("answer");
+            answers.push(
+                failures
+                    .into_iter()
+                    .map(|f| (f.digest, format!("{:?}", f.code)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1], "fake vs strict proxy");
+    assert_eq!(
+        seen[1][0],
+        [(child.clone(), "ImageReferencedByManifestList".to_owned())]
+    );
+    assert!(seen[1][1].is_empty() && seen[1][2].is_empty(), "{seen:?}");
+}

@@ -2,7 +2,7 @@
 //! services with deployments, and in-memory ECR/ECS ports that count calls and can
 //! inject failures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -220,12 +220,35 @@ impl EcrApi for FakeEcr {
         let images = repos.get_mut(repo).expect("repo exists");
         let others = std::mem::take(&mut *self.concurrent_deletes.lock().expect("lock"));
         images.retain(|i| !others.contains(&i.digest));
+        // As ECR (and the strict proxy) refuse: a manifest an index in the repository
+        // still lists, even an index deleted in this same call.
+        let listed: HashSet<String> = images
+            .iter()
+            .filter_map(|i| self.manifests.get(&i.digest))
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .flat_map(|m| {
+                m["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["digest"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         for d in digests {
             if let Some(code) = self.delete_failures.get(d) {
                 failures.push(DeleteFailure {
                     digest: d.clone(),
                     code: code.clone(),
                     reason: "injected".into(),
+                });
+                continue;
+            }
+            if listed.contains(d) {
+                failures.push(DeleteFailure {
+                    digest: d.clone(),
+                    code: FailureCode::ImageReferencedByManifestList,
+                    reason: "referenced by a manifest list".into(),
                 });
                 continue;
             }
