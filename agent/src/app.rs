@@ -136,6 +136,7 @@ async fn bootstrap(
         let none = NotConnected;
         return crate::bootstrap::run(settings, dry_run, &none, &none, deadline, cancel).await;
     }
+    crate::adapters::aws::check_ca_certificates().map_err(BootstrapError::Tls)?;
     let aws = tokio::time::timeout_at(
         deadline,
         AwsSecrets::connect(globals.region.as_deref(), settings.timeout),
@@ -180,7 +181,11 @@ async fn gc(
     .await
 }
 
-/// The caller's own clients and one set per `--usage-role` (assumed once each).
+/// The caller's own clients (the pruner's region) and one labelled set per other usage
+/// source: this account in each other `--usage-region`, and each `--usage-role`
+/// (assumed once, in the pruner's region) in this region and each `--usage-region`.
+/// ECS, EventBridge, Scheduler and Lambda are regional: a task in us-west-2 may run an
+/// image of this registry by its full URI, and only a scan of us-west-2 sees it.
 async fn usage_clients(
     globals: &Endpoints,
     settings: &EcrSettings,
@@ -191,9 +196,24 @@ async fn usage_clients(
     ),
     crate::ecr_prune::EcrError,
 > {
+    use crate::adapters::aws::ecr::clients_for;
+    crate::adapters::aws::check_ca_certificates().map_err(crate::ecr_prune::EcrError::Tls)?;
     let sdk = crate::adapters::aws::sdk_config(globals.region.as_deref()).await;
-    let own = crate::adapters::aws::ecr::clients_for(&sdk);
-    let mut roles = Vec::new();
+    let own = clients_for(&sdk);
+    let home = sdk.region().map(|r| r.as_ref().to_owned());
+    let mut regions: Vec<&str> = Vec::new();
+    for r in &settings.usage_region {
+        if home.as_deref() != Some(r.as_str()) && !regions.contains(&r.as_str()) {
+            regions.push(r);
+        }
+    }
+    let mut sources = Vec::new();
+    for region in &regions {
+        sources.push((
+            format!("region {region}"),
+            clients_for(&crate::adapters::aws::in_region(&sdk, region)),
+        ));
+    }
     for role in &settings.usage_role {
         let assumed = crate::adapters::aws::assume_role(&sdk, role)
             .await
@@ -205,9 +225,15 @@ async fn usage_clients(
             "account {} (role {role})",
             crate::ecr_prune::settings::role_account(role)
         );
-        roles.push((label, crate::adapters::aws::ecr::clients_for(&assumed)));
+        for region in &regions {
+            sources.push((
+                format!("{label} in region {region}"),
+                clients_for(&crate::adapters::aws::in_region(&assumed, region)),
+            ));
+        }
+        sources.push((label, clients_for(&assumed)));
     }
-    Ok((own, roles))
+    Ok((own, sources))
 }
 
 /// The usage sources of the caller's account and of each assumed role.
@@ -490,6 +516,7 @@ pub async fn credential_helper(
         let none = NotConnected;
         return Ok(helper::answer(action, input, &settings, &none, &none, deadline, &cancel).await);
     }
+    crate::adapters::aws::check_ca_certificates().map_err(Error::Tls)?;
     let aws = AwsSecrets::connect(None, settings.timeout).await;
     Ok(helper::answer(action, input, &settings, &aws, &aws, deadline, &cancel).await)
 }

@@ -119,9 +119,13 @@ pub struct EcrUsageCommand {
     /// versions per Lambda function (default 5).
     #[arg(long, value_name = "N")]
     pub keep_task_definitions: Option<u32>,
-    /// IAM role ARN of another account to include; repeatable.
-    #[arg(long, value_name = "ARN")]
+    /// IAM role ARN of another account to include; repeatable, or comma-separated.
+    #[arg(long, value_name = "ARN", value_delimiter = ',')]
     pub usage_role: Vec<String>,
+    /// Another region to include (this account's and each role's), besides this one;
+    /// repeatable, or comma-separated.
+    #[arg(long, value_name = "REGION", value_delimiter = ',')]
+    pub usage_region: Vec<String>,
 }
 
 impl EcrUsageCommand {
@@ -131,6 +135,7 @@ impl EcrUsageCommand {
             protect_ecs_cluster: self.protect_ecs_cluster.clone(),
             keep_task_definitions: self.keep_task_definitions,
             usage_role: self.usage_role.clone(),
+            usage_region: self.usage_region.clone(),
             ..EcrOptions::default()
         }
     }

@@ -20,6 +20,9 @@ pub enum Error {
     Telemetry(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// No AWS client can be built (no CA certificates).
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Error {
@@ -32,7 +35,7 @@ impl Error {
             Self::Ecr(e) => e.exit_code(),
             Self::Daemon(e) => e.exit_code(),
             Self::Telemetry(_) => EXIT_USAGE,
-            Self::Output(_) => EXIT_RUNTIME,
+            Self::Output(_) | Self::Tls(_) => EXIT_RUNTIME,
         }
     }
 }

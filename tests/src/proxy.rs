@@ -25,6 +25,27 @@
 //!   default 100, 1..100; ListServices: default 10, 1..100 ("ListServices returns up
 //!   to 10 results").
 //!
+//! - The usage calls (Rust SDK and AWS CLI send them to moto, whose answers are one
+//!   page): EventBridge ListEventBuses, ListRules, ListTargetsByRule (`Limit` 1..100,
+//!   "The maximum number of results per page for requests is 100"; no default is
+//!   documented, the proxy uses 100; `NextToken` both ways); EventBridge Scheduler
+//!   ListSchedules (`MaxResults` 1..100 in the query, default undocumented: 100;
+//!   `NextToken`); Lambda ListFunctions, ListVersionsByFunction (`MaxItems` 1..10000
+//!   in the query, yet at most 50 per response "even if you set the number higher";
+//!   `Marker` in, `NextMarker` out) and ListAliases (`MaxItems` 1..10000, no cap or
+//!   default documented: 50 unless the request asks). Outside the valid range the
+//!   request is refused with ValidationException (400) and AWS's constraint message
+//!   ("1 validation error detected: Value '101' at 'limit' failed to satisfy
+//!   constraint: Member must have value less than or equal to 100").
+//! - Short pages on demand, `short_pages(operation, n)`: at most `n` items a page
+//!   whatever the request asks, as any AWS list may answer (a page shorter than the
+//!   limit, with a token): a client that stops at a short page fails the test, and a
+//!   test reaches page 2 with three items instead of a hundred (ListTargetsByRule
+//!   cannot hold more than 5 targets a rule in AWS anyway).
+//!
+//! A region denied on demand (`deny_region`): every request signed for it is answered
+//! UnrecognizedClientException (403), as a region the account has not enabled is.
+//!
 //! Index-first deletion as ECR enforces it: BatchDeleteImage of a manifest that an
 //! image index still in the repository lists fails for that manifest with an
 //! ImageFailure `{"imageId":{"imageDigest"},"failureCode":"ImageReferencedByManifestList",
@@ -87,6 +108,67 @@ const PAGED: [(&str, &str, usize, i64, &str); 8] = [
     ("listtaskdefinitionfamilies", "families", 100, 100, ""),
 ];
 
+/// The usage calls the proxy pages (lower-cased name): (operation, list field of the
+/// answer, page size field of the request, request token field, answer token field,
+/// default page, largest page served, largest page size accepted). Lambda and
+/// Scheduler carry the request fields in the query string (see `rest_operation`).
+type UsagePaging = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    usize,
+    usize,
+    i64,
+);
+const PAGED_USAGE: [UsagePaging; 7] = [
+    ("listeventbuses", "EventBuses", "Limit", "NextToken", "NextToken", 100, 100, 100),
+    ("listrules", "Rules", "Limit", "NextToken", "NextToken", 100, 100, 100),
+    ("listtargetsbyrule", "Targets", "Limit", "NextToken", "NextToken", 100, 100, 100),
+    ("listschedules", "Schedules", "MaxResults", "NextToken", "NextToken", 100, 100, 100),
+    ("listfunctions", "Functions", "MaxItems", "Marker", "NextMarker", 50, 50, 10_000),
+    ("listversionsbyfunction", "Versions", "MaxItems", "Marker", "NextMarker", 50, 50, 10_000),
+    ("listaliases", "Aliases", "MaxItems", "Marker", "NextMarker", 50, 10_000, 10_000),
+];
+
+/// The REST-JSON list a request line asks for (Scheduler's and Lambda's paths), by the
+/// lower-cased operation name the tables use.
+fn rest_operation(method: &str, path: &str) -> Option<&'static str> {
+    if !method.eq_ignore_ascii_case("GET") {
+        return None;
+    }
+    let path = path.trim_end_matches('/');
+    if path == "/schedules" {
+        return Some("listschedules");
+    }
+    let rest = path.strip_prefix("/2015-03-31/functions")?;
+    match rest.rsplit_once('/') {
+        None if rest.is_empty() => Some("listfunctions"),
+        Some((name, "versions")) if name.matches('/').count() == 1 => {
+            Some("listversionsbyfunction")
+        }
+        Some((name, "aliases")) if name.matches('/').count() == 1 => Some("listaliases"),
+        _ => None,
+    }
+}
+
+/// A request line's query as a JSON object (numbers as numbers), so REST requests are
+/// checked and paged by the same code as JSON bodies.
+fn query_object(request_line: &str) -> serde_json::Value {
+    let target = request_line.split_whitespace().nth(1).unwrap_or_default();
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut object = serde_json::Map::new();
+    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        let v = percent_decode(v);
+        let value = v
+            .parse::<i64>()
+            .map_or(serde_json::Value::String(v), serde_json::Value::from);
+        object.insert(percent_decode(k), value);
+    }
+    serde_json::Value::Object(object)
+}
+
 const TOKEN_PREFIX: &str = "shipshape-proxy-page-";
 
 /// Largest `maxResults` per operation (lower-cased name).
@@ -122,6 +204,10 @@ struct Fixtures {
     /// Operations (lower-cased) answered AccessDeniedException, as for a role whose
     /// policy lacks them.
     denied: Vec<String>,
+    /// Regions whose every request is answered UnrecognizedClientException.
+    denied_regions: Vec<String>,
+    /// Operation (lower-cased) → the most items a page of it carries.
+    short_pages: std::collections::HashMap<String, usize>,
     /// Requests per operation (lower-cased), as the proxy saw them.
     seen: std::collections::BTreeMap<String, usize>,
     /// REST-JSON answers (Lambda): (method, decoded path, decoded query pairs the
@@ -138,6 +224,15 @@ type RestFixture = (
     Option<String>,
     serde_json::Value,
 );
+
+/// How one request is paged (see `AwsProxy::paged`).
+struct Paging {
+    field: &'static str,
+    size: usize,
+    token_in: &'static str,
+    token_out: &'static str,
+    invalid: &'static str,
+}
 
 const DENIED: &str = "AccessDeniedException";
 
@@ -200,6 +295,27 @@ impl AwsProxy {
             .expect("fixtures")
             .denied
             .push(operation.to_lowercase());
+    }
+
+    /// Answer every request signed for `region` (its `Authorization` credential scope)
+    /// with UnrecognizedClientException (403, "The security token included in the
+    /// request is invalid"), as AWS answers in a region the account has not enabled.
+    pub fn deny_region(&self, region: &str) {
+        self.fixtures
+            .lock()
+            .expect("fixtures")
+            .denied_regions
+            .push(region.to_owned());
+    }
+
+    /// Serve `operation` (e.g. `ListRules`) in pages of at most `items`, whatever the
+    /// request's page size (real APIs may answer a short page with a token).
+    pub fn short_pages(&self, operation: &str, items: usize) {
+        self.fixtures
+            .lock()
+            .expect("fixtures")
+            .short_pages
+            .insert(operation.to_lowercase(), items.max(1));
     }
 
     /// Answer every `method path` REST request with AccessDeniedException (HTTP 403, as
@@ -492,6 +608,16 @@ impl AwsProxy {
             .map(str::trim)
             .unwrap_or_default()
             .to_owned();
+        if let Some(region) = Self::denied_region(&head, fixtures) {
+            let kind = "UnrecognizedClientException";
+            let body = serde_json::json!({"__type": kind, "message": format!("The security token included in the request is invalid ({region} is not enabled)")});
+            return Self::reply(&mut client, "403 Forbidden", Some(kind), &body.to_string());
+        }
+        let request_line = String::from_utf8_lossy(&request[..header_end])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         // REST-JSON (Lambda) carries no X-Amz-Target: answered from fixtures.
         if target.is_empty() {
             let head = String::from_utf8_lossy(&request[..header_end]);
@@ -512,7 +638,20 @@ impl AwsProxy {
                 return client.write_all(reply.as_bytes());
             }
         }
-        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        // REST-JSON lists (Scheduler, Lambda) are named by their path and carry their
+        // fields in the query.
+        let rest = target
+            .is_empty()
+            .then(|| {
+                let mut words = request_line.split_whitespace();
+                let (method, path) = (words.next()?, words.next()?);
+                rest_operation(method, &percent_decode(path.split('?').next()?))
+            })
+            .flatten();
+        let operation = match rest {
+            Some(op) => op.to_owned(),
+            None => target.rsplit('.').next().unwrap_or_default().to_owned(),
+        };
         if Self::throttled(fixtures, &target, &operation) {
             let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
             return Self::reply(
@@ -533,9 +672,13 @@ impl AwsProxy {
             );
             return Self::reply(&mut client, "400 Bad Request", Some(DENIED), &body);
         }
-        let body: serde_json::Value =
-            serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null);
-        if let Some((status, kind, answer)) = Self::later_page(&operation, &body, fixtures)
+        let body: serde_json::Value = if rest.is_some() {
+            query_object(&request_line)
+        } else {
+            serde_json::from_slice(&request[header_end..]).unwrap_or(serde_json::Value::Null)
+        };
+        if let Some((status, kind, answer)) = Self::usage_range(&operation, &body)
+            .or_else(|| Self::later_page(&operation, &body, fixtures))
             .or_else(|| Self::local_answer(&operation, &request[header_end..], fixtures))
         {
             return Self::reply(&mut client, status, kind, &answer);
@@ -591,6 +734,23 @@ impl AwsProxy {
         }
         let new_body = serde_json::to_vec(&answer).expect("json");
         client.write_all(&Self::with_body(&response[..split], &new_body))
+    }
+
+    /// The region a request is signed for (lower-cased `head`'s SigV4 credential scope,
+    /// `Credential=<key>/<date>/<region>/<service>/aws4_request`), if `deny_region`
+    /// denies it.
+    fn denied_region(head: &str, fixtures: &Mutex<Fixtures>) -> Option<String> {
+        let scope = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization:"))?
+            .split("credential=")
+            .nth(1)?;
+        let region = scope.split('/').nth(2)?;
+        let f = fixtures.lock().expect("fixtures");
+        f.denied_regions
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(region))
+            .then(|| region.to_owned())
     }
 
     /// `head` (through the blank line) with its Content-Length set for `body`, and `body`.
@@ -744,17 +904,71 @@ impl AwsProxy {
         }
     }
 
-    /// The paging row of a request the proxy pages, if it does.
-    fn paged(operation: &str, request: &serde_json::Value) -> Option<(&'static str, usize)> {
-        PAGED.iter().find_map(|(op, field, default, _, unpaged)| {
+    /// How a request the proxy pages is paged, if it is: the answer's list field, this
+    /// page's size (`short`, from `short_pages`, caps it), the token fields (request,
+    /// answer) and the error kind of a bad token.
+    fn paged(
+        operation: &str,
+        request: &serde_json::Value,
+        short: Option<usize>,
+    ) -> Option<Paging> {
+        let ecr_ecs = PAGED.iter().find_map(|(op, field, default, _, unpaged)| {
             let off = !unpaged.is_empty() && !request[*unpaged].is_null();
-            (*op == operation && !off).then(|| {
-                let size = request["maxResults"]
+            (*op == operation && !off).then(|| Paging {
+                field,
+                size: request["maxResults"]
                     .as_u64()
-                    .map_or(*default, |n| n as usize);
-                (*field, size)
+                    .map_or(*default, |n| n as usize),
+                token_in: "nextToken",
+                token_out: "nextToken",
+                invalid: "InvalidParameterException",
             })
+        });
+        let usage = || {
+            PAGED_USAGE.iter().find_map(
+                |(op, field, size_field, token_in, token_out, default, served, _)| {
+                    (*op == operation).then(|| Paging {
+                        field,
+                        size: request[*size_field]
+                            .as_u64()
+                            .map_or(*default, |n| (n as usize).min(*served)),
+                        token_in,
+                        token_out,
+                        invalid: "ValidationException",
+                    })
+                },
+            )
+        };
+        ecr_ecs.or_else(usage).map(|mut p| {
+            p.size = p.size.min(short.unwrap_or(usize::MAX));
+            p
         })
+    }
+
+    /// A usage list call asking a page size outside its valid range: the refusal AWS
+    /// answers (ValidationException, its constraint message naming the field as the
+    /// service model does, first letter lower-cased).
+    fn usage_range(
+        operation: &str,
+        request: &serde_json::Value,
+    ) -> Option<(&'static str, Option<&'static str>, String)> {
+        let (_, _, field, _, _, _, _, max) =
+            PAGED_USAGE.iter().find(|row| row.0 == operation)?;
+        let n = request[*field].as_i64()?;
+        let member = format!("{}{}", field[..1].to_lowercase(), &field[1..]);
+        let bound = if n < 1 {
+            "greater than or equal to 1".to_owned()
+        } else if n > *max {
+            format!("less than or equal to {max}")
+        } else {
+            return None;
+        };
+        let kind = "ValidationException";
+        let message = format!(
+            "1 validation error detected: Value '{n}' at '{member}' failed to satisfy constraint: Member must have value {bound}"
+        );
+        let body = serde_json::json!({"__type": kind, "message": message}).to_string();
+        Some(("400 Bad Request", Some(kind), body))
     }
 
     /// Cut moto's one-page answer to the first page, keeping the rest for its token.
@@ -764,10 +978,17 @@ impl AwsProxy {
         answer: &mut serde_json::Value,
         fixtures: &Mutex<Fixtures>,
     ) {
-        let Some((field, size)) = Self::paged(operation, request) else {
+        let short = Self::short_page(operation, fixtures);
+        let Some(Paging {
+            field,
+            size,
+            token_out,
+            ..
+        }) = Self::paged(operation, request, short)
+        else {
             return;
         };
-        if !answer["nextToken"].is_null() {
+        if !answer[token_out].is_null() {
             return; // moto paged itself: leave its paging alone
         }
         let Some(items) = answer[field].as_array_mut() else {
@@ -783,7 +1004,17 @@ impl AwsProxy {
         let mut template = answer.clone();
         template[field] = serde_json::Value::Array(Vec::new());
         f.pages.insert(id, (template, field.to_owned(), rest));
-        answer["nextToken"] = serde_json::Value::String(format!("{TOKEN_PREFIX}{id}-0"));
+        answer[token_out] = serde_json::Value::String(format!("{TOKEN_PREFIX}{id}-0"));
+    }
+
+    /// The `short_pages` size of `operation`, if a test set one.
+    fn short_page(operation: &str, fixtures: &Mutex<Fixtures>) -> Option<usize> {
+        fixtures
+            .lock()
+            .expect("fixtures")
+            .short_pages
+            .get(operation)
+            .copied()
     }
 
     /// A request carrying a `nextToken`: the next page the proxy kept, or the error an
@@ -793,15 +1024,18 @@ impl AwsProxy {
         request: &serde_json::Value,
         fixtures: &Mutex<Fixtures>,
     ) -> Option<(&'static str, Option<&'static str>, String)> {
-        let (_, size) = Self::paged(operation, request)?;
-        let token = request["nextToken"].as_str()?;
+        let short = Self::short_page(operation, fixtures);
+        let Paging {
+            size,
+            token_in,
+            token_out,
+            invalid: kind,
+            ..
+        } = Self::paged(operation, request, short)?;
+        let token = request[token_in].as_str()?;
         let invalid = || {
-            let body = serde_json::json!({"__type": "InvalidParameterException", "message": format!("Invalid NextToken: {token}")});
-            Some((
-                "400 Bad Request",
-                Some("InvalidParameterException"),
-                body.to_string(),
-            ))
+            let body = serde_json::json!({"__type": kind, "message": format!("Invalid {token_in}: {token}")});
+            Some(("400 Bad Request", Some(kind), body.to_string()))
         };
         let Some((id, offset)) = token
             .strip_prefix(TOKEN_PREFIX)
@@ -821,7 +1055,7 @@ impl AwsProxy {
         let mut answer = template.clone();
         answer[field.as_str()] = serde_json::Value::Array(items[offset..end].to_vec());
         if end < items.len() {
-            answer["nextToken"] = serde_json::Value::String(format!("{TOKEN_PREFIX}{id}-{end}"));
+            answer[token_out] = serde_json::Value::String(format!("{TOKEN_PREFIX}{id}-{end}"));
         }
         Some(("200 OK", None, answer.to_string()))
     }

@@ -935,3 +935,4 @@ async fn the_latest_task_definition_revisions_of_a_family_in_use_are_rollback_ta
 }
 
 mod usage;
+mod usage_paging;

@@ -10,6 +10,9 @@ use crate::ports::secrets::FetchError;
 /// never a fetched value.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// No AWS client can be built (no CA certificates): nothing was read or written.
+    #[error("{0}")]
+    Tls(String),
     #[error("invalid {key}: {message}")]
     Invalid { key: String, message: String },
     #[error(

@@ -53,6 +53,9 @@ pub enum EcrError {
     },
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    /// No AWS client can be built (no CA certificates): nothing was read.
+    #[error("{0}")]
+    Tls(String),
     /// A plan file that cannot be applied: nothing was read or deleted.
     #[error("{0}")]
     Plan(#[from] PlanFileError),
@@ -71,6 +74,7 @@ impl EcrError {
             | Self::UsageRole { .. }
             | Self::WriteUsage { .. }
             | Self::Output(_)
+            | Self::Tls(_)
             | Self::PlanOut { .. } => crate::exit::EXIT_RUNTIME,
             Self::Plan(_) => crate::exit::EXIT_USAGE,
         }

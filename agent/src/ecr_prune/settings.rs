@@ -37,6 +37,23 @@ const PROTECT_TAG: Key = Key::new(SECTION, "protect_tag");
 const MAX_DELETE_PERCENT: Key = Key::new(SECTION, "max_delete_percent");
 const CONCURRENCY: Key = Key::new(SECTION, "concurrency");
 const USAGE_ROLE: Key = Key::new(SECTION, "usage_role");
+const USAGE_REGION: Key = Key::new(SECTION, "usage_region");
+
+/// An AWS region name: lower-case words joined by `-`, the last a number
+/// (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `eusc-de-east-1`). A well-formed name
+/// that is not a region (or not enabled for the account) is found out when it is read,
+/// and fails that run closed.
+fn is_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
 
 /// `arn:<partition>:iam::<12 digits>:role/<path/name>`.
 fn is_role_arn(arn: &str) -> bool {
@@ -118,9 +135,15 @@ pub struct EcrOptions {
     #[arg(long)]
     pub no_pull_time_exclusion: bool,
     /// IAM role ARN of a workload account to assume: what ECS, EventBridge, Scheduler
-    /// and Lambda run there (in this region) is protected too; repeatable.
-    #[arg(long, value_name = "ARN")]
+    /// and Lambda run there (in this region and each --usage-region) is protected too;
+    /// repeatable, or comma-separated.
+    #[arg(long, value_name = "ARN", value_delimiter = ',')]
     pub usage_role: Vec<String>,
+    /// Another region whose ECS, EventBridge, Scheduler and Lambda usage (of this
+    /// account and of each --usage-role) is protected too, besides this region;
+    /// repeatable, or comma-separated.
+    #[arg(long, value_name = "REGION", value_delimiter = ',')]
+    pub usage_region: Vec<String>,
     /// Usage written by `shipshape ecr-usage --output` in a workload account, protected
     /// too; repeatable. A file that cannot be read fails the run (nothing deleted).
     #[arg(long, value_name = "FILE")]
@@ -166,6 +189,8 @@ pub struct Settings {
     pub pull_time_exclusion: bool,
     /// Workload-account roles to assume for their usage.
     pub usage_role: Vec<String>,
+    /// Regions scanned for usage besides the pruner's own (which always is).
+    pub usage_region: Vec<String>,
     /// Usage files from workload accounts.
     pub usage_file: Vec<PathBuf>,
     pub plan_out: Option<PathBuf>,
@@ -286,6 +311,15 @@ impl Settings {
                 format!("{bad:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
             ));
         }
+        let usage_region = list(&flags.usage_region, &file.usage_region).to_vec();
+        if let Some(bad) = usage_region.iter().find(|r| !is_region(r)) {
+            return Err(l.invalid(
+                USAGE_REGION,
+                !flags.usage_region.is_empty(),
+                true,
+                format!("{bad:?} is not an AWS region name (e.g. us-west-2)"),
+            ));
+        }
         let protect_tag = list(&flags.protect_tag, &file.protect_tag).to_vec();
         let protect_tag_set = glob_set(&protect_tag)
             .map_err(|m| l.invalid(PROTECT_TAG, !flags.protect_tag.is_empty(), true, m))?;
@@ -362,6 +396,7 @@ impl Settings {
                 .unwrap_or(DEFAULT_KEEP_TASK_DEFINITIONS),
             pull_time_exclusion: !(flags.no_pull_time_exclusion || file.no_pull_time_exclusion),
             usage_role,
+            usage_region,
             usage_file: if flags.usage_file.is_empty() {
                 file.usage_file.clone()
             } else {
@@ -518,6 +553,26 @@ mod tests {
         let e = resolve(&["--apply", "--plan", "a", "--plan-out", "b"], "").unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
         assert!(try_flags(&["--plan-max-age", "soon"]).is_err());
+    }
+
+    #[test]
+    fn usage_regions_are_region_names() {
+        let s = resolve(&["--usage-region", "us-west-2"], "").unwrap();
+        assert_eq!(s.usage_region, vec!["us-west-2".to_owned()]);
+        let s = resolve(
+            &[],
+            "[ecr]\nusage_region = [\"us-gov-west-1\", \"cn-north-1\", \"eusc-de-east-1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.usage_region.len(), 3);
+        assert!(Settings::defaults().usage_region.is_empty());
+        for bad in ["us-west", "US-WEST-2", "us_west_2", "us-west-2a", "", "-1", "us--1"] {
+            let e = resolve(&["--usage-region", bad], "").unwrap_err();
+            assert_eq!((e.key, e.origin), (USAGE_REGION, Origin::Flag), "{bad}");
+            assert!(e.to_string().contains("is not an AWS region name"), "{e}");
+        }
+        let e = resolve(&[], "[ecr]\nusage_region = [\"west\"]\n").unwrap_err();
+        assert_eq!(e.origin, Origin::File { line: Some(2) });
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Where `ecr-prune` reads what can start next: one `UsageSource` per account (the
-//! caller's own, and one per assumed `--usage-role`), each scanned for ECS tasks and
+//! Where `ecr-prune` reads what can start next: one `UsageSource` per account and region
+//! (the caller's own, one per assumed `--usage-role`, each in this region and in every
+//! `--usage-region`), each scanned for ECS tasks and
 //! services, EventBridge rules and Scheduler schedules that run ECS tasks, and Lambda
 //! container-image functions. A source that cannot be read fails the run closed.
 
@@ -15,8 +16,9 @@ use crate::ports::schedules::ScheduleApi;
 /// One account's (and region's) APIs that tell what runs there.
 #[derive(Clone, Copy)]
 pub struct UsageSource<'a> {
-    /// Empty for the caller's own account; otherwise who this is ("account 210987654321")
-    /// — it starts every chain read from it.
+    /// Empty for the caller's own account in this region; otherwise who and where this
+    /// is ("account 210987654321 (role …) in region us-west-2") — it starts every chain
+    /// read from it.
     pub label: &'a str,
     pub ecs: &'a dyn EcsApi,
     pub schedules: &'a dyn ScheduleApi,

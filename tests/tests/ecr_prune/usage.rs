@@ -13,7 +13,7 @@ use shipshape_tests::bin::{run_shipshape, Output};
 use shipshape_tests::moto::Moto;
 use shipshape_tests::proxy::AwsProxy;
 
-const ACCOUNT: &str = "123456789012";
+pub(super) const ACCOUNT: &str = "123456789012";
 
 fn prune(env: &[(String, String)], args: &[&str]) -> Output {
     super::prune_env(env, args)
@@ -25,12 +25,12 @@ fn calls(out: &Output, op: &str) -> usize {
 }
 
 /// The reason the JSON report gives for `digest` in `repository`.
-fn reason(out: &Output, repository: &str, digest: &str) -> String {
+pub(super) fn reason(out: &Output, repository: &str, digest: &str) -> String {
     super::reason_of(super::repo_json(&super::json(out), repository), digest).to_owned()
 }
 
 /// `n` images `v0…v{n-1}` of a new repository, oldest first; its URI and their digests.
-async fn images(aws: &Aws, repository: &str, n: usize) -> (String, Vec<String>) {
+pub(super) async fn images(aws: &Aws, repository: &str, n: usize) -> (String, Vec<String>) {
     let uri = aws.repo(repository).await;
     let mut digests = Vec::new();
     for i in 0..n {
@@ -187,7 +187,12 @@ async fn an_endpoint_without_scheduler_or_lambda_is_one_warning_each_and_rules_s
 
 /// GetFunction's answer for one version of an image function, shaped like the Lambda
 /// API reference (`Configuration`, `Code` with `ImageUri` and `ResolvedImageUri`).
-fn get_function(function: &str, version: &str, image: &str, resolved: &str) -> serde_json::Value {
+pub(super) fn get_function(
+    function: &str,
+    version: &str,
+    image: &str,
+    resolved: &str,
+) -> serde_json::Value {
     let arn = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}");
     serde_json::json!({
         "Configuration": {
@@ -548,4 +553,165 @@ async fn denied_rule_or_lambda_reads_fail_the_run_closed_as_the_fakes_do() {
     assert_eq!(out.code, 1, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("GetFunction"), "{}", out.stderr);
     assert_eq!(aws.digests("etl").await, before, "nothing deleted");
+}
+
+/// Usage in other regions (`--usage-region`): a registry repository `shared` (v0…v4) in
+/// us-east-1 whose v1 this account's service in us-west-2 runs, and whose v2 the
+/// workload account's service in eu-west-1 runs (both scaled to zero, naming the image
+/// by its full us-east-1 URI); the digests and the workload role.
+async fn usage_in_other_regions(moto: &Moto, aws: &Aws) -> (Vec<String>, String) {
+    let (uri, digests) = images(aws, "shared", 5).await;
+    let service = |creds: &[(String, String)], region: &str, image: &str| {
+        let cli = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--region", region]);
+            moto.aws_cli_as(creds, &all)
+        };
+        cli(&["ecs", "create-cluster", "--cluster-name", "apps"]);
+        let containers = serde_json::json!([{"name": "app", "image": image, "memoryReservation": 128}]);
+        let td = cli(&[
+            "ecs",
+            "register-task-definition",
+            "--family",
+            "api",
+            "--container-definitions",
+            &containers.to_string(),
+            "--query",
+            "taskDefinition.taskDefinitionArn",
+        ]);
+        assert!(td.contains(&format!(":ecs:{region}:")), "{td}");
+        cli(&[
+            "ecs",
+            "create-service",
+            "--cluster",
+            "apps",
+            "--service-name",
+            "api",
+            "--task-definition",
+            &td,
+            "--desired-count",
+            "0",
+        ]);
+    };
+    service(&[], "us-west-2", &format!("{uri}:v1"));
+    let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
+    let creds = assume(moto, &role);
+    service(&creds, "eu-west-1", &format!("{uri}:v2"));
+    (digests, role)
+}
+
+/// The protection reasons of `digests` in the plan of `shared`.
+fn reasons(out: &Output, digests: &[String]) -> Vec<String> {
+    digests.iter().map(|d| reason(out, "shared", d)).collect()
+}
+
+#[tokio::test]
+async fn usage_in_another_region_protects_with_usage_region_and_not_without() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (digests, role) = usage_in_other_regions(&moto, &aws).await;
+    let plan_only: Vec<&str> = KEEP_ONE.iter().copied().filter(|a| *a != "--apply").collect();
+
+    // Without --usage-region only us-east-1 is read: neither service protects (by design:
+    // a region nobody lists is not scanned).
+    let mut args = vec!["--usage-role", role.as_str()];
+    args.extend_from_slice(&plan_only);
+    let out = prune(&proxy.env(&moto), &args);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    for (i, why) in reasons(&out, &digests[1..3]).iter().enumerate() {
+        assert!(!why.starts_with("in use"), "v{}: {why}", i + 1);
+    }
+
+    let mut args = vec![
+        "--usage-role",
+        role.as_str(),
+        "--usage-region",
+        "us-west-2",
+        "--usage-region",
+        "eu-west-1",
+        "--usage-region",
+        "us-east-1",
+    ];
+    args.extend_from_slice(&KEEP_ONE);
+    let out = prune(&proxy.env(&moto), &args);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let mut expected = vec![digests[1].clone(), digests[2].clone(), digests[4].clone()];
+    expected.sort();
+    assert_eq!(
+        aws.digests("shared").await,
+        expected,
+        "v1 (this account, us-west-2) and v2 (the workload account, eu-west-1) kept"
+    );
+    let why = reasons(&out, &digests[1..3]);
+    assert!(
+        why[0].starts_with("in use by ECS (region us-west-2: service api"),
+        "{}",
+        why[0]
+    );
+    assert!(
+        why[1].starts_with(&format!(
+            "in use by ECS (account {WORKLOAD} (role {role}) in region eu-west-1: service api"
+        )),
+        "{}",
+        why[1]
+    );
+    assert_eq!(calls(&out, "AssumeRole"), 1, "one role, assumed once");
+    assert_eq!(
+        calls(&out, "ListClusters"),
+        6,
+        "two accounts × three regions (us-east-1 listed twice counts once)"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_usage_region_fails_the_run_closed() {
+    let moto = Moto::start();
+    let proxy = AwsProxy::start(&moto);
+    let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
+    let (digests, _) = usage_in_other_regions(&moto, &aws).await;
+    proxy.deny_region("us-west-2");
+    let mut args = vec!["--usage-region", "us-west-2"];
+    args.extend_from_slice(&KEEP_ONE);
+    let out = prune(&proxy.env(&moto), &args);
+    assert_eq!(out.code, 1, "stderr: {}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("nothing was deleted"))
+        .unwrap_or_else(|| panic!("no failure line: {}", out.stderr));
+    assert!(
+        line.contains("region us-west-2") && line.contains("UnrecognizedClientException"),
+        "{line}"
+    );
+    assert_eq!(aws.digests("shared").await.len(), digests.len(), "nothing deleted");
+    assert_eq!(calls(&out, "BatchDeleteImage"), 0);
+}
+
+#[test]
+fn a_usage_region_that_is_not_a_region_name_is_a_usage_error_for_both_commands() {
+    let env = [("AWS_REGION".to_owned(), "us-east-1".to_owned())];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("usage.json");
+    let usage = [
+        "ecr-usage",
+        "--output",
+        file.to_str().expect("utf-8"),
+        "--usage-region",
+        "uswest2",
+    ];
+    for out in [
+        run_shipshape(["ecr-prune", "--usage-region", "us-west"], &env),
+        run_shipshape(usage, &env),
+    ] {
+        assert_eq!(out.code, 2, "stderr: {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line: {}", out.stderr);
+        assert!(
+            lines[0].contains("usage-region") && lines[0].contains("is not an AWS region name"),
+            "{}",
+            lines[0]
+        );
+    }
+    assert!(!file.exists());
 }

@@ -178,3 +178,154 @@ fn the_workload_account_role_template_passes_cfn_lint_and_reads_what_the_pruner_
         )
     );
 }
+
+/// `v` with the intrinsics the scheduled-task template's command and usage policy use
+/// (Ref, Fn::Sub of a string, Fn::Join, Fn::If, and in conditions Fn::Not, Fn::Equals)
+/// evaluated for `params` (list parameters as JSON arrays) — a renderer for these
+/// shapes only, as CloudFormation would render them.
+fn render(
+    v: &serde_json::Value,
+    params: &serde_json::Map<String, serde_json::Value>,
+    conditions: &serde_json::Value,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let string = |v: Value| match v {
+        Value::String(s) => s,
+        other => panic!("not a string: {other}"),
+    };
+    match v {
+        Value::Object(m) if m.len() == 1 => {
+            let (key, arg) = m.iter().next().expect("one key");
+            match key.as_str() {
+                "Ref" if arg == "AWS::NoValue" => v.clone(),
+                "Ref" => params
+                    .get(arg.as_str().expect("Ref name"))
+                    .cloned()
+                    .unwrap_or_else(|| panic!("no parameter {arg}")),
+                "Fn::Sub" => {
+                    let mut s = arg.as_str().expect("Fn::Sub of a string").to_owned();
+                    for (k, p) in params {
+                        if let Value::String(p) = p {
+                            s = s.replace(&format!("${{{k}}}"), p);
+                        }
+                    }
+                    assert!(!s.contains("${"), "unresolved: {s}");
+                    Value::String(s)
+                }
+                "Fn::Join" => {
+                    let sep = arg[0].as_str().expect("separator");
+                    let items = match render(&arg[1], params, conditions) {
+                        Value::Array(a) => a,
+                        other => panic!("Fn::Join of {other}"),
+                    };
+                    let parts: Vec<String> = items.into_iter().map(string).collect();
+                    Value::String(parts.join(sep))
+                }
+                "Fn::If" => {
+                    let name = arg[0].as_str().expect("condition name");
+                    let holds = render(&conditions[name], params, conditions);
+                    let branch = if holds == Value::Bool(true) { 1 } else { 2 };
+                    render(&arg[branch], params, conditions)
+                }
+                "Fn::Not" => Value::Bool(render(&arg[0], params, conditions) != Value::Bool(true)),
+                "Fn::Equals" => Value::Bool(
+                    render(&arg[0], params, conditions) == render(&arg[1], params, conditions),
+                ),
+                _ => Value::Object(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), render(v, params, conditions)))
+                        .collect(),
+                ),
+            }
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), render(v, params, conditions)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| render(v, params, conditions)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The UsageRoles and UsageRegions parameters reach every shard's command as
+/// `--usage-role A,B --usage-region X,Y`, and the task may assume exactly those roles;
+/// left empty (CloudFormation's `[""]`) they give the no-op `--usage-region <this
+/// region>` twice and no policy. Each rendered command is handed to the binary, which
+/// must parse it and accept its roles and regions: with `--plan-out` added it stops at
+/// the one check that comes after them ("leave out --apply"), exit 2.
+#[test]
+fn the_schedules_command_carries_the_usage_roles_and_regions_and_the_binary_takes_it() {
+    use shipshape_tests::bin::run_shipshape;
+    let template = yaml_to_json(&repo(
+        "packaging/cloudformation/ecr-prune-scheduled-task.yaml",
+    ));
+    let schedule = &template["Resources"]["Fn::ForEach::Shard"][2]["Schedule${Index}"];
+    let command = &schedule["Properties"]["Target"]["Input"]["Fn::ToJsonString"]
+        ["containerOverrides"][0]["command"];
+    let usage_policy = &template["Resources"]["TaskRole"]["Properties"]["Policies"][1];
+    let roles = [
+        "arn:aws:iam::210987654321:role/shipshape-ecr-usage",
+        "arn:aws:iam::310987654321:role/team/reader",
+    ];
+    let cases: [(serde_json::Value, serde_json::Value, Vec<String>); 2] = [
+        (
+            serde_json::json!(roles),
+            serde_json::json!(["us-west-2", "eu-west-1"]),
+            vec![
+                "--usage-role".into(),
+                roles.join(","),
+                "--usage-region".into(),
+                "us-west-2,eu-west-1".into(),
+            ],
+        ),
+        (
+            serde_json::json!([""]),
+            serde_json::json!([""]),
+            ["--usage-region", "us-east-1", "--usage-region", "us-east-1"]
+                .map(String::from)
+                .to_vec(),
+        ),
+    ];
+    for (usage_roles, usage_regions, tail) in cases {
+        let mut params = serde_json::Map::new();
+        for (k, v) in [
+            ("Index", "0"),
+            ("ShardCount", "2"),
+            ("KeepLast", "50"),
+            ("ExpireUntaggedAfter", "7d"),
+            ("MaxImages", "auto"),
+            ("AWS::Region", "us-east-1"),
+        ] {
+            params.insert(k.into(), serde_json::json!(v));
+        }
+        params.insert("UsageRoles".into(), usage_roles.clone());
+        params.insert("UsageRegions".into(), usage_regions);
+        let rendered = render(command, &params, &template["Conditions"]);
+        let args: Vec<String> = rendered
+            .as_array()
+            .expect("command list")
+            .iter()
+            .map(|a| a.as_str().expect("string argument").to_owned())
+            .collect();
+        assert_eq!(args[..4], ["ecr-prune", "--apply", "--shard", "0/2"]);
+        assert_eq!(args[args.len() - 4..], tail[..], "{args:?}");
+        assert!(args.iter().all(|a| !a.is_empty()), "{args:?}");
+
+        let policy = render(usage_policy, &params, &template["Conditions"]);
+        if usage_roles == serde_json::json!([""]) {
+            assert_eq!(policy, serde_json::json!({"Ref": "AWS::NoValue"}));
+        } else {
+            let statement = &policy["PolicyDocument"]["Statement"][0];
+            assert_eq!(statement["Action"], serde_json::json!(["sts:AssumeRole"]));
+            assert_eq!(statement["Resource"], usage_roles, "exactly the listed roles");
+        }
+
+        let mut run: Vec<&str> = args.iter().map(String::as_str).collect();
+        run.extend(["--plan-out", "/dev/null"]);
+        let env = [("AWS_REGION".to_owned(), "us-east-1".to_owned())];
+        let out = run_shipshape(&run, &env);
+        assert_eq!(out.code, 2, "{run:?}: {}", out.stderr);
+        assert!(out.stderr.contains("leave out --apply"), "{run:?}: {}", out.stderr);
+    }
+}

@@ -13,6 +13,30 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_types::retry::RetryConfig;
 
+/// Are there CA certificates where the SDK's TLS connector looks (`SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`, else the platform's store)? That connector (aws-smithy's legacy
+/// rustls one) asserts it finds some when the first client is built, and with
+/// `panic = "abort"` the process — the daemon too — dies without a line saying why; so
+/// every AWS command asks here first and fails with one line (exit 1). Falls short: a
+/// store holding only certificates rustls cannot parse passes here and still trips
+/// the assert.
+pub fn check_ca_certificates() -> Result<(), String> {
+    let found = rustls_native_certs::load_native_certs();
+    if !found.certs.is_empty() {
+        return Ok(());
+    }
+    let var = |name: &str| {
+        std::env::var_os(name).map(|v| format!("{name}={}", v.to_string_lossy()))
+    };
+    let place = match [var("SSL_CERT_FILE"), var("SSL_CERT_DIR")] {
+        [None, None] => "the system certificate store".to_owned(),
+        set => set.into_iter().flatten().collect::<Vec<_>>().join(" and "),
+    };
+    Err(format!(
+        "no CA certificates found in {place}; install ca-certificates (or point SSL_CERT_FILE at a CA bundle)"
+    ))
+}
+
 /// Load the SDK configuration once per process.
 pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -20,6 +44,15 @@ pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
         loader = loader.region(Region::new(r.to_owned()));
     }
     loader.load().await
+}
+
+/// `sdk` (its credentials, endpoint and retry) for another region: the usage of
+/// `--usage-region`. With `AWS_ENDPOINT_URL` set (tests) every region goes to that one
+/// endpoint and only the signing region differs, which moto keys its state by.
+pub fn in_region(sdk: &aws_config::SdkConfig, region: &str) -> aws_config::SdkConfig {
+    sdk.to_builder()
+        .region(Region::new(region.to_owned()))
+        .build()
 }
 
 /// The SDK's standard retry for the `ecr-prune` clients: throttling and transient
