@@ -172,20 +172,25 @@ fn check_prints_the_effective_config_with_secret_looking_values_redacted() {
 /// On a host without CA certificates the SDK's TLS connector asserts ("no CA
 /// certificates found") when the first AWS client is built, which aborts the process
 /// (panic = "abort" in release). Every AWS command checks first: one line naming where
-/// it looked and what to install, exit 1, nothing done. `SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` point at an empty directory, as on a host without ca-certificates.
+/// it looked and what to install, exit 1, nothing done. `SSL_CERT_FILE` names an empty
+/// file and `SSL_CERT_DIR` an empty directory, as on a host without ca-certificates.
 #[test]
 fn no_ca_certificates_is_one_line_and_exit_1_for_every_aws_command() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let empty = dir.path().join("certs");
-    fs::create_dir(&empty).expect("mkdir");
-    let empty = empty.to_str().expect("utf-8").to_owned();
+    let certs = dir.path().join("certs");
+    fs::create_dir(&certs).expect("mkdir");
+    let bundle = dir.path().join("ca.pem");
+    fs::write(&bundle, "").expect("write");
+    let (certs, bundle) = (
+        certs.to_str().expect("utf-8").to_owned(),
+        bundle.to_str().expect("utf-8").to_owned(),
+    );
     let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
     let env: Vec<(String, String)> = [
-        ("SSL_CERT_FILE", empty.as_str()),
-        ("SSL_CERT_DIR", empty.as_str()),
+        ("SSL_CERT_FILE", bundle.as_str()),
+        ("SSL_CERT_DIR", certs.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -213,7 +218,7 @@ fn no_ca_certificates_is_one_line_and_exit_1_for_every_aws_command() {
         let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{args:?}: one line: {}", out.stderr);
         let expected = format!(
-            "no CA certificates found in SSL_CERT_FILE={empty} and SSL_CERT_DIR={empty}; install ca-certificates"
+            "no CA certificates found in SSL_CERT_FILE={bundle} and SSL_CERT_DIR={certs}; install ca-certificates"
         );
         assert!(lines[0].contains(&expected), "{args:?}: {}", lines[0]);
     }

@@ -45,14 +45,15 @@ const USAGE_REGION: Key = Key::new(SECTION, "usage_region");
 /// and fails that run closed.
 fn is_region(name: &str) -> bool {
     let parts: Vec<&str> = name.split('-').collect();
-    parts.len() >= 3
-        && parts[..parts.len() - 1]
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    words.len() >= 2
+        && words
             .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `arn:<partition>:iam::<12 digits>:role/<path/name>`.
@@ -566,7 +567,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.usage_region.len(), 3);
         assert!(Settings::defaults().usage_region.is_empty());
-        for bad in ["us-west", "US-WEST-2", "us_west_2", "us-west-2a", "", "-1", "us--1"] {
+        for bad in ["us-west", "US-WEST-2", "us_west_2", "us-west-2a", "us--1", "west-2"] {
             let e = resolve(&["--usage-region", bad], "").unwrap_err();
             assert_eq!((e.key, e.origin), (USAGE_REGION, Origin::Flag), "{bad}");
             assert!(e.to_string().contains("is not an AWS region name"), "{e}");

@@ -17,14 +17,12 @@ use aws_smithy_types::retry::RetryConfig;
 /// `SSL_CERT_DIR`, else the platform's store)? That connector (aws-smithy's legacy
 /// rustls one) asserts it finds some when the first client is built, and with
 /// `panic = "abort"` the process — the daemon too — dies without a line saying why; so
-/// every AWS command asks here first and fails with one line (exit 1). Falls short: a
-/// store holding only certificates rustls cannot parse passes here and still trips
-/// the assert.
+/// every AWS command asks here first and fails with one line (exit 1), for an empty
+/// store and for one that cannot be read (the connector panics on that as well). Falls
+/// short: a store holding only certificates rustls cannot parse passes here and still
+/// trips the assert.
 pub fn check_ca_certificates() -> Result<(), String> {
     let found = rustls_native_certs::load_native_certs();
-    if !found.certs.is_empty() {
-        return Ok(());
-    }
     let var = |name: &str| {
         std::env::var_os(name).map(|v| format!("{name}={}", v.to_string_lossy()))
     };
@@ -32,9 +30,18 @@ pub fn check_ca_certificates() -> Result<(), String> {
         [None, None] => "the system certificate store".to_owned(),
         set => set.into_iter().flatten().collect::<Vec<_>>().join(" and "),
     };
-    Err(format!(
-        "no CA certificates found in {place}; install ca-certificates (or point SSL_CERT_FILE at a CA bundle)"
-    ))
+    // The connector panics on a load error too, not only on an empty store.
+    if let Some(error) = found.errors.first() {
+        return Err(format!(
+            "cannot read the CA certificates in {place} ({error}); fix or unset SSL_CERT_FILE/SSL_CERT_DIR, or install ca-certificates"
+        ));
+    }
+    if found.certs.is_empty() {
+        return Err(format!(
+            "no CA certificates found in {place}; install ca-certificates (or point SSL_CERT_FILE at a CA bundle)"
+        ));
+    }
+    Ok(())
 }
 
 /// Load the SDK configuration once per process.
