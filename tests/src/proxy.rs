@@ -123,13 +123,76 @@ type UsagePaging = (
     i64,
 );
 const PAGED_USAGE: [UsagePaging; 7] = [
-    ("listeventbuses", "EventBuses", "Limit", "NextToken", "NextToken", 100, 100, 100),
-    ("listrules", "Rules", "Limit", "NextToken", "NextToken", 100, 100, 100),
-    ("listtargetsbyrule", "Targets", "Limit", "NextToken", "NextToken", 100, 100, 100),
-    ("listschedules", "Schedules", "MaxResults", "NextToken", "NextToken", 100, 100, 100),
-    ("listfunctions", "Functions", "MaxItems", "Marker", "NextMarker", 50, 50, 10_000),
-    ("listversionsbyfunction", "Versions", "MaxItems", "Marker", "NextMarker", 50, 50, 10_000),
-    ("listaliases", "Aliases", "MaxItems", "Marker", "NextMarker", 50, 10_000, 10_000),
+    (
+        "listeventbuses",
+        "EventBuses",
+        "Limit",
+        "NextToken",
+        "NextToken",
+        100,
+        100,
+        100,
+    ),
+    (
+        "listrules",
+        "Rules",
+        "Limit",
+        "NextToken",
+        "NextToken",
+        100,
+        100,
+        100,
+    ),
+    (
+        "listtargetsbyrule",
+        "Targets",
+        "Limit",
+        "NextToken",
+        "NextToken",
+        100,
+        100,
+        100,
+    ),
+    (
+        "listschedules",
+        "Schedules",
+        "MaxResults",
+        "NextToken",
+        "NextToken",
+        100,
+        100,
+        100,
+    ),
+    (
+        "listfunctions",
+        "Functions",
+        "MaxItems",
+        "Marker",
+        "NextMarker",
+        50,
+        50,
+        10_000,
+    ),
+    (
+        "listversionsbyfunction",
+        "Versions",
+        "MaxItems",
+        "Marker",
+        "NextMarker",
+        50,
+        50,
+        10_000,
+    ),
+    (
+        "listaliases",
+        "Aliases",
+        "MaxItems",
+        "Marker",
+        "NextMarker",
+        50,
+        10_000,
+        10_000,
+    ),
 ];
 
 /// The REST-JSON list a request line asks for (Scheduler's and Lambda's paths), by the
@@ -907,11 +970,7 @@ impl AwsProxy {
     /// How a request the proxy pages is paged, if it is: the answer's list field, this
     /// page's size (`short`, from `short_pages`, caps it), the token fields (request,
     /// answer) and the error kind of a bad token.
-    fn paged(
-        operation: &str,
-        request: &serde_json::Value,
-        short: Option<usize>,
-    ) -> Option<Paging> {
+    fn paged(operation: &str, request: &serde_json::Value, short: Option<usize>) -> Option<Paging> {
         let ecr_ecs = PAGED.iter().find_map(|(op, field, default, _, unpaged)| {
             let off = !unpaged.is_empty() && !request[*unpaged].is_null();
             (*op == operation && !off).then(|| Paging {
@@ -952,8 +1011,7 @@ impl AwsProxy {
         operation: &str,
         request: &serde_json::Value,
     ) -> Option<(&'static str, Option<&'static str>, String)> {
-        let (_, _, field, _, _, _, _, max) =
-            PAGED_USAGE.iter().find(|row| row.0 == operation)?;
+        let (_, _, field, _, _, _, _, max) = PAGED_USAGE.iter().find(|row| row.0 == operation)?;
         let n = request[*field].as_i64()?;
         let member = format!("{}{}", field[..1].to_lowercase(), &field[1..]);
         let bound = if n < 1 {

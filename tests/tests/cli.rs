@@ -215,7 +215,11 @@ fn no_ca_certificates_is_one_line_and_exit_1_for_every_aws_command() {
     for args in runs {
         let out = run_shipshape(&args, &env);
         assert_eq!(out.code, 1, "{args:?}: stderr: {}", out.stderr);
-        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert_eq!(lines.len(), 1, "{args:?}: one line: {}", out.stderr);
         let expected = format!(
             "no CA certificates found in SSL_CERT_FILE={bundle} and SSL_CERT_DIR={certs}; install ca-certificates"

@@ -567,7 +567,14 @@ mod tests {
         .unwrap();
         assert_eq!(s.usage_region.len(), 3);
         assert!(Settings::defaults().usage_region.is_empty());
-        for bad in ["us-west", "US-WEST-2", "us_west_2", "us-west-2a", "us--1", "west-2"] {
+        for bad in [
+            "us-west",
+            "US-WEST-2",
+            "us_west_2",
+            "us-west-2a",
+            "us--1",
+            "west-2",
+        ] {
             let e = resolve(&["--usage-region", bad], "").unwrap_err();
             assert_eq!((e.key, e.origin), (USAGE_REGION, Origin::Flag), "{bad}");
             assert!(e.to_string().contains("is not an AWS region name"), "{e}");

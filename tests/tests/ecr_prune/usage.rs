@@ -568,7 +568,8 @@ async fn usage_in_other_regions(moto: &Moto, aws: &Aws) -> (Vec<String>, String)
             moto.aws_cli_as(creds, &all)
         };
         cli(&["ecs", "create-cluster", "--cluster-name", "apps"]);
-        let containers = serde_json::json!([{"name": "app", "image": image, "memoryReservation": 128}]);
+        let containers =
+            serde_json::json!([{"name": "app", "image": image, "memoryReservation": 128}]);
         let td = cli(&[
             "ecs",
             "register-task-definition",
@@ -611,7 +612,11 @@ async fn usage_in_another_region_protects_with_usage_region_and_not_without() {
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let (digests, role) = usage_in_other_regions(&moto, &aws).await;
-    let plan_only: Vec<&str> = KEEP_ONE.iter().copied().filter(|a| *a != "--apply").collect();
+    let plan_only: Vec<&str> = KEEP_ONE
+        .iter()
+        .copied()
+        .filter(|a| *a != "--apply")
+        .collect();
 
     // Without --usage-region only us-east-1 is read: neither service protects (by design:
     // a region nobody lists is not scanned).
@@ -684,7 +689,11 @@ async fn an_unreadable_usage_region_fails_the_run_closed() {
         line.contains("region us-west-2") && line.contains("UnrecognizedClientException"),
         "{line}"
     );
-    assert_eq!(aws.digests("shared").await.len(), digests.len(), "nothing deleted");
+    assert_eq!(
+        aws.digests("shared").await.len(),
+        digests.len(),
+        "nothing deleted"
+    );
     assert_eq!(calls(&out, "BatchDeleteImage"), 0);
 }
 
@@ -705,7 +714,11 @@ fn a_usage_region_that_is_not_a_region_name_is_a_usage_error_for_both_commands()
         run_shipshape(usage, &env),
     ] {
         assert_eq!(out.code, 2, "stderr: {}", out.stderr);
-        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert_eq!(lines.len(), 1, "one line: {}", out.stderr);
         assert!(
             lines[0].contains("usage-region") && lines[0].contains("is not an AWS region name"),

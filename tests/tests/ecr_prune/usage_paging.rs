@@ -245,10 +245,21 @@ async fn a_page_size_above_the_api_maximum_is_refused_as_aws_refuses_it() {
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     three_of_everything(&moto, &aws).await;
     let cases: [(&str, &[&str], &str, i64); 7] = [
-        ("ListEventBuses", &["events", "list-event-buses", "--limit"], "limit", 100),
+        (
+            "ListEventBuses",
+            &["events", "list-event-buses", "--limit"],
+            "limit",
+            100,
+        ),
         (
             "ListRules",
-            &["events", "list-rules", "--event-bus-name", "z-bus", "--limit"],
+            &[
+                "events",
+                "list-rules",
+                "--event-bus-name",
+                "z-bus",
+                "--limit",
+            ],
             "limit",
             100,
         ),
@@ -292,7 +303,13 @@ async fn a_page_size_above_the_api_maximum_is_refused_as_aws_refuses_it() {
         ),
         (
             "ListAliases",
-            &["lambda", "list-aliases", "--function-name", "z-fn", "--page-size"],
+            &[
+                "lambda",
+                "list-aliases",
+                "--function-name",
+                "z-fn",
+                "--page-size",
+            ],
             "maxItems",
             10_000,
         ),

@@ -318,7 +318,10 @@ fn the_schedules_command_carries_the_usage_roles_and_regions_and_the_binary_take
         } else {
             let statement = &policy["PolicyDocument"]["Statement"][0];
             assert_eq!(statement["Action"], serde_json::json!(["sts:AssumeRole"]));
-            assert_eq!(statement["Resource"], usage_roles, "exactly the listed roles");
+            assert_eq!(
+                statement["Resource"], usage_roles,
+                "exactly the listed roles"
+            );
         }
 
         let mut run: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -326,6 +329,10 @@ fn the_schedules_command_carries_the_usage_roles_and_regions_and_the_binary_take
         let env = [("AWS_REGION".to_owned(), "us-east-1".to_owned())];
         let out = run_shipshape(&run, &env);
         assert_eq!(out.code, 2, "{run:?}: {}", out.stderr);
-        assert!(out.stderr.contains("leave out --apply"), "{run:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("leave out --apply"),
+            "{run:?}: {}",
+            out.stderr
+        );
     }
 }

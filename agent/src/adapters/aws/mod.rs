@@ -23,9 +23,8 @@ use aws_smithy_types::retry::RetryConfig;
 /// trips the assert.
 pub fn check_ca_certificates() -> Result<(), String> {
     let found = rustls_native_certs::load_native_certs();
-    let var = |name: &str| {
-        std::env::var_os(name).map(|v| format!("{name}={}", v.to_string_lossy()))
-    };
+    let var =
+        |name: &str| std::env::var_os(name).map(|v| format!("{name}={}", v.to_string_lossy()));
     let place = match [var("SSL_CERT_FILE"), var("SSL_CERT_DIR")] {
         [None, None] => "the system certificate store".to_owned(),
         set => set.into_iter().flatten().collect::<Vec<_>>().join(" and "),
