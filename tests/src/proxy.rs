@@ -974,7 +974,7 @@ impl AwsProxy {
         let ecr_ecs = PAGED.iter().find_map(|(op, field, default, _, unpaged)| {
             let off = !unpaged.is_empty() && !request[*unpaged].is_null();
             (*op == operation && !off).then(|| Paging {
-                field: *field,
+                field,
                 size: request["maxResults"]
                     .as_u64()
                     .map_or(*default, |n| n as usize),
@@ -987,12 +987,12 @@ impl AwsProxy {
             PAGED_USAGE.iter().find_map(
                 |(op, field, size_field, token_in, token_out, default, served, _)| {
                     (*op == operation).then(|| Paging {
-                        field: *field,
+                        field,
                         size: request[*size_field]
                             .as_u64()
                             .map_or(*default, |n| (n as usize).min(*served)),
-                        token_in: *token_in,
-                        token_out: *token_out,
+                        token_in,
+                        token_out,
                         invalid: "ValidationException",
                     })
                 },
