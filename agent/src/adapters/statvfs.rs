@@ -118,6 +118,7 @@ mod tests {
             w(&format!("overlay2/{dir}/diff/file"), "x");
         }
         w("overlay2/c0/link", "LINK0");
+        std::fs::create_dir_all(r.join("overlay2/l")).unwrap();
         std::os::unix::fs::symlink("../c0/diff", r.join("overlay2/l/LINK0")).unwrap();
         w("buildkit/snapshots.db", "\0\0bk1key\0\0");
         root

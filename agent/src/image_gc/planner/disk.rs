@@ -242,7 +242,7 @@ pub fn simulate(disk: &DiskPlan, freed: &[Freed]) -> (usize, Option<Outcome>) {
         ..
     } = disk
     else {
-        return (sizes.len(), None);
+        return (freed.len(), None);
     };
     let mut usage = *usage;
     let mut inodes_known = true;
