@@ -234,9 +234,13 @@ fn build_specs(specs: &[ImageSpec]) -> Vec<Built> {
         let mut payload = format!("{unique}\n").into_bytes();
         payload.resize(spec.payload_bytes.max(payload.len()), b'.');
         let mut entries = vec![(format!("payload-{nonce}"), 0o644, LayerEntry::File(payload))];
-        entries.extend(
-            (0..spec.files).map(|k| (format!("f-{nonce}-{k}"), 0o644, LayerEntry::File(Vec::new()))),
-        );
+        entries.extend((0..spec.files).map(|k| {
+            (
+                format!("f-{nonce}-{k}"),
+                0o644,
+                LayerEntry::File(Vec::new()),
+            )
+        }));
         let layer = layer_tar(&entries);
         let mut layers = match spec.shares_base_with {
             Some(base) if base < built.len() => built[base]

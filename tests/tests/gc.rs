@@ -1165,10 +1165,14 @@ fn the_report_has_a_build_cache_object() {
         serde_json::json!({"deleted_records": 0, "reclaimed_bytes": 0}),
         "{real}"
     );
-    assert_eq!(real["build_cache_reclaimed_bytes"], 0, "the old field stays");
+    assert_eq!(
+        real["build_cache_reclaimed_bytes"], 0,
+        "the old field stays"
+    );
     let text = gc(&d, &["--build-cache"]);
     assert!(
-        text.stdout.contains("Build cache: 0 B reclaimed (0 records deleted)"),
+        text.stdout
+            .contains("Build cache: 0 B reclaimed (0 records deleted)"),
         "{}",
         text.stdout
     );
@@ -1192,17 +1196,23 @@ fn a_leaked_layer_directory_is_reported_as_unaccounted_bytes() {
     std::fs::create_dir_all(leaked.join("diff/usr")).expect("plant a leaked layer");
     std::fs::write(leaked.join("diff/usr/blob"), vec![7u8; 300_000]).expect("write");
     let dry = json(&gc(&d, &["--output", "json", "--dry-run"]));
-    let bytes = dry["unaccounted_bytes"].as_u64().expect("unaccounted_bytes");
+    let bytes = dry["unaccounted_bytes"]
+        .as_u64()
+        .expect("unaccounted_bytes");
     assert!((300_000..400_000).contains(&bytes), "{bytes}\n{dry}");
     let text = gc(&d, &["--dry-run"]);
     assert!(
-        text.stdout.contains("Unaccounted: ") && text.stdout.contains("in 1 directory under overlay2/"),
+        text.stdout.contains("Unaccounted: ")
+            && text.stdout.contains("in 1 directory under overlay2/"),
         "{}",
         text.stdout
     );
     let real = json(&gc(&d, &["--output", "json", "--min-age", "0s"]));
     assert_eq!(real["unaccounted_bytes"], bytes, "{real}");
-    assert!(leaked.exists(), "gc reports a leaked directory, never removes it");
+    assert!(
+        leaked.exists(),
+        "gc reports a leaked directory, never removes it"
+    );
 }
 
 /// Another storage driver: its layout is not read, and the report says so.

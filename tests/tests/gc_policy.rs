@@ -305,7 +305,14 @@ fn under_inode_pressure_the_dry_run_predicts_the_real_count() {
     let pct = |inodes: u64| format!("{:.4}%", inodes as f64 * 100.0 / total as f64);
     let high = pct(used - FILES / 2);
     let low = pct(used - FILES * 5 / 2);
-    let args = ["--min-age", "0s", "--high-water", &high, "--low-water", &low];
+    let args = [
+        "--min-age",
+        "0s",
+        "--high-water",
+        &high,
+        "--low-water",
+        &low,
+    ];
     let (code, real) = dry_then_real(&d, &state, &args);
     assert_eq!(code, 0);
     let mut gone = ids[..3].to_vec();

@@ -25,9 +25,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::ports::docker::{
-    BuildCachePruned, BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
-    DockerError, DockerEvent, EngineInfo, EventAction, EventScope, ImageDetails, ImageInfo, Removed,
-    VolumeInfo,
+    BuildCachePruned, BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage,
+    DockerEngine, DockerError, DockerEvent, EngineInfo, EventAction, EventScope, ImageDetails,
+    ImageInfo, Removed, VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.

@@ -160,10 +160,7 @@ fn read_images(imagedb: &Path) -> HashMap<String, StoredImage> {
             format!("sha256:{name}"),
             StoredImage {
                 chain: chain_ids(&diff_ids),
-                paths: vec![
-                    entry.path(),
-                    imagedb.join("metadata/sha256").join(&name),
-                ],
+                paths: vec![entry.path(), imagedb.join("metadata/sha256").join(&name)],
             },
         );
     }

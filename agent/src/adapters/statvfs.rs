@@ -102,18 +102,39 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
-        let (d0, d1) = (format!("sha256:{}", "a".repeat(64)), format!("sha256:{}", "b".repeat(64)));
+        let (d0, d1) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
         let chain = layerdb::chain_ids(&[d0.clone(), d1.clone()]);
         let hex = |id: &str| id.trim_start_matches("sha256:").to_owned();
-        w(&format!("image/overlay2/layerdb/sha256/{}/cache-id", hex(&chain[0])), "c0");
-        w(&format!("image/overlay2/layerdb/sha256/{}/cache-id", hex(&chain[1])), "c1");
-        w(&format!("image/overlay2/layerdb/sha256/{}/parent", hex(&chain[1])), &chain[0]);
-        w(&format!("image/overlay2/layerdb/sha256/{}-x-removing/cache-id", hex(&chain[1])), "gone");
+        w(
+            &format!("image/overlay2/layerdb/sha256/{}/cache-id", hex(&chain[0])),
+            "c0",
+        );
+        w(
+            &format!("image/overlay2/layerdb/sha256/{}/cache-id", hex(&chain[1])),
+            "c1",
+        );
+        w(
+            &format!("image/overlay2/layerdb/sha256/{}/parent", hex(&chain[1])),
+            &chain[0],
+        );
+        w(
+            &format!(
+                "image/overlay2/layerdb/sha256/{}-x-removing/cache-id",
+                hex(&chain[1])
+            ),
+            "gone",
+        );
         w("image/overlay2/layerdb/mounts/ctr/mount-id", "m1");
         w("image/overlay2/layerdb/mounts/ctr/init-id", "m1-init");
         w("image/overlay2/layerdb/mounts/ctr/parent", &chain[1]);
         let config = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [d0, d1]}});
-        w(&format!("image/overlay2/imagedb/content/sha256/{}", "f".repeat(64)), &config.to_string());
+        w(
+            &format!("image/overlay2/imagedb/content/sha256/{}", "f".repeat(64)),
+            &config.to_string(),
+        );
         for dir in ["c0", "c1", "m1", "m1-init", "bk1key", "gone", "leaked"] {
             w(&format!("overlay2/{dir}/diff/file"), "x");
         }
@@ -130,7 +151,8 @@ mod tests {
         let r = root.path();
         let store = Statvfs.layer_store(r, true).unwrap();
         let d0 = format!("sha256:{}", "a".repeat(64));
-        let top = layerdb::chain_ids(&[d0.clone(), format!("sha256:{}", "b".repeat(64))])[1].clone();
+        let top =
+            layerdb::chain_ids(&[d0.clone(), format!("sha256:{}", "b".repeat(64))])[1].clone();
         assert_eq!(store.layers.len(), 2, "the -removing layer is skipped");
         assert_eq!(store.layers[&d0].cache_id, "c0");
         assert_eq!(store.layers[&top].parent.as_deref(), Some(d0.as_str()));
@@ -148,7 +170,10 @@ mod tests {
         assert_eq!(store.mounts[0].init_id.as_deref(), Some("m1-init"));
         let mut dirs: Vec<&str> = store.driver_dirs.iter().map(|(n, _)| n.as_str()).collect();
         dirs.sort_unstable();
-        assert_eq!(dirs, ["bk1key", "c0", "c1", "gone", "leaked", "m1", "m1-init"]);
+        assert_eq!(
+            dirs,
+            ["bk1key", "c0", "c1", "gone", "leaked", "m1", "m1-init"]
+        );
         assert_eq!(store.buildkit_dirs.len(), 1);
         assert!(store.buildkit_dirs.contains("bk1key"));
         assert!(Statvfs.layer_store(r, false).unwrap().images.is_empty());
@@ -160,7 +185,11 @@ mod tests {
         let root = moby_root();
         let r = root.path();
         // The directory, diff/, diff/file, link; the symlink itself, not its target.
-        let paths = [r.join("overlay2/c0"), r.join("overlay2/l/LINK0"), r.join("absent")];
+        let paths = [
+            r.join("overlay2/c0"),
+            r.join("overlay2/l/LINK0"),
+            r.join("absent"),
+        ];
         let usage = Statvfs.tree_usage(&paths, 100).unwrap();
         assert_eq!(usage.inodes, 5);
         assert!(usage.bytes > 0);

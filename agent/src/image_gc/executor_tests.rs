@@ -570,7 +570,12 @@ fn six_under_pressure(used_inodes: u64) -> Plan {
 }
 
 fn gone(outcomes: &Outcomes) -> usize {
-    outcomes.images.iter().flatten().filter(|o| o.is_gone()).count()
+    outcomes
+        .images
+        .iter()
+        .flatten()
+        .filter(|o| o.is_gone())
+        .count()
 }
 
 #[test]
@@ -601,7 +606,11 @@ fn dry_run_under_inode_pressure_counts_the_estimated_inodes() {
     if let DiskPlan::Pressure { usage, .. } = &mut p.disk {
         usage.used_bytes = 10 * GIB;
     }
-    assert_eq!(gone(&dry_run(&p, None)), 6, "inodes unknown: every candidate");
+    assert_eq!(
+        gone(&dry_run(&p, None)),
+        6,
+        "inodes unknown: every candidate"
+    );
     let per_image = |inodes: u64| Estimates {
         inodes: p.images.iter().map(|e| (e.id.clone(), inodes)).collect(),
         ..Estimates::default()

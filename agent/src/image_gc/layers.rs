@@ -247,7 +247,11 @@ mod tests {
         let mut only_c = s.clone();
         only_c.mounts.clear();
         let freed = freed_layers(&only_c, &["A", "B", "C"]);
-        assert_eq!(caches(&freed[2]), ["cb", "cc"], "the last holder frees the base");
+        assert_eq!(
+            caches(&freed[2]),
+            ["cb", "cc"],
+            "the last holder frees the base"
+        );
     }
 
     #[test]
@@ -255,7 +259,11 @@ mod tests {
         let s = store();
         let disk = CountingDisk::default();
         let est = inode_estimates(&disk, &s, &["A", "X", "B"]);
-        assert_eq!(est, HashMap::from([("A".to_owned(), 2)]), "image file + its own layer");
+        assert_eq!(
+            est,
+            HashMap::from([("A".to_owned(), 2)]),
+            "image file + its own layer"
+        );
         assert_eq!(
             *disk.walked.lock().unwrap(),
             [PathBuf::from("/d/image/a"), PathBuf::from("/d/overlay2/ca")]
@@ -269,7 +277,10 @@ mod tests {
         let disk = CountingDisk::default();
         assert_eq!(
             unaccounted(&disk, Some(&s), Some("overlay2")),
-            Unaccounted::Measured { bytes: 4096, dirs: 1 }
+            Unaccounted::Measured {
+                bytes: 4096,
+                dirs: 1
+            }
         );
         assert_eq!(
             unaccounted(&disk, Some(&s), Some("vfs")),

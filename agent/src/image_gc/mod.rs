@@ -190,7 +190,11 @@ pub async fn run_with_last_use(
             failures = stats.failures,
             "gc pass done"
         );
-        unaccounted = Some(layers::unaccounted(disk, read_store(false).as_ref(), driver));
+        unaccounted = Some(layers::unaccounted(
+            disk,
+            read_store(false).as_ref(),
+            driver,
+        ));
         (done.outcomes, Some(done.stats))
     };
     if let Some(u) = &unaccounted {

@@ -443,7 +443,11 @@ impl Report {
                 "Unaccounted: {} in {dirs} {} under overlay2/ that no image, container \
                  or build cache names (leaked layers; not removed by gc)",
                 format_size(*bytes),
-                if *dirs == 1 { "directory" } else { "directories" }
+                if *dirs == 1 {
+                    "directory"
+                } else {
+                    "directories"
+                }
             )?,
             Some(Unaccounted::OtherDriver(driver)) => writeln!(
                 out,

@@ -380,7 +380,8 @@ fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
     );
     assert!(doc.get("build_cache_reclaimed_bytes").is_none());
     assert!(
-        text(&report).contains("Build cache: 1 records, 100 B in all; pruned only with --build-cache"),
+        text(&report)
+            .contains("Build cache: 1 records, 100 B in all; pruned only with --build-cache"),
         "{}",
         text(&report)
     );
@@ -393,7 +394,8 @@ fn unaccounted_bytes_not_measured_say_why_or_stay_quiet() {
     let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
     assert!(doc.get("unaccounted_bytes").is_none());
     assert!(
-        text(&report).contains("Unaccounted: not measured (storage driver vfs; only overlay2 is read)"),
+        text(&report)
+            .contains("Unaccounted: not measured (storage driver vfs; only overlay2 is read)"),
         "{}",
         text(&report)
     );
@@ -403,7 +405,10 @@ fn unaccounted_bytes_not_measured_say_why_or_stay_quiet() {
     let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
     assert_eq!(doc["unaccounted_bytes"], 0);
     assert!(!text(&report).contains("Unaccounted"));
-    assert_eq!(GcSummary::from_report(&real_run_report()).unaccounted_bytes, Some(8192));
+    assert_eq!(
+        GcSummary::from_report(&real_run_report()).unaccounted_bytes,
+        Some(8192)
+    );
 }
 
 #[test]

@@ -76,12 +76,7 @@ pub async fn take(
                 .await
                 .map_err(step("list containers"))
         },
-        async {
-            docker
-                .engine_info()
-                .await
-                .map_err(step("read engine info"))
-        },
+        async { docker.engine_info().await.map_err(step("read engine info")) },
     )?;
     let storage_driver = info.storage_driver;
     let root_dir = info

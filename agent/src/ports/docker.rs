@@ -303,8 +303,10 @@ pub trait DockerEngine: Send + Sync {
     /// `DELETE /volumes/{name}` without force.
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError>;
     /// `POST /build/prune?filters={"until":…}` → what it reclaimed.
-    async fn prune_build_cache(&self, older_than: Duration)
-        -> Result<BuildCachePruned, DockerError>;
+    async fn prune_build_cache(
+        &self,
+        older_than: Duration,
+    ) -> Result<BuildCachePruned, DockerError>;
     /// `GET /events`: container and image events of [`EventAction::TRACKED`] from
     /// `since` (replayed by the engine) on. Not bounded by the request timeout.
     fn events(

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
-    BuildCachePruned, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine, DockerError,
-    DockerEvent, EngineInfo, EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
+    BuildCachePruned, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
+    DockerError, DockerEvent, EngineInfo, EventAction, EventScope, ImageDetails, ImageInfo,
+    Removed, VolumeInfo,
 };
 use crate::shared::reference::{familiar, repo_of};
 
