@@ -417,6 +417,7 @@ impl Jobs for CoreJobs {
             bytes_reclaimed: s.bytes_reclaimed,
             disk_usage_ratio: s.disk_usage_ratio,
             container_log_bytes: s.container_log_bytes,
+            unaccounted_bytes: s.unaccounted_bytes,
         })
     }
 

@@ -20,6 +20,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 #[derive(Debug, Clone, Default)]
 pub struct DockerdBuilder {
     tmpfs_bytes: Option<u64>,
+    tmpfs_inodes: Option<u64>,
     storage_driver: Option<String>,
     extra_args: Vec<String>,
 }
@@ -28,6 +29,12 @@ impl DockerdBuilder {
     /// Puts the data root on a tmpfs of `bytes` (for disk-pressure tests).
     pub fn tmpfs_data_root(mut self, bytes: u64) -> Self {
         self.tmpfs_bytes = Some(bytes);
+        self
+    }
+
+    /// With `tmpfs_data_root`: at most `inodes` inodes on it (for inode-pressure tests).
+    pub fn tmpfs_inodes(mut self, inodes: u64) -> Self {
+        self.tmpfs_inodes = Some(inodes);
         self
     }
 
@@ -157,8 +164,12 @@ impl Dockerd {
         }
         let mut tmpfs = false;
         if let Some(bytes) = builder.tmpfs_bytes {
+            let mut options = format!("size={bytes}");
+            if let Some(inodes) = builder.tmpfs_inodes {
+                options.push_str(&format!(",nr_inodes={inodes}"));
+            }
             let status = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
                 .arg(root.join("data"))
                 .status()
                 .unwrap_or_else(|e| panic!("cannot run mount: {e}"));

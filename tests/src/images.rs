@@ -37,6 +37,8 @@ pub struct ImageSpec {
     /// as the legacy builder records it (the engine then refuses to delete the parent
     /// while this child exists).
     pub child_of_base: bool,
+    /// Empty files added to the image's own layer (one inode each), for inode pressure.
+    pub files: usize,
 }
 
 impl ImageSpec {
@@ -50,6 +52,7 @@ impl ImageSpec {
             shares_base_with: None,
             own_layer: true,
             child_of_base: false,
+            files: 0,
         }
     }
 
@@ -85,6 +88,12 @@ impl ImageSpec {
     /// Sets the payload size.
     pub fn payload(mut self, bytes: usize) -> ImageSpec {
         self.payload_bytes = bytes;
+        self
+    }
+
+    /// Adds `count` empty files to the image's own layer.
+    pub fn files(mut self, count: usize) -> ImageSpec {
+        self.files = count;
         self
     }
 
@@ -224,7 +233,15 @@ fn build_specs(specs: &[ImageSpec]) -> Vec<Built> {
         }
         let mut payload = format!("{unique}\n").into_bytes();
         payload.resize(spec.payload_bytes.max(payload.len()), b'.');
-        let layer = layer_tar(&[(format!("payload-{nonce}"), 0o644, LayerEntry::File(payload))]);
+        let mut entries = vec![(format!("payload-{nonce}"), 0o644, LayerEntry::File(payload))];
+        entries.extend((0..spec.files).map(|k| {
+            (
+                format!("f-{nonce}-{k}"),
+                0o644,
+                LayerEntry::File(Vec::new()),
+            )
+        }));
+        let layer = layer_tar(&entries);
         let mut layers = match spec.shares_base_with {
             Some(base) if base < built.len() => built[base]
                 .layers

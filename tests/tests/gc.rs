@@ -1140,3 +1140,92 @@ fn the_report_counts_container_log_bytes() {
     let text = gc(&d, &["--dry-run"]);
     assert!(text.stdout.contains("Container logs: "), "{}", text.stdout);
 }
+
+/// The build cache as an object: what the engine lists and what a prune would take
+/// (dry run), what the prune took (real run). This engine's CLI has no BuildKit
+/// client (no buildx), so its cache stays empty: the shape and the zeros are shown.
+#[test]
+fn the_report_has_a_build_cache_object() {
+    let d = Dockerd::start();
+    let dry = json(&gc(&d, &["--output", "json", "--dry-run", "--build-cache"]));
+    assert_eq!(
+        dry["build_cache"],
+        serde_json::json!({"bytes": 0, "deleted_records": 0, "reclaimed_bytes": 0, "records": 0}),
+        "{dry}"
+    );
+    let plain = json(&gc(&d, &["--output", "json", "--dry-run"]));
+    assert_eq!(
+        plain["build_cache"],
+        serde_json::json!({"bytes": 0, "records": 0}),
+        "without --build-cache nothing would be pruned: {plain}"
+    );
+    let real = json(&gc(&d, &["--output", "json", "--build-cache"]));
+    assert_eq!(
+        real["build_cache"],
+        serde_json::json!({"deleted_records": 0, "reclaimed_bytes": 0}),
+        "{real}"
+    );
+    assert_eq!(
+        real["build_cache_reclaimed_bytes"], 0,
+        "the old field stays"
+    );
+    let text = gc(&d, &["--build-cache"]);
+    assert!(
+        text.stdout
+            .contains("Build cache: 0 B reclaimed (0 records deleted)"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// Bytes under the data root's `overlay2/` that no layer, container or BuildKit
+/// snapshot names (a leaked layer): 0 on a clean engine with an image and a
+/// container, then a planted directory is counted, in a dry run and a real run.
+#[test]
+fn a_leaked_layer_directory_is_reported_as_unaccounted_bytes() {
+    let d = Dockerd::builder().storage_driver("overlay2").start();
+    images::busybox_image(&d, "bb:1");
+    images::run_container(&d, "bb:1", "done", &["true"]);
+    d.docker_ok(["wait", "done"]);
+    let clean = json(&gc(&d, &["--output", "json", "--dry-run"]));
+    assert_eq!(clean["unaccounted_bytes"], 0, "{clean}");
+    let text = gc(&d, &["--dry-run"]);
+    assert!(!text.stdout.contains("Unaccounted"), "{}", text.stdout);
+
+    let leaked = d.data_root().join("overlay2").join("f".repeat(64));
+    std::fs::create_dir_all(leaked.join("diff/usr")).expect("plant a leaked layer");
+    std::fs::write(leaked.join("diff/usr/blob"), vec![7u8; 300_000]).expect("write");
+    let dry = json(&gc(&d, &["--output", "json", "--dry-run"]));
+    let bytes = dry["unaccounted_bytes"]
+        .as_u64()
+        .expect("unaccounted_bytes");
+    assert!((300_000..400_000).contains(&bytes), "{bytes}\n{dry}");
+    let text = gc(&d, &["--dry-run"]);
+    assert!(
+        text.stdout.contains("Unaccounted: ")
+            && text.stdout.contains("in 1 directory under overlay2/"),
+        "{}",
+        text.stdout
+    );
+    let real = json(&gc(&d, &["--output", "json", "--min-age", "0s"]));
+    assert_eq!(real["unaccounted_bytes"], bytes, "{real}");
+    assert!(
+        leaked.exists(),
+        "gc reports a leaked directory, never removes it"
+    );
+}
+
+/// Another storage driver: its layout is not read, and the report says so.
+#[test]
+fn unaccounted_bytes_are_not_measured_on_vfs() {
+    let d = Dockerd::builder().storage_driver("vfs").start();
+    let doc = json(&gc(&d, &["--output", "json", "--dry-run"]));
+    assert!(doc.get("unaccounted_bytes").is_none(), "{doc}");
+    let text = gc(&d, &["--dry-run"]);
+    assert!(
+        text.stdout
+            .contains("Unaccounted: not measured (storage driver vfs; only overlay2 is read)"),
+        "{}",
+        text.stdout
+    );
+}

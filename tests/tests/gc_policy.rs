@@ -240,6 +240,88 @@ fn watermarks_alone_evict_to_low_water_as_the_dry_run_said() {
     assert!(used_bytes(&d) <= before - 20 * MIB);
 }
 
+/// Images that share most of their bytes with a kept base: the listing's `Size`
+/// counts the base in each, so an estimate from it would stop after one eviction;
+/// the dry run uses the unique sizes (`/system/df`) and predicts the three the disk
+/// needs.
+#[test]
+fn evictions_of_images_sharing_a_base_are_estimated_from_unique_sizes() {
+    let d = Dockerd::builder().tmpfs_data_root(256 << 20).start();
+    let mib = usize::try_from(MIB).expect("fits");
+    let mut specs = vec![ImageSpec::new("shared/base:1", OLD).payload(8 * mib)];
+    specs.extend((0..6).map(|n| ImageSpec {
+        shares_base_with: Some(0),
+        ..ImageSpec::new(&format!("shared/app{n}:1"), OLD + n).payload(4 * mib)
+    }));
+    let ids = images::load(&d, &specs);
+    let apps = ids[1..].to_vec();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = used_now(dir.path(), &apps);
+    // Each app lists 12 MiB, holds 4 alone; 10 MiB must go: three apps (12 MiB),
+    // where their listed sizes would say one.
+    let before = used_bytes(&d);
+    let high = format!("{}B", before - 2 * MIB);
+    let low = format!("{}B", before - 10 * MIB);
+    let args = [
+        "--min-age",
+        "0s",
+        "--exclude",
+        "shared/base:*",
+        "--high-water",
+        &high,
+        "--low-water",
+        &low,
+    ];
+    let (code, real) = dry_then_real(&d, &state, &args);
+    assert_eq!(code, 0);
+    let mut gone = apps[..3].to_vec();
+    gone.sort();
+    assert_eq!(deleted_ids(&real), gone, "{:#?}", decisions(&real));
+    assert!(used_bytes(&d) <= before - 10 * MIB);
+}
+
+/// Inode pressure on a filesystem with few inodes: the engine tells nothing about
+/// an image's inodes, so the dry run walks the layers each deletion frees (the layer
+/// store under the data root) and predicts the count the real run re-measures.
+#[test]
+fn under_inode_pressure_the_dry_run_predicts_the_real_count() {
+    const FILES: u64 = 400;
+    const INODES: u64 = 6000;
+    let d = Dockerd::builder()
+        .tmpfs_data_root(256 << 20)
+        .tmpfs_inodes(INODES)
+        .start();
+    let specs: Vec<ImageSpec> = (0..6)
+        .map(|n| ImageSpec::new(&format!("many/{n}:1"), OLD + n * 100).files(FILES as usize))
+        .collect();
+    let ids: Vec<String> = specs.chunks(2).flat_map(|c| images::load(&d, c)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = used_now(dir.path(), &ids);
+    let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
+    let (total, free) = (st.files() as u64, st.files_free() as u64);
+    let used = total - free;
+    // Above high water by half an image's files; low water 2.5 images' files below
+    // today: three images go. Bytes stay far below both marks.
+    let pct = |inodes: u64| format!("{:.4}%", inodes as f64 * 100.0 / total as f64);
+    let high = pct(used - FILES / 2);
+    let low = pct(used - FILES * 5 / 2);
+    let args = [
+        "--min-age",
+        "0s",
+        "--high-water",
+        &high,
+        "--low-water",
+        &low,
+    ];
+    let (code, real) = dry_then_real(&d, &state, &args);
+    assert_eq!(code, 0);
+    let mut gone = ids[..3].to_vec();
+    gone.sort();
+    assert_eq!(deleted_ids(&real), gone, "{:#?}", decisions(&real));
+    let st = nix::sys::statvfs::statvfs(&d.data_root()).expect("statvfs");
+    assert!(total - (st.files_free() as u64) <= used - FILES * 5 / 2);
+}
+
 #[test]
 fn ensure_free_evicts_until_met_and_exits_3_when_it_cannot() {
     let d = Dockerd::builder().tmpfs_data_root(128 << 20).start();

@@ -25,9 +25,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::ports::docker::{
-    BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
-    DockerError, DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed,
-    VolumeInfo,
+    BuildCachePruned, BuildCacheRecord, ContainerDetails, ContainerInfo, ContainerState, DataUsage,
+    DockerEngine, DockerError, DockerEvent, EngineInfo, EventAction, EventScope, ImageDetails,
+    ImageInfo, Removed, VolumeInfo,
 };
 
 /// The default engine address when neither `--docker-host` nor `DOCKER_HOST` is set.
@@ -355,13 +355,16 @@ impl DockerEngine for BollardEngine {
             .map_err(|e| self.map_err(e))
     }
 
-    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError> {
+    async fn engine_info(&self) -> Result<EngineInfo, DockerError> {
         let info = self
             .docker("GET /info")?
             .info()
             .await
             .map_err(|e| self.map_err(e))?;
-        Ok(info.docker_root_dir.map(PathBuf::from))
+        Ok(EngineInfo {
+            root_dir: info.docker_root_dir.map(PathBuf::from),
+            storage_driver: info.driver.filter(|d| !d.is_empty()),
+        })
     }
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
@@ -528,7 +531,10 @@ impl DockerEngine for BollardEngine {
             .map_err(|e| self.map_err(e))
     }
 
-    async fn prune_build_cache(&self, older_than: Duration) -> Result<u64, DockerError> {
+    async fn prune_build_cache(
+        &self,
+        older_than: Duration,
+    ) -> Result<BuildCachePruned, DockerError> {
         let filters = HashMap::from([(
             "until".to_owned(),
             vec![format!("{}s", older_than.as_secs())],
@@ -542,7 +548,10 @@ impl DockerEngine for BollardEngine {
             .prune_build(Some(options))
             .await
             .map_err(|e| self.map_err(e))?;
-        Ok(u64::try_from(response.space_reclaimed.unwrap_or(0)).unwrap_or(0))
+        Ok(BuildCachePruned {
+            bytes: u64::try_from(response.space_reclaimed.unwrap_or(0)).unwrap_or(0),
+            records: response.caches_deleted.map_or(0, |c| c.len() as u64),
+        })
     }
 
     fn events(

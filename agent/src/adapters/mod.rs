@@ -4,4 +4,5 @@
 pub mod aws;
 pub mod bollard;
 pub mod clock;
+mod layerdb;
 pub mod statvfs;

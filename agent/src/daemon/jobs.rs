@@ -28,6 +28,9 @@ pub struct GcOutcome {
     pub disk_usage_ratio: Option<f64>,
     /// Bytes of container log files under Docker's root directory, when measured.
     pub container_log_bytes: Option<u64>,
+    /// Bytes under Docker's root directory the engine does not account for
+    /// (leaked layers), when measured.
+    pub unaccounted_bytes: Option<u64>,
 }
 
 /// What one ECR prune pass did.

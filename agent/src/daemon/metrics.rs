@@ -46,6 +46,7 @@ pub struct Metrics {
     pub bytes_reclaimed: Counter,
     pub disk_usage_ratio: F64Gauge,
     pub container_log_bytes: Gauge,
+    pub unaccounted_bytes: Gauge,
     pub ecr_images_deleted: Family<RepositoryLabel, Counter>,
     pub last_error: F64Gauge,
     pub docker_up: Gauge,
@@ -77,6 +78,7 @@ impl Metrics {
             bytes_reclaimed: Counter::default(),
             disk_usage_ratio: F64Gauge::default(),
             container_log_bytes: Gauge::default(),
+            unaccounted_bytes: Gauge::default(),
             ecr_images_deleted: Family::default(),
             last_error: F64Gauge::default(),
             docker_up: Gauge::default(),
@@ -133,6 +135,12 @@ impl Metrics {
             "docker_container_log_bytes",
             "Bytes of container log files under Docker's root dir (gc does not remove them)",
             m.container_log_bytes.clone(),
+        );
+        registry.register(
+            "docker_unaccounted_bytes",
+            "Bytes under Docker's root dir that no image, container or build cache names \
+             (leaked layers, overlay2 only; gc does not remove them)",
+            m.unaccounted_bytes.clone(),
         );
         registry.register(
             "ecr_images_deleted",
@@ -236,6 +244,10 @@ impl Metrics {
             self.container_log_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        if let Some(bytes) = s.unaccounted_bytes {
+            self.unaccounted_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn record_ecr(&self, s: &EcrOutcome) {
@@ -299,6 +311,7 @@ mod tests {
             bytes_reclaimed: 4096,
             disk_usage_ratio: Some(0.42),
             container_log_bytes: Some(1234),
+            unaccounted_bytes: Some(5678),
         });
         m.record_ecr(&EcrOutcome {
             deleted_per_repository: vec![("app".into(), 3), ("web".into(), 1)],
@@ -350,6 +363,10 @@ mod tests {
         assert_eq!(
             value(&scrape, "shipshape_docker_container_log_bytes", None),
             1234.0
+        );
+        assert_eq!(
+            value(&scrape, "shipshape_docker_unaccounted_bytes", None),
+            5678.0
         );
         assert_eq!(
             value(

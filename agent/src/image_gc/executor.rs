@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::planner::disk as eviction;
 use super::planner::{Action, ContainerEntry, DiskPlan, ImageEntry, Plan, VolumeEntry};
 use super::reason::{Failure, Outcome};
+use super::report::Estimates;
 use crate::ports::disk::{Disk, FsUsage};
 use crate::ports::docker::{DockerEngine, DockerError, EventAction, EventScope};
 use crate::shared::reference::{repo_of, short_id};
@@ -70,6 +71,8 @@ pub struct ExecStats {
     /// Sum of the sizes of deleted images plus build cache reclaimed.
     pub reclaimed_bytes: u64,
     pub build_cache_bytes: Option<u64>,
+    /// Build-cache records the prune deleted.
+    pub build_cache_records: Option<u64>,
     pub conflicts: u64,
     pub failures: u64,
     /// Tags this run removed from an image they had moved to in the same round
@@ -110,10 +113,14 @@ const LOG_MARGIN: chrono::Duration = chrono::Duration::milliseconds(5);
 
 /// What a dry run reports, since it cannot delete and re-measure: every planned
 /// deletion done, except that in disk-pressure mode the evictions stop where the
-/// planner's estimate (the executor's stop rule applied to the image sizes) stops.
-pub fn dry_run(plan: &Plan) -> Outcomes {
-    let sizes: Vec<u64> = plan.deletions().map(|e| e.size).collect();
-    let (evicted, stop) = eviction::simulate(&plan.disk, &sizes);
+/// executor's stop rule, applied to what each deletion is expected to free
+/// ([`expected_freed`]), stops.
+pub fn dry_run(plan: &Plan, estimates: Option<&Estimates>) -> Outcomes {
+    let freed: Vec<eviction::Freed> = plan
+        .deletions()
+        .map(|e| expected_freed(e, estimates))
+        .collect();
+    let (evicted, stop) = eviction::simulate(&plan.disk, &freed);
     let unconditional = match plan.disk {
         DiskPlan::Pressure { unconditional, .. } => unconditional,
         DiskPlan::Off => 0,
@@ -134,6 +141,22 @@ pub fn dry_run(plan: &Plan) -> Outcomes {
         images,
         containers: all_deleted(plan.containers.iter().map(|c| c.action)),
         volumes: all_deleted(plan.volumes.iter().map(|v| v.action)),
+    }
+}
+
+/// What deleting `entry` is expected to free: its unique size (`/system/df`: what
+/// no other image shares) and the inodes the layer store shows it alone holds, when
+/// known; else its listed size, which counts shared layers in full (so fewer
+/// evictions are predicted than the disk needs), and no inodes (an inode goal is
+/// then never predicted reached). Unique sizes fall short the other way when
+/// candidates share layers only among themselves: the shared bytes go with the
+/// last of them, and count for none.
+pub fn expected_freed(entry: &ImageEntry, estimates: Option<&Estimates>) -> eviction::Freed {
+    eviction::Freed {
+        bytes: estimates
+            .and_then(|e| e.unique_sizes.get(&entry.id).copied())
+            .unwrap_or(entry.size),
+        inodes: estimates.and_then(|e| e.inodes.get(&entry.id).copied()),
     }
 }
 
@@ -165,9 +188,10 @@ pub async fn execute(
     if let Some(older_than) = options.build_cache {
         if !cancel.is_cancelled() {
             match docker.prune_build_cache(older_than).await {
-                Ok(bytes) => {
-                    stats.build_cache_bytes = Some(bytes);
-                    stats.reclaimed_bytes += bytes;
+                Ok(pruned) => {
+                    stats.build_cache_bytes = Some(pruned.bytes);
+                    stats.build_cache_records = Some(pruned.records);
+                    stats.reclaimed_bytes += pruned.bytes;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "build cache prune failed");

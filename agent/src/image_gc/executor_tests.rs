@@ -519,7 +519,7 @@ fn dry_run_in_disk_mode_reports_the_estimate_and_stops_at_low_water() {
     };
     let p = plan(&snapshot, &policy, now());
     let before = p.clone();
-    let outcomes = dry_run(&p);
+    let outcomes = dry_run(&p, None);
     assert_eq!(p, before);
     let low = Watermark::Percent(75.0);
     let got: Vec<Option<Outcome>> = ["a1", "a2", "a3", "a4", "a5", "a6"]
@@ -543,6 +543,87 @@ fn dry_run_in_disk_mode_reports_the_estimate_and_stops_at_low_water() {
     );
 }
 
+/// Six 5 GiB images (a1 oldest) at 90 of 100 GiB and 10 of 1000 inodes; watermarks
+/// 85% / 75%.
+fn six_under_pressure(used_inodes: u64) -> Plan {
+    const GIB: u64 = 1 << 30;
+    let snapshot = Snapshot {
+        images: (1..=6)
+            .map(|n| image(&format!("a{n}"), &[&format!("app:{n}")], 100 - n, 5 * GIB))
+            .collect(),
+        disk: Some(FsUsage {
+            total_bytes: 100 * GIB,
+            used_bytes: 90 * GIB,
+            total_inodes: 1000,
+            used_inodes,
+        }),
+        ..Default::default()
+    };
+    let policy = Policy {
+        disk: Some(DiskWatermarks {
+            high: Watermark::Percent(85.0),
+            low: Watermark::Percent(75.0),
+        }),
+        ..Policy::defaults()
+    };
+    plan(&snapshot, &policy, now())
+}
+
+fn gone(outcomes: &Outcomes) -> usize {
+    outcomes
+        .images
+        .iter()
+        .flatten()
+        .filter(|o| o.is_gone())
+        .count()
+}
+
+#[test]
+fn dry_run_evicts_by_unique_sizes_when_known() {
+    const GIB: u64 = 1 << 30;
+    let p = six_under_pressure(10);
+    // By listed size three go (15 GiB); each holds only 2 GiB alone (the rest is a
+    // base they share with a kept image): 15 GiB takes eight, so all six go.
+    assert_eq!(gone(&dry_run(&p, None)), 3);
+    let estimates = Estimates {
+        unique_sizes: p.images.iter().map(|e| (e.id.clone(), 2 * GIB)).collect(),
+        ..Estimates::default()
+    };
+    assert_eq!(gone(&dry_run(&p, Some(&estimates))), 6);
+    // 4 GiB alone: four go (16 GiB).
+    let estimates = Estimates {
+        unique_sizes: p.images.iter().map(|e| (e.id.clone(), 4 * GIB)).collect(),
+        ..Estimates::default()
+    };
+    assert_eq!(gone(&dry_run(&p, Some(&estimates))), 4);
+}
+
+#[test]
+fn dry_run_under_inode_pressure_counts_the_estimated_inodes() {
+    const GIB: u64 = 1 << 30;
+    // Bytes are low (10 GiB of 100) but 900 of 1000 inodes are used: 100 per image.
+    let mut p = six_under_pressure(900);
+    if let DiskPlan::Pressure { usage, .. } = &mut p.disk {
+        usage.used_bytes = 10 * GIB;
+    }
+    assert_eq!(
+        gone(&dry_run(&p, None)),
+        6,
+        "inodes unknown: every candidate"
+    );
+    let per_image = |inodes: u64| Estimates {
+        inodes: p.images.iter().map(|e| (e.id.clone(), inodes)).collect(),
+        ..Estimates::default()
+    };
+    // 900 → 750 (75%) takes two images of 100 inodes: 700.
+    assert_eq!(gone(&dry_run(&p, Some(&per_image(100)))), 2);
+    assert_eq!(gone(&dry_run(&p, Some(&per_image(40)))), 4);
+    // An estimate missing for the first deletion: no inode counted from there on.
+    let mut partial = per_image(100);
+    partial.inodes.remove(&p.images[0].id);
+    assert_eq!(gone(&dry_run(&p, Some(&partial))), 6);
+}
+
 #[test]
 fn dry_run_in_default_mode_deletes_every_planned_item() {
     let snapshot = Snapshot {
@@ -553,7 +634,7 @@ fn dry_run_in_default_mode_deletes_every_planned_item() {
         ..Default::default()
     };
     let p = plan(&snapshot, &Policy::defaults(), now());
-    let outcomes = dry_run(&p);
+    let outcomes = dry_run(&p, None);
     let by_id = |id: &str| {
         let i = p.images.iter().position(|e| e.id == full_id(id)).unwrap();
         outcomes.images[i].clone()
@@ -589,7 +670,7 @@ async fn stale_images_go_then_eviction_stops_at_low_water_as_the_dry_run_said() 
     // 95 GiB used: the stale phase takes it to 80 (above 75%: evict), r1 → 75.
     let fake = FakeDocker::new(stale_and_recent(), vec![]).with_disk(95 * GIB, 100 * GIB);
     let p = planned(&fake, &both_knobs(78.0, 75.0)).await;
-    let dry = dry_run(&p);
+    let dry = dry_run(&p, None);
     let done = run(&fake, &p, 4).await;
     assert_eq!(done.outcomes.images, dry.images);
     assert_eq!(done.stats.images_deleted, 4);
@@ -607,7 +688,7 @@ async fn no_eviction_when_the_stale_phase_took_usage_below_high_water() {
     // 90 GiB: the stale phase leaves 75, not above high water 85%.
     let fake = FakeDocker::new(stale_and_recent(), vec![]).with_disk(90 * GIB, 100 * GIB);
     let p = planned(&fake, &both_knobs(85.0, 70.0)).await;
-    let dry = dry_run(&p);
+    let dry = dry_run(&p, None);
     let done = run(&fake, &p, 4).await;
     assert_eq!(done.outcomes.images, dry.images);
     assert_eq!(done.stats.images_deleted, 3);
@@ -631,7 +712,7 @@ async fn ensure_free_evicts_until_enough_is_free() {
         ..Policy::defaults()
     };
     let p = planned(&fake, &policy).await;
-    let dry = dry_run(&p);
+    let dry = dry_run(&p, None);
     let done = run(&fake, &p, 4).await;
     assert_eq!(done.outcomes.images, dry.images);
     // 10 free; three deletions make 25.

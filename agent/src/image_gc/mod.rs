@@ -7,6 +7,7 @@
 pub mod age;
 pub mod docker_gc;
 pub mod executor;
+pub mod layers;
 pub mod planner;
 pub mod policy;
 pub mod reason;
@@ -123,7 +124,7 @@ pub async fn run_with_last_use(
     // what each image holds alone and what build cache a prune would take: one
     // `/system/df`, which sizes every layer, container and volume — seconds on a big
     // engine, so a real run (which measures the filesystem) does not pay for it.
-    let estimates = if settings.dry_run {
+    let mut estimates = if settings.dry_run {
         match docker.data_usage().await {
             Ok(usage) => Some(report::Estimates::new(
                 usage,
@@ -142,8 +143,34 @@ pub async fn run_with_last_use(
         .root_dir
         .as_deref()
         .and_then(|root| disk.container_log_bytes(root));
+    // moby's layer store, read from the disk (overlay2 only; see `layers`): in a dry
+    // run before, with the images' layer chains when evicting (for inode estimates);
+    // in a real run after the deletions, for what is left unaccounted.
+    let driver = snap.storage_driver.as_deref();
+    let read_store = |images: bool| {
+        let root = snap.root_dir.as_deref()?;
+        if driver.is_some_and(|d| d != layers::OVERLAY2) {
+            return None;
+        }
+        disk.layer_store(root, images)
+    };
+    let mut unaccounted = None;
+    if settings.dry_run {
+        let evicting = matches!(plan.disk, planner::DiskPlan::Pressure { .. });
+        let store = read_store(evicting);
+        if let (true, Some(store), Some(estimates)) = (evicting, &store, estimates.as_mut()) {
+            let ids: Vec<&str> = plan.deletions().map(|e| e.id.as_str()).collect();
+            estimates.inodes = layers::inode_estimates(disk, store, &ids);
+            tracing::debug!(
+                estimated = estimates.inodes.len(),
+                deletions = ids.len(),
+                "inode estimates"
+            );
+        }
+        unaccounted = Some(layers::unaccounted(disk, store.as_ref(), driver));
+    }
     let (outcomes, stats) = if settings.dry_run {
-        (executor::dry_run(&plan), None)
+        (executor::dry_run(&plan, estimates.as_ref()), None)
     } else {
         let exec = executor::ExecOptions {
             concurrency: settings.concurrency,
@@ -163,12 +190,22 @@ pub async fn run_with_last_use(
             failures = stats.failures,
             "gc pass done"
         );
+        unaccounted = Some(layers::unaccounted(
+            disk,
+            read_store(false).as_ref(),
+            driver,
+        ));
         (done.outcomes, Some(done.stats))
     };
+    if let Some(u) = &unaccounted {
+        tracing::debug!(unaccounted = ?u, "bytes the engine does not account for");
+    }
     let ensure_free = settings.ensure_free.map(|target| {
         let after = match &stats {
             Some(stats) => stats.disk_after,
-            None => snap.disk.map(|u| estimate_after(u, &plan, &outcomes)),
+            None => snap
+                .disk
+                .map(|u| estimate_after(u, &plan, &outcomes, estimates.as_ref())),
         };
         report::FreeCheck {
             target,
@@ -187,24 +224,32 @@ pub async fn run_with_last_use(
         ensure_free,
         estimates,
         container_log_bytes,
+        unaccounted,
     })
 }
 
 /// What a dry run expects the filesystem to look like after: each image it would
-/// delete frees its size (inodes are not estimated).
+/// delete frees what `executor::expected_freed` says (inodes only while every
+/// deletion has an estimate, as the dry run's eviction estimate counts them).
 fn estimate_after(
     mut usage: crate::ports::disk::FsUsage,
     plan: &planner::Plan,
     outcomes: &executor::Outcomes,
+    estimates: Option<&report::Estimates>,
 ) -> crate::ports::disk::FsUsage {
-    let freed: u64 = plan
+    let freed: Vec<planner::disk::Freed> = plan
         .images
         .iter()
         .zip(&outcomes.images)
         .filter(|(_, o)| o.as_ref().is_some_and(reason::Outcome::is_gone))
-        .map(|(e, _)| e.size)
-        .sum();
-    usage.used_bytes = usage.used_bytes.saturating_sub(freed);
+        .map(|(e, _)| executor::expected_freed(e, estimates))
+        .collect();
+    usage.used_bytes = usage
+        .used_bytes
+        .saturating_sub(freed.iter().map(|f| f.bytes).sum());
+    if let Some(inodes) = freed.iter().map(|f| f.inodes).sum::<Option<u64>>() {
+        usage.used_inodes = usage.used_inodes.saturating_sub(inodes);
+    }
     usage
 }
 

@@ -770,7 +770,7 @@ fn above_high_water_stale_images_go_first_then_lru_eviction_to_low_water() {
     let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
     assert_eq!(deleted_order(&p), vec!["a1", "a2", "r1", "r2"]);
     assert_eq!(decision(&p, "r1"), deleted(ImageReason::LeastRecentlyUsed));
-    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    let sizes: Vec<disk::Freed> = p.deletions().map(|e| disk::Freed::bytes(e.size)).collect();
     assert!(matches!(
         p.disk,
         DiskPlan::Pressure {
@@ -789,12 +789,12 @@ fn above_high_water_stale_images_go_first_then_lru_eviction_to_low_water() {
     // …at 98 GiB they leave 88: evict r1 (83), r2 (78) and still above 75%.
     s.disk = usage(98 * GIB, 100 * GIB);
     let p = plan(&s, &max_age(disk_policy(85.0, 75.0)), now());
-    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    let sizes: Vec<disk::Freed> = p.deletions().map(|e| disk::Freed::bytes(e.size)).collect();
     assert_eq!(disk::simulate(&p.disk, &sizes), (2, None));
     // High water 80%, 91 GiB: 81 after the stale phase (above 80%), r1 → 76, r2 → 71.
     s.disk = usage(91 * GIB, 100 * GIB);
     let p = plan(&s, &max_age(disk_policy(80.0, 75.0)), now());
-    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    let sizes: Vec<disk::Freed> = p.deletions().map(|e| disk::Freed::bytes(e.size)).collect();
     let low = Watermark::Percent(75.0);
     assert_eq!(
         disk::simulate(&p.disk, &sizes),
@@ -842,7 +842,7 @@ fn ensure_free_evicts_lru_until_that_much_is_free() {
     let p = plan(&s, &ensuring(18 * GIB, None), now());
     // a1, a2, r1, r2 are candidates (y1 is young); 10 GiB free, 8 more needed.
     assert_eq!(deleted_order(&p), vec!["a1", "a2", "r1", "r2"]);
-    let sizes: Vec<u64> = p.deletions().map(|e| e.size).collect();
+    let sizes: Vec<disk::Freed> = p.deletions().map(|e| disk::Freed::bytes(e.size)).collect();
     let free = FreeSpace {
         bytes: 18 * GIB,
         inodes: None,

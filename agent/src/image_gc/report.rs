@@ -11,6 +11,7 @@ use serde::Serialize;
 use tabwriter::TabWriter;
 
 use super::executor::{ExecStats, Outcomes};
+use super::layers::Unaccounted;
 use super::planner::{Action, ContainerEntry, ImageEntry, Plan, VolumeEntry};
 use super::reason::Outcome;
 use crate::config::value::{format_size, FreeSpace};
@@ -39,6 +40,9 @@ pub struct Report {
     pub estimates: Option<Estimates>,
     /// Bytes of container log files under Docker's root directory, when measured.
     pub container_log_bytes: Option<u64>,
+    /// Bytes under Docker's root directory the engine does not account for (leaked
+    /// layers); `None` when not looked at.
+    pub unaccounted: Option<Unaccounted>,
 }
 
 /// What a dry run predicts from the engine's own accounting.
@@ -46,8 +50,16 @@ pub struct Report {
 pub struct Estimates {
     /// Image ID → bytes only it holds.
     pub unique_sizes: std::collections::HashMap<String, u64>,
+    /// Image ID → inodes its deletion frees, in plan order (the layer store, see
+    /// `super::layers`); empty when not estimated.
+    pub inodes: std::collections::HashMap<String, u64>,
+    /// Build-cache records `/system/df` lists, and their total size.
+    pub build_cache_records: u64,
+    pub build_cache_size: u64,
     /// Build cache `--build-cache` would prune; `None` without the flag.
     pub build_cache_bytes: Option<u64>,
+    /// How many records that prune would delete; `None` without the flag.
+    pub build_cache_prunable: Option<u64>,
 }
 
 impl Estimates {
@@ -59,18 +71,22 @@ impl Estimates {
         build_cache: Option<std::time::Duration>,
         now: DateTime<Utc>,
     ) -> Self {
-        let build_cache_bytes = build_cache.map(|older_than| {
+        let prunable: Option<Vec<u64>> = build_cache.map(|older_than| {
             let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or_default();
             usage
                 .build_cache
                 .iter()
                 .filter(|r| !r.in_use && !r.shared && r.last_used.is_some_and(|t| t <= cutoff))
                 .map(|r| r.size)
-                .sum()
+                .collect()
         });
         Self {
             unique_sizes: usage.unique_sizes,
-            build_cache_bytes,
+            inodes: std::collections::HashMap::new(),
+            build_cache_records: usage.build_cache.len() as u64,
+            build_cache_size: usage.build_cache.iter().map(|r| r.size).sum(),
+            build_cache_bytes: prunable.as_ref().map(|p| p.iter().sum()),
+            build_cache_prunable: prunable.as_ref().map(|p| p.len() as u64),
         }
     }
 }
@@ -213,9 +229,31 @@ impl Report {
         self.stats.as_ref().is_some_and(|s| s.failures > 0)
     }
 
+    /// The build cache as the engine accounts for it (a dry run: `/system/df`) and
+    /// what the prune took (a real run with `--build-cache`) or would take; `None`
+    /// when neither was asked.
+    pub fn build_cache(&self) -> Option<BuildCacheDto> {
+        match (&self.stats, &self.estimates) {
+            (Some(stats), _) => stats.build_cache_bytes.map(|bytes| BuildCacheDto {
+                bytes: None,
+                deleted_records: stats.build_cache_records,
+                reclaimed_bytes: Some(bytes),
+                records: None,
+            }),
+            (None, Some(e)) => Some(BuildCacheDto {
+                bytes: Some(e.build_cache_size),
+                deleted_records: e.build_cache_prunable,
+                reclaimed_bytes: e.build_cache_bytes,
+                records: Some(e.build_cache_records),
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// The SPEC JSON document.
     pub fn to_dto(&self) -> ReportDto<'_> {
         ReportDto {
+            build_cache: self.build_cache(),
             build_cache_reclaimed_bytes: match &self.stats {
                 Some(s) => s.build_cache_bytes,
                 None => self.predicted_build_cache(),
@@ -259,6 +297,7 @@ impl Report {
             reclaimed_bytes: self.reclaimed_bytes(),
             reclaimed_bytes_measured: self.measured_reclaimed().is_some(),
             reclaimed_inodes: self.measured_reclaimed().map(|(_, inodes)| inodes),
+            unaccounted_bytes: self.unaccounted.as_ref().and_then(Unaccounted::bytes),
             volumes: self
                 .volumes()
                 .map(|(v, shown)| VolumeDto {
@@ -357,10 +396,39 @@ impl Report {
             }
             None => writeln!(out)?,
         }
-        if let Some(bytes) = self.stats.as_ref().and_then(|s| s.build_cache_bytes) {
-            writeln!(out, "Build cache: {} reclaimed", format_size(bytes))?;
-        } else if let Some(bytes) = self.predicted_build_cache() {
-            writeln!(out, "Build cache: would reclaim {}", format_size(bytes))?;
+        match self.build_cache() {
+            Some(BuildCacheDto {
+                reclaimed_bytes: Some(bytes),
+                records: None,
+                deleted_records,
+                ..
+            }) => {
+                write!(out, "Build cache: {} reclaimed", format_size(bytes))?;
+                match deleted_records {
+                    Some(n) => writeln!(out, " ({n} records deleted)")?,
+                    None => writeln!(out)?,
+                }
+            }
+            Some(BuildCacheDto {
+                records: Some(records),
+                bytes: Some(size),
+                reclaimed_bytes,
+                deleted_records,
+            }) => {
+                let all = format!("{records} records, {} in all", format_size(size));
+                match (reclaimed_bytes, deleted_records) {
+                    (Some(bytes), Some(n)) => writeln!(
+                        out,
+                        "Build cache: would reclaim {} ({n} of {all})",
+                        format_size(bytes)
+                    )?,
+                    _ if records > 0 => {
+                        writeln!(out, "Build cache: {all}; pruned only with --build-cache")?
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
         }
         if let Some(bytes) = self.container_log_bytes.filter(|b| *b > 0) {
             writeln!(
@@ -368,6 +436,29 @@ impl Report {
                 "Container logs: {} (not removed by gc; limit them with the log driver's max-size)",
                 format_size(bytes)
             )?;
+        }
+        match &self.unaccounted {
+            Some(Unaccounted::Measured { bytes, dirs }) if *bytes > 0 => writeln!(
+                out,
+                "Unaccounted: {} in {dirs} {} under overlay2/ that no image, container \
+                 or build cache names (leaked layers; not removed by gc)",
+                format_size(*bytes),
+                if *dirs == 1 {
+                    "directory"
+                } else {
+                    "directories"
+                }
+            )?,
+            Some(Unaccounted::OtherDriver(driver)) => writeln!(
+                out,
+                "Unaccounted: not measured (storage driver {driver}; only overlay2 is read)"
+            )?,
+            Some(Unaccounted::TooLarge) => writeln!(
+                out,
+                "Unaccounted: not measured (more than {} entries to walk)",
+                super::layers::WALK_LIMIT
+            )?,
+            _ => {}
         }
         if let Some(check) = self.ensure_free {
             let free = check
@@ -426,6 +517,11 @@ fn table<const N: usize>(
 /// version of shipshape has printed them.
 #[derive(Debug, Serialize)]
 pub struct ReportDto<'a> {
+    /// The build cache: accounted and would-be pruned (dry run), pruned (real run
+    /// with `--build-cache`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_cache: Option<BuildCacheDto>,
+    /// `build_cache.reclaimed_bytes`, as shipshape printed it before the object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_cache_reclaimed_bytes: Option<u64>,
     /// Container log files under Docker's root directory (gc does not remove them).
@@ -445,7 +541,30 @@ pub struct ReportDto<'a> {
     /// Inodes freed, measured; absent when not measured (and in a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reclaimed_inodes: Option<u64>,
+    /// Bytes under `overlay2/` that no layer, container or BuildKit snapshot
+    /// names (leaked layers); absent when not measured (another storage driver, an
+    /// engine on another host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unaccounted_bytes: Option<u64>,
     pub volumes: Vec<VolumeDto<'a>>,
+}
+
+/// The report's `build_cache` object; fields absent when not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BuildCacheDto {
+    /// Total size of the records (a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Records the prune deleted (real run) or would delete (dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_records: Option<u64>,
+    /// What the prune reclaimed (the engine's answer) or would reclaim (unused,
+    /// unshared records old enough: a lower bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaimed_bytes: Option<u64>,
+    /// Records the engine lists (a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 /// `--ensure-free` after the pass.
@@ -523,6 +642,9 @@ pub struct GcSummary {
     pub disk_usage_ratio: Option<f64>,
     /// Bytes of container log files under Docker's root directory, when measured.
     pub container_log_bytes: Option<u64>,
+    /// Bytes under Docker's root directory the engine does not account for, when
+    /// measured.
+    pub unaccounted_bytes: Option<u64>,
 }
 
 impl GcSummary {
@@ -538,6 +660,7 @@ impl GcSummary {
                 .or(report.disk_before)
                 .map(|u| u.bytes_ratio()),
             container_log_bytes: report.container_log_bytes,
+            unaccounted_bytes: report.unaccounted.as_ref().and_then(Unaccounted::bytes),
         }
     }
 }

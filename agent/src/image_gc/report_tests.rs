@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::image_gc::executor::ExecStats;
+use crate::image_gc::layers::Unaccounted;
 use crate::image_gc::planner::{ContainerEntry, DiskPlan, ImageEntry, VolumeEntry};
 use crate::image_gc::reason::{ContainerReason, ImageReason, VolumeReason};
 use crate::testing::docker::{full_id, now};
@@ -74,7 +75,7 @@ fn dry_run_report() -> Report {
     let plan = plan();
     Report {
         dry_run: true,
-        outcomes: crate::image_gc::executor::dry_run(&plan),
+        outcomes: crate::image_gc::executor::dry_run(&plan, None),
         plan,
         stats: None,
         disk_before: Some(usage(500)),
@@ -82,6 +83,7 @@ fn dry_run_report() -> Report {
         ensure_free: None,
         estimates: None,
         container_log_bytes: None,
+        unaccounted: None,
     }
 }
 
@@ -102,6 +104,7 @@ fn real_run_report() -> Report {
             volumes_deleted: 1,
             reclaimed_bytes: 10 + 1024,
             build_cache_bytes: Some(1024),
+            build_cache_records: Some(2),
             conflicts: 1,
             failures: 0,
             disk_after: Some(FsUsage {
@@ -115,6 +118,10 @@ fn real_run_report() -> Report {
         ensure_free: None,
         estimates: None,
         container_log_bytes: None,
+        unaccounted: Some(Unaccounted::Measured {
+            bytes: 8192,
+            dirs: 1,
+        }),
     }
 }
 
@@ -133,6 +140,10 @@ fn text(report: &Report) -> String {
 #[test]
 fn json_of_a_real_run_has_the_spec_shape() {
     let expected = r#"{
+  "build_cache": {
+    "deleted_records": 2,
+    "reclaimed_bytes": 1024
+  },
   "build_cache_reclaimed_bytes": 1024,
   "containers": [
     {
@@ -193,6 +204,7 @@ fn json_of_a_real_run_has_the_spec_shape() {
   "reclaimed_bytes": 100,
   "reclaimed_bytes_measured": true,
   "reclaimed_inodes": 3,
+  "unaccounted_bytes": 8192,
   "volumes": [
     {
       "action": "deleted",
@@ -261,7 +273,8 @@ VOLUME  ACTION   REASON
 orphan  deleted  already gone
 
 Total: 1 images deleted, 2 kept; reclaimed 100 B and 3 inodes, measured (image and build cache sizes sum to 1.0 KiB)
-Build cache: 1.0 KiB reclaimed
+Build cache: 1.0 KiB reclaimed (2 records deleted)
+Unaccounted: 8.0 KiB in 1 directory under overlay2/ that no image, container or build cache names (leaked layers; not removed by gc)
 Disk: 50.0% used before, 40.0% after
 ";
     assert_eq!(text(&real_run_report()), expected);
@@ -279,6 +292,7 @@ fn summary_for_the_daemon_counts_what_happened() {
             bytes_reclaimed: 100,
             disk_usage_ratio: Some(0.4),
             container_log_bytes: None,
+            unaccounted_bytes: Some(8192),
         }
     );
     assert!(!real_run_report().failed());
@@ -335,12 +349,66 @@ fn a_dry_run_with_engine_accounting_estimates_unique_sizes_and_build_cache() {
     // 4 (a1 alone) + 5 (d2, no unique size known: its size) + 100 of build cache.
     assert_eq!(doc["estimated_reclaimed_bytes"], 109);
     assert_eq!(doc["build_cache_reclaimed_bytes"], 100);
-    let text = text(&report);
-    assert!(
-        text.contains("would reclaim 109 B (unique sizes and build cache records)"),
-        "{text}"
+    assert_eq!(
+        doc["build_cache"],
+        serde_json::json!({
+            "bytes": 111_100,
+            "deleted_records": 1,
+            "reclaimed_bytes": 100,
+            "records": 4
+        })
     );
-    assert!(text.contains("Build cache: would reclaim 100 B"), "{text}");
+    let shown = text(&report);
+    assert!(
+        shown.contains("would reclaim 109 B (unique sizes and build cache records)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Build cache: would reclaim 100 B (1 of 4 records, 108.5 KiB in all)"),
+        "{shown}"
+    );
+    // Without --build-cache: what there is, and that nothing is pruned.
+    let usage = DataUsage {
+        build_cache: vec![record(100, false, false, 48)],
+        ..DataUsage::default()
+    };
+    report.estimates = Some(Estimates::new(usage, None, crate::testing::docker::now()));
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(
+        doc["build_cache"],
+        serde_json::json!({"bytes": 100, "records": 1})
+    );
+    assert!(doc.get("build_cache_reclaimed_bytes").is_none());
+    assert!(
+        text(&report)
+            .contains("Build cache: 1 records, 100 B in all; pruned only with --build-cache"),
+        "{}",
+        text(&report)
+    );
+}
+
+#[test]
+fn unaccounted_bytes_not_measured_say_why_or_stay_quiet() {
+    let mut report = real_run_report();
+    report.unaccounted = Some(Unaccounted::OtherDriver("vfs".to_owned()));
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert!(doc.get("unaccounted_bytes").is_none());
+    assert!(
+        text(&report)
+            .contains("Unaccounted: not measured (storage driver vfs; only overlay2 is read)"),
+        "{}",
+        text(&report)
+    );
+    report.unaccounted = Some(Unaccounted::Unreadable);
+    assert!(!text(&report).contains("Unaccounted"));
+    report.unaccounted = Some(Unaccounted::Measured { bytes: 0, dirs: 0 });
+    let doc: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+    assert_eq!(doc["unaccounted_bytes"], 0);
+    assert!(!text(&report).contains("Unaccounted"));
+    assert_eq!(
+        GcSummary::from_report(&real_run_report()).unaccounted_bytes,
+        Some(8192)
+    );
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub tag_time_read: HashSet<String>,
     pub volumes: Vec<VolumeInfo>,
     pub root_dir: Option<PathBuf>,
+    /// `/info`'s `Driver`.
+    pub storage_driver: Option<String>,
     pub disk: Option<FsUsage>,
 }
 
@@ -66,7 +68,7 @@ pub async fn take(
     options: &SnapshotOptions,
     now: DateTime<Utc>,
 ) -> Result<Snapshot, GcError> {
-    let (images, containers, root_dir) = tokio::try_join!(
+    let (images, containers, info) = tokio::try_join!(
         async { docker.list_images().await.map_err(step("list images")) },
         async {
             docker
@@ -74,14 +76,12 @@ pub async fn take(
                 .await
                 .map_err(step("list containers"))
         },
-        async {
-            docker
-                .docker_root_dir()
-                .await
-                .map_err(step("read engine info"))
-        },
+        async { docker.engine_info().await.map_err(step("read engine info")) },
     )?;
-    let root_dir = root_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT_DIR));
+    let storage_driver = info.storage_driver;
+    let root_dir = info
+        .root_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT_DIR));
     let mut containers = containers;
     if let Some(grace) = options.container_grace {
         fill_finished_at(docker, &mut containers, grace, now).await?;
@@ -120,6 +120,7 @@ pub async fn take(
         tag_time_read: HashSet::new(),
         volumes,
         root_dir: Some(root_dir),
+        storage_driver,
         disk,
     })
 }

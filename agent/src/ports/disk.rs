@@ -2,6 +2,7 @@
 //! Docker's root directory through it, and so does the daemon's disk-pressure check,
 //! so both act on the same figure. The adapter is `crate::adapters::statvfs`.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::config::value::Watermark;
@@ -62,6 +63,73 @@ pub trait Disk: Send + Sync {
     fn container_log_bytes(&self, _root_dir: &Path) -> Option<u64> {
         None
     }
+    /// The overlay2 layer store under Docker's root directory, as moby's files say
+    /// (`image/overlay2/layerdb`, `overlay2/`, `buildkit/snapshots.db`); with
+    /// `images`, every image's layer chain too (`image/overlay2/imagedb`). `None`
+    /// when it cannot be read (not overlay2, not on this host, no permission).
+    fn layer_store(&self, _root_dir: &Path, _images: bool) -> Option<LayerStore> {
+        None
+    }
+    /// Bytes (allocated blocks) and inodes (one per file, directory or symlink; a hard
+    /// link counted once) of everything under `paths`, symlinks not followed. A bounded
+    /// walk: `None` when it would visit more than `max_entries` entries, or cannot
+    /// read a path.
+    fn tree_usage(&self, _paths: &[PathBuf], _max_entries: u64) -> Option<TreeUsage> {
+        None
+    }
+}
+
+/// What a walk of some directories found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeUsage {
+    pub bytes: u64,
+    pub inodes: u64,
+}
+
+/// moby's layer store on disk (overlay2), as facts: which directory belongs to
+/// what. What counts as accounted for, or freed by a deletion, is the cores' call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerStore {
+    /// Chain ID (`sha256:…`) → the layer (`layerdb/sha256/<chain>/`).
+    pub layers: HashMap<String, StoredLayer>,
+    /// Image ID → the image, when asked for (`imagedb/content/sha256/<id>`).
+    pub images: HashMap<String, StoredImage>,
+    /// Containers' read-write layers (`layerdb/mounts/<container>/`).
+    pub mounts: Vec<StoredMount>,
+    /// The directories under `<root>/overlay2/` (its `l` link directory left out).
+    pub driver_dirs: Vec<(String, PathBuf)>,
+    /// Those of `driver_dirs` no layer or mount names that BuildKit's snapshot
+    /// database names.
+    pub buildkit_dirs: HashSet<String>,
+}
+
+/// One layer of the layer store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredLayer {
+    /// Its directory under `<root>/overlay2/` (`cache-id`).
+    pub cache_id: String,
+    /// The chain ID of the layer below (`parent`).
+    pub parent: Option<String>,
+    /// What deleting it removes: its driver directory, its `l/` link, its layerdb
+    /// directory.
+    pub paths: Vec<PathBuf>,
+}
+
+/// One image of the image store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredImage {
+    /// Chain IDs of its layers, base first (from `rootfs.diff_ids`).
+    pub chain: Vec<String>,
+    /// What deleting it removes besides layers: its config and metadata.
+    pub paths: Vec<PathBuf>,
+}
+
+/// A container's layers (`mount-id`, `init-id`, `parent` chain ID).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredMount {
+    pub mount_id: String,
+    pub init_id: Option<String>,
+    pub parent: Option<String>,
 }
 
 #[cfg(test)]

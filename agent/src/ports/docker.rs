@@ -49,6 +49,15 @@ pub struct Removed {
     pub deleted: Vec<String>,
 }
 
+/// What `GET /info` says about where and how the engine stores images.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineInfo {
+    /// `DockerRootDir`.
+    pub root_dir: Option<PathBuf>,
+    /// `Driver`: the storage driver (`overlay2`, `vfs`…).
+    pub storage_driver: Option<String>,
+}
+
 /// What `GET /system/df` says about images and the build cache.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataUsage {
@@ -66,6 +75,15 @@ pub struct BuildCacheRecord {
     pub shared: bool,
     /// `LastUsedAt`, else `CreatedAt`.
     pub last_used: Option<DateTime<Utc>>,
+}
+
+/// The answer of `POST /build/prune`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildCachePruned {
+    /// `SpaceReclaimed`.
+    pub bytes: u64,
+    /// How many records it deleted (`CachesDeleted`).
+    pub records: u64,
 }
 
 /// A container's lifecycle state as the engine names it.
@@ -256,7 +274,11 @@ pub trait DockerEngine: Send + Sync {
     /// `GET /_ping`.
     async fn ping(&self) -> Result<(), DockerError>;
     /// `GET /info` → `DockerRootDir` (`None` when the answer has none).
-    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError>;
+    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError> {
+        Ok(self.engine_info().await?.root_dir)
+    }
+    /// `GET /info` → `DockerRootDir` and `Driver`.
+    async fn engine_info(&self) -> Result<EngineInfo, DockerError>;
     /// `GET /images/json?all=1` — one call for all images, the legacy builder's
     /// untagged intermediates included.
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError>;
@@ -280,8 +302,11 @@ pub trait DockerEngine: Send + Sync {
     async fn list_dangling_volumes(&self) -> Result<Vec<VolumeInfo>, DockerError>;
     /// `DELETE /volumes/{name}` without force.
     async fn remove_volume(&self, name: &str) -> Result<(), DockerError>;
-    /// `POST /build/prune?filters={"until":…}` → bytes reclaimed.
-    async fn prune_build_cache(&self, older_than: Duration) -> Result<u64, DockerError>;
+    /// `POST /build/prune?filters={"until":…}` → what it reclaimed.
+    async fn prune_build_cache(
+        &self,
+        older_than: Duration,
+    ) -> Result<BuildCachePruned, DockerError>;
     /// `GET /events`: container and image events of [`EventAction::TRACKED`] from
     /// `since` (replayed by the engine) on. Not bounded by the request timeout.
     fn events(

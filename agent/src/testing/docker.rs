@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::ports::disk::{Disk, DiskError, FsUsage};
 use crate::ports::docker::{
-    ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine, DockerError,
-    DockerEvent, EventAction, EventScope, ImageDetails, ImageInfo, Removed, VolumeInfo,
+    BuildCachePruned, ContainerDetails, ContainerInfo, ContainerState, DataUsage, DockerEngine,
+    DockerError, DockerEvent, EngineInfo, EventAction, EventScope, ImageDetails, ImageInfo,
+    Removed, VolumeInfo,
 };
 use crate::shared::reference::{familiar, repo_of};
 
@@ -307,9 +308,14 @@ impl DockerEngine for FakeDocker {
         drop(self.enter()?);
         Ok(())
     }
-    async fn docker_root_dir(&self) -> Result<Option<PathBuf>, DockerError> {
+    /// The fake's root and the driver whose layout `gc` reads (its `Disk` has no
+    /// layer store, so nothing is read).
+    async fn engine_info(&self) -> Result<EngineInfo, DockerError> {
         drop(self.enter()?);
-        Ok(Some(PathBuf::from(FAKE_ROOT_DIR)))
+        Ok(EngineInfo {
+            root_dir: Some(PathBuf::from(FAKE_ROOT_DIR)),
+            storage_driver: Some("overlay2".to_owned()),
+        })
     }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
         Ok(self.enter()?.images.clone())
@@ -461,9 +467,12 @@ impl DockerEngine for FakeDocker {
         }
         Ok(())
     }
-    async fn prune_build_cache(&self, _older_than: Duration) -> Result<u64, DockerError> {
+    async fn prune_build_cache(
+        &self,
+        _older_than: Duration,
+    ) -> Result<BuildCachePruned, DockerError> {
         drop(self.enter()?);
-        Ok(0)
+        Ok(BuildCachePruned::default())
     }
     fn events(
         &self,

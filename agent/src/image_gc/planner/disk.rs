@@ -5,8 +5,10 @@
 //! with `--max-age` alone, only the stale ones. Never more than `--max-deletions`.
 //!
 //! The executor re-measures after every eviction and stops by [`eviction_stop`];
-//! the plan's estimate applies the same rule to the image sizes, so a dry run
-//! reports what the real run does when the sizes are what the disk frees.
+//! [`simulate`] applies the same rule to what each deletion is expected to free,
+//! so a dry run reports what the real run does when the estimates are what the disk
+//! frees: the plan's own estimate uses the listing's sizes, the dry run unique sizes
+//! and inode estimates (`executor::dry_run`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -96,12 +98,14 @@ pub(super) fn select(
                 unconditional,
                 estimated: 0,
             };
-            let sizes: Vec<u64> = decisions
+            // The planner knows only the listing's sizes (shared layers in full); a
+            // dry run re-estimates from unique sizes and inodes (`executor::dry_run`).
+            let freed: Vec<Freed> = decisions
                 .iter()
                 .filter(|d| d.1 == Action::Delete)
-                .map(|d| images[d.0].size)
+                .map(|d| Freed::bytes(images[d.0].size))
                 .collect();
-            let (estimated, _) = simulate(&pressure, &sizes);
+            let (estimated, _) = simulate(&pressure, &freed);
             if let DiskPlan::Pressure { estimated: e, .. } = &mut pressure {
                 *e = estimated;
             }
@@ -211,31 +215,55 @@ fn goal_outcome(goal: &DiskGoal) -> Outcome {
     }
 }
 
-/// Apply [`eviction_stop`] to the planned deletions' `sizes` (in order) as if each
-/// freed its size (inodes cannot be told from sizes: an inode goal is never
-/// estimated as reached). Returns how many evictions happen and why the rest stop.
-pub fn simulate(disk: &DiskPlan, sizes: &[u64]) -> (usize, Option<Outcome>) {
+/// What one deletion is expected to free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freed {
+    pub bytes: u64,
+    /// `None`: not estimated (then no inode is counted as freed, by this deletion or
+    /// any later one, so an inode goal is never estimated as reached).
+    pub inodes: Option<u64>,
+}
+
+impl Freed {
+    pub fn bytes(bytes: u64) -> Self {
+        Self {
+            bytes,
+            inodes: None,
+        }
+    }
+}
+
+/// Apply [`eviction_stop`] to the planned deletions (in order) as if each freed
+/// what `freed` says. Returns how many evictions happen and why the rest stop.
+pub fn simulate(disk: &DiskPlan, freed: &[Freed]) -> (usize, Option<Outcome>) {
     let DiskPlan::Pressure {
         usage,
         unconditional,
         ..
     } = disk
     else {
-        return (sizes.len(), None);
+        return (freed.len(), None);
     };
     let mut usage = *usage;
-    let free = |u: &mut FsUsage, size: u64| u.used_bytes = u.used_bytes.saturating_sub(size);
-    let (first, rest) = sizes.split_at((*unconditional).min(sizes.len()));
-    for &size in first {
-        free(&mut usage, size);
+    let mut inodes_known = true;
+    let mut free = |u: &mut FsUsage, f: Freed| {
+        u.used_bytes = u.used_bytes.saturating_sub(f.bytes);
+        inodes_known &= f.inodes.is_some();
+        if inodes_known {
+            u.used_inodes = u.used_inodes.saturating_sub(f.inodes.unwrap_or(0));
+        }
+    };
+    let (first, rest) = freed.split_at((*unconditional).min(freed.len()));
+    for &f in first {
+        free(&mut usage, f);
     }
     if !first.is_empty() {
         if let Some(stop) = eviction_stop(disk, &usage, 0) {
             return (0, Some(stop));
         }
     }
-    for (n, &size) in rest.iter().enumerate() {
-        free(&mut usage, size);
+    for (n, &f) in rest.iter().enumerate() {
+        free(&mut usage, f);
         if let Some(stop) = eviction_stop(disk, &usage, n + 1) {
             return (n + 1, Some(stop));
         }
