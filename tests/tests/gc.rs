@@ -265,6 +265,7 @@ async fn container_created_between_plan_and_delete_keeps_the_image_with_a_confli
         volumes: false,
         state_path: None,
         last_use: None,
+        log_applied_until: None,
     };
     let now = chrono::Utc::now();
     let snap = snapshot::take(&client, &Statvfs, &options, now)
@@ -1055,6 +1056,53 @@ fn a_tag_moved_inside_the_round_trip_of_its_untag_is_put_back_on_the_new_build()
     // `latest` is kept for the delete by ID; `stable` goes by name: hold that untag
     // and move `stable` itself.
     tag_moved_while_held("stable", "web:stable", "stable");
+}
+
+/// The one race the engine leaves open (executor.rs, `delete_image`): the tag removed
+/// by name moves, inside that untag's round trip, to a new build whose only reference
+/// it is. The engine has no conditional untag, so it untags the new build and deletes
+/// it. The run cannot undo that; it must say so: a failure naming the tag and the
+/// deleted build, exit 1, and the planned image kept with the tag left for its delete.
+#[test]
+fn a_new_build_deleted_by_an_untag_that_raced_its_only_tag_is_a_failure_naming_it() {
+    use shipshape_tests::dockerd::HoldingProxy;
+    let d = Dockerd::start();
+    // `latest` is kept for the delete by ID; `stable` goes by name.
+    let ids = images::load(&d, &[two_tags(&["web:stable", "web:latest"], OLD)]);
+    let proxy = HoldingProxy::start(&d, "DELETE", "web:stable");
+    let run = gc_in_background(&proxy, &[]);
+    proxy.wait_held(std::time::Duration::from_secs(60));
+    // CI loads a new build tagged only `web:stable`: the tag leaves the old image.
+    let new = images::load(&d, &[ImageSpec::new("web:stable", OLD + 10)]);
+    assert_eq!(
+        tags_now(&d, &new[0]),
+        Some(BTreeSet::from(["web:stable".to_owned()]))
+    );
+    proxy.release();
+    let out = run.join().expect("gc thread");
+    assert_eq!(
+        out.code, 1,
+        "stderr: {}\nstdout: {}",
+        out.stderr, out.stdout
+    );
+    let doc: Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let (action, reason) = &decisions(&doc)[&ids[0]];
+    assert_eq!(action, "kept", "{doc}");
+    assert!(
+        reason.starts_with("failed: tag web:stable moved to image ")
+            && reason.contains(&new[0])
+            && reason.contains("the engine deleted that image"),
+        "{reason}"
+    );
+    assert_eq!(
+        tags_now(&d, &new[0]),
+        None,
+        "the engine deleted the new build"
+    );
+    assert_eq!(
+        tags_now(&d, &ids[0]),
+        Some(BTreeSet::from(["web:latest".to_owned()]))
+    );
 }
 
 /// A dry run estimates from the engine's accounting (`/system/df`: what each image

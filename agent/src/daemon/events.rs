@@ -363,10 +363,16 @@ impl Tracker {
         let at = event.time.unwrap_or_else(|| self.clock.now());
         *last_event = Some(last_event.map_or(at, |t| t.max(at)));
         self.metrics.docker_events.inc();
+        // The store also learns how far its record holds the engine's log, so gc can
+        // replay only the part after it (`StateStore::log_applied_until`).
         let applied = match self.apply(conn, event, at, containers).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.store.event_applied(at);
+                true
+            }
             Err(e) => {
                 tracing::debug!(action = %event.action, actor = %event.actor_id, error = %e, "event not applied");
+                self.store.event_lost();
                 false
             }
         };
@@ -378,6 +384,9 @@ impl Tracker {
     fn dropped(&self, burst: &mut Dropped, overflowed: u64, not_applied: u64) {
         if overflowed + not_applied == 0 {
             return;
+        }
+        if overflowed > 0 {
+            self.store.event_lost();
         }
         if !burst.any() {
             tracing::warn!(
@@ -580,6 +589,7 @@ mod tests {
             Some(base()),
             "first seen at reconcile"
         );
+        assert_eq!(r.store.log_applied_until(), None, "no event applied yet");
         r.fake
             .emit(ev(EventScope::Image, "pull", "app:1", None, 50));
         settle().await;
@@ -611,6 +621,11 @@ mod tests {
         settle().await;
         assert_eq!(r.store.last_used("sha256:a"), None);
         assert_eq!(r.metrics.docker_events.get(), 4);
+        // gc may replay only the engine's log after the last event applied.
+        assert_eq!(
+            r.store.log_applied_until(),
+            Some(base() + chrono::Duration::seconds(80))
+        );
         r.stop.cancel();
         r.task.await.unwrap();
     }

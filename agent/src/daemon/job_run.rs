@@ -86,7 +86,7 @@ async fn gc(ctx: &JobContext, trigger: Trigger) -> Result<(), JobError> {
             tracing::warn!(error = %e, "cannot save last-use state before GC (retried); GC uses the in-memory record");
         }
     }
-    let last_use = ctx.store.last_use_map();
+    let last_use = ctx.store.record();
     let mode = match trigger {
         Trigger::Schedule => GcMode::Configured,
         Trigger::DiskPressure => GcMode::DiskPressure,

@@ -74,14 +74,16 @@ impl JobError {
     }
 }
 
-/// Image ID → last use, from the daemon's memory.
-pub type LastUse = std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>;
+/// Image ID → last use, from the daemon's memory, and how far it holds the engine's
+/// event log.
+pub type LastUse = crate::last_use::Record;
 
 /// The three jobs, as the configuration in force wires them.
 #[async_trait]
 pub trait Jobs: Send + Sync {
     /// One GC pass; stops between deletion chunks when `cancel` fires.
-    /// `last_use` is the daemon's in-memory record (image ID → last use).
+    /// `last_use` is the daemon's in-memory record (image ID → last use, and up to when
+    /// it holds every event of the engine's log).
     async fn gc(
         &self,
         mode: GcMode,

@@ -240,13 +240,13 @@ async fn remove_images(
     let first_eviction = chunks.len();
     chunks.extend(evictions.iter().map(|&i| vec![i]));
     let mut stop: Option<Outcome> = None;
+    let mut pending = PendingUntags::default();
     for (n, chunk) in chunks.into_iter().enumerate() {
         // Before the first eviction after a stale phase: the stale deletions may
         // have been enough.
         if pressure && n == first_eviction && n > 0 && stop.is_none() {
             stop = measure_stop(disk, plan, options, 0, stats);
         }
-        let chunk_start = options.origin.map(|o| o.now());
         if stop.is_none() && cancel.is_cancelled() {
             stop = Some(Outcome::Cancelled);
         }
@@ -256,23 +256,31 @@ async fn remove_images(
             }
             continue;
         }
+        // Evictions (one image each) share one tag-log read until they would log
+        // more than a chunk may; a stale chunk is read on its own, as it fills the
+        // budget by itself.
+        let cost: usize = chunk.iter().map(|&i| event_cost(&images[i])).sum();
+        if pending.events + cost > CHUNK_EVENT_BUDGET
+            || pending.chunks >= concurrency * DEFAULT_CHUNK_ROUNDS
+        {
+            pending.verify(docker, options, stats).await;
+        }
+        pending.start(options);
         let results: Vec<(usize, Deletion)> = stream::iter(chunk)
             .map(|i| async move { (i, delete_image(docker, &images[i]).await) })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        let untagged: Vec<(&str, &str)> = results
-            .iter()
-            .flat_map(|(i, d)| {
-                d.untagged
-                    .iter()
-                    .map(|t| (t.as_str(), images[*i].id.as_str()))
-            })
-            .collect();
-        if let (Some(since), Some(origin)) = (chunk_start, options.origin) {
-            if !untagged.is_empty() {
-                verify_untags(docker, &untagged, since, origin.now() + LOG_MARGIN, stats).await;
-            }
+        pending.events += cost;
+        pending.chunks += 1;
+        for (i, d) in &results {
+            let id = &images[*i].id;
+            pending
+                .untagged
+                .extend(d.untagged.iter().map(|t| (t.clone(), id.clone())));
+        }
+        if !pressure || n < first_eviction {
+            pending.verify(docker, options, stats).await;
         }
         for (i, Deletion { outcome, .. }) in results {
             let entry = &images[i];
@@ -312,7 +320,58 @@ async fn remove_images(
             stop = measure_stop(disk, plan, options, n + 1 - first_eviction, stats);
         }
     }
+    pending.verify(docker, options, stats).await;
     outcomes
+}
+
+/// Tags removed by name whose tag-log check is still to come: in disk-pressure mode
+/// the evictions go one at a time, and a log read per eviction (with its wait of
+/// [`LOG_MARGIN`]) would cost as much as the eviction itself. They are read
+/// together instead, under the same bounds as one default-mode chunk (at most
+/// [`CHUNK_EVENT_BUDGET`] events of this run's own, at most a chunk's deletions),
+/// so the log still reaches back over all of them and a tag put back waits no longer
+/// than in a chunk of the default mode. Read only when some tag was removed by name.
+#[derive(Default)]
+struct PendingUntags {
+    /// Wall time before the first deletion of the batch (`None`: no batch open).
+    since: Option<DateTime<Utc>>,
+    /// (tag, the image it was checked to name).
+    untagged: Vec<(String, String)>,
+    /// Engine events the batch's deletions log (at most).
+    events: usize,
+    chunks: usize,
+}
+
+impl PendingUntags {
+    fn start(&mut self, options: &ExecOptions) {
+        if self.since.is_none() {
+            self.since = options.origin.map(|o| o.now());
+        }
+    }
+
+    async fn verify(
+        &mut self,
+        docker: &dyn DockerEngine,
+        options: &ExecOptions,
+        stats: &mut ExecStats,
+    ) {
+        let batch = std::mem::take(self);
+        if let (Some(since), Some(origin)) = (batch.since, options.origin) {
+            if !batch.untagged.is_empty() {
+                let untagged: Vec<(&str, &str)> = batch
+                    .untagged
+                    .iter()
+                    .map(|(t, id)| (t.as_str(), id.as_str()))
+                    .collect();
+                verify_untags(docker, &untagged, since, origin.now() + LOG_MARGIN, stats).await;
+            }
+        }
+    }
+}
+
+/// The engine events deleting `entry` logs at most: one per reference, one for the image.
+fn event_cost(entry: &ImageEntry) -> usize {
+    entry.tags.len() + entry.digests.len() + 1
 }
 
 /// Re-measure Docker's filesystem and apply the planner's stop rule; a failed
@@ -351,7 +410,7 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
     let mut parents: HashSet<&str> = HashSet::new();
     let mut events = 0;
     for &i in todo {
-        let cost = images[i].tags.len() + images[i].digests.len() + 1;
+        let cost = event_cost(&images[i]);
         let full = current.len() >= size || events + cost > CHUNK_EVENT_BUDGET;
         if !current.is_empty() && (full || parents.contains(images[i].id.as_str())) {
             chunks.push(std::mem::take(&mut current));
@@ -400,10 +459,15 @@ fn chunk(images: &[ImageEntry], todo: &[usize], size: usize) -> Vec<Vec<usize>> 
 // The engine has no conditional untag ("remove this tag only if it still names this
 // ID"), and no call that removes several references of one image at once without
 // force (`force` by ID would, but it also deletes an image a created or stopped
-// container uses, which is exactly the other race). So each path below says how it
-// keeps the three promises: nothing unplanned is deleted or untagged; an image in use
-// never ends up with fewer tags than it had; a tag moved to a new build during the
-// run stays on the new build.
+// container uses, which is exactly the other race). Looked for and not found, on 20.10
+// and in current moby: `DELETE /images/<name>` resolves the name (`GetImage`) and
+// removes it (`removeImageRef`) with no ID to compare; a `repo:tag@digest` name is
+// looked up and removed by its digest alone (the reference store favours the digest,
+// which names a manifest, not an image ID); the tag API only adds or moves a tag. So
+// each path below says how it keeps the three promises: nothing unplanned is deleted
+// or untagged; an image in use never ends up with fewer tags than it had; a tag moved
+// to a new build during the run stays on the new build — and where the third falls
+// short (the round trip of an untag by name, [`delete_image`]).
 
 /// What deleting one planned image did: its outcome and the tags it removed by name
 /// (checked against the engine's tag log after the chunk, [`verify_untags`]).
@@ -438,8 +502,14 @@ impl From<Outcome> for Deletion {
 ///   moved to image B inside it is removed from B. The engine cannot refuse that, so
 ///   it is repaired: after the chunk, the engine's tag log shows the move
 ///   ([`verify_untags`]) and the tag is put back on B. Only when the tag was B's last
-///   reference does the untag delete B (its `Deleted` record names B): that cannot be
-///   undone, and is reported as a failure naming B, never silently.
+///   reference, and B has no child and no container, does the untag delete B (its
+///   `Deleted` record names B): that cannot be undone and no engine call prevents it
+///   without force (see the rules above). It is reported as a failure naming the tag
+///   and B (`Failure::TagMoved`, exit 1), never silently, and this image is left with
+///   the references not yet removed. It takes a tag other than the kept one moving,
+///   within milliseconds, onto a build that no other tag names; the integration test
+///   `a_new_build_deleted_by_an_untag_that_raced_its_only_tag_is_a_failure_naming_it`
+///   shows the report.
 /// - If any step meets a 409 (a container or a new reference appeared), every tag
 ///   removed so far is put back on this image by ID (`POST /images/<ID>/tag`) unless
 ///   the tag names another image by then (it moved: it stays there), so an image that

@@ -723,6 +723,46 @@ async fn ensure_free_evicts_until_enough_is_free() {
     );
 }
 
+/// Disk-pressure mode evicts one image at a time; the tags those evictions removed by
+/// name are checked against the engine's tag log in one read, not one per eviction,
+/// and none at all when no tag went by name.
+#[tokio::test]
+async fn evictions_share_one_tag_log_read() {
+    const GIB: u64 = 1 << 30;
+    let pressure = Policy {
+        disk: Some(DiskWatermarks {
+            high: Watermark::Percent(85.0),
+            low: Watermark::Percent(75.0),
+        }),
+        ..Policy::defaults()
+    };
+    let two_tags = |n: i64| {
+        let tags = [format!("app{n}:latest"), format!("app{n}:0a1b2c3{n}")];
+        image(&format!("a{n}"), &[&tags[0], &tags[1]], 100 - n, 5 * GIB)
+    };
+    let fake =
+        FakeDocker::new((1..=5).map(two_tags).collect(), vec![]).with_disk(90 * GIB, 100 * GIB);
+    let p = planned(&fake, &pressure).await;
+    let opts = ExecOptions {
+        origin: Some(WallOrigin::new(now())),
+        ..options(2)
+    };
+    let done = execute(&fake, &fake, &p, &opts, &CancellationToken::new()).await;
+    // 90 → 85 → 80 → 75 GiB: three evictions, each re-measured.
+    assert_eq!(done.stats.images_deleted, 3);
+    assert_eq!(done.outcomes.images, dry_run(&p).images);
+    fake.with(|s| assert_eq!(s.replays.len(), 1, "{:?}", s.replays));
+
+    let one_tag = (1..=5)
+        .map(|n| image(&format!("b{n}"), &[&format!("web{n}:1")], 100 - n, 5 * GIB))
+        .collect();
+    let fake = FakeDocker::new(one_tag, vec![]).with_disk(90 * GIB, 100 * GIB);
+    let p = planned(&fake, &pressure).await;
+    let done = execute(&fake, &fake, &p, &opts, &CancellationToken::new()).await;
+    assert_eq!(done.stats.images_deleted, 3);
+    fake.with(|s| assert!(s.replays.is_empty(), "{:?}", s.replays));
+}
+
 /// The check-then-untag window, replayed on the fake: `web:stable` was checked on
 /// a1, moved to b1, and the untag then took it off b1.
 #[tokio::test]

@@ -81,13 +81,14 @@ pub async fn run(
 }
 
 /// [`run`] with last use given (the daemon's in-memory record) instead of read from
-/// `settings.state`; `None` reads the file.
+/// `settings.state`; `None` reads the file. Where the record says it holds the
+/// engine's event log up to some time, only the log after it is replayed.
 pub async fn run_with_last_use(
     settings: &GcSettings,
     docker: &dyn DockerEngine,
     disk: &dyn Disk,
     now: DateTime<Utc>,
-    last_use: Option<std::collections::HashMap<String, DateTime<Utc>>>,
+    record: Option<crate::last_use::Record>,
     cancel: &CancellationToken,
 ) -> Result<Report, GcError> {
     // `now` was read just before this call: its instant, for the executor's reads of
@@ -99,9 +100,12 @@ pub async fn run_with_last_use(
         container_grace: settings.containers.then_some(settings.container_grace),
         volumes: settings.volumes,
         state_path: Some(settings.state.clone()),
-        last_use,
+        log_applied_until: record.as_ref().and_then(|r| r.log_applied_until),
+        last_use: record.map(|r| r.last_use),
     };
+    let planning = std::time::Instant::now();
     let mut snap = snapshot::take(docker, disk, &options, now).await?;
+    let snapshot_ms = planning.elapsed().as_secs_f64() * 1000.0;
     if let (Some(marks), Some(usage)) = (settings.disk, snap.disk) {
         check_watermarks(marks, usage.total_bytes)?;
     }
@@ -118,6 +122,8 @@ pub async fn run_with_last_use(
         containers = snap.containers.len(),
         candidates = plan.deletions().count(),
         api_calls = plan_api_calls,
+        snapshot_ms,
+        plan_ms = planning.elapsed().as_secs_f64() * 1000.0 - snapshot_ms,
         "planned"
     );
     // A dry run cannot measure what it frees, so it asks the engine's accounting for

@@ -216,7 +216,7 @@ impl fmt::Display for Failure {
             Self::TagMoved { tag, deleted } => write!(
                 f,
                 "tag {tag} moved to image {deleted} while it was being removed, \
-                 and the engine deleted that image; pull it again"
+                 and the engine deleted that image; rebuild or pull it again"
             ),
             Self::Restore { tag, error } => write!(
                 f,

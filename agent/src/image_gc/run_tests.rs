@@ -337,3 +337,70 @@ async fn a_future_creation_time_is_unknown_not_young_forever() {
     let report = pass(&fake, dry("1h"), &CancellationToken::new()).await;
     assert_eq!(planned(&report, "f1").0, Action::Keep);
 }
+
+/// The daemon's scheduled gc: its record holds the engine's log up to a time, so only
+/// the log after it is replayed. An image the record does not know (an `import`, an
+/// event still on its way) brings the whole log back: it may be dated anywhere in it.
+#[tokio::test]
+async fn with_the_daemons_record_only_the_log_after_it_is_replayed() {
+    let until = now() - chrono::Duration::hours(2);
+    let record = |ids: &[&str]| crate::last_use::Record {
+        last_use: ids
+            .iter()
+            .map(|id| (full_id(id), crate::testing::docker::hours_ago(48)))
+            .collect(),
+        log_applied_until: Some(until),
+    };
+    let known = ["a1", "d2", "y3", "b4"];
+    let fake = engine();
+    let cancel = CancellationToken::new();
+    let settings = settings(dry("4h"));
+    run_with_last_use(
+        &settings,
+        &fake,
+        &fake,
+        now(),
+        Some(record(&known)),
+        &cancel,
+    )
+    .await
+    .unwrap();
+    fake.with(|s| assert_eq!(s.replays, vec![(until, now())]));
+
+    // An image imported 3 h ago (the daemon does not track imports), built long before.
+    fake.with(|s| {
+        s.images.push(image("n5", &["imported:1"], 480, GIB));
+        s.event_log
+            .push(event(EventScope::Image, "import", &full_id("n5"), None, 3));
+        s.replays.clear();
+    });
+    let report = run_with_last_use(
+        &settings,
+        &fake,
+        &fake,
+        now(),
+        Some(record(&known)),
+        &cancel,
+    )
+    .await
+    .unwrap();
+    fake.with(|s| {
+        assert_eq!(
+            s.replays,
+            vec![(until, now()), (DateTime::UNIX_EPOCH, now())]
+        )
+    });
+    assert_eq!(
+        planned(&report, "n5").0,
+        Action::Keep,
+        "dated by its import"
+    );
+    // Without a promise from the record: the whole log, once.
+    fake.with(|s| s.replays.clear());
+    let mut plain = record(&known);
+    plain.log_applied_until = None;
+    run_with_last_use(&settings, &fake, &fake, now(), Some(plain), &cancel)
+        .await
+        .unwrap();
+    fake.with(|s| assert_eq!(s.replays, vec![(DateTime::UNIX_EPOCH, now())]));
+}

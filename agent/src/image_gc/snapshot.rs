@@ -3,8 +3,11 @@
 //! engine's buffered event log (when it saw images pulled, loaded, tagged or used),
 //! the disk usage of Docker's filesystem, and image last-use from the daemon's state
 //! file. The image plan costs a constant number of Engine API calls whatever the
-//! number of images; `read_tag_times` then reads `LastTagTime` only of planned
-//! deletions it could keep (`age::needs_tag_time`).
+//! number of images, sent together (its wall time is the image listing's);
+//! `read_tag_times` then reads `LastTagTime` only of planned deletions it could keep
+//! (`age::needs_tag_time`). The daemon's scheduled gc replays only the part of the
+//! log after what its record holds (`last_use::Record::log_applied_until`), and the
+//! whole log only when the listing shows an image the record does not know.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use super::{age, GcError};
 use crate::last_use::LastUseState;
 use crate::ports::disk::{Disk, FsUsage};
 use crate::ports::docker::{
-    ContainerInfo, ContainerState, DockerEngine, DockerError, ImageInfo, VolumeInfo,
+    ContainerInfo, ContainerState, DockerEngine, DockerError, DockerEvent, ImageInfo, VolumeInfo,
 };
 
 /// Where Docker keeps its data when `/info` does not say.
@@ -55,6 +58,9 @@ pub struct SnapshotOptions {
     pub state_path: Option<PathBuf>,
     /// Last use as the caller knows it; when set, `state_path` is not read.
     pub last_use: Option<HashMap<String, DateTime<Utc>>>,
+    /// `last_use` holds every event of the engine's log up to here (the daemon's
+    /// record, `last_use::Record`): only the log after it is replayed.
+    pub log_applied_until: Option<DateTime<Utc>>,
 }
 
 fn step(step: &'static str) -> impl FnOnce(DockerError) -> GcError {
@@ -68,15 +74,29 @@ pub async fn take(
     options: &SnapshotOptions,
     now: DateTime<Utc>,
 ) -> Result<Snapshot, GcError> {
-    let (images, containers, info) = tokio::try_join!(
-        async { docker.list_images().await.map_err(step("list images")) },
-        async {
+    // The four reads are independent (the event log is folded onto the listing only
+    // afterwards), so they go out together: the snapshot costs its slowest read, the
+    // image listing, not their sum.
+    let (images, containers, info, events) = tokio::try_join!(
+        timed("list images", async {
+            docker.list_images().await.map_err(step("list images"))
+        }),
+        timed("list containers", async {
             docker
                 .list_containers()
                 .await
                 .map_err(step("list containers"))
-        },
-        async { docker.engine_info().await.map_err(step("read engine info")) },
+        }),
+        timed("read engine info", async {
+            docker.engine_info().await.map_err(step("read engine info"))
+        }),
+        timed("replay event log", async {
+            let since = match (&options.last_use, options.log_applied_until) {
+                (Some(_), Some(until)) => until,
+                _ => DateTime::UNIX_EPOCH,
+            };
+            Ok(replay_events(docker, since, now).await)
+        }),
     )?;
     let storage_driver = info.storage_driver;
     let root_dir = info
@@ -110,7 +130,33 @@ pub async fn take(
             .map(load_last_use)
             .unwrap_or_default(),
     };
-    let log = engine_log(docker, &images, now).await;
+    // The tail after the daemon's record is enough only for images the record knows:
+    // one it has not seen (its event still on the way, or of a kind the daemon does
+    // not track, such as `import`) may be dated by anything in the log.
+    let tail_only =
+        options.log_applied_until.is_some() && options.last_use.is_some() && events.is_some();
+    let events = match (tail_only, options.last_use.as_ref()) {
+        (true, Some(known)) if images.iter().any(|i| !known.contains_key(&i.id)) => {
+            tracing::debug!("an image the daemon's record does not know: the whole event log");
+            timed("replay event log", async {
+                Ok(replay_events(docker, DateTime::UNIX_EPOCH, now).await)
+            })
+            .await?
+        }
+        (true, _) => {
+            tracing::debug!(since = ?options.log_applied_until, "event log replayed after the daemon's record only");
+            events
+        }
+        _ => events,
+    };
+    let log = match events {
+        Some(events) => {
+            let log = age::engine_log(&events, &images);
+            tracing::debug!(events = events.len(), covers_since = ?log.covers_since, "engine event log replayed");
+            log
+        }
+        None => age::EngineLog::default(),
+    };
     Ok(Snapshot {
         images,
         containers,
@@ -125,24 +171,36 @@ pub async fn take(
     })
 }
 
-/// When the engine last saw each image: one replay of its event log. A log that
-/// cannot be read only leaves the other sources (and more `LastTagTime` reads).
-async fn engine_log(
+/// The engine's event log from `since`, replayed (`None`: it cannot be read, which
+/// only leaves the other sources and more `LastTagTime` reads).
+async fn replay_events(
     docker: &dyn DockerEngine,
-    images: &[ImageInfo],
+    since: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> age::EngineLog {
-    match docker.replay_events(DateTime::UNIX_EPOCH, now).await {
-        Ok(events) => {
-            let log = age::engine_log(&events, images);
-            tracing::debug!(events = events.len(), covers_since = ?log.covers_since, "engine event log replayed");
-            log
-        }
+) -> Option<Vec<DockerEvent>> {
+    match docker.replay_events(since, now).await {
+        Ok(events) => Some(events),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the engine's event log; ages from creation, tag time and the daemon's record");
-            age::EngineLog::default()
+            None
         }
     }
+}
+
+/// Await `read`, logging how long it took (the plan's cost, read per step by
+/// `bench-gc`).
+async fn timed<T>(
+    what: &'static str,
+    read: impl std::future::Future<Output = Result<T, GcError>>,
+) -> Result<T, GcError> {
+    let start = std::time::Instant::now();
+    let result = read.await;
+    tracing::debug!(
+        step = what,
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        "snapshot read"
+    );
+    result
 }
 
 /// Read `LastTagTime` of the images `plan` deletes where it could keep them

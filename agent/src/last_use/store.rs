@@ -33,11 +33,20 @@ pub struct ReconcileOutcome {
     pub removed: usize,
 }
 
+/// How many events the engine's log replays: moby keeps its last 256 of every kind
+/// (`daemon/events/events.go`, `eventsLimit`).
+pub const ENGINE_LOG_EVENTS: usize = 256;
+
 #[derive(Debug)]
 struct Inner {
     state: LastUseState,
     dirty: bool,
     saves: u64,
+    /// The time of the latest event applied while none was lost before it.
+    applied_until: Option<DateTime<Utc>>,
+    /// Events applied since one was lost (`None`: none lost, or that one has left the
+    /// engine's log by now).
+    since_loss: Option<usize>,
 }
 
 /// Shared handle on the state; cheap to clone.
@@ -86,6 +95,8 @@ impl StateStore {
                 state,
                 dirty: false,
                 saves: 0,
+                applied_until: None,
+                since_loss: None,
             })),
             changed: Arc::new(Notify::new()),
             path: Arc::new(path.to_path_buf()),
@@ -176,6 +187,42 @@ impl StateStore {
             self.mark_dirty(inner);
         }
         ReconcileOutcome { added, removed }
+    }
+
+    /// The tracker applied an event of the engine's log that happened at `at`.
+    pub fn event_applied(&self, at: DateTime<Utc>) {
+        let mut inner = self.lock();
+        if let Some(n) = inner.since_loss.as_mut() {
+            *n += 1;
+            // Every tracked event is one of the log's too: this many after the lost
+            // one, the log no longer holds it, so a replay could not recover it either.
+            if *n < ENGINE_LOG_EVENTS {
+                return;
+            }
+            inner.since_loss = None;
+        }
+        inner.applied_until = Some(inner.applied_until.map_or(at, |t| t.max(at)));
+    }
+
+    /// The tracker lost an event (queue overflow, or it could not be applied): the
+    /// record holds the log only up to before it, until it has left the log.
+    pub fn event_lost(&self) {
+        self.lock().since_loss = Some(0);
+    }
+
+    /// Up to when the record holds every event the engine's log still has: the latest
+    /// event applied with none lost before it that the log could still replay. Events
+    /// after it (on their way to the tracker, or lost) are only in the log.
+    pub fn log_applied_until(&self) -> Option<DateTime<Utc>> {
+        self.lock().applied_until
+    }
+
+    /// The record gc plans with: last use per image, and how far it holds the log.
+    pub fn record(&self) -> super::Record {
+        super::Record {
+            last_use: self.last_use_map(),
+            log_applied_until: self.log_applied_until(),
+        }
     }
 
     pub fn last_used(&self, image_id: &str) -> Option<DateTime<Utc>> {
@@ -295,6 +342,24 @@ mod tests {
             tags: tags.iter().map(|s| (*s).to_owned()).collect(),
             created: t(20),
         }
+    }
+
+    #[test]
+    fn the_record_holds_the_log_up_to_the_last_event_applied_before_a_loss_has_left_it() {
+        let store = StateStore::with_state(Path::new("/nonexistent"), LastUseState::empty(t(0)));
+        assert_eq!(store.record().log_applied_until, None);
+        store.event_applied(t(2));
+        store.event_applied(t(1));
+        assert_eq!(store.log_applied_until(), Some(t(2)));
+        // A lost event freezes it: a replay after t(2) still finds the lost one…
+        store.event_lost();
+        for _ in 1..ENGINE_LOG_EVENTS {
+            store.event_applied(t(3));
+        }
+        assert_eq!(store.log_applied_until(), Some(t(2)));
+        // …until the log has turned over past it.
+        store.event_applied(t(4));
+        assert_eq!(store.log_applied_until(), Some(t(4)));
     }
 
     #[tokio::test(start_paused = true)]

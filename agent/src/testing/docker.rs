@@ -123,6 +123,8 @@ pub struct FakeState {
     pub unique_sizes: HashMap<String, u64>,
     /// Each image inspection takes this long first (a busy engine; time is paused in tests).
     pub inspect_delay: Option<Duration>,
+    /// `(since, until)` of every `replay_events` call, in order.
+    pub replays: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Default)]
@@ -497,7 +499,8 @@ impl DockerEngine for FakeDocker {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<DockerEvent>, DockerError> {
-        let s = self.enter()?;
+        let mut s = self.enter()?;
+        s.replays.push((since, until));
         // The engine keeps its last 256 events; `since`/`until` are inclusive.
         let kept = s.event_log.len().saturating_sub(256);
         Ok(s.event_log[kept..]

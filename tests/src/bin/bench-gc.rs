@@ -198,6 +198,74 @@ fn in_process_plan(stderr: &str) -> Option<Duration> {
     (planned - first).to_std().ok()
 }
 
+/// A field of a JSON log line (tracing puts them under `fields`).
+fn log_field(line: &str, key: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get("fields")
+        .and_then(|f| f.get(key))
+        .or_else(|| v.get(key))
+        .cloned()
+}
+
+/// Where the plan's time went, from its debug lines: each snapshot read (they run
+/// concurrently), the snapshot as a whole and the planning after it.
+fn plan_breakdown(stderr: &str) -> String {
+    let mut parts: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.contains("\"snapshot read\""))
+        .filter_map(|l| {
+            let step = log_field(l, "step")?;
+            let ms = log_field(l, "ms")?.as_f64()?;
+            Some(format!("{} {ms:.1} ms", step.as_str()?))
+        })
+        .collect();
+    if let Some(events) = stderr
+        .lines()
+        .find(|l| l.contains("\"engine event log replayed\""))
+        .and_then(|l| log_field(l, "events"))
+    {
+        parts.push(format!("{events} events replayed"));
+    }
+    if let Some(l) = stderr.lines().find(|l| l.contains("\"planned\"")) {
+        for key in ["snapshot_ms", "plan_ms"] {
+            if let Some(ms) = log_field(l, key).and_then(|v| v.as_f64()) {
+                parts.push(format!("{key} {ms:.1}"));
+            }
+        }
+    }
+    parts.join(", ")
+}
+
+/// The engine's own time for one endpoint, without any client parsing: `curl` on the
+/// socket, median of `PLAN_RUNS`, with the answer's size.
+fn engine_time(d: &Dockerd, path: &str) -> String {
+    let mut runs: Vec<(f64, f64)> = (0..PLAN_RUNS)
+        .filter_map(|_| {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{time_total} %{size_download}",
+                ])
+                .arg("--unix-socket")
+                .arg(d.socket_path())
+                .arg(format!("http://engine{path}"))
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut it = text.split_whitespace();
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    match runs.get(runs.len() / 2) {
+        Some((secs, bytes)) => format!("{:.1} ms ({:.0} KiB)", secs * 1000.0, bytes / 1024.0),
+        None => "? (curl failed)".to_owned(),
+    }
+}
+
 fn count_action(stdout: &str, action: &str) -> usize {
     let doc: serde_json::Value =
         serde_json::from_str(stdout).unwrap_or_else(|e| panic!("report is not JSON: {e}"));
@@ -205,6 +273,13 @@ fn count_action(stdout: &str, action: &str) -> usize {
         .as_array()
         .map(|a| a.iter().filter(|i| i["action"] == action).count())
         .unwrap_or(0)
+}
+
+/// The machine's load average (1, 5, 15 min), printed with the figures it shaped.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 fn ms(d: Duration) -> String {
@@ -238,9 +313,10 @@ fn main() {
         println!(
             "\nN = {n}: loaded {total} images ({} with sha + latest, {DIGESTS} by digest + a tag \
              in another repository, {CHAINS} legacy chains, the rest dangling) + {CONTAINERS} \
-             containers in {}",
+             containers in {}; load average {}",
             mix.specs.iter().filter(|s| s.repo_tags.len() == 2).count(),
-            ms(load)
+            ms(load),
+            load_average()
         );
 
         // Reference: the engine's own listing cost, as the docker CLI sees it.
@@ -280,6 +356,20 @@ fn main() {
             plan.peak_rss_kib
         );
 
+        println!(
+            "  plan breakdown (median run): {}",
+            plan_breakdown(&plan.stderr)
+        );
+        let until = Utc::now().timestamp();
+        println!(
+            "  engine alone (curl, median of {PLAN_RUNS}): /images/json?all=1 {}, \
+             /containers/json?all=1 {}, /info {}, /events (whole log) {}",
+            engine_time(&d, "/v1.41/images/json?all=1"),
+            engine_time(&d, "/v1.41/containers/json?all=1"),
+            engine_time(&d, "/v1.41/info"),
+            engine_time(&d, &format!("/v1.41/events?since=0&until={until}")),
+        );
+
         let list = lists[PLAN_RUNS / 2];
         // What the dry run's estimates cost: the engine's `/system/df`.
         let mut dfs: Vec<Duration> = (0..PLAN_RUNS)
@@ -304,6 +394,7 @@ fn main() {
             plan.wall.as_secs_f64() / list.as_secs_f64()
         );
 
+        println!("  load average before the full run: {}", load_average());
         let full = shipshape(&d, &["gc", "--min-age", "0s", "--output", "json"]);
         let deleted = count_action(&full.stdout, "deleted");
         let conflicts = full.stdout.matches("conflict: in use").count();
