@@ -37,6 +37,7 @@ use crate::exit::Status;
 use crate::last_use::StateStore;
 use crate::ports::disk::Disk;
 use crate::ports::docker::DockerEngine;
+use crate::ports::memory::Memory;
 use crate::ports::Clock;
 
 use self::background::Background;
@@ -95,6 +96,8 @@ pub struct DaemonDeps {
     pub disk: Arc<dyn Disk>,
     pub clock: Arc<dyn Clock>,
     pub reloader: Arc<dyn Reloader>,
+    /// Hands back what only start-up needed, once the daemon is READY (idle RSS).
+    pub memory: Arc<dyn Memory>,
 }
 
 /// Run until `shutdown` is cancelled; every `()` on `reloads` reloads the
@@ -141,6 +144,7 @@ pub async fn run(
         root_dir,
     });
     generations.start(config);
+    release_startup_pages(deps.memory.as_ref());
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -157,6 +161,20 @@ pub async fn run(
         "state saved; daemon stopped"
     );
     Ok(Status::Ok)
+}
+
+/// Start-up is over (READY sent, jobs scheduled): the code it ran — CLI and config
+/// parsing, logging set-up, the first Docker listing — is not needed while idle. A
+/// failure costs only memory, so it is logged at debug and the daemon goes on.
+fn release_startup_pages(memory: &dyn Memory) {
+    match memory.release_startup_pages() {
+        Ok(released) => tracing::debug!(
+            mappings = released.mappings,
+            resident_kib = released.resident_kib,
+            "start-up pages of the binary released"
+        ),
+        Err(e) => tracing::debug!(error = %e, "cannot release start-up pages"),
+    }
 }
 
 /// Bind `[metrics] listen`, if set, before READY.

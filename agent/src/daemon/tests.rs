@@ -88,6 +88,7 @@ impl Running {
             disk: Arc::new(FakeDisk::new(None)),
             clock: TokioClock::new(base()),
             reloader: Arc::clone(&reloader) as Arc<dyn super::Reloader>,
+            memory: Arc::new(crate::ports::memory::KeepAll),
         };
         let task = tokio::spawn(run(
             make(dir.path(), &log),
