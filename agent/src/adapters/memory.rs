@@ -1,5 +1,5 @@
-//! The memory adapter: `StartupPages` implements the `Memory` port by handing back the
-//! pages of this executable's own code and read-only data that start-up touched.
+//! The memory adapter: `CodePages` implements the `Memory` port by handing back the
+//! resident pages of this executable's own code and read-only data.
 //!
 //! Why: an idle daemon's RSS is mostly file-backed pages of its binary (clap, config
 //! parsing, tracing set-up, the first Docker listing — and, on every fault, the kernel's
@@ -9,7 +9,8 @@
 //! daemon runs again are mapped back on their first touch (a minor fault, no disk read
 //! while the cache holds them). Where it falls short: the pages are not freed from the
 //! page cache (the kernel reclaims them like any clean file page), and code the daemon
-//! uses later (a reconciliation, a job, a scrape) is resident again from then on.
+//! uses after a release (a reconciliation, a job, a scrape) is resident again until the
+//! next one (the daemon releases every 5 min).
 //!
 //! Only mappings that are an exact copy of the file are advised: read-only, private and
 //! with no anonymous (copied-on-write) page in them. The relocated data (`.data.rel.ro`,
@@ -20,12 +21,12 @@ use std::path::Path;
 
 use crate::ports::memory::{Memory, Released};
 
-/// The executable's clean text and read-only data mappings, released once asked.
+/// The executable's clean text and read-only data mappings, released when asked.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StartupPages;
+pub struct CodePages;
 
-impl Memory for StartupPages {
-    fn release_startup_pages(&self) -> std::io::Result<Released> {
+impl Memory for CodePages {
+    fn release_code_pages(&self) -> std::io::Result<Released> {
         let exe = std::fs::read_link("/proc/self/exe")?;
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
         let mut released = Released::default();
@@ -189,7 +190,7 @@ Anonymous:             4 kB
                 .unwrap()
         };
         let before = rss_file();
-        let released = StartupPages.release_startup_pages().unwrap();
+        let released = CodePages.release_code_pages().unwrap();
         let after = rss_file();
         assert!(released.mappings >= 2, "{released:?}");
         assert!(released.resident_kib > 0, "{released:?}");

@@ -28,6 +28,7 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -96,7 +97,8 @@ pub struct DaemonDeps {
     pub disk: Arc<dyn Disk>,
     pub clock: Arc<dyn Clock>,
     pub reloader: Arc<dyn Reloader>,
-    /// Hands back what only start-up needed, once the daemon is READY (idle RSS).
+    /// Hands back resident code pages idle does not run (30 s after READY, then every
+    /// 5 min): the idle RSS.
     pub memory: Arc<dyn Memory>,
 }
 
@@ -144,11 +146,16 @@ pub async fn run(
         root_dir,
     });
     generations.start(config);
-    release_startup_pages(deps.memory.as_ref());
+    let mut release_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + RELEASE_AFTER_READY,
+        RELEASE_INTERVAL,
+    );
+    release_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(()) = reloads.recv() => reload(&mut generations, deps.reloader.as_ref()),
+            _ = release_tick.tick() => release_code_pages(deps.memory.as_ref()),
         }
     }
 
@@ -163,17 +170,26 @@ pub async fn run(
     Ok(Status::Ok)
 }
 
-/// Start-up is over (READY sent, jobs scheduled): the code it ran — CLI and config
-/// parsing, logging set-up, the first Docker listing — is not needed while idle. A
-/// failure costs only memory, so it is logged at debug and the daemon goes on.
-fn release_startup_pages(memory: &dyn Memory) {
-    match memory.release_startup_pages() {
+/// When the binary's code pages are first handed back: after READY the daemon still
+/// replays the engine's buffered events (one image inspect each), saves the state and
+/// pings, all code that start-up ran too; by then it has gone quiet.
+const RELEASE_AFTER_READY: Duration = Duration::from_secs(30);
+/// And then how often: a reconciliation, a job, a scrape or an event storm maps code
+/// back, and idle keeps only what its pings and timers run. Each release costs the
+/// minor faults that map the next pages used back from the page cache.
+const RELEASE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Hand back the pages of the binary's code that are resident but not needed while
+/// idle (CLI and config parsing, logging set-up, listings, jobs): see the `Memory` port.
+/// A failure costs only memory, so it is logged at debug and the daemon goes on.
+fn release_code_pages(memory: &dyn Memory) {
+    match memory.release_code_pages() {
         Ok(released) => tracing::debug!(
             mappings = released.mappings,
             resident_kib = released.resident_kib,
-            "start-up pages of the binary released"
+            "resident code pages of the binary released"
         ),
-        Err(e) => tracing::debug!(error = %e, "cannot release start-up pages"),
+        Err(e) => tracing::debug!(error = %e, "cannot release the binary's code pages"),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The memory port: give back to the system what only start-up needed. The daemon
-//! calls it once, after READY; the adapter is `crate::adapters::memory`.
+//! The memory port: give back to the system the resident pages of the binary's code
+//! that idle does not run. The daemon calls it 30 s after READY and then every 5 min;
+//! the adapter is `crate::adapters::memory`.
 
 /// What a release handed back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -10,19 +11,9 @@ pub struct Released {
     pub resident_kib: u64,
 }
 
-/// Releases memory that start-up touched and idle does not need.
+/// Releases resident pages that can be had back from their file on demand.
 pub trait Memory: Send + Sync {
-    /// Unmap the pages of the executable that start-up made resident and that can be
-    /// mapped back from the file on demand.
-    fn release_startup_pages(&self) -> std::io::Result<Released>;
-}
-
-/// Keeps everything (tests, and hosts where releasing is not wanted).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KeepAll;
-
-impl Memory for KeepAll {
-    fn release_startup_pages(&self) -> std::io::Result<Released> {
-        Ok(Released::default())
-    }
+    /// Unmap the executable's resident code and read-only data pages (start-up's,
+    /// a job's), which the next use maps back from the file.
+    fn release_code_pages(&self) -> std::io::Result<Released>;
 }
