@@ -69,7 +69,7 @@ fn smaps_breakdown(pid: u32) -> Vec<(String, u64)> {
         }
     }
     let mut out: Vec<(String, u64)> = sums.into_iter().filter(|(_, k)| *k > 0).collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|b| std::cmp::Reverse(b.1));
     out
 }
 
