@@ -317,6 +317,7 @@ async fn daemon(
         reloader: Arc::new(ConfigFileReloader {
             globals: globals.clone(),
         }),
+        memory: Arc::new(crate::adapters::memory::CodePages),
     };
     crate::daemon::run(config, deps, signals.shutdown, signals.reloads).await
 }

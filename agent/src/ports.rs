@@ -9,6 +9,7 @@ pub mod docker;
 pub mod ecr;
 pub mod ecs;
 pub mod lambda;
+pub mod memory;
 pub mod schedules;
 pub mod secrets;
 

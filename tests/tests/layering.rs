@@ -81,12 +81,13 @@ fn in_core(rel: &str) -> Option<&'static str> {
 }
 
 #[test]
-fn only_adapters_touch_sdks_bollard_statvfs_and_the_wall_clock() {
+fn only_adapters_touch_sdks_bollard_statvfs_mman_and_the_wall_clock() {
     let needles = [
         "aws_sdk_",
         "aws_config",
         "bollard::",
         "nix::sys::statvfs",
+        "nix::sys::mman",
         "Utc::now()",
         "SystemTime::now()",
         "Local::now()",

@@ -28,6 +28,7 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -37,6 +38,7 @@ use crate::exit::Status;
 use crate::last_use::StateStore;
 use crate::ports::disk::Disk;
 use crate::ports::docker::DockerEngine;
+use crate::ports::memory::Memory;
 use crate::ports::Clock;
 
 use self::background::Background;
@@ -95,6 +97,9 @@ pub struct DaemonDeps {
     pub disk: Arc<dyn Disk>,
     pub clock: Arc<dyn Clock>,
     pub reloader: Arc<dyn Reloader>,
+    /// Hands back resident code pages idle does not run (30 s after READY, then every
+    /// 5 min): the idle RSS.
+    pub memory: Arc<dyn Memory>,
 }
 
 /// Run until `shutdown` is cancelled; every `()` on `reloads` reloads the
@@ -141,10 +146,16 @@ pub async fn run(
         root_dir,
     });
     generations.start(config);
+    let mut release_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + RELEASE_AFTER_READY,
+        RELEASE_INTERVAL,
+    );
+    release_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(()) = reloads.recv() => reload(&mut generations, deps.reloader.as_ref()),
+            _ = release_tick.tick() => release_code_pages(deps.memory.as_ref()),
         }
     }
 
@@ -157,6 +168,29 @@ pub async fn run(
         "state saved; daemon stopped"
     );
     Ok(Status::Ok)
+}
+
+/// When the binary's code pages are first handed back: after READY the daemon still
+/// replays the engine's buffered events (one image inspect each), saves the state and
+/// pings, all code that start-up ran too; by then it has gone quiet.
+const RELEASE_AFTER_READY: Duration = Duration::from_secs(30);
+/// And then how often: a reconciliation, a job, a scrape or an event storm maps code
+/// back, and idle keeps only what its pings and timers run. Each release costs the
+/// minor faults that map the next pages used back from the page cache.
+const RELEASE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Hand back the pages of the binary's code that are resident but not needed while
+/// idle (CLI and config parsing, logging set-up, listings, jobs): see the `Memory` port.
+/// A failure costs only memory, so it is logged at debug and the daemon goes on.
+fn release_code_pages(memory: &dyn Memory) {
+    match memory.release_code_pages() {
+        Ok(released) => tracing::debug!(
+            mappings = released.mappings,
+            resident_kib = released.resident_kib,
+            "resident code pages of the binary released"
+        ),
+        Err(e) => tracing::debug!(error = %e, "cannot release the binary's code pages"),
+    }
 }
 
 /// Bind `[metrics] listen`, if set, before READY.

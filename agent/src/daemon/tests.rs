@@ -66,9 +66,23 @@ fn config(
     }
 }
 
+/// Counts the daemon's calls to release the binary's code pages.
+#[derive(Default)]
+struct CountingMemory {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::ports::memory::Memory for CountingMemory {
+    fn release_code_pages(&self) -> std::io::Result<crate::ports::memory::Released> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(crate::ports::memory::Released::default())
+    }
+}
+
 /// A daemon core running on fakes.
 struct Running {
     log: Arc<JobLog>,
+    memory: Arc<CountingMemory>,
     reloader: Arc<ScriptedReloader>,
     shutdown: CancellationToken,
     reloads: mpsc::Sender<()>,
@@ -83,11 +97,13 @@ impl Running {
         let reloader = Arc::new(ScriptedReloader::default());
         let shutdown = CancellationToken::new();
         let (reloads, reload_rx) = mpsc::channel(1);
+        let memory = Arc::new(CountingMemory::default());
         let deps = DaemonDeps {
             docker: Arc::new(docker),
             disk: Arc::new(FakeDisk::new(None)),
             clock: TokioClock::new(base()),
             reloader: Arc::clone(&reloader) as Arc<dyn super::Reloader>,
+            memory: Arc::clone(&memory) as Arc<dyn crate::ports::memory::Memory>,
         };
         let task = tokio::spawn(run(
             make(dir.path(), &log),
@@ -97,6 +113,7 @@ impl Running {
         ));
         Self {
             log,
+            memory,
             reloader,
             shutdown,
             reloads,
@@ -139,6 +156,29 @@ async fn settle() {
 async fn advance(secs: u64) {
     tokio::time::sleep(Duration::from_secs(secs)).await;
     settle().await;
+}
+
+/// Idle RSS: the binary's code pages go back 30 s after READY (the replay of the
+/// engine's buffered events and the first save are done by then), then every 5 min.
+#[tokio::test(start_paused = true)]
+async fn code_pages_are_released_30_s_after_ready_then_every_5_min() {
+    let r = Running::start(
+        |dir, log| config(settings(dir, Vec::new()), "only", Duration::ZERO, log),
+        FakeDocker::new(vec![image("a", &["app:1"], 2, 10)], Vec::new()),
+    );
+    let calls = |r: &Running| r.memory.calls.load(Ordering::SeqCst);
+    advance(29).await;
+    assert_eq!(calls(&r), 0, "not while start-up's work may still run");
+    advance(2).await;
+    assert_eq!(calls(&r), 1);
+    advance(297).await;
+    assert_eq!(calls(&r), 1);
+    advance(4).await;
+    assert_eq!(calls(&r), 2);
+    advance(300).await;
+    assert_eq!(calls(&r), 3);
+    let (result, _, _) = r.stop().await;
+    assert!(matches!(result, Ok(Status::Ok)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -36,6 +36,51 @@ fn rss_split(pid: u32) -> (u64, u64) {
     (kib("RssAnon:"), kib("RssFile:") + kib("RssShmem:"))
 }
 
+/// Resident KiB of one process per mapping kind, from /proc/PID/smaps: the binary's
+/// own sections by permission (text `r-x`, rodata `r--`, data `rw-`), each shared
+/// library, the heap, thread stacks and other anonymous mappings, largest first. It
+/// says which pages an idle RSS figure is made of.
+fn smaps_breakdown(pid: u32) -> Vec<(String, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let mut sums: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut kind = String::new();
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping header: `start-end perms offset dev inode [path]`.
+            let perms = f.next().unwrap_or_default();
+            let path = f.nth(3).unwrap_or_default();
+            let sect = &perms[..3.min(perms.len())];
+            kind = if std::path::Path::new(path) == exe {
+                format!("binary {sect}")
+            } else if path.starts_with('/') {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                format!("{name} {sect}")
+            } else if path.is_empty() {
+                format!("anonymous {sect}")
+            } else {
+                path.to_owned()
+            };
+        } else if first == "Rss:" {
+            let kib: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            *sums.entry(kind.clone()).or_default() += kib;
+        }
+    }
+    let mut out: Vec<(String, u64)> = sums.into_iter().filter(|(_, k)| *k > 0).collect();
+    out.sort_by_key(|b| std::cmp::Reverse(b.1));
+    out
+}
+
+fn print_breakdown(label: &str, pid: u32) {
+    let parts: Vec<String> = smaps_breakdown(pid)
+        .iter()
+        .map(|(kind, kib)| format!("{kind} {kib}"))
+        .collect();
+    println!("{label} resident KiB by mapping: {}", parts.join(", "));
+}
+
 /// `cycles` containers created, started, waited for and removed, `parallel` at a time:
 /// create, start, die and destroy events for the daemon to follow.
 fn storm(d: &Dockerd, image: &str, cycles: usize, parallel: usize) -> Duration {
@@ -259,6 +304,7 @@ fn main() {
     let a = measure(&mut ours, window, tck);
     let (anon, file) = rss_split(ours.id());
     println!("shipshape idle RSS split: anonymous {anon} KiB, file-backed {file} KiB");
+    print_breakdown("shipshape idle", ours.id());
 
     let cycles: usize = std::env::var("STORM_CYCLES")
         .ok()
@@ -285,6 +331,7 @@ fn main() {
         storm_figures.rss_kib,
         storm_figures.max_rss_kib
     );
+    print_breakdown("shipshape after the storm", ours.id());
     stop(ours);
 
     // docuum: threshold far above usage so it only watches; own HOME for its state.
