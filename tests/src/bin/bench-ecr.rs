@@ -251,7 +251,7 @@ fn upstream_delta(
 /// The profile of one run: moto's round trips per operation, slowest first.
 fn print_profile(label: &str, wall: Duration, moto: &BTreeMap<String, (usize, Duration)>) {
     let mut rows: Vec<(&String, &(usize, Duration))> = moto.iter().collect();
-    rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1 .1));
     let total: Duration = rows.iter().map(|(_, (_, t))| *t).sum();
     println!(
         "profile {label}: {:.2}s wall; round trips to moto {:.2}s summed",
