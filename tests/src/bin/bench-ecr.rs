@@ -18,6 +18,9 @@
 //! BatchGetImage scans the whole repository for every id asked (quadratic in this
 //! emulator, not in ECR).
 //!
+//! `BENCH_ECR_BASELINE=PATH` (another `shipshape` binary, e.g. main's) adds a plan run of
+//! that binary just before ours, timed the same way: before/after on the same data.
+//!
 //! Sizes: `BENCH_ECR_REPOS`, `BENCH_ECR_IMAGES`, `BENCH_ECR_BIG_IMAGES`, `BENCH_ECR_TASKS`,
 //! `BENCH_ECR_SERVICES` (defaults: the sizes above). boto3 comes from the test venv
 //! (next to `moto_server`), or `BENCH_ECR_PYTHON`.
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use shipshape_tests::aws::Aws;
-use shipshape_tests::bin::{run_shipshape, Output};
+use shipshape_tests::bin::{run as run_command, run_shipshape, Output};
 use shipshape_tests::moto::{moto_server_path, Moto};
 use shipshape_tests::proxy::AwsProxy;
 
@@ -284,6 +287,16 @@ fn calls(out: &Output) -> BTreeMap<String, usize> {
 }
 
 fn run(env: &[(String, String)], role: &str, apply: bool) -> (Duration, Output) {
+    run_binary(None, env, role, apply)
+}
+
+/// [`run`] with `binary` (None: the one built beside this benchmark).
+fn run_binary(
+    binary: Option<&std::path::Path>,
+    env: &[(String, String)],
+    role: &str,
+    apply: bool,
+) -> (Duration, Output) {
     let mut args = vec![
         "--log-level",
         "debug",
@@ -306,7 +319,14 @@ fn run(env: &[(String, String)], role: &str, apply: bool) -> (Duration, Output) 
         args.push("--apply");
     }
     let started = Instant::now();
-    let out = run_shipshape(args, env);
+    let out = match binary {
+        None => run_shipshape(args, env),
+        Some(path) => {
+            let mut cmd = std::process::Command::new(path);
+            cmd.env_clear().args(args).envs(env.iter().cloned());
+            run_command(&mut cmd)
+        }
+    };
     let elapsed = started.elapsed();
     if out.code != 0 {
         panic!(
@@ -407,6 +427,12 @@ async fn main() {
 
     let at_start = proxy.upstream();
     let (boto_time, boto_images) = boto3(&env);
+    let after_boto = proxy.upstream();
+    // Plans read only: a baseline binary's plan sees the same repositories as ours.
+    let baseline = std::env::var("BENCH_ECR_BASELINE").ok().map(|path| {
+        let (time, _) = run_binary(Some(std::path::Path::new(&path)), &env, &role, false);
+        (path, time, upstream_delta(&after_boto, &proxy.upstream()))
+    });
     let after_boto = proxy.upstream();
     let (plan_time, plan_out) = run(&env, &role, false);
     let after_plan = proxy.upstream();
@@ -529,6 +555,14 @@ async fn main() {
         "ratio plan / boto3 paginator: {:.2}x (goal <= 1.3x)",
         plan_time.as_secs_f64() / boto_time.as_secs_f64()
     );
+    if let Some((path, time, moto)) = &baseline {
+        println!(
+            "baseline {path}: plan {:.2}s wall; this build's plan / baseline's: {:.2}x",
+            time.as_secs_f64(),
+            plan_time.as_secs_f64() / time.as_secs_f64()
+        );
+        print_profile("baseline plan", *time, moto);
+    }
     print_profile(
         "boto3 paginator",
         boto_time,
