@@ -61,6 +61,24 @@ impl Aws {
         Aws::from_sdk(sdk)
     }
 
+    /// These clients with other credentials (e.g. an assumed role's, which moto maps to
+    /// the role's account): `(access key id, secret, session token)`.
+    pub fn with_credentials(&self, access_key: &str, secret: &str, token: &str) -> Aws {
+        let creds = aws_sdk_ecr::config::Credentials::new(
+            access_key,
+            secret,
+            Some(token.to_owned()),
+            None,
+            "shipshape-tests-assumed",
+        );
+        Aws::from_sdk(
+            self.sdk
+                .to_builder()
+                .credentials_provider(aws_sdk_ecr::config::SharedCredentialsProvider::new(creds))
+                .build(),
+        )
+    }
+
     fn from_sdk(sdk: aws_config::SdkConfig) -> Aws {
         Aws {
             ecr: aws_sdk_ecr::Client::new(&sdk),

@@ -273,6 +273,9 @@ struct Fixtures {
     short_pages: std::collections::HashMap<String, usize>,
     /// Requests per operation (lower-cased), as the proxy saw them.
     seen: std::collections::BTreeMap<String, usize>,
+    /// Per operation (lower-cased): requests passed to moto and the wall time of their
+    /// round trips to it (for the benchmarks' profile).
+    upstream: std::collections::BTreeMap<String, (usize, std::time::Duration)>,
     /// REST-JSON answers (Lambda): (method, decoded path, decoded query pairs the
     /// request must carry, response body).
     rest: Vec<RestFixture>,
@@ -403,6 +406,12 @@ impl AwsProxy {
             .get(&operation.to_lowercase())
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Per operation (lower-cased name): requests the proxy passed to moto and the wall
+    /// time of those round trips, summed (overlapping ones each count whole).
+    pub fn upstream(&self) -> std::collections::BTreeMap<String, (usize, std::time::Duration)> {
+        self.fixtures.lock().expect("fixtures").upstream.clone()
     }
 
     /// Answer `operation` (e.g. `ListServiceDeployments`) with `response` when the
@@ -767,10 +776,17 @@ impl AwsProxy {
                 request = Self::with_body(&request[..header_end], &new_body);
             }
         }
+        let sent = std::time::Instant::now();
         let mut moto = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
         moto.write_all(&request)?;
         let mut response = Vec::new();
         moto.read_to_end(&mut response)?;
+        {
+            let mut f = fixtures.lock().expect("fixtures");
+            let entry = f.upstream.entry(operation.to_lowercase()).or_default();
+            entry.0 += 1;
+            entry.1 += sent.elapsed();
+        }
         let Some(split) = response
             .windows(4)
             .position(|w| w == b"\r\n\r\n")

@@ -95,11 +95,15 @@ fn load_plan(
     reviewed::parse(&shown, &text, now, max_age)
 }
 
-/// One prune pass over the repositories `settings` selects: read what ECS uses once,
-/// then per repository (concurrently, `settings.concurrency` at a time) read → plan →
-/// delete when applying and the plan is not refused. Cancelling stops between
-/// repositories and between delete calls. Prints nothing, builds no adapter, reads no
-/// clock: `now` is the time the plan is made for.
+/// One prune pass over the repositories `settings` selects. Reads overlap where nothing
+/// orders them: what every usage source can start next is read while the repositories
+/// are listed and read (`settings.concurrency` repositories at a time, and as many
+/// BatchGetImage calls per repository), the pull-time exclusion and the quota while the
+/// repositories are listed. Only then, per repository (concurrently): plan → delete
+/// when applying and the plan is not refused. So nothing is deleted before every usage
+/// source was read, and a usage read that fails stops the repository reads under way.
+/// Cancelling stops between repositories and between delete calls. Prints nothing,
+/// builds no adapter, reads no clock: `now` is the time the plan is made for.
 pub async fn run(
     settings: &Settings,
     ecr: &dyn EcrApi,
@@ -112,48 +116,28 @@ pub async fn run(
         Some(path) => Some(load_plan(path, now, settings.plan_max_age)?),
         None => None,
     };
-    // Before any BatchGetImage: our reads must not count as pulls.
-    pull_time::ensure(ecr, settings.pull_time_exclusion).await;
-    let (repositories, usage) =
-        tokio::join!(ecr.list_repositories(), read_usage(settings, sources, now));
-    let repositories = repositories.map_err(EcrError::ListRepositories)?;
-    let usage = usage?;
-    let selected: Vec<Repository> = repositories
-        .into_iter()
-        .filter(|r| settings.selects(&r.name))
-        .filter(|r| {
-            reviewed
-                .as_ref()
-                .is_none_or(|p| p.repository(&r.name).is_some())
-        })
-        .collect();
-    tracing::info!(
-        repositories = selected.len(),
-        apply = settings.apply,
-        "ecr-prune pass"
-    );
-    let policy = policy(
-        settings,
-        snapshot::read_watermark(ecr, settings.max_images).await,
-    );
-    let (usage_ref, policy) = (&usage, &policy);
+    // Usage files are local: one that cannot be used fails the run before any call.
+    let files = read_usage_files(settings, now)?;
     let plan_file = reviewed.as_ref();
-    let mut reports: Vec<RepoReport> = stream::iter(selected)
-        .map(|repository| {
-            let reviewed = plan_file.and_then(|p| {
-                p.repository(&repository.name).map(|repo| ReviewedPlan {
-                    repo,
-                    created_at: p.created_at,
-                })
-            });
-            prune_repository(
+    let ((read, watermark), sources) = tokio::try_join!(
+        read_repositories(settings, ecr, plan_file, cancel),
+        read_usage_sources(settings, sources)
+    )?;
+    // Files first, as `read_usage` does: the first chain found names a use.
+    let mut usage = files;
+    usage.merge(sources);
+    let policy = policy(settings, watermark);
+    let (usage_ref, policy) = (&usage, &policy);
+    let mut reports: Vec<RepoReport> = stream::iter(read)
+        .map(move |snap| {
+            plan_repository(
                 ecr,
-                repository,
+                snap,
                 usage_ref,
                 policy,
                 now,
                 settings.apply,
-                reviewed,
+                plan_file,
                 cancel,
             )
         })
@@ -175,6 +159,43 @@ pub async fn run(
     })
 }
 
+/// Every repository the run selects, read (`settings.concurrency` at a time), with the
+/// quota watermark. The pull-time exclusion and the quota are read while the
+/// repositories are listed; the exclusion is in place before any BatchGetImage.
+async fn read_repositories(
+    settings: &Settings,
+    ecr: &dyn EcrApi,
+    plan_file: Option<&PlanFile>,
+    cancel: &CancellationToken,
+) -> Result<RepositoryReads, EcrError> {
+    let (_, repositories, watermark) = tokio::join!(
+        pull_time::ensure(ecr, settings.pull_time_exclusion),
+        ecr.list_repositories(),
+        snapshot::read_watermark(ecr, settings.max_images),
+    );
+    let selected: Vec<Repository> = repositories
+        .map_err(EcrError::ListRepositories)?
+        .into_iter()
+        .filter(|r| settings.selects(&r.name))
+        .filter(|r| plan_file.is_none_or(|p| p.repository(&r.name).is_some()))
+        .collect();
+    tracing::info!(
+        repositories = selected.len(),
+        apply = settings.apply,
+        "ecr-prune pass"
+    );
+    let concurrency = settings.concurrency;
+    let read = stream::iter(selected)
+        .map(move |repository| read_repository(ecr, repository, concurrency, cancel))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    Ok((read, watermark))
+}
+
+/// Each repository read (or its report when it was not), and the quota watermark.
+type RepositoryReads = (Vec<Result<snapshot::RepoSnapshot, RepoReport>>, Option<u64>);
+
 /// Everything that can start next: every source (the caller's account, each assumed
 /// role's) and every `--usage-file`. Any of them unreadable fails the whole read.
 pub async fn read_usage(
@@ -182,6 +203,13 @@ pub async fn read_usage(
     sources: &[UsageSource<'_>],
     now: DateTime<Utc>,
 ) -> Result<EcsUsage, EcrError> {
+    let mut usage = read_usage_files(settings, now)?;
+    usage.merge(read_usage_sources(settings, sources).await?);
+    Ok(usage)
+}
+
+/// What every `--usage-file` says its account can start next.
+fn read_usage_files(settings: &Settings, now: DateTime<Utc>) -> Result<EcsUsage, EcrError> {
     let mut usage = EcsUsage::default();
     for path in &settings.usage_file {
         let file = usage_file::read(path).map_err(|message| EcrError::UsageFile {
@@ -200,6 +228,15 @@ pub async fn read_usage(
         }
         usage.merge(file.usage(path));
     }
+    Ok(usage)
+}
+
+/// What every source (account) can start next, the sources read concurrently.
+async fn read_usage_sources(
+    settings: &Settings,
+    sources: &[UsageSource<'_>],
+) -> Result<EcsUsage, EcrError> {
+    let mut usage = EcsUsage::default();
     let reads = futures_util::future::join_all(
         sources
             .iter()
@@ -260,19 +297,14 @@ fn policy(settings: &Settings, max_images: Option<u64>) -> Policy {
     }
 }
 
-/// One repository: read, plan (from the reviewed plan when there is one), and
-/// (applying, not refused) delete, then validate what is left.
-#[allow(clippy::too_many_arguments)]
-async fn prune_repository(
+/// One repository read (`concurrency` BatchGetImage calls at a time), or its report
+/// when it was not: cancelled before, or the read failed.
+async fn read_repository(
     ecr: &dyn EcrApi,
     repository: Repository,
-    usage: &EcsUsage,
-    policy: &Policy,
-    now: DateTime<Utc>,
-    apply: bool,
-    reviewed: Option<ReviewedPlan<'_>>,
+    concurrency: usize,
     cancel: &CancellationToken,
-) -> RepoReport {
+) -> Result<snapshot::RepoSnapshot, RepoReport> {
     let name = repository.name.clone();
     let unread = |outcome| RepoReport {
         name: name.clone(),
@@ -283,15 +315,57 @@ async fn prune_repository(
         unchanged_since_plan: None,
     };
     if cancel.is_cancelled() {
-        return unread(RepoOutcome::NotRead);
+        return Err(unread(RepoOutcome::NotRead));
     }
-    let snap = match snapshot::read_repository(ecr, repository).await {
-        Ok(s) => s,
-        Err(e) => {
+    snapshot::read_repository(ecr, repository, concurrency)
+        .await
+        .map_err(|e| {
             tracing::warn!(repository = %name, error = %e, "cannot read repository");
-            return unread(RepoOutcome::ReadFailed(e));
-        }
+            unread(RepoOutcome::ReadFailed(e))
+        })
+}
+
+/// One repository as read (or its report when it was not): plan it, from its part of
+/// the reviewed plan file when there is one, and apply.
+#[allow(clippy::too_many_arguments)]
+async fn plan_repository(
+    ecr: &dyn EcrApi,
+    snap: Result<snapshot::RepoSnapshot, RepoReport>,
+    usage: &EcsUsage,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    apply: bool,
+    plan_file: Option<&PlanFile>,
+    cancel: &CancellationToken,
+) -> RepoReport {
+    let snap = match snap {
+        Ok(snap) => snap,
+        Err(unread) => return unread,
     };
+    let reviewed = plan_file.and_then(|p| {
+        p.repository(&snap.repository.name)
+            .map(|repo| ReviewedPlan {
+                repo,
+                created_at: p.created_at,
+            })
+    });
+    prune_repository(ecr, snap, usage, policy, now, apply, reviewed, cancel).await
+}
+
+/// One repository read: plan (from the reviewed plan when there is one), and
+/// (applying, not refused) delete, then validate what is left.
+#[allow(clippy::too_many_arguments)]
+async fn prune_repository(
+    ecr: &dyn EcrApi,
+    snap: snapshot::RepoSnapshot,
+    usage: &EcsUsage,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    apply: bool,
+    reviewed: Option<ReviewedPlan<'_>>,
+    cancel: &CancellationToken,
+) -> RepoReport {
+    let name = snap.repository.name.clone();
     let inputs_digest = reviewed::repository_digest(&snap);
     let plan = match reviewed {
         Some(r) => planner::plan_reviewed(&snap, usage, policy, now, r),

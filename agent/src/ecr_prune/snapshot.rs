@@ -187,10 +187,14 @@ pub fn index_children(manifest: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One repository: all images, then the manifests of its indexes.
+/// One repository: all images, then the manifests of its indexes, `concurrency`
+/// BatchGetImage calls (100 manifests each) at a time. The calls overlap because each
+/// is a round trip of its own and nothing orders them; the listing's pages cannot
+/// (each needs the previous page's `nextToken`).
 pub async fn read_repository(
     ecr: &dyn EcrApi,
     repository: Repository,
+    concurrency: usize,
 ) -> Result<RepoSnapshot, ApiError> {
     let images = ecr.describe_images(&repository.name).await?;
     let indexes: Vec<String> = images
@@ -199,7 +203,7 @@ pub async fn read_repository(
         .map(|i| i.digest.clone())
         .collect();
     let mut children = HashMap::new();
-    read_children(ecr, &repository.name, &indexes, &mut children).await?;
+    read_children(ecr, &repository.name, &indexes, concurrency, &mut children).await?;
     tracing::debug!(
         repository = %repository.name,
         images = images.len(),
@@ -213,15 +217,24 @@ pub async fn read_repository(
     })
 }
 
-/// The children of these indexes, 100 manifests per BatchGetImage.
+/// The children of these indexes, 100 manifests per BatchGetImage, `concurrency` calls
+/// at a time; the first call that fails fails the read.
 async fn read_children(
     ecr: &dyn EcrApi,
     repository: &str,
     indexes: &[String],
+    concurrency: usize,
     children: &mut HashMap<String, Vec<String>>,
 ) -> Result<(), ApiError> {
-    for chunk in indexes.chunks(ECR_BATCH_MAX) {
-        for (digest, manifest) in ecr.get_manifests(repository, chunk).await? {
+    // The calls made up front, not in the stream's closure: a closure over borrowed
+    // chunks there makes the caller's future not `Send` (a rustc limitation).
+    let calls: Vec<_> = indexes
+        .chunks(ECR_BATCH_MAX)
+        .map(|chunk| ecr.get_manifests(repository, chunk))
+        .collect();
+    let mut calls = stream::iter(calls).buffer_unordered(concurrency.max(1));
+    while let Some(manifests) = calls.next().await {
+        for (digest, manifest) in manifests? {
             children.insert(digest, index_children(&manifest));
         }
     }
@@ -247,7 +260,8 @@ pub async fn read_again(ecr: &dyn EcrApi, before: &RepoSnapshot) -> Result<RepoS
         .filter(|i| i.is_index() && !children.contains_key(&i.digest))
         .map(|i| i.digest.clone())
         .collect();
-    read_children(ecr, name, &unknown, &mut children).await?;
+    // Rare (an index pushed during the apply): one call at a time.
+    read_children(ecr, name, &unknown, 1, &mut children).await?;
     Ok(RepoSnapshot {
         repository: before.repository.clone(),
         images,
@@ -268,35 +282,35 @@ pub async fn read_ecs(
     concurrency: usize,
     keep_task_definitions: usize,
 ) -> Result<EcsUsage, ApiError> {
-    read_ecs_with(
-        ecs,
-        clusters,
-        concurrency,
-        keep_task_definitions,
-        BTreeMap::new(),
-    )
+    read_ecs_with(ecs, clusters, concurrency, keep_task_definitions, async {
+        Ok(BTreeMap::new())
+    })
     .await
 }
 
-/// [`read_ecs`], with more task definitions in use (`scheduled`: task definition → who
-/// runs it, e.g. a schedule), protected like a service's: their images and the newest
-/// ACTIVE revisions of their family.
+/// [`read_ecs`], with more task definitions in use (`scheduled` reads them: task
+/// definition → who runs it, e.g. a schedule; read while the clusters are), protected
+/// like a service's: their images and the newest ACTIVE revisions of their family.
 pub async fn read_ecs_with(
     ecs: &dyn EcsApi,
     clusters: &ProtectClusters,
     concurrency: usize,
     keep_task_definitions: usize,
-    scheduled: BTreeMap<String, String>,
+    scheduled: impl std::future::Future<Output = Result<BTreeMap<String, String>, ApiError>>,
 ) -> Result<EcsUsage, ApiError> {
-    let clusters: Vec<String> = match clusters {
-        ProtectClusters::All => ecs.list_clusters().await?,
-        ProtectClusters::Named(names) => names.clone(),
+    let read_clusters = async {
+        let clusters: Vec<String> = match clusters {
+            ProtectClusters::All => ecs.list_clusters().await?,
+            ProtectClusters::Named(names) => names.clone(),
+        };
+        // In the order listed: the first chain found names a use.
+        stream::iter(clusters)
+            .map(|cluster| async move { read_cluster(ecs, &cluster, concurrency).await })
+            .buffered(concurrency)
+            .try_collect::<Vec<(EcsUsage, BTreeMap<String, String>, bool)>>()
+            .await
     };
-    let per_cluster: Vec<(EcsUsage, BTreeMap<String, String>, bool)> = stream::iter(clusters)
-        .map(|cluster| async move { read_cluster(ecs, &cluster).await })
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await?;
+    let (per_cluster, scheduled) = tokio::try_join!(read_clusters, scheduled)?;
     let mut usage = EcsUsage::default();
     // task definition → who uses it
     let mut task_definitions: BTreeMap<String, String> = BTreeMap::new();
@@ -374,71 +388,127 @@ pub async fn read_ecs_with(
 
 /// One cluster: task images and digests, service revisions' pinned digests, the task
 /// definitions still to describe (with who uses them), and whether the service
-/// deployments API could not be read (so only DescribeServices protected).
+/// deployments API could not be read (so only DescribeServices protected). Tasks and
+/// services are read side by side, and their Describe* batches and each service's
+/// deployment reads `concurrency` at a time: every one is a round trip of its own. The
+/// answers are merged in the order they were asked for, so the chain a reason names
+/// does not depend on which answer came first.
 async fn read_cluster(
     ecs: &dyn EcsApi,
     cluster: &str,
+    concurrency: usize,
 ) -> Result<(EcsUsage, BTreeMap<String, String>, bool), ApiError> {
+    let ((mut usage, mut task_definitions), (services, tds, fell_back)) = tokio::try_join!(
+        read_tasks(ecs, cluster, concurrency),
+        read_services(ecs, cluster, concurrency)
+    )?;
+    usage.merge(services);
+    for (td, origin) in tds {
+        task_definitions.entry(td).or_insert(origin);
+    }
+    Ok((usage, task_definitions, fell_back))
+}
+
+/// Running and recently stopped tasks of one cluster: their images and digests, and
+/// their task definitions (with who uses them).
+async fn read_tasks(
+    ecs: &dyn EcsApi,
+    cluster: &str,
+    concurrency: usize,
+) -> Result<(EcsUsage, BTreeMap<String, String>), ApiError> {
     let mut usage = EcsUsage::default();
     let mut task_definitions: BTreeMap<String, String> = BTreeMap::new();
-    let mut tasks = ecs.list_tasks(cluster).await?;
-    let stopped = ecs.list_stopped_tasks(cluster).await?;
+    let (mut tasks, stopped) =
+        tokio::try_join!(ecs.list_tasks(cluster), ecs.list_stopped_tasks(cluster))?;
     tasks.extend(stopped);
     tasks.sort();
     tasks.dedup();
     let cluster_name = short_arn(cluster);
-    for chunk in tasks.chunks(ECS_TASKS_BATCH_MAX) {
-        for task in ecs.describe_tasks(cluster, chunk).await? {
-            let origin = format!(
-                "task of {} in cluster {cluster_name}",
-                short_arn(&task.task_definition)
-            );
-            // The family stays protected (rollback targets), even when the task's
-            // containers tell their images.
-            task_definitions
-                .entry(task.task_definition.clone())
-                .or_insert_with(|| origin.clone());
-            for image in task.images {
-                usage.add_image_from(image, &origin);
-            }
-            for digest in task.digests {
-                let chain = format!("{origin}, running {digest}");
-                usage.add_digest_from(digest, chain);
-            }
+    let calls: Vec<_> = tasks
+        .chunks(ECS_TASKS_BATCH_MAX)
+        .map(|chunk| ecs.describe_tasks(cluster, chunk))
+        .collect();
+    let described: Vec<Vec<_>> = stream::iter(calls)
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    for task in described.into_iter().flatten() {
+        let origin = format!(
+            "task of {} in cluster {cluster_name}",
+            short_arn(&task.task_definition)
+        );
+        // The family stays protected (rollback targets), even when the task's
+        // containers tell their images.
+        task_definitions
+            .entry(task.task_definition.clone())
+            .or_insert_with(|| origin.clone());
+        for image in task.images {
+            usage.add_image_from(image, &origin);
+        }
+        for digest in task.digests {
+            let chain = format!("{origin}, running {digest}");
+            usage.add_digest_from(digest, chain);
         }
     }
+    Ok((usage, task_definitions))
+}
+
+/// The services of one cluster: the task definitions of their counting deployments and
+/// the digests their service revisions pinned; whether the deployments API was missing.
+async fn read_services(
+    ecs: &dyn EcsApi,
+    cluster: &str,
+    concurrency: usize,
+) -> Result<(EcsUsage, BTreeMap<String, String>, bool), ApiError> {
+    let mut usage = EcsUsage::default();
+    let mut task_definitions: BTreeMap<String, String> = BTreeMap::new();
     let services = ecs.list_services(cluster).await?;
+    let calls: Vec<_> = services
+        .chunks(ECS_SERVICES_BATCH_MAX)
+        .map(|chunk| ecs.describe_services(cluster, chunk))
+        .collect();
+    let described: Vec<Vec<Service>> = stream::iter(calls)
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    // (deployments' task definitions, the service's ARN or name, its name), in order.
+    let mut named = Vec::new();
+    for service in described.into_iter().flatten() {
+        let name = if service.name.is_empty() {
+            short_arn(&service.arn).to_owned()
+        } else {
+            service.name.clone()
+        };
+        let target = if service.arn.is_empty() {
+            name.clone()
+        } else {
+            service.arn.clone()
+        };
+        named.push((service_task_definitions(&service), target, name));
+    }
+    let reads: Vec<_> = named
+        .iter()
+        .map(|(_, target, name)| read_service_revisions_or_none(ecs, cluster, target, name))
+        .collect();
+    let revisions: Vec<_> = stream::iter(reads)
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await?;
     let mut fell_back = false;
-    for chunk in services.chunks(ECS_SERVICES_BATCH_MAX) {
-        for service in ecs.describe_services(cluster, chunk).await? {
-            let name = if service.name.is_empty() {
-                short_arn(&service.arn).to_owned()
-            } else {
-                service.name.clone()
-            };
-            for td in service_task_definitions(&service) {
-                task_definitions
-                    .entry(td)
-                    .or_insert_with(|| format!("service {name} deployment"));
-            }
-            let target = if service.arn.is_empty() {
-                name.clone()
-            } else {
-                service.arn.clone()
-            };
-            match read_service_revisions(ecs, cluster, &target, &name).await {
-                Ok((u, tds)) => {
-                    usage.merge(u);
-                    for (td, origin) in tds {
-                        task_definitions.entry(td).or_insert(origin);
-                    }
+    for ((tds, _, name), read) in named.iter().zip(revisions) {
+        for td in tds {
+            task_definitions
+                .entry(td.clone())
+                .or_insert_with(|| format!("service {name} deployment"));
+        }
+        match read {
+            Some((u, tds)) => {
+                usage.merge(u);
+                for (td, origin) in tds {
+                    task_definitions.entry(td).or_insert(origin);
                 }
-                Err(e) if unavailable(&e) => {
-                    tracing::debug!(service = %name, error = %e.brief(), "service deployments not readable");
-                    fell_back = true;
-                }
-                Err(e) => return Err(e),
             }
+            None => fell_back = true,
         }
     }
     Ok((usage, task_definitions, fell_back))
@@ -453,6 +523,24 @@ pub fn unavailable(e: &ApiError) -> bool {
         || m.contains("notimplemented")
         || m.contains("not supported")
         || m.contains("invalidaction")
+}
+
+/// [`read_service_revisions`], None when the deployments API is not served here (the
+/// DescribeServices fallback).
+async fn read_service_revisions_or_none(
+    ecs: &dyn EcsApi,
+    cluster: &str,
+    service: &str,
+    name: &str,
+) -> Result<Option<(EcsUsage, BTreeMap<String, String>)>, ApiError> {
+    match read_service_revisions(ecs, cluster, service, name).await {
+        Ok(read) => Ok(Some(read)),
+        Err(e) if unavailable(&e) => {
+            tracing::debug!(service = %name, error = %e.brief(), "service deployments not readable");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// One service's counting deployments, their target and source revisions, and the
@@ -607,7 +695,7 @@ mod tests {
     async fn index_manifests_read_100_per_call() {
         let images: Vec<_> = (0..250).map(|i| index(&format!("i{i}"), &[], 1)).collect();
         let ecr = FakeEcr::with(vec![("app", images)]);
-        let snap = read_repository(&ecr, crate::testing::ecr::repository("app"))
+        let snap = read_repository(&ecr, crate::testing::ecr::repository("app"), 4)
             .await
             .unwrap();
         assert_eq!(snap.images.len(), 250);

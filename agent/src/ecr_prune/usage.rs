@@ -33,8 +33,9 @@ impl std::fmt::Debug for UsageSource<'_> {
     }
 }
 
-/// Everything one source can start next. Scheduled tasks are read first: their task
-/// definitions join the services' and tasks' (images and family revisions).
+/// Everything one source can start next. Scheduled tasks are read beside the clusters:
+/// their task definitions join the services' and tasks' (images and family revisions);
+/// Lambda beside both.
 pub async fn read_source(
     source: &UsageSource<'_>,
     settings: &Settings,
@@ -44,8 +45,7 @@ pub async fn read_source(
         source.schedules,
         &settings.protect_ecs_cluster,
         settings.concurrency,
-    )
-    .await?;
+    );
     let (ecs, lambda) = tokio::join!(
         read_ecs_with(
             source.ecs,

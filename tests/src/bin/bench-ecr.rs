@@ -1,12 +1,25 @@
 //! Benchmark of `shipshape ecr-prune` through the strict proxy in front of moto (real page
 //! sizes, index-first deletion): 20 repositories × 1,000 images plus one repository ×
 //! 10,000 images, every release an image index with two children and a cosign signature
-//! (4 manifests), and ECS with 200 running tasks and 30 services using some of them.
-//! Seeding (straight to moto) is timed apart and not counted. Then, timed: a plan run and an
-//! apply run of the binary (calls per operation from its `shipshape::aws_call` lines,
-//! beside the minimum real paging allows), and the reference: a minimal boto3
-//! DescribeImages paginator (PageSize 1000) over the same repositories, through the same
-//! proxy, in the same run. The ratio printed is plan wall time / boto3 wall time.
+//! (4 manifests), and ECS with 200 running tasks and 30 services using some of them, in
+//! two accounts: the tasks and half the services in the registry's account, the other
+//! services in a workload account (moto switches accounts on AssumeRole) that the binary reads through
+//! `--usage-role`. Seeding (straight to moto) is timed apart and not counted. Then,
+//! timed: a plan run and an apply run of the binary (calls per operation from its
+//! `shipshape::aws_call` lines, beside the minimum real paging allows), and the
+//! reference: a minimal boto3 DescribeImages paginator (PageSize 1000) over the same
+//! repositories, through the same proxy, in the same run. The ratio printed is plan wall
+//! time / boto3 wall time.
+//!
+//! The profile: per operation, the requests the proxy passed to moto during each run
+//! and the wall time of those round trips (summed; overlapping ones each count whole).
+//! moto is one Python process: requests that overlap share its one interpreter, so
+//! concurrency hides our round trips' latency but not moto's own work, and its
+//! BatchGetImage scans the whole repository for every id asked (quadratic in this
+//! emulator, not in ECR).
+//!
+//! `BENCH_ECR_BASELINE=PATH` (another `shipshape` binary, e.g. main's) adds a plan run of
+//! that binary just before ours, timed the same way: before/after on the same data.
 //!
 //! Sizes: `BENCH_ECR_REPOS`, `BENCH_ECR_IMAGES`, `BENCH_ECR_BIG_IMAGES`, `BENCH_ECR_TASKS`,
 //! `BENCH_ECR_SERVICES` (defaults: the sizes above). boto3 comes from the test venv
@@ -23,7 +36,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use shipshape_tests::aws::Aws;
-use shipshape_tests::bin::{run_shipshape, Output};
+use shipshape_tests::bin::{run as run_command, run_shipshape, Output};
 use shipshape_tests::moto::{moto_server_path, Moto};
 use shipshape_tests::proxy::AwsProxy;
 
@@ -33,6 +46,8 @@ const KEEP_LAST: &str = "100";
 const PER_RELEASE: usize = 4;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The workload account (moto switches to it on AssumeRole of a role in it).
+const WORKLOAD: &str = "210987654321";
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -131,23 +146,73 @@ async fn seed_images(aws: &Aws, sizes: &Sizes) -> usize {
         .await
 }
 
-/// 2 container instances; `tasks` running tasks of families job-K, K per repository,
-/// each on an old release of its repository (which keep-last alone would expire);
-/// `services` services (desired count 0) on other old releases.
-async fn seed_ecs(moto: &Moto, aws: &Aws, sizes: &Sizes, uri: &str) {
-    aws.cluster_with_instances(moto, "prod", 2).await;
+/// What one account runs: `tasks` running tasks of families job-K (10 tasks each),
+/// each on an old release of a repository (which keep-last alone would expire), and
+/// `services` services (desired count 0) on other old releases. `first` numbers the
+/// families and services across accounts, so each account's use other releases.
+#[derive(Debug, Clone, Copy)]
+struct Workload {
+    tasks: usize,
+    services: usize,
+    first_family: usize,
+    first_service: usize,
+}
+
+impl Workload {
+    /// The two accounts' shares: every task and the first half of the services in the
+    /// registry's account, the other services in the workload account. Tasks stay in the
+    /// registry's account: moto's RegisterContainerInstance there does not find an EC2
+    /// instance run with the assumed role's key (not solved for lack of time).
+    fn split(sizes: &Sizes) -> [Workload; 2] {
+        let own_tasks = sizes.tasks;
+        let own_services = sizes.services / 2;
+        [
+            Workload {
+                tasks: own_tasks,
+                services: own_services,
+                first_family: 0,
+                first_service: 0,
+            },
+            Workload {
+                tasks: sizes.tasks - own_tasks,
+                services: sizes.services - own_services,
+                first_family: own_tasks.div_ceil(10),
+                first_service: own_services,
+            },
+        ]
+    }
+
+    /// Task definition families this account uses (each with one revision).
+    fn families(&self) -> usize {
+        self.tasks.div_ceil(10) + self.services
+    }
+}
+
+/// 2 container instances in cluster `prod` of the account `aws` talks to, and what
+/// `work` runs there.
+async fn seed_ecs(moto: &Moto, aws: &Aws, sizes: &Sizes, work: Workload, uri: &str) {
+    if work.tasks > 0 {
+        aws.cluster_with_instances(moto, "prod", 2).await;
+    } else {
+        aws.ecs
+            .create_cluster()
+            .cluster_name("prod")
+            .send()
+            .await
+            .expect("CreateCluster");
+    }
     let repos = sizes.repos.max(1);
     let mut started = 0;
-    let mut k = 0;
-    while started < sizes.tasks {
-        let count = (sizes.tasks - started).min(10);
+    let mut k = work.first_family;
+    while started < work.tasks {
+        let count = (work.tasks - started).min(10);
         let image = format!("{uri}/service-{:02}:r{:05}", k % repos, 10 + k / repos);
         let td = aws.task_definition(&format!("job-{k}"), &image).await;
         aws.run_tasks("prod", &td, count).await;
         started += count;
         k += 1;
     }
-    for j in 0..sizes.services {
+    for j in work.first_service..work.first_service + work.services {
         let image = format!("{uri}/service-{:02}:r{:05}", j % repos, 20 + j / repos);
         let td = aws.task_definition(&format!("svc-{j}"), &image).await;
         aws.ecs
@@ -159,6 +224,60 @@ async fn seed_ecs(moto: &Moto, aws: &Aws, sizes: &Sizes, uri: &str) {
             .send()
             .await
             .expect("CreateService");
+    }
+}
+
+/// The workload account's role, and clients with its credentials (moto's AssumeRole
+/// answers keys that moto maps to the role's account).
+fn workload_account(moto: &Moto, direct: &Aws) -> (String, Aws) {
+    let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
+    let out = moto.aws_cli(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        &role,
+        "--role-session-name",
+        "bench-seed",
+        "--query",
+        "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]",
+    ]);
+    let parts: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(parts.len(), 3, "assume-role: {out}");
+    (role, direct.with_credentials(parts[0], parts[1], parts[2]))
+}
+
+/// Requests moto served per operation between two `AwsProxy::upstream` readings.
+fn upstream_delta(
+    before: &BTreeMap<String, (usize, Duration)>,
+    after: &BTreeMap<String, (usize, Duration)>,
+) -> BTreeMap<String, (usize, Duration)> {
+    after
+        .iter()
+        .map(|(op, (n, t))| {
+            let (n0, t0) = before.get(op).copied().unwrap_or_default();
+            (op.clone(), (n - n0, t.saturating_sub(t0)))
+        })
+        .filter(|(_, (n, _))| *n > 0)
+        .collect()
+}
+
+/// The profile of one run: moto's round trips per operation, slowest first.
+fn print_profile(label: &str, wall: Duration, moto: &BTreeMap<String, (usize, Duration)>) {
+    let mut rows: Vec<(&String, &(usize, Duration))> = moto.iter().collect();
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1 .1));
+    let total: Duration = rows.iter().map(|(_, (_, t))| *t).sum();
+    println!(
+        "profile {label}: {:.2}s wall; round trips to moto {:.2}s summed",
+        wall.as_secs_f64(),
+        total.as_secs_f64()
+    );
+    for (op, (n, t)) in rows {
+        let op = if op.is_empty() { "(REST: Lambda)" } else { op };
+        println!(
+            "  {op:<34} {n:>5} to moto {:>8.3}s  {:>7.1} ms each",
+            t.as_secs_f64(),
+            t.as_secs_f64() * 1000.0 / *n as f64
+        );
     }
 }
 
@@ -177,13 +296,25 @@ fn calls(out: &Output) -> BTreeMap<String, usize> {
     map
 }
 
-fn run(env: &[(String, String)], apply: bool) -> (Duration, Output) {
+fn run(env: &[(String, String)], role: &str, apply: bool) -> (Duration, Output) {
+    run_binary(None, env, role, apply)
+}
+
+/// [`run`] with `binary` (None: the one built beside this benchmark).
+fn run_binary(
+    binary: Option<&std::path::Path>,
+    env: &[(String, String)],
+    role: &str,
+    apply: bool,
+) -> (Duration, Output) {
     let mut args = vec![
         "--log-level",
         "debug",
         "--log-format",
         "json",
         "ecr-prune",
+        "--usage-role",
+        role,
         "--keep-last",
         KEEP_LAST,
         "--min-age",
@@ -198,7 +329,14 @@ fn run(env: &[(String, String)], apply: bool) -> (Duration, Output) {
         args.push("--apply");
     }
     let started = Instant::now();
-    let out = run_shipshape(args, env);
+    let out = match binary {
+        None => run_shipshape(args, env),
+        Some(path) => {
+            let mut cmd = std::process::Command::new(path);
+            cmd.env_clear().args(args).envs(env.iter().cloned());
+            run_command(&mut cmd)
+        }
+    };
     let elapsed = started.elapsed();
     if out.code != 0 {
         panic!(
@@ -281,19 +419,33 @@ async fn main() {
         .await
         .expect("DeleteRepository");
     let images = seed_images(&direct, &sizes).await;
-    seed_ecs(&moto, &direct, &sizes, &registry).await;
+    let accounts = Workload::split(&sizes);
+    let (role, workload) = workload_account(&moto, &direct);
+    seed_ecs(&moto, &direct, &sizes, accounts[0], &registry).await;
+    seed_ecs(&moto, &workload, &sizes, accounts[1], &registry).await;
     let repositories = sizes.repositories();
     println!(
-        "seeded {images} images ({} per release: index, 2 children, signature) in {} repositories, {} tasks, {} services in {:.1}s (straight to moto, not counted)",
+        "seeded {images} images ({} per release: index, 2 children, signature) in {} repositories; tasks/services {}/{} in the registry's account, {}/{} in account {WORKLOAD} (read through --usage-role); in {:.1}s (straight to moto, not counted)",
         PER_RELEASE,
         repositories.len(),
-        sizes.tasks,
-        sizes.services,
+        accounts[0].tasks,
+        accounts[0].services,
+        accounts[1].tasks,
+        accounts[1].services,
         started.elapsed().as_secs_f64()
     );
 
+    let at_start = proxy.upstream();
     let (boto_time, boto_images) = boto3(&env);
-    let (plan_time, plan_out) = run(&env, false);
+    let after_boto = proxy.upstream();
+    // Plans read only: a baseline binary's plan sees the same repositories as ours.
+    let baseline = std::env::var("BENCH_ECR_BASELINE").ok().map(|path| {
+        let (time, _) = run_binary(Some(std::path::Path::new(&path)), &env, &role, false);
+        (path, time, upstream_delta(&after_boto, &proxy.upstream()))
+    });
+    let after_baseline = proxy.upstream();
+    let (plan_time, plan_out) = run(&env, &role, false);
+    let after_plan = proxy.upstream();
     let doc: serde_json::Value = serde_json::from_str(&plan_out.stdout).expect("plan JSON");
     let planned: usize = doc["repositories"]
         .as_array()
@@ -304,14 +456,21 @@ async fn main() {
                 - r["images_after"].as_u64().unwrap_or(0) as usize
         })
         .sum();
-    let (apply_time, apply_out) = run(&env, true);
+    let (apply_time, apply_out) = run(&env, &role, true);
+    let after_apply = proxy.upstream();
     assert_eq!(boto_images, images, "boto3 saw every image");
 
     // The minimum each operation allows with real paging (DescribeImages at 1000 per page,
     // BatchGetImage/BatchDeleteImage 100 ids, ListTasks 100, DescribeTasks 100 ids,
     // ListServices 100, DescribeServices 10 ids). BatchDeleteImage: per repository, the
     // expired indexes and signatures (stage 0), then their children (stage 1).
-    let families = sizes.tasks.div_ceil(10) + sizes.services;
+    // ECS per account, summed over both (and the one AssumeRole of the workload's role).
+    let per_account = |f: &dyn Fn(&Workload) -> usize| accounts.iter().map(f).sum::<usize>();
+    let families = per_account(&|w| w.families());
+    let list_tasks = per_account(&|w| w.tasks.div_ceil(100).max(1) + 1);
+    let describe_tasks = per_account(&|w| w.tasks.div_ceil(100));
+    let list_services = per_account(&|w| w.services.div_ceil(100).max(1));
+    let describe_services = per_account(&|w| w.services.div_ceil(10));
     let deletes: usize = repositories
         .iter()
         .map(|(name, _)| 2 * expired_units(&doc, name))
@@ -335,23 +494,12 @@ async fn main() {
         ),
         ("BatchGetImage", (index_reads, index_reads)),
         ("BatchDeleteImage", (0, deletes)),
-        ("ListClusters", (1, 1)),
-        (
-            "ListTasks",
-            (
-                sizes.tasks.div_ceil(100).max(1) + 1,
-                sizes.tasks.div_ceil(100).max(1) + 1,
-            ),
-        ),
-        (
-            "DescribeTasks",
-            (sizes.tasks.div_ceil(100), sizes.tasks.div_ceil(100)),
-        ),
-        ("ListServices", (1, 1)),
-        (
-            "DescribeServices",
-            (sizes.services.div_ceil(10), sizes.services.div_ceil(10)),
-        ),
+        ("AssumeRole", (1, 1)),
+        ("ListClusters", (2, 2)),
+        ("ListTasks", (list_tasks, list_tasks)),
+        ("DescribeTasks", (describe_tasks, describe_tasks)),
+        ("ListServices", (list_services, list_services)),
+        ("DescribeServices", (describe_services, describe_services)),
         ("ListServiceDeployments", (sizes.services, sizes.services)),
         ("ListTaskDefinitions", (families, families)),
         ("DescribeTaskDefinition", (families, families)),
@@ -416,5 +564,28 @@ async fn main() {
     println!(
         "ratio plan / boto3 paginator: {:.2}x (goal <= 1.3x)",
         plan_time.as_secs_f64() / boto_time.as_secs_f64()
+    );
+    if let Some((path, time, moto)) = &baseline {
+        println!(
+            "baseline {path}: plan {:.2}s wall; this build's plan / baseline's: {:.2}x",
+            time.as_secs_f64(),
+            plan_time.as_secs_f64() / time.as_secs_f64()
+        );
+        print_profile("baseline plan", *time, moto);
+    }
+    print_profile(
+        "boto3 paginator",
+        boto_time,
+        &upstream_delta(&at_start, &after_boto),
+    );
+    print_profile(
+        "plan",
+        plan_time,
+        &upstream_delta(&after_baseline, &after_plan),
+    );
+    print_profile(
+        "apply",
+        apply_time,
+        &upstream_delta(&after_plan, &after_apply),
     );
 }
