@@ -750,7 +750,7 @@ async fn evictions_share_one_tag_log_read() {
     let done = execute(&fake, &fake, &p, &opts, &CancellationToken::new()).await;
     // 90 → 85 → 80 → 75 GiB: three evictions, each re-measured.
     assert_eq!(done.stats.images_deleted, 3);
-    assert_eq!(done.outcomes.images, dry_run(&p).images);
+    assert_eq!(done.outcomes.images, dry_run(&p, None).images);
     fake.with(|s| assert_eq!(s.replays.len(), 1, "{:?}", s.replays));
 
     let one_tag = (1..=5)
