@@ -269,6 +269,10 @@ mod tests {
         let seen: Seen = Arc::default();
         let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&seen)));
         tracing::subscriber::with_default(subscriber, || {
+            // Callsite interest is cached process-wide: another test thread that hit
+            // these callsites first, with no subscriber of its own, can leave them
+            // cached as "never"; recompute it now that this thread's subscriber exists.
+            tracing::callsite::rebuild_interest_cache();
             batch_outcomes(
                 "team/app",
                 vec!["sha256:a".to_owned(), "sha256:b".to_owned()],
