@@ -29,57 +29,60 @@ impl AwsLambda {
 #[async_trait::async_trait]
 impl LambdaApi for AwsLambda {
     async fn list_functions(&self) -> Result<Vec<Function>, ApiError> {
-        let mut pages = self
+        let functions = self
             .lambda
             .list_functions()
             .max_items(PAGE)
             .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListFunctions", e))?;
-            out.extend(page.functions().iter().filter_map(|f| {
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_error("ListFunctions", e))?;
+        Ok(functions
+            .iter()
+            .filter_map(|f| {
                 Some(Function {
                     name: f.function_name()?.to_owned(),
                     package_type: f.package_type().map(|p| p.as_str().to_owned()),
                 })
-            }));
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     async fn list_versions(&self, function: &str) -> Result<Vec<String>, ApiError> {
-        let mut pages = self
+        let versions = self
             .lambda
             .list_versions_by_function()
             .function_name(function)
             .max_items(PAGE)
             .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListVersionsByFunction", e))?;
-            out.extend(
-                page.versions()
-                    .iter()
-                    .filter_map(|v| v.version().map(str::to_owned)),
-            );
-        }
-        Ok(out)
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_error("ListVersionsByFunction", e))?;
+        Ok(versions
+            .iter()
+            .filter_map(|v| v.version().map(str::to_owned))
+            .collect())
     }
 
     async fn list_aliases(&self, function: &str) -> Result<Vec<Alias>, ApiError> {
-        let mut pages = self
+        let aliases = self
             .lambda
             .list_aliases()
             .function_name(function)
             .max_items(PAGE)
             .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_error("ListAliases", e))?;
-            out.extend(page.aliases().iter().filter_map(|a| {
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_error("ListAliases", e))?;
+        Ok(aliases
+            .iter()
+            .filter_map(|a| {
                 let mut weighted: Vec<String> = a
                     .routing_config()
                     .and_then(|r| r.additional_version_weights())
@@ -91,9 +94,8 @@ impl LambdaApi for AwsLambda {
                     version: a.function_version()?.to_owned(),
                     weighted,
                 })
-            }));
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     async fn function_code(
