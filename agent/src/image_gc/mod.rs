@@ -160,8 +160,7 @@ pub async fn run_with_last_use(
         }
         disk.layer_store(root, images)
     };
-    let mut unaccounted = None;
-    if settings.dry_run {
+    let (outcomes, stats, unaccounted) = if settings.dry_run {
         let evicting = matches!(plan.disk, planner::DiskPlan::Pressure { .. });
         let store = read_store(evicting);
         if let (true, Some(store), Some(estimates)) = (evicting, &store, estimates.as_mut()) {
@@ -173,10 +172,9 @@ pub async fn run_with_last_use(
                 "inode estimates"
             );
         }
-        unaccounted = Some(layers::unaccounted(disk, store.as_ref(), driver));
-    }
-    let (outcomes, stats) = if settings.dry_run {
-        (executor::dry_run(&plan, estimates.as_ref()), None)
+        let unaccounted = layers::unaccounted(disk, store.as_ref(), driver);
+        let outcomes = executor::dry_run(&plan, estimates.as_ref());
+        (outcomes, None, unaccounted)
     } else {
         let exec = executor::ExecOptions {
             concurrency: settings.concurrency,
@@ -196,16 +194,10 @@ pub async fn run_with_last_use(
             failures = stats.failures,
             "gc pass done"
         );
-        unaccounted = Some(layers::unaccounted(
-            disk,
-            read_store(false).as_ref(),
-            driver,
-        ));
-        (done.outcomes, Some(done.stats))
+        let unaccounted = layers::unaccounted(disk, read_store(false).as_ref(), driver);
+        (done.outcomes, Some(done.stats), unaccounted)
     };
-    if let Some(u) = &unaccounted {
-        tracing::debug!(unaccounted = ?u, "bytes the engine does not account for");
-    }
+    tracing::debug!(unaccounted = ?unaccounted, "bytes the engine does not account for");
     let ensure_free = settings.ensure_free.map(|target| {
         let after = match &stats {
             Some(stats) => stats.disk_after,
@@ -230,7 +222,7 @@ pub async fn run_with_last_use(
         ensure_free,
         estimates,
         container_log_bytes,
-        unaccounted,
+        unaccounted: Some(unaccounted),
     })
 }
 
