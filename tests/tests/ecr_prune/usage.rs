@@ -19,6 +19,11 @@ fn prune(env: &[(String, String)], args: &[&str]) -> Output {
     super::prune_env(env, args)
 }
 
+/// `ecr-prune EXTRA KEEP_ONE`: the usage flags under test, then keep-newest-and-apply.
+fn prune_keeping_one(env: &[(String, String)], extra: &[&str]) -> Output {
+    prune(env, &[extra, &KEEP_ONE[..]].concat())
+}
+
 /// Number of HTTP attempts of `op` the binary logged.
 fn calls(out: &Output, op: &str) -> usize {
     super::count(&super::calls(out), op)
@@ -269,9 +274,7 @@ async fn a_lambda_aliases_image_is_kept_by_its_resolved_digest() {
         );
     }
 
-    let mut args = vec!["--keep-task-definitions", "0"];
-    args.extend_from_slice(&KEEP_ONE);
-    let out = prune(&proxy.env(&moto), &args);
+    let out = prune_keeping_one(&proxy.env(&moto), &["--keep-task-definitions", "0"]);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected = vec![digests[1].clone(), digests[3].clone()];
     expected.sort();
@@ -384,9 +387,7 @@ async fn a_workload_accounts_usage_through_its_role_protects_a_registry_image() 
     let proxy = AwsProxy::start(&moto);
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let (digests, role, _) = registry_and_workload(&moto, &aws).await;
-    let mut args = vec!["--usage-role", role.as_str()];
-    args.extend_from_slice(&KEEP_ONE);
-    let out = prune(&proxy.env(&moto), &args);
+    let out = prune_keeping_one(&proxy.env(&moto), &["--usage-role", role.as_str()]);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected = vec![digests[1].clone(), digests[3].clone()];
     expected.sort();
@@ -428,9 +429,10 @@ async fn a_usage_file_written_in_the_workload_account_protects_and_an_unreadable
 
     // A usage file that cannot be read: exit 1, one line, nothing deleted.
     let missing = dir.path().join("missing.json");
-    let mut args = vec!["--usage-file", missing.to_str().expect("utf-8")];
-    args.extend_from_slice(&KEEP_ONE);
-    let failed = prune(&proxy.env(&moto), &args);
+    let failed = prune_keeping_one(
+        &proxy.env(&moto),
+        &["--usage-file", missing.to_str().expect("utf-8")],
+    );
     assert_eq!(failed.code, 1, "stderr: {}", failed.stderr);
     assert!(
         failed.stderr.contains("cannot use the usage file")
@@ -441,9 +443,7 @@ async fn a_usage_file_written_in_the_workload_account_protects_and_an_unreadable
     assert_eq!(aws.digests("shared").await.len(), 4, "nothing deleted");
     assert_eq!(calls(&failed, "BatchDeleteImage"), 0);
 
-    let mut args = vec!["--usage-file", file_arg];
-    args.extend_from_slice(&KEEP_ONE);
-    let out = prune(&proxy.env(&moto), &args);
+    let out = prune_keeping_one(&proxy.env(&moto), &["--usage-file", file_arg]);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let mut expected = vec![digests[1].clone(), digests[3].clone()];
     expected.sort();
@@ -489,9 +489,7 @@ async fn a_usage_role_that_cannot_be_assumed_fails_the_run_and_deletes_nothing()
         "AWS_ENDPOINT_URL_STS".into(),
         format!("http://127.0.0.1:{port}"),
     ));
-    let mut args = vec!["--usage-role", role.as_str()];
-    args.extend_from_slice(&KEEP_ONE);
-    let out = prune(&env, &args);
+    let out = prune_keeping_one(&env, &["--usage-role", role.as_str()]);
     assert_eq!(out.code, 1, "stderr: {}", out.stderr);
     assert!(
         out.stderr.contains("cannot assume the usage role")
@@ -676,9 +674,7 @@ async fn an_unreadable_usage_region_fails_the_run_closed() {
     let aws = Aws::with_endpoint(&moto, &proxy.endpoint()).await;
     let (digests, _) = usage_in_other_regions(&moto, &aws).await;
     proxy.deny_region("us-west-2");
-    let mut args = vec!["--usage-region", "us-west-2"];
-    args.extend_from_slice(&KEEP_ONE);
-    let out = prune(&proxy.env(&moto), &args);
+    let out = prune_keeping_one(&proxy.env(&moto), &["--usage-region", "us-west-2"]);
     assert_eq!(out.code, 1, "stderr: {}", out.stderr);
     let line = out
         .stderr
