@@ -545,3 +545,55 @@ fn digest_references_are_refused_and_accepted_alike_by_the_fake_and_dockerd() {
         .collect();
     assert_eq!(real.0, expected, "the engine's answers");
 }
+
+/// What a replay of the whole log gave after many tags: how many events, and the
+/// references of its first and last tag event.
+type RingTrace = (usize, Option<String>, Option<String>);
+
+async fn tag_past_the_ring(
+    engine: &dyn DockerEngine,
+    id: &str,
+    before_tag: &dyn Fn(),
+) -> RingTrace {
+    for n in 0..300 {
+        before_tag();
+        engine
+            .tag_image(id, "app", &format!("t{n}"))
+            .await
+            .expect("tag");
+    }
+    let events = engine
+        .replay_events(chrono::DateTime::UNIX_EPOCH, chrono::Utc::now())
+        .await
+        .expect("replay");
+    let tag = |e: &DockerEvent| {
+        (e.action == EventAction::Tag)
+            .then(|| e.name.clone())
+            .flatten()
+    };
+    (
+        events.len(),
+        events.iter().find_map(tag),
+        events.iter().rev().find_map(tag),
+    )
+}
+
+/// The fake replays only its last 256 events, as moby keeps only its last 256
+/// (`daemon/events`, `eventsLimit`): after 300 tags both give the same 256.
+#[test]
+fn the_fake_engine_replays_only_its_last_256_events_as_dockerd_does() {
+    let d = Dockerd::start();
+    let loaded = images::load(&d, &[ImageSpec::new("app:1", OLD)]);
+    let real = runtime().block_on(async {
+        let engine = BollardEngine::connect_to(d.host()).await.expect("connect");
+        tag_past_the_ring(&engine, &loaded[0], &|| {}).await
+    });
+    let fake = FakeDocker::new(vec![image("aa", &["app:1"], 48, 10)], vec![]);
+    let before_tag = || fake.with(|s| s.clock = Some(chrono::Utc::now()));
+    let fake_ring = runtime().block_on(tag_past_the_ring(&fake, &full_id("aa"), &before_tag));
+    assert_eq!(fake_ring, real, "fake vs dockerd (event ring)");
+    assert_eq!(
+        real,
+        (256, Some("app:t44".to_owned()), Some("app:t299".to_owned()))
+    );
+}
