@@ -292,6 +292,7 @@ fn main() {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", shipshape.display()));
     let mut ours = ours;
+    let spawned = Instant::now();
     let settled = settle(ours.id(), tck);
     let state_images = shipshape::last_use::LastUseState::load(&work.path().join("state.json"))
         .ok()
@@ -300,6 +301,21 @@ fn main() {
     println!(
         "shipshape settled after {:.1}s, tracking {state_images} images",
         settled.as_secs_f64()
+    );
+    // The daemon hands start-up's pages back 30 s after READY (`daemon::RELEASE_AFTER_READY`);
+    // idle is measured from then on, start-up's own figure is printed beside it.
+    let (anon, file) = rss_split(ours.id());
+    println!(
+        "shipshape before the first release: RSS {} KiB (anonymous {anon} KiB, file-backed {file} KiB)",
+        anon + file
+    );
+    let first_release = Duration::from_secs(32);
+    if let Some(wait) = first_release.checked_sub(spawned.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    println!(
+        "idle window starts {:.0}s after start",
+        spawned.elapsed().as_secs_f64()
     );
     let a = measure(&mut ours, window, tck);
     let (anon, file) = rss_split(ours.id());
