@@ -18,6 +18,10 @@
 //! BatchGetImage scans the whole repository for every id asked (quadratic in this
 //! emulator, not in ECR).
 //!
+//! A second reference times boto3 making, one call after another, the image reads any
+//! planner needs (those paginators, then BatchGetImage of every index for its children):
+//! the plan against it says how much of the plan is the emulator answering those reads.
+//!
 //! `BENCH_ECR_BASELINE=PATH` (another `shipshape` binary, e.g. main's) adds a plan run of
 //! that binary just before ours, timed the same way: before/after on the same data.
 //!
@@ -356,9 +360,6 @@ fn run_binary(
 /// The reference: boto3's DescribeRepositories and DescribeImages paginators at 1000 per
 /// page, images counted. Wall time of the whole process, as for the binary.
 fn boto3(env: &[(String, String)]) -> (Duration, usize) {
-    let python = std::env::var("BENCH_ECR_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| moto_server_path().with_file_name("python"));
     let script = r#"
 import boto3
 ecr = boto3.client("ecr")
@@ -370,6 +371,47 @@ for page in ecr.get_paginator("describe_repositories").paginate(PaginationConfig
             n += len(images["imageDetails"])
 print(n)
 "#;
+    let (elapsed, out) = python(env, script);
+    (elapsed, out.parse().expect("image count"))
+}
+
+/// A second reference: boto3 making the image reads the plan cannot do without, one
+/// after another: the same paginators, then BatchGetImage of every index, 100 digests a
+/// call (the API's limit), for its child manifests. No ECS, no usage sources. It shows how
+/// much of the plan's time is the emulator answering reads any tool needs; in moto,
+/// BatchGetImage scans the whole repository for each digest asked.
+fn boto3_image_reads(env: &[(String, String)]) -> (Duration, usize) {
+    let script = r#"
+import boto3
+ecr = boto3.client("ecr")
+INDEX = ["application/vnd.oci.image.index.v1+json",
+         "application/vnd.docker.distribution.manifest.list.v2+json"]
+got = 0
+for page in ecr.get_paginator("describe_repositories").paginate(PaginationConfig={"PageSize": 1000}):
+    for repo in page["repositories"]:
+        name = repo["repositoryName"]
+        indexes = []
+        for images in ecr.get_paginator("describe_images").paginate(
+                repositoryName=name, PaginationConfig={"PageSize": 1000}):
+            indexes += [d["imageDigest"] for d in images["imageDetails"]
+                        if d.get("imageManifestMediaType") in INDEX]
+        for i in range(0, len(indexes), 100):
+            answer = ecr.batch_get_image(
+                repositoryName=name, acceptedMediaTypes=INDEX,
+                imageIds=[{"imageDigest": d} for d in indexes[i:i + 100]])
+            got += len(answer["images"])
+print(got)
+"#;
+    let (elapsed, out) = python(env, script);
+    (elapsed, out.parse().expect("index count"))
+}
+
+/// Run `script` with the test venv's python (or `BENCH_ECR_PYTHON`): wall time of the
+/// whole process, as for the binary, and its trimmed stdout.
+fn python(env: &[(String, String)], script: &str) -> (Duration, String) {
+    let python = std::env::var("BENCH_ECR_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| moto_server_path().with_file_name("python"));
     let started = Instant::now();
     let out = std::process::Command::new(&python)
         .arg("-c")
@@ -384,11 +426,10 @@ print(n)
         "boto3 reference failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let n = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("image count");
-    (elapsed, n)
+    (
+        elapsed,
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
 }
 
 fn expired_units(doc: &serde_json::Value, repo: &str) -> usize {
@@ -438,10 +479,12 @@ async fn main() {
     let at_start = proxy.upstream();
     let (boto_time, boto_images) = boto3(&env);
     let after_boto = proxy.upstream();
+    let (reads_time, reads_indexes) = boto3_image_reads(&env);
+    let after_reads = proxy.upstream();
     // Plans read only: a baseline binary's plan sees the same repositories as ours.
     let baseline = std::env::var("BENCH_ECR_BASELINE").ok().map(|path| {
         let (time, _) = run_binary(Some(std::path::Path::new(&path)), &env, &role, false);
-        (path, time, upstream_delta(&after_boto, &proxy.upstream()))
+        (path, time, upstream_delta(&after_reads, &proxy.upstream()))
     });
     let after_baseline = proxy.upstream();
     let (plan_time, plan_out) = run(&env, &role, false);
@@ -565,6 +608,11 @@ async fn main() {
         "ratio plan / boto3 paginator: {:.2}x (goal <= 1.3x)",
         plan_time.as_secs_f64() / boto_time.as_secs_f64()
     );
+    println!(
+        "boto3 image reads (the paginators, then BatchGetImage of all {reads_indexes} indexes, one call after another): {:.2}s wall; ratio plan / those reads: {:.2}x",
+        reads_time.as_secs_f64(),
+        plan_time.as_secs_f64() / reads_time.as_secs_f64()
+    );
     if let Some((path, time, moto)) = &baseline {
         println!(
             "baseline {path}: plan {:.2}s wall; this build's plan / baseline's: {:.2}x",
@@ -577,6 +625,11 @@ async fn main() {
         "boto3 paginator",
         boto_time,
         &upstream_delta(&at_start, &after_boto),
+    );
+    print_profile(
+        "boto3 image reads",
+        reads_time,
+        &upstream_delta(&after_boto, &after_reads),
     );
     print_profile(
         "plan",
