@@ -42,6 +42,9 @@ pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     /// ECS in us-east-1.
     pub ecs: aws_sdk_ecs::Client,
+    /// The credentials of [`Aws::with_credentials`] as AWS CLI environment variables
+    /// (empty: moto's test credentials).
+    cli_credentials: Vec<(String, String)>,
 }
 
 impl Aws {
@@ -71,12 +74,21 @@ impl Aws {
             None,
             "shipshape-tests-assumed",
         );
-        Aws::from_sdk(
+        let mut aws = Aws::from_sdk(
             self.sdk
                 .to_builder()
                 .credentials_provider(aws_sdk_ecr::config::SharedCredentialsProvider::new(creds))
                 .build(),
-        )
+        );
+        aws.cli_credentials = [
+            ("AWS_ACCESS_KEY_ID", access_key),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_SESSION_TOKEN", token),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        aws
     }
 
     fn from_sdk(sdk: aws_config::SdkConfig) -> Aws {
@@ -84,6 +96,7 @@ impl Aws {
             ecr: aws_sdk_ecr::Client::new(&sdk),
             ecs: aws_sdk_ecs::Client::new(&sdk),
             sdk,
+            cli_credentials: Vec::new(),
         }
     }
 
@@ -210,7 +223,27 @@ impl Aws {
             .await
             .expect("CreateCluster");
         for _ in 0..instances {
-            let instance = ec2_run_instance(moto);
+            // moto files an instance under the account of the key that runs it, and
+            // RegisterContainerInstance looks it up in the caller's account.
+            let instance = if self.cli_credentials.is_empty() {
+                ec2_run_instance(moto)
+            } else {
+                moto.aws_cli_as(
+                    &self.cli_credentials,
+                    &[
+                        "ec2",
+                        "run-instances",
+                        "--image-id",
+                        "ami-12c6146b",
+                        "--count",
+                        "1",
+                        "--instance-type",
+                        "t3.micro",
+                        "--query",
+                        "Instances[0].InstanceId",
+                    ],
+                )
+            };
             let doc =
                 serde_json::json!({"instanceId": instance, "region": "us-east-1"}).to_string();
             self.ecs
