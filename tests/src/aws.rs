@@ -64,30 +64,33 @@ impl Aws {
         Aws::from_sdk(sdk)
     }
 
-    /// These clients with other credentials (e.g. an assumed role's, which moto maps to
-    /// the role's account): `(access key id, secret, session token)`.
-    pub fn with_credentials(&self, access_key: &str, secret: &str, token: &str) -> Aws {
-        let creds = aws_sdk_ecr::config::Credentials::new(
-            access_key,
-            secret,
-            Some(token.to_owned()),
+    /// These clients with other credentials (e.g. an assumed role's from
+    /// [`Moto::assume_role`], which moto maps to the role's account), given as AWS CLI
+    /// environment variables.
+    pub fn with_credentials(&self, creds: &[(String, String)]) -> Aws {
+        let var = |key: &str| {
+            creds
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{key} missing from the credentials"))
+        };
+        let sdk_creds = aws_sdk_ecr::config::Credentials::new(
+            var("AWS_ACCESS_KEY_ID"),
+            var("AWS_SECRET_ACCESS_KEY"),
+            Some(var("AWS_SESSION_TOKEN")),
             None,
             "shipshape-tests-assumed",
         );
         let mut aws = Aws::from_sdk(
             self.sdk
                 .to_builder()
-                .credentials_provider(aws_sdk_ecr::config::SharedCredentialsProvider::new(creds))
+                .credentials_provider(aws_sdk_ecr::config::SharedCredentialsProvider::new(
+                    sdk_creds,
+                ))
                 .build(),
         );
-        aws.cli_credentials = [
-            ("AWS_ACCESS_KEY_ID", access_key),
-            ("AWS_SECRET_ACCESS_KEY", secret),
-            ("AWS_SESSION_TOKEN", token),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+        aws.cli_credentials = creds.to_vec();
         aws
     }
 

@@ -190,6 +190,28 @@ impl Moto {
         self.aws_cli_as(&[], args)
     }
 
+    /// Credentials of `role` as AWS CLI environment variables (moto's AssumeRole
+    /// switches to the role's account).
+    pub fn assume_role(&self, role: &str) -> Vec<(String, String)> {
+        let out = self.aws_cli(&[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            role,
+            "--role-session-name",
+            "seed",
+            "--query",
+            "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]",
+        ]);
+        let parts: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "assume-role: {out}");
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), parts[0].into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), parts[1].into()),
+            ("AWS_SESSION_TOKEN".into(), parts[2].into()),
+        ]
+    }
+
     /// [`Moto::aws_cli`] with `creds` (e.g. an assumed role's, which moto maps to the
     /// role's account) over the test credentials.
     pub fn aws_cli_as(&self, creds: &[(String, String)], args: &[&str]) -> String {

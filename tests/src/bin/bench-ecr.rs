@@ -234,19 +234,8 @@ async fn seed_ecs(moto: &Moto, aws: &Aws, sizes: &Sizes, work: Workload, uri: &s
 /// answers keys that moto maps to the role's account).
 fn workload_account(moto: &Moto, direct: &Aws) -> (String, Aws) {
     let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
-    let out = moto.aws_cli(&[
-        "sts",
-        "assume-role",
-        "--role-arn",
-        &role,
-        "--role-session-name",
-        "bench-seed",
-        "--query",
-        "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]",
-    ]);
-    let parts: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(parts.len(), 3, "assume-role: {out}");
-    (role, direct.with_credentials(parts[0], parts[1], parts[2]))
+    let creds = moto.assume_role(&role);
+    (role, direct.with_credentials(&creds))
 }
 
 /// Requests moto served per operation between two `AwsProxy::upstream` readings.

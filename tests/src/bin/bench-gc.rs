@@ -149,8 +149,7 @@ fn gc_config(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
 /// Flush what loading the mix left dirty, so neither timed run pays the other's
 /// writeback.
 fn sync() {
-    let ok = Command::new("sync").status().is_ok_and(|s| s.success());
-    assert!(ok, "sync failed");
+    nix::unistd::sync();
 }
 
 /// Run the release binary under `/usr/bin/time` for its peak RSS.

@@ -300,27 +300,6 @@ async fn a_lambda_aliases_image_is_kept_by_its_resolved_digest() {
 
 const WORKLOAD: &str = "210987654321";
 
-/// Credentials of `role` (moto's AssumeRole switches to the role's account).
-fn assume(moto: &Moto, role: &str) -> Vec<(String, String)> {
-    let out = moto.aws_cli(&[
-        "sts",
-        "assume-role",
-        "--role-arn",
-        role,
-        "--role-session-name",
-        "seed",
-        "--query",
-        "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]",
-    ]);
-    let parts: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(parts.len(), 3, "assume-role: {out}");
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), parts[0].into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), parts[1].into()),
-        ("AWS_SESSION_TOKEN".into(), parts[2].into()),
-    ]
-}
-
 /// `env` with `creds` in place of its credentials.
 fn with_creds(env: &[(String, String)], creds: &[(String, String)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = env
@@ -342,7 +321,7 @@ async fn registry_and_workload(
     let (uri, digests) = images(aws, "shared", 4).await;
     assert!(uri.starts_with(ACCOUNT), "{uri}");
     let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
-    let creds = assume(moto, &role);
+    let creds = moto.assume_role(&role);
     let caller = moto.aws_cli_as(
         &creds,
         &["sts", "get-caller-identity", "--query", "Account"],
@@ -594,7 +573,7 @@ async fn usage_in_other_regions(moto: &Moto, aws: &Aws) -> (Vec<String>, String)
     };
     service(&[], "us-west-2", &format!("{uri}:v1"));
     let role = format!("arn:aws:iam::{WORKLOAD}:role/shipshape-usage");
-    let creds = assume(moto, &role);
+    let creds = moto.assume_role(&role);
     service(&creds, "eu-west-1", &format!("{uri}:v2"));
     (digests, role)
 }
